@@ -1,0 +1,61 @@
+"""Is the model really full integer? ``fully_quantized`` and ``float32_tensors``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from qcheck.checks import check
+from qcheck.checks.evidence import Evidence
+from qcheck.results import Measurement
+from qcheck.tflite.census import quantization_info
+
+_LISTED = 8  # names shown in a message; the JSON report has them all
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:_LISTED])
+    return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+@check("fully_quantized", unit="count")
+def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Every activation and weight is integer, with no float QUANTIZE/DEQUANTIZE."""
+    census = evidence.census()
+    info = quantization_info(evidence.info(), census)
+    parts = []
+    if census.float_ops:
+        parts.append(f"{len(census.float_ops)} operator(s) still compute in float: "
+                     + _listing([op.describe() for op in census.float_ops]))
+    if census.float_tensors:
+        parts.append(f"{len(census.float_tensors)} float tensor(s): "
+                     + _listing([t.name for t in census.float_tensors]))
+    if census.int32_activations:
+        parts.append(f"{len(census.int32_activations)} int32 activation(s): "
+                     + _listing([t.name for t in census.int32_activations]))
+    if not parts:
+        dtypes = ", ".join(f"{n} {d}" for d, n in info["dtypes"].items())
+        parts.append(f"all tensors integer ({dtypes})")
+    if census.exempt_float_tensors:
+        parts.append(f"{len(census.exempt_float_tensors)} zero-size float intermediate(s) not counted")
+    hint = ""
+    if evidence.kind == "tflite":
+        hint = ("re-convert with optimizations=[Optimize.DEFAULT], a representative_dataset and "
+                "supported_ops=[TFLITE_BUILTINS_INT8]; a float-only op needs replacing in the model")
+    elif census.float_ops:
+        hint = ("the listed ops have no int8 kernel in TFLite: replace them in the Keras model "
+                "(e.g. a different activation) or move them out of the deployed graph")
+    return Measurement(float(census.problems), "; ".join(parts), hint,
+                       sections={"quantization_info": info})
+
+
+@check("float32_tensors", unit="count")
+def float32_tensors(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Number of float32 tensors left in the model."""
+    census = evidence.census()
+    names = [t.name for t in census.float_tensors if t.dtype == "float32"]
+    details = f"{len(names)} float32 tensor(s)" + (f": {_listing(names)}" if names else "")
+    if census.exempt_float_tensors:
+        details += f" (plus {len(census.exempt_float_tensors)} zero-size intermediate(s), which are exempt)"
+    return Measurement(float(len(names)), details,
+                       "see fully_quantized for the ops that keep them float")

@@ -1,0 +1,141 @@
+"""Load and validate the evaluation and calibration data a user gives qcheck.
+
+An ``.npz`` holds ``x`` (as the float model takes it: float32, or uint8 that the float model
+casts) and optional labels: ``y`` for a single-output model, ``y_<output name>`` per output of a
+multi-output model. Arrays load with ``allow_pickle=False``: nothing in a data file runs code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qcheck.errors import QcheckError
+
+SPLIT_SEED = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Inputs and labels read from one file. ``labels`` is keyed by output name ('' = ``y``)."""
+
+    path: str
+    x: np.ndarray
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    sha256: str = ""
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, indices: np.ndarray) -> Dataset:
+        return Dataset(self.path, self.x[indices], {k: v[indices] for k, v in self.labels.items()}, self.sha256)
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """The samples used to calibrate the quantization and, kept apart, those used to evaluate."""
+
+    calibration: np.ndarray
+    evaluation: Dataset
+    calibration_source: str  # a sentence for reports: where the calibration samples came from
+
+
+def load_npz(path: str | Path) -> Dataset:
+    """Read and validate a data file. Every problem raises QcheckError naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise QcheckError(p, "data file does not exist")
+    if p.is_dir():
+        raise QcheckError(p, "is a directory; qcheck reads data from one .npz file")
+    raw = p.read_bytes()
+    if not raw:
+        raise QcheckError(p, "data file is empty")
+    if not zipfile.is_zipfile(p):
+        hint = "save it with numpy.savez(path, x=..., y=...)"
+        if raw[:6] == b"\x93NUMPY":
+            raise QcheckError(p, "is a single .npy array, not an .npz archive with 'x' and labels", hint)
+        raise QcheckError(p, "is not an .npz archive", hint)
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise QcheckError(p, "holds pickled (object) arrays, which qcheck refuses to load",
+                              "store plain numeric arrays") from None
+        raise QcheckError(p, f"cannot be read as .npz: {exc}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise QcheckError(p, f"cannot be read as .npz: {exc}") from None
+    return _validate(p, arrays, hashlib.sha256(raw).hexdigest())
+
+
+def _validate(p: Path, arrays: dict[str, np.ndarray], sha256: str) -> Dataset:
+    if "x" not in arrays:
+        found = ", ".join(sorted(arrays)) or "nothing"
+        raise QcheckError(p, f"has no array 'x' (found: {found})", "name the model inputs 'x'")
+    x = arrays["x"]
+    if x.dtype.kind not in "fiu":
+        raise QcheckError(p, f"'x' has dtype {x.dtype}; expected float32 or uint8")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise QcheckError(p, f"'x' holds no samples (shape {x.shape})")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise QcheckError(p, f"'x' contains {bad} NaN or Inf values", "clean or drop those samples")
+    labels: dict[str, np.ndarray] = {}
+    for name, arr in arrays.items():
+        if name == "y":
+            key = ""
+        elif name.startswith("y_"):
+            key = name[2:]
+        else:
+            continue
+        labels[key] = _labels(p, name, arr, len(x))
+    return Dataset(str(p), x.astype(np.float32, copy=False), labels, sha256)
+
+
+def _labels(p: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
+    """Class indices from integer labels or one-hot rows."""
+    if y.shape[:1] != (n,):
+        raise QcheckError(p, f"'{name}' has {y.shape[0] if y.ndim else 0} labels for {n} samples in 'x'")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise QcheckError(p, f"'{name}' contains NaN or Inf")
+    if y.ndim == 2 and y.shape[1] > 1:
+        return np.argmax(y, axis=1).astype(np.int64)
+    y = y.reshape(n)
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
+        raise QcheckError(p, f"'{name}' has dtype {y.dtype}; expected integer class indices or one-hot rows")
+    if (y < 0).any():
+        raise QcheckError(p, f"'{name}' has negative class indices (smallest {int(y.min())})")
+    return y.astype(np.int64)
+
+
+def split(data: Dataset, samples: int, calibration: Dataset | None = None) -> Split:
+    """Pick calibration samples: from ``calibration`` when given, else a seeded split of ``data``.
+
+    With no separate calibration set, at most half of ``data`` is used to calibrate so that
+    the evaluation keeps samples the quantizer never saw.
+    """
+    if calibration is not None:
+        n = min(samples, len(calibration))
+        return Split(calibration.x[:n], data, f"{n} samples from {calibration.path}")
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(data))
+    n = min(samples, len(data) // 2)
+    if n == 0:
+        raise QcheckError(data.path, f"has {len(data)} sample(s); at least 2 are needed to calibrate and evaluate")
+    cal, rest = np.sort(order[:n]), np.sort(order[n:])
+    note = f"{n} samples split from {data.path} (seed {SPLIT_SEED}); {len(rest)} kept apart for evaluation"
+    if n < samples:
+        note += f" (asked for {samples}: at most half of the data is used to calibrate)"
+    return Split(data.x[cal], data.subset(rest), note)
+
+
+SYNTHETIC_SAMPLES = 200
+
+
+def synthetic_calibration(sample_shape: tuple[int, ...], samples: int = SYNTHETIC_SAMPLES) -> np.ndarray:
+    """Uniform [0, 1) samples: only so that a model converts when no data is given."""
+    shape = tuple(d if d > 0 else 1 for d in sample_shape)
+    return np.random.default_rng(SPLIT_SEED).random((samples, *shape), dtype=np.float32)

@@ -1,0 +1,30 @@
+"""Errors that qcheck shows to users: each names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class QcheckError(Exception):
+    """A problem with something the user gave qcheck (a model, a data file, a suite).
+
+    The message is shown as it is, without a traceback from qcheck's insides, so it must
+    say which file is wrong, what is wrong with it and, where it can, what to do.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str, hint: str = "") -> None:
+        self.path = str(path) if path is not None else None
+        self.problem = problem
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        head = f"{self.path}: {self.problem}" if self.path else self.problem
+        return f"{head}\n  hint: {self.hint}" if self.hint else head
+
+
+class StepFailed(Exception):
+    """A pipeline step (conversion, interpreter, Vela) failed for one model.
+
+    Checks that need the step fail with this message; other checks and models go on.
+    """

@@ -1,0 +1,45 @@
+"""Writing artifacts safely: atomic replaces, and names that cannot leave their folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_stem(name: str) -> str:
+    """A file-name stem from untrusted text (a model or tensor name): no separators, no '..'."""
+    stem = _UNSAFE.sub("_", name).strip("._") or "model"
+    return stem[:80]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Deterministic JSON (sorted keys, indent 2), written atomically."""
+    atomic_write(path, (json.dumps(payload, indent=2, sort_keys=True, default=_default) + "\n").encode())
+
+
+def _default(value: Any) -> Any:
+    # numpy scalars and arrays reach reports through measurements.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

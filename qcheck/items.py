@@ -1,0 +1,61 @@
+"""The test items: one per check, model and (for target checks) accelerator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from qcheck.session import RESULT_PROPERTY, PlannedCheck, QcheckSession, encode
+
+
+class CheckFailed(AssertionError):
+    """A check's verdict was 'failed'; its message is the whole report (no traceback)."""
+
+
+class QcheckModels(pytest.Collector):
+    """The checks of the models given on the command line or in the ini file."""
+
+    def __init__(self, *, qsession: QcheckSession, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.qsession = qsession
+
+    def collect(self) -> Iterator[QcheckItem]:
+        for planned in self.qsession.plan():
+            yield QcheckItem.from_parent(self, name=planned.item_name, planned=planned)
+
+
+class QcheckItem(pytest.Item):
+    """Runs one planned check; passes, fails with the check's message, or skips with its reason."""
+
+    def __init__(self, *, planned: PlannedCheck, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.planned = planned
+        self.add_marker(pytest.mark.qcheck_check(planned.spec.name))
+
+    @property
+    def qsession(self) -> QcheckSession:
+        parent = self.parent
+        assert isinstance(parent, QcheckModels)
+        return parent.qsession
+
+    def runtest(self) -> None:
+        result = self.qsession.check(self.planned)
+        self.user_properties.append((RESULT_PROPERTY, encode(result)))
+        # Plain properties for --junitxml readers (CI dashboards).
+        self.user_properties.append(("qcheck_value", result.value))
+        self.user_properties.append(("qcheck_threshold", result.threshold))
+        self.user_properties.append(("qcheck_unit", result.unit))
+        if result.passed is None:
+            pytest.skip(result.message)
+        if not result.passed:
+            raise CheckFailed(result.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, CheckFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return self.planned.model, None, f"qcheck {self.name}"

@@ -1,0 +1,74 @@
+"""The quantized model as users' own tests see it (the ``qcheck_quantized`` fixture)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qcheck.tflite.inspect import ModelInfo
+from qcheck.tflite.quant import QuantParams
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedModel:
+    """A quantized ``.tflite``: its bytes and path, tensors, I/O parameters, and a way to run it."""
+
+    path: Path
+    tflite: bytes
+    info: ModelInfo
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.tflite)
+
+    @cached_property
+    def tensors(self) -> pd.DataFrame:
+        """One row per tensor (name, dtype, shape, scale, zero point, producing op)."""
+        return self.info.tensor_table()
+
+    @property
+    def input_params(self) -> dict[str, QuantParams | None]:
+        return {io.name: _params(io.tensor.dtype, io.tensor.scale, io.tensor.zero_point) for io in self.info.inputs}
+
+    @property
+    def output_params(self) -> dict[str, QuantParams | None]:
+        return {io.name: _params(io.tensor.dtype, io.tensor.scale, io.tensor.zero_point) for io in self.info.outputs}
+
+    @cached_property
+    def quantization_info(self) -> dict[str, Any]:
+        from qcheck.tflite.census import quantization_info
+
+        return quantization_info(self.info)
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run on float inputs (as the float model takes them); dequantized outputs by name."""
+        from qcheck.tflite.run import run
+
+        return {name: head.values for name, head in run(self.tflite, np.asarray(x, dtype=np.float32)).outputs.items()}
+
+    def probabilities(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Softmax of the dequantized outputs, unless the graph already ends in a softmax."""
+        from qcheck.checks.saturation import source_op
+
+        outputs = self(x)
+        ends_in_softmax = {io.name: source_op(self.info, io.tensor) == "SOFTMAX" for io in self.info.outputs}
+        return {name: v if ends_in_softmax.get(name) else _softmax(v) for name, v in outputs.items()}
+
+
+def _params(dtype: str, scale: tuple[float, ...], zero_point: tuple[int, ...]) -> QuantParams | None:
+    if not scale or dtype not in ("int8", "uint8", "int16"):
+        return None
+    return QuantParams(scale[0], zero_point[0], dtype)
+
+
+def _softmax(v: np.ndarray) -> np.ndarray:
+    z = v - v.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,44 @@
+"""The JSON report: deterministic, versioned, one entry per model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from qcheck import __version__
+from qcheck.files import write_json
+from qcheck.results import SCHEMA_VERSION, CheckResult
+from qcheck.suites import Suite
+
+# Model-level sections that checks contribute, merged across the checks of one model.
+_SECTIONS = ("quantization_info", "accuracy", "saturation", "vela", "notes")
+
+
+def build_report(results: Iterable[CheckResult], suite: Suite) -> dict[str, Any]:
+    """The report document (schema_version 1) from the gathered results."""
+    models: dict[str, dict[str, Any]] = {}
+    for r in sorted(results, key=lambda r: (r.model, r.check, r.variant)):
+        entry = models.setdefault(r.model, {"model": r.model, "suite": suite.name, "checks": []})
+        entry["checks"].append(r.to_dict())
+        for key in _SECTIONS:
+            if key not in r.sections:
+                continue
+            value = r.sections[key]
+            if isinstance(value, dict) and isinstance(entry.get(key), dict):
+                entry[key] = {**entry[key], **value}
+            else:
+                entry[key] = value
+    for entry in models.values():
+        checks = entry["checks"]
+        entry["passed"] = all(c["passed"] is not False for c in checks)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "qcheck_version": __version__,
+        "passed": all(m["passed"] for m in models.values()),
+        "models": list(models.values()),
+    }
+
+
+def write_report(path: Path, results: Iterable[CheckResult], suite: Suite) -> None:
+    write_json(path, build_report(results, suite))

@@ -1,0 +1,53 @@
+"""Frozen results: what a check measured, the verdict, and everything a report needs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a check measured, before any threshold is applied.
+
+    ``value`` is in the check's base unit; ``details`` says what it is in words; ``hint`` says
+    what to try if the value fails its threshold; ``skip`` says why nothing could be measured;
+    ``sections`` are model-level results for the report (``accuracy``, ``vela``, ...).
+    """
+
+    value: float | None
+    details: str = ""
+    hint: str = ""
+    skip: str | None = None
+    sections: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of one check on one model. ``passed`` is None when the check could not run."""
+
+    model: str
+    check: str
+    passed: bool | None
+    value: float | None
+    threshold: float | None
+    unit: str
+    message: str
+    variant: str = ""  # e.g. the accelerator for target checks
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("sections")
+        data["name"] = data.pop("check")
+        return data
+
+    @classmethod
+    def from_json(cls, text: str) -> CheckResult:
+        """Inverse of :func:`qcheck.session.encode` (the form results travel in)."""
+        data = json.loads(text)
+        data["check"] = data.pop("name")
+        return cls(**data)

@@ -1,0 +1,168 @@
+"""Suites are data: TOML files that name checks and their thresholds.
+
+A suite has an optional ``extends`` (a built-in suite's name or a path relative to the file),
+an optional ``description`` and one ``[checks.<name>]`` table per check, with ``max``/``min``
+thresholds (units allowed: "3%", "300KB"), ``enabled`` and the check's own options. Every error
+names the file and the key, and a misspelt check name gets a suggestion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from qcheck.checks import CheckDef, registry
+from qcheck.errors import QcheckError
+from qcheck.units import parse_quantity
+
+_SUITE_KEYS = {"extends", "description", "checks"}
+_COMMON_CHECK_KEYS = {"max", "min", "enabled"}
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check as a suite configures it."""
+
+    name: str
+    max: float | None = None
+    min: float | None = None
+    enabled: bool | None = None  # None: not set here, so inherited (and on by default)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A resolved suite: ``extends`` already applied."""
+
+    name: str
+    source: str
+    description: str
+    checks: dict[str, CheckSpec]
+
+    def enabled(self) -> list[CheckSpec]:
+        return [spec for spec in self.checks.values() if spec.enabled is not False]
+
+    def with_overrides(self, overrides: dict[str, dict[str, Any]], origin: str) -> Suite:
+        """A copy with ``{check: {key: value}}`` applied (e.g. from the command line)."""
+        checks = dict(self.checks)
+        for name, table in overrides.items():
+            checks[name] = _merge(checks.get(name), _parse_table(name, table, origin, f"checks.{name}"))
+        return replace(self, checks=checks)
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("qcheck.builtin_suites").iterdir() if p.name.endswith(".toml"))
+
+
+def load_suite(name_or_path: str, *, base_dir: Path | None = None) -> Suite:
+    """Load a built-in suite by name or a suite file by path, following ``extends``."""
+    return _load(name_or_path, base_dir or Path.cwd(), ())
+
+
+def _load(ref: str, base_dir: Path, chain: tuple[str, ...]) -> Suite:
+    text, source, name, here = _read(ref, base_dir)
+    if source in chain:
+        raise QcheckError(source, "extends itself through " + " -> ".join((*chain, source)))
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise QcheckError(source, f"is not valid TOML: {exc}") from None
+    return suite_from_document(doc, source, name, here, (*chain, source))
+
+
+def suite_from_document(doc: dict[str, Any], source: str, name: str, here: Path,
+                        chain: tuple[str, ...] = (), extra_keys: frozenset[str] = frozenset()) -> Suite:
+    """Validate a parsed suite document and merge it over the suite it extends."""
+    unknown = set(doc) - _SUITE_KEYS - extra_keys
+    if unknown:
+        key = sorted(unknown)[0]
+        raise QcheckError(source, f"unknown key '{key}'{_suggest(key, _SUITE_KEYS | extra_keys)}")
+    parent = None
+    if "extends" in doc:
+        if not isinstance(doc["extends"], str):
+            raise QcheckError(source, "'extends' must be a suite name or a path")
+        parent = _load(doc["extends"], here, chain)
+    checks_doc = doc.get("checks", {})
+    if not isinstance(checks_doc, dict):
+        raise QcheckError(source, "'checks' must be a table of [checks.<name>] tables")
+    checks = dict(parent.checks) if parent else {}
+    for check_name, table in checks_doc.items():
+        if not isinstance(table, dict):
+            raise QcheckError(source, f"'checks.{check_name}' must be a table")
+        checks[check_name] = _merge(checks.get(check_name), _parse_table(check_name, table, source, f"checks.{check_name}"))
+    description = doc.get("description", parent.description if parent else "")
+    return Suite(name, source, str(description), checks)
+
+
+def _read(ref: str, base_dir: Path) -> tuple[str, str, str, Path]:
+    """(text, source for messages, suite name, folder for relative extends)."""
+    looks_like_path = ref.endswith(".toml") or "/" in ref or "\\" in ref
+    if not looks_like_path:
+        resource = resources.files("qcheck.builtin_suites") / f"{ref}.toml"
+        if not resource.is_file():
+            raise QcheckError(None, f"no built-in suite named '{ref}'{_suggest(ref, builtin_names())}",
+                              "built-in suites: " + ", ".join(builtin_names()) + "; or give a path to a .toml file")
+        return resource.read_text(encoding="utf-8"), f"<built-in suite {ref}>", ref, base_dir
+    path = (base_dir / ref).resolve()
+    if not path.is_file():
+        raise QcheckError(path, "suite file does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise QcheckError(path, "suite file is not UTF-8 text") from None
+    return text, str(path), path.stem, path.parent
+
+
+def _parse_table(check_name: str, table: dict[str, Any], source: str, key: str) -> CheckSpec:
+    checks = registry()
+    if check_name not in checks:
+        raise QcheckError(source, f"[{key}]: unknown check '{check_name}'{_suggest(check_name, checks)}",
+                          "known checks: " + ", ".join(sorted(checks)))
+    check = checks[check_name]
+    allowed = _COMMON_CHECK_KEYS | set(check.options)
+    spec: dict[str, Any] = {"name": check_name, "options": {}}
+    for option, value in table.items():
+        if option not in allowed:
+            raise QcheckError(source, f"[{key}]: unknown option '{option}'{_suggest(option, allowed)}",
+                              f"'{check_name}' takes: " + ", ".join(sorted(allowed)))
+        if option in ("max", "min"):
+            spec[option] = _threshold(check, value, source, f"{key}.{option}")
+        elif option == "enabled":
+            if not isinstance(value, bool):
+                raise QcheckError(source, f"{key}.enabled must be true or false, not {value!r}")
+            spec["enabled"] = value
+        else:
+            expected = check.options[option]
+            if not isinstance(value, expected):
+                raise QcheckError(source, f"{key}.{option} must be a {expected.__name__}, not {value!r}")
+            spec["options"][option] = value
+    return CheckSpec(**spec)
+
+
+def _threshold(check: CheckDef, value: Any, source: str, key: str) -> float:
+    try:
+        return parse_quantity(value, check.unit)
+    except ValueError as exc:
+        raise QcheckError(source, f"{key}: {exc}") from None
+
+
+def _merge(base: CheckSpec | None, override: CheckSpec) -> CheckSpec:
+    """``override`` wins where it sets a key; options merge key by key."""
+    if base is None:
+        return override
+    return CheckSpec(
+        name=base.name,
+        max=override.max if override.max is not None else base.max,
+        min=override.min if override.min is not None else base.min,
+        enabled=override.enabled if override.enabled is not None else base.enabled,
+        options={**base.options, **override.options},
+    )
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

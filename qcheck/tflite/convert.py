@@ -1,0 +1,253 @@
+"""Load float models and quantize them: the only module of qcheck that imports TensorFlow.
+
+Everything here takes and returns plain data (paths, arrays, bytes), so that the work can be
+cached by content and run in a separate process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qcheck.errors import QcheckError
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+IO_DTYPES = ("uint8", "int8")
+
+
+@dataclass(frozen=True, eq=False)
+class FloatReference:
+    """The float model's outputs on the evaluation inputs, keyed by output name."""
+
+    outputs: dict[str, np.ndarray]
+    output_names: tuple[str, ...]  # in the Keras model's declared order
+
+
+@dataclass(frozen=True, eq=False)
+class Quantized:
+    """A full-integer conversion and the float pass made from the same loaded model."""
+
+    tflite: bytes
+    reference: FloatReference | None
+    synthetic_calibration: bool
+
+
+def model_kind(path: Path) -> str:
+    """'keras', 'savedmodel' or 'tflite'; raises QcheckError for anything else."""
+    if not path.exists():
+        raise QcheckError(path, "model file does not exist")
+    if path.is_dir():
+        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
+            return "savedmodel"
+        raise QcheckError(path, "is a directory but not a SavedModel (no saved_model.pb)")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        return "tflite"
+    if suffix in KERAS_SUFFIXES:
+        return "keras"
+    raise QcheckError(path, f"unsupported model type '{suffix or path.name}'",
+                      "give a .keras, .h5, .tflite file or a SavedModel directory")
+
+
+def _quiet_tensorflow() -> Any:
+    # TensorFlow logs oneDNN and CUDA probing at import; they say nothing about the user's model.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def load_keras(path: Path, *, unsafe: bool = False) -> Any:
+    """Load a Keras 3 (.keras) or legacy HDF5 model in safe mode.
+
+    Lambda layers carry Python bytecode; they are refused unless ``unsafe`` is set.
+    """
+    if path.stat().st_size == 0:
+        raise QcheckError(path, "model file is empty")
+    config = _keras_config(path)
+    if not unsafe and _has_lambda(config):
+        raise QcheckError(
+            path,
+            "contains a Lambda layer, whose Python code would run on load",
+            "rewrite it as a built-in or registered layer, or pass --qcheck-unsafe-deserialization "
+            "if you trust the file",
+        )
+    _quiet_tensorflow()
+    import keras
+
+    try:
+        if path.suffix.lower() == ".keras":
+            return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types; the user needs the text, named by file
+        raise QcheckError(path, f"Keras could not load the model: {_first_line(exc)}",
+                          "check it loads with keras.saving.load_model in this Keras version") from None
+
+
+def _keras_config(path: Path) -> Any:
+    """The model's architecture JSON, read without deserializing anything."""
+    try:
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            raw = h5.attrs.get("model_config")
+            if raw is None:
+                raise QcheckError(path, "is an HDF5 file without a model (weights only?)",
+                                  "save the whole model with model.save(...)")
+            return json.loads(raw)
+    except QcheckError:
+        raise
+    except (zipfile.BadZipFile, KeyError):
+        raise QcheckError(path, "is not a Keras 3 model archive (not a zip with config.json)") from None
+    except (OSError, ValueError) as exc:
+        raise QcheckError(path, f"is not a readable Keras model ({_first_line(exc)})") from None
+
+
+def _has_lambda(node: Any) -> bool:
+    if isinstance(node, dict):
+        if node.get("class_name") == "Lambda":
+            return True
+        return any(_has_lambda(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_lambda(v) for v in node)
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]
+
+
+def load_float_model(path: Path, *, unsafe: bool = False) -> Any:
+    """A Keras model for a .keras/.h5 file or a SavedModel directory."""
+    if model_kind(path) == "savedmodel":
+        _quiet_tensorflow()
+        import keras
+
+        try:
+            layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
+        except Exception as exc:
+            raise QcheckError(path, f"SavedModel could not be loaded: {_first_line(exc)}",
+                              "SavedModels from TF 1.x/2.3 need the TF1 converter; export it again with a recent TF") from None
+        spec = _savedmodel_input_spec(layer, path)
+        inp = keras.Input(shape=spec[1:], name="input")
+        out = layer(inp)
+        return keras.Model(inp, out)
+    return load_keras(path, unsafe=unsafe)
+
+
+def _savedmodel_input_spec(layer: Any, path: Path) -> tuple[int | None, ...]:
+    fn = layer.call_endpoint_fn if hasattr(layer, "call_endpoint_fn") else None
+    specs = list(fn.structured_input_signature[1].values()) if fn is not None else []
+    if len(specs) != 1:
+        raise QcheckError(path, f"SavedModel signature has {len(specs)} inputs; qcheck handles one")
+    return tuple(specs[0].shape)
+
+
+def output_names(model: Any) -> tuple[str, ...]:
+    names = getattr(model, "output_names", None)
+    if names:
+        return tuple(names)
+    outputs = model.outputs
+    return tuple(f"output_{i}" for i in range(len(outputs)))
+
+
+def _static_batch_wrapper(model: Any, path: Path) -> Any:
+    """The same model behind an Input with batch size 1, outputs keyed by name.
+
+    Converting the wrapper gives static shapes, which Vela and TFLite Micro need, and dict
+    outputs make the converted model's signature name each output as Keras does.
+    """
+    import keras
+
+    if len(model.inputs) != 1:
+        raise QcheckError(path, f"the model has {len(model.inputs)} inputs; qcheck handles one input for now")
+    shape = tuple(model.inputs[0].shape)[1:]
+    if any(d is None for d in shape):
+        raise QcheckError(path, f"the input has unknown dimensions {('batch',) + shape}",
+                          "give the Input a fixed shape, e.g. keras.Input((96, 96, 3))")
+    inp = keras.Input(batch_shape=(1, *shape), name=model.inputs[0].name.split(":")[0] or "input")
+    outs = model(inp)
+    if isinstance(outs, dict):
+        named = outs
+    else:
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        named = dict(zip(output_names(model), outs, strict=True))
+    return keras.Model(inp, named)
+
+
+def quantize(
+    path: Path,
+    calibration: np.ndarray | None,
+    evaluation: np.ndarray | None,
+    *,
+    io_dtype: str = "uint8",
+    unsafe: bool = False,
+) -> Quantized:
+    """Load the float model once, quantize it to full integer and run the float pass.
+
+    Ops with no int8 kernel do not abort the conversion: they stay float and the checks
+    report them. Without ``calibration`` samples, synthetic ones are used so that the model
+    still converts (and the result says so).
+    """
+    if io_dtype not in IO_DTYPES:
+        raise ValueError(f"io dtype must be one of {IO_DTYPES}, not {io_dtype!r}")
+    tf = _quiet_tensorflow()
+    model = load_float_model(path, unsafe=unsafe)
+    wrapper = _static_batch_wrapper(model, path)
+    sample_shape = tuple(wrapper.inputs[0].shape)[1:]
+    synthetic = calibration is None
+    if calibration is None:
+        from qcheck.data import synthetic_calibration
+
+        calibration = synthetic_calibration(sample_shape)
+    if calibration.shape[1:] != sample_shape:
+        raise QcheckError(path, f"calibration samples have shape {calibration.shape[1:]}, the model takes {sample_shape}")
+
+    samples = calibration
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for sample in samples:
+            yield [sample[None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.inference_input_type = getattr(tf, io_dtype)
+    converter.inference_output_type = getattr(tf, io_dtype)
+    try:
+        with warnings.catch_warnings():
+            # "Statistics for quantized inputs were expected": the converter's own inputs, not the user's.
+            warnings.simplefilter("ignore", UserWarning)
+            tflite = converter.convert()
+    except Exception as exc:
+        raise QcheckError(path, f"the TFLite converter failed: {_first_line(exc)}") from None
+    reference = None
+    if evaluation is not None:
+        reference = predict(model, evaluation)
+    return Quantized(tflite, reference, synthetic)
+
+
+def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> FloatReference:
+    """The float model's outputs on ``x``, keyed by output name."""
+    names = output_names(model)
+    raw = model.predict(x, batch_size=batch_size, verbose=0)
+    if isinstance(raw, dict):
+        outputs = {k: np.asarray(v) for k, v in raw.items()}
+        names = tuple(outputs) if set(outputs) != set(names) else names
+    else:
+        raw = raw if isinstance(raw, (list, tuple)) else [raw]
+        outputs = {n: np.asarray(v) for n, v in zip(names, raw, strict=True)}
+    return FloatReference(outputs, names)

@@ -1,0 +1,271 @@
+"""Read a ``.tflite`` flatbuffer into frozen dataclasses.
+
+The file is read through LiteRT's generated schema binding (``ai_edge_litert.schema_py_generated``),
+never by a parser of our own, and without building an interpreter: a model that would crash the
+runtime can still be inspected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_TFLITE_IDENTIFIER = b"TFL3"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a subgraph, with its quantization parameters."""
+
+    subgraph: int
+    index: int
+    name: str
+    dtype: str  # lower-case numpy-style name: "int8", "float32", ...
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    quantized_dimension: int
+    constant: bool  # backed by data in the file (weights, biases, shapes)
+    data_bytes: int
+
+    @property
+    def elements(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+    @property
+    def dynamic(self) -> bool:
+        return any(dim < 0 for dim in self.shape_signature)
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scale) > 1
+
+
+@dataclass(frozen=True)
+class OperatorInfo:
+    """One operator: its type and the tensors it reads, writes and keeps as intermediates."""
+
+    subgraph: int
+    index: int
+    op: str  # builtin name ("CONV_2D") or the custom code ("ethos-u")
+    custom: bool
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    intermediates: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class IOInfo:
+    """A model input or output, named as its signature names it when the model has one."""
+
+    name: str
+    tensor: TensorInfo
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.tensor
+        return {
+            "name": self.name,
+            "tensor": t.name,
+            "dtype": t.dtype,
+            "shape": list(t.shape),
+            "shape_signature": list(t.shape_signature),
+            "scale": t.scale[0] if len(t.scale) == 1 else list(t.scale),
+            "zero_point": t.zero_point[0] if len(t.zero_point) == 1 else list(t.zero_point),
+        }
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a ``.tflite`` file holds: tensors, operators, inputs and outputs of every subgraph."""
+
+    size_bytes: int
+    tensors: tuple[TensorInfo, ...]
+    operators: tuple[OperatorInfo, ...]
+    inputs: tuple[IOInfo, ...]
+    outputs: tuple[IOInfo, ...]
+
+    def tensor(self, subgraph: int, index: int) -> TensorInfo:
+        return self._by_key[(subgraph, index)]
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[int, int], TensorInfo]:
+        return {(t.subgraph, t.index): t for t in self.tensors}
+
+    @cached_property
+    def _producers(self) -> dict[tuple[int, int], OperatorInfo]:
+        return {(op.subgraph, out): op for op in self.operators for out in op.outputs}
+
+    def producer(self, tensor: TensorInfo) -> OperatorInfo | None:
+        """The operator that writes ``tensor``, or None for inputs and constants."""
+        return self._producers.get((tensor.subgraph, tensor.index))
+
+    def consumers(self, tensor: TensorInfo) -> list[OperatorInfo]:
+        return [
+            op
+            for op in self.operators
+            if op.subgraph == tensor.subgraph and tensor.index in op.inputs
+        ]
+
+    def operator_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for op in self.operators:
+            counts[op.op] = counts.get(op.op, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def dtype_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.tensors:
+            counts[t.dtype] = counts.get(t.dtype, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def tensor_table(self) -> pd.DataFrame:
+        """One row per tensor: name, dtype, shape, quantization and the op that produces it."""
+        import pandas as pd
+
+        rows = []
+        for t in self.tensors:
+            producer = self.producer(t)
+            rows.append(
+                {
+                    "subgraph": t.subgraph,
+                    "index": t.index,
+                    "name": t.name,
+                    "dtype": t.dtype,
+                    "shape": t.shape,
+                    "shape_signature": t.shape_signature,
+                    "constant": t.constant,
+                    "bytes": t.data_bytes,
+                    "scale": t.scale[0] if len(t.scale) == 1 else (t.scale or None),
+                    "zero_point": t.zero_point[0] if len(t.zero_point) == 1 else (t.zero_point or None),
+                    "per_channel": t.per_channel,
+                    "producer": producer.op if producer else None,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def is_tflite(data: bytes) -> bool:
+    """True when ``data`` carries the TFLite flatbuffer identifier."""
+    return len(data) >= 8 and data[4:8] == _TFLITE_IDENTIFIER
+
+
+def inspect_model(data: bytes) -> ModelInfo:
+    """Read a TFLite flatbuffer. Raises ValueError when ``data`` is not a readable model."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    if not is_tflite(data):
+        raise ValueError("not a TFLite flatbuffer (the 'TFL3' identifier is missing)")
+    try:
+        return _read(schema, data)
+    except ValueError:
+        raise
+    except Exception as exc:  # the generated binding raises bare struct/index errors
+        raise ValueError(f"the flatbuffer is damaged or truncated ({type(exc).__name__}: {exc})") from exc
+
+
+def _read(schema: Any, data: bytes) -> ModelInfo:
+    model = schema.Model.GetRootAs(data, 0)
+    if model.SubgraphsLength() == 0:
+        raise ValueError("the model has no subgraph")
+    dtype_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    opcodes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        # Codes above 127 only fit the newer field; older files use only the deprecated one.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            custom = code.CustomCode()
+            opcodes.append(((custom or b"").decode("utf-8", "replace"), True))
+        else:
+            opcodes.append((op_names.get(builtin, f"BUILTIN_{builtin}"), False))
+
+    tensors: list[TensorInfo] = []
+    operators: list[OperatorInfo] = []
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for i in range(sg.TensorsLength()):
+            tensors.append(_tensor(model, sg.Tensors(i), s, i, dtype_names))
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            name, custom = opcodes[op.OpcodeIndex()]
+            operators.append(
+                OperatorInfo(
+                    subgraph=s,
+                    index=i,
+                    op=name,
+                    custom=custom,
+                    inputs=_ints(op.InputsAsNumpy()),
+                    outputs=_ints(op.OutputsAsNumpy()),
+                    intermediates=_ints(op.IntermediatesAsNumpy()),
+                )
+            )
+
+    by_key = {(t.subgraph, t.index): t for t in tensors}
+    main = model.Subgraphs(0)
+    input_names, output_names = _signature_names(model)
+    inputs = tuple(
+        IOInfo(input_names.get(i, by_key[(0, i)].name), by_key[(0, i)])
+        for i in _ints(main.InputsAsNumpy())
+    )
+    outputs = tuple(
+        IOInfo(output_names.get(i, by_key[(0, i)].name), by_key[(0, i)])
+        for i in _ints(main.OutputsAsNumpy())
+    )
+    return ModelInfo(len(data), tuple(tensors), tuple(operators), inputs, outputs)
+
+
+def _tensor(model: Any, t: Any, subgraph: int, index: int, dtype_names: dict[int, str]) -> TensorInfo:
+    q = t.Quantization()
+    scale: tuple[float, ...] = ()
+    zero_point: tuple[int, ...] = ()
+    qdim = 0
+    if q is not None and q.ScaleLength() > 0:
+        scale = tuple(float(v) for v in q.ScaleAsNumpy())
+        zero_point = _ints(q.ZeroPointAsNumpy()) if q.ZeroPointLength() else (0,) * len(scale)
+        qdim = q.QuantizedDimension()
+    data_bytes = 0
+    if 0 < t.Buffer() < model.BuffersLength():
+        buf = model.Buffers(t.Buffer())
+        # Models over 2 GB keep data outside the flatbuffer, addressed by offset and size.
+        data_bytes = buf.DataLength() or int(buf.Size())
+    return TensorInfo(
+        subgraph=subgraph,
+        index=index,
+        name=(t.Name() or b"").decode("utf-8", "replace"),
+        dtype=dtype_names.get(t.Type(), f"type_{t.Type()}"),
+        shape=_ints(t.ShapeAsNumpy()),
+        shape_signature=_ints(t.ShapeSignatureAsNumpy()) or _ints(t.ShapeAsNumpy()),
+        scale=scale,
+        zero_point=zero_point,
+        quantized_dimension=qdim,
+        constant=data_bytes > 0,
+        data_bytes=data_bytes,
+    )
+
+
+def _signature_names(model: Any) -> tuple[dict[int, str], dict[int, str]]:
+    """Tensor index -> signature name for the first signature of subgraph 0."""
+    for i in range(model.SignatureDefsLength()):
+        sig = model.SignatureDefs(i)
+        if sig.SubgraphIndex() != 0:
+            continue
+        ins = {sig.Inputs(j).TensorIndex(): sig.Inputs(j).Name().decode() for j in range(sig.InputsLength())}
+        outs = {sig.Outputs(j).TensorIndex(): sig.Outputs(j).Name().decode() for j in range(sig.OutputsLength())}
+        return ins, outs
+    return {}, {}
+
+
+def _ints(values: Any) -> tuple[int, ...]:
+    # The binding returns 0 (not an empty array) for an absent vector.
+    if isinstance(values, int):
+        return ()
+    return tuple(int(v) for v in values)

@@ -1,0 +1,46 @@
+"""The affine quantization arithmetic: ``q = round(x / scale) + zero_point``, clipped to the dtype."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Per-tensor quantization parameters of an integer tensor."""
+
+    scale: float
+    zero_point: int
+    dtype: str  # "int8", "uint8", "int16"
+
+    @property
+    def qmin(self) -> int:
+        return int(np.iinfo(self.dtype).min)
+
+    @property
+    def qmax(self) -> int:
+        return int(np.iinfo(self.dtype).max)
+
+    @property
+    def float_range(self) -> tuple[float, float]:
+        """The real values the integer range can represent."""
+        return ((self.qmin - self.zero_point) * self.scale, (self.qmax - self.zero_point) * self.scale)
+
+
+def quantize(x: np.ndarray, params: QuantParams) -> tuple[np.ndarray, int]:
+    """Quantize ``x``; return the integers and how many values were clipped to fit the dtype.
+
+    Halves round away from zero, as TFLite's QUANTIZE kernel does (``std::round``); numpy's
+    own ``round`` would round them to even.
+    """
+    v = x.astype(np.float64) / params.scale
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + params.zero_point
+    clipped = int(np.count_nonzero((q < params.qmin) | (q > params.qmax)))
+    return np.clip(q, params.qmin, params.qmax).astype(params.dtype), clipped
+
+
+def dequantize(q: np.ndarray, params: QuantParams) -> np.ndarray:
+    """Real values of quantized integers: ``(q - zero_point) * scale``."""
+    return ((q.astype(np.int32) - params.zero_point) * params.scale).astype(np.float32)

@@ -1,0 +1,105 @@
+"""Run a TFLite model with the LiteRT interpreter on float inputs.
+
+Inputs are given as the float model takes them and quantized here with the model's own input
+parameters, ``q = round(x / scale) + zero_point``, so the share of clipped input values is
+measured exactly where it happens. Outputs come back raw (integers) and dequantized,
+keyed by the model's signature output names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qcheck.tflite.quant import QuantParams, dequantize, quantize
+
+
+@dataclass(frozen=True, eq=False)
+class HeadOutput:
+    """One output of the model over all samples."""
+
+    raw: np.ndarray  # as the model wrote it (int8/uint8/float32)
+    values: np.ndarray  # dequantized with the output's own scale and zero point
+    params: QuantParams | None
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """Outputs keyed by name, and how many input values had to be clipped to fit the dtype."""
+
+    outputs: dict[str, HeadOutput]
+    input_clipped: int
+    input_values: int
+    input_params: QuantParams | None
+
+    @property
+    def input_clipped_share(self) -> float:
+        return self.input_clipped / self.input_values if self.input_values else 0.0
+
+
+def _make_interpreter(tflite: bytes) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite, num_threads=1)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _io_indices(interpreter: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Input and output tensor indices keyed by signature name (tensor name without one)."""
+    signatures = interpreter.get_signature_list()
+    if signatures:
+        key = next(iter(signatures))
+        runner = interpreter.get_signature_runner(key)
+        ins = {name: d["index"] for name, d in runner.get_input_details().items()}
+        outs = {name: d["index"] for name, d in runner.get_output_details().items()}
+        return ins, outs
+    ins = {d["name"]: d["index"] for d in interpreter.get_input_details()}
+    outs = {d["name"]: d["index"] for d in interpreter.get_output_details()}
+    return ins, outs
+
+
+def _params(detail: dict[str, Any]) -> QuantParams | None:
+    scale, zero_point = detail["quantization"]
+    if scale == 0.0 or np.dtype(detail["dtype"]).kind == "f":
+        return None
+    return QuantParams(float(scale), int(zero_point), np.dtype(detail["dtype"]).name)
+
+
+def run(tflite: bytes, x: np.ndarray) -> RunResult:
+    """Invoke the model once per sample of ``x`` (float inputs as the float model takes them)."""
+    interpreter = _make_interpreter(tflite)
+    inputs, outputs = _io_indices(interpreter)
+    if len(inputs) != 1:
+        raise ValueError(f"the model has {len(inputs)} inputs; qcheck handles one input for now")
+    in_index = next(iter(inputs.values()))
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    in_detail = details[in_index]
+    in_params = _params(in_detail)
+    model_shape = tuple(int(d) for d in in_detail["shape"])
+    sample_shape = model_shape[1:]
+    if tuple(x.shape[1:]) != sample_shape:
+        raise ValueError(f"data samples have shape {tuple(x.shape[1:])}, the model takes {sample_shape}")
+
+    clipped = 0
+    if in_params is not None:
+        feed, clipped = quantize(x, in_params)
+    else:
+        feed = x.astype(in_detail["dtype"], copy=False)
+
+    raw = {name: np.empty((len(x), *details[i]["shape"][1:]), dtype=details[i]["dtype"]) for name, i in outputs.items()}
+    set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
+    for n in range(len(x)):
+        set_tensor(in_index, feed[n : n + 1])
+        invoke()
+        for name, i in outputs.items():
+            raw[name][n] = get_tensor(i)[0]
+
+    heads = {}
+    for name, i in outputs.items():
+        params = _params(details[i])
+        values = dequantize(raw[name], params) if params else raw[name].astype(np.float32)
+        heads[name] = HeadOutput(raw[name], values, params)
+    return RunResult(heads, int(clipped), int(feed.size), in_params)

@@ -1,0 +1,42 @@
+"""Judge a measurement against its threshold: a pure function, no I/O."""
+
+from __future__ import annotations
+
+from qcheck.checks import CheckDef
+from qcheck.results import CheckResult, Measurement
+from qcheck.suites import CheckSpec
+from qcheck.units import format_quantity
+
+
+def judge(model: str, check: CheckDef, spec: CheckSpec, measurement: Measurement, variant: str = "") -> CheckResult:
+    """Compare ``measurement`` with ``spec``'s ``max``/``min``; None when nothing was measured."""
+    fmt = lambda v: format_quantity(v, check.unit)  # noqa: E731
+    value = measurement.value
+    if measurement.skip is not None or value is None:
+        reason = measurement.skip or "nothing was measured"
+        return CheckResult(model, check.name, None, None, spec.max, check.unit,
+                           f"{check.name} not run: {reason}", variant, measurement.sections)
+    failures = []
+    if spec.max is not None and value > spec.max:
+        failures.append(f"{fmt(value)} > max {fmt(spec.max)}")
+    if spec.min is not None and value < spec.min:
+        failures.append(f"{fmt(value)} < min {fmt(spec.min)}")
+    threshold = spec.max if spec.max is not None else spec.min
+    if failures:
+        message = f"{check.name} failed: {', '.join(failures)}. {measurement.details}"
+        if measurement.hint:
+            message += f"\n  try: {measurement.hint}"
+        passed = False
+    else:
+        bound = (f"max {fmt(spec.max)}" if spec.max is not None
+                 else f"min {fmt(spec.min)}" if spec.min is not None else "no threshold set")
+        message = f"{check.name} passed: {fmt(value)} ({bound}). {measurement.details}"
+        passed = True
+    return CheckResult(model, check.name, passed, value, threshold, check.unit, message, variant,
+                       measurement.sections)
+
+
+def error_result(model: str, check: CheckDef, spec: CheckSpec, error: BaseException, variant: str = "") -> CheckResult:
+    """A check whose measurement raised: it fails, with the error's own words."""
+    return CheckResult(model, check.name, False, None, spec.max if spec.max is not None else spec.min,
+                       check.unit, f"{check.name} could not be measured: {error}", variant)

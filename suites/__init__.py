@@ -1,0 +1,1 @@
+"""Built-in qcheck suites (TOML), shipped inside the wheel as the ``qcheck.builtin_suites`` package."""
