@@ -157,6 +157,18 @@ class ModelRun:
 
         return _memo(self._memo, "info", make)
 
+    def sections(self) -> dict[str, Any]:
+        """Model-level facts already computed, for the report (nothing is computed here)."""
+        from qcheck.tflite.census import quantization_info
+
+        sections: dict[str, Any] = {}
+        if self.notes:
+            sections["notes"] = list(self.notes)
+        ok, info = self._memo.get("info", (False, None))
+        if ok:
+            sections["quantization_info"] = quantization_info(info)
+        return sections
+
     def census(self) -> Census:
         from qcheck.tflite.census import take_census
 

@@ -102,10 +102,7 @@ class QcheckSession:
         except (QcheckError, StepFailed) as exc:
             return error_result(planned.model, check, planned.spec, exc, planned.variant)
         result = judge(planned.model, check, planned.spec, measurement, planned.variant)
-        notes = evidence.notes
-        if notes:
-            result = _with_section(result, "notes", list(notes))
-        return result
+        return _with_sections(result, evidence.sections())
 
     # -- gathering ---------------------------------------------------------------------------
 
@@ -135,10 +132,10 @@ class QcheckSession:
             terminalreporter.line(f"qcheck: JSON report written to {self.settings.json_path}")
 
 
-def _with_section(result: CheckResult, key: str, value: Any) -> CheckResult:
+def _with_sections(result: CheckResult, sections: dict[str, Any]) -> CheckResult:
     from dataclasses import replace
 
-    return replace(result, sections={**result.sections, key: value})
+    return replace(result, sections={**sections, **result.sections})
 
 
 def encode(result: CheckResult) -> str:

@@ -13,8 +13,8 @@ from qcheck.tflite.census import quantization_info
 _LISTED = 8  # names shown in a message; the JSON report has them all
 
 
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(f"'{n}'" for n in names[:_LISTED])
+def _listing(names: list[str], quote: bool = True) -> str:
+    shown = ", ".join(f"'{n}'" if quote else n for n in names[:_LISTED])
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
 
 
@@ -26,7 +26,7 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     parts = []
     if census.float_ops:
         parts.append(f"{len(census.float_ops)} operator(s) still compute in float: "
-                     + _listing([op.describe() for op in census.float_ops]))
+                     + _listing([op.describe() for op in census.float_ops], quote=False))
     if census.float_tensors:
         parts.append(f"{len(census.float_tensors)} float tensor(s): "
                      + _listing([t.name for t in census.float_tensors]))

@@ -1,0 +1,592 @@
+"""Run Arm's Vela compiler on a ``.tflite`` model and read where each operator runs.
+
+Vela exits 0 even when every operator falls back to the CPU, and its console text changed
+between releases, so placement is read from the files it writes: the per-layer CSV
+(``Target`` column, written with ``--verbose-performance``) cross-checked with the compiled
+model, where the NPU part is ``CUSTOM "ethos-u"`` operators and everything else runs on the
+CPU. Only the reasons for CPU fallback exist nowhere but in Vela's console output, so they
+are parsed from it, best-effort, for both the 3.x and the 5.x wording.
+
+Vela runs as a subprocess in a scratch folder inside ``out_dir`` on a copy of the model
+named ``model.tflite``: Vela names its outputs after the input's file name, which may hold
+characters that are awkward in paths, and nothing is written outside ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+from qcheck.errors import StepFailed
+
+ACCELERATORS: Final[tuple[str, ...]] = (
+    "ethos-u55-32",
+    "ethos-u55-64",
+    "ethos-u55-128",
+    "ethos-u55-256",
+    "ethos-u65-256",
+    "ethos-u65-512",
+    "ethos-u85-128",
+    "ethos-u85-256",
+    "ethos-u85-512",
+    "ethos-u85-1024",
+    "ethos-u85-2048",
+)
+
+BUILTIN_CONFIG_FILE: Final = "Arm/vela.ini"
+"""Vela's own configuration file, shipped inside the ethos-u-vela package."""
+
+# (system config, memory mode) per family, all from Arm/vela.ini. U55: the high-end
+# embedded system (SRAM + off-chip flash) with SRAM shared with the Cortex-M, the usual
+# microcontroller setup. U65 and U85: their DRAM systems with an SRAM dedicated to the NPU,
+# the setup these larger NPUs are built for (U85 at the mid of its three DRAM systems).
+_FAMILY_DEFAULTS: Final[dict[str, tuple[str, str]]] = {
+    "ethos-u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
+    "ethos-u65": ("Ethos_U65_High_End", "Dedicated_Sram"),
+    "ethos-u85": ("Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram"),
+}
+
+NO_REASON: Final = "Vela gave no reason"
+NPU_CUSTOM_CODE: Final = "ethos-u"
+
+# weights_storage_area in the summary CSV -> (flash_kind, column holding that memory's use)
+_WEIGHT_STORAGE: Final[dict[str, tuple[str, str]]] = {
+    "Off-chip Flash": ("off-chip flash", "off_chip_flash_memory_used"),
+    "On-chip Flash": ("on-chip flash", "on_chip_flash_memory_used"),
+    "DRAM": ("DRAM", "dram_memory_used"),
+    "SRAM": ("SRAM", "sram_memory_used"),
+}
+
+_STAGED_STEM: Final = "model"
+_TFLITE_IDENTIFIER: Final = b"TFL3"
+
+
+@dataclass(frozen=True)
+class VelaConfig:
+    """Which Ethos-U to compile for and how its memories are set up."""
+
+    accelerator: str  # one of ACCELERATORS, e.g. "ethos-u55-128"
+    system_config: str  # a [System_Config.*] section of config_file
+    memory_mode: str  # a [Memory_Mode.*] section of config_file
+    config_file: str = BUILTIN_CONFIG_FILE
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(
+                f"unknown Ethos-U accelerator {self.accelerator!r}; "
+                f"valid ones: {', '.join(ACCELERATORS)}"
+            )
+
+    @classmethod
+    def default_for(
+        cls,
+        accelerator: str,
+        *,
+        system_config: str | None = None,
+        memory_mode: str | None = None,
+        config_file: str = BUILTIN_CONFIG_FILE,
+    ) -> VelaConfig:
+        """The default configuration of ``accelerator``'s family, with any part overridden.
+
+        Ethos-U55: Ethos_U55_High_End_Embedded + Shared_Sram; Ethos-U65: Ethos_U65_High_End +
+        Dedicated_Sram; Ethos-U85: Ethos_U85_SYS_DRAM_Mid + Dedicated_Sram (all from Vela's
+        ``Arm/vela.ini``). Raises ValueError for an unknown accelerator.
+        """
+        family = accelerator.rsplit("-", 1)[0]
+        default_system, default_memory = _FAMILY_DEFAULTS.get(family, ("", ""))
+        return cls(
+            accelerator=accelerator,
+            system_config=system_config or default_system,
+            memory_mode=memory_mode or default_memory,
+            config_file=config_file,
+        )
+
+
+@dataclass(frozen=True)
+class VelaOperator:
+    """One operator of the compiled network and where it runs."""
+
+    op: str  # operator type as Vela names it, e.g. "Conv2D"
+    name: str  # name of the tensor it writes
+    target: str  # "NPU" or "CPU"
+    reason: str  # why it is on the CPU; "" for NPU operators
+
+
+@dataclass(frozen=True)
+class VelaResult:
+    """What Vela made of one model for one configuration.
+
+    Sizes are in bytes. ``flash_bytes`` is the memory used in the area Vela stores weights
+    in (named by ``flash_kind``); in DRAM modes that area also holds feature maps. The
+    inference time is Vela's estimate for the NPU part only, None when nothing runs there.
+    """
+
+    config: VelaConfig
+    vela_version: str
+    operators: tuple[VelaOperator, ...]
+    sram_bytes: int | None
+    flash_bytes: int | None
+    flash_kind: str  # "off-chip flash", "on-chip flash", "DRAM", "SRAM" or "unknown"
+    npu_weights_bytes: int | None
+    inference_time_s: float | None
+    compiled_model: str | None  # path of the compiled <stem>_vela.tflite
+
+    @property
+    def cpu_operators(self) -> tuple[VelaOperator, ...]:
+        """The operators that fall back to the CPU, each with Vela's reason."""
+        return tuple(op for op in self.operators if op.target == "CPU")
+
+    @property
+    def cpu_ops(self) -> int:
+        """How many operators run on the CPU."""
+        return len(self.cpu_operators)
+
+    @property
+    def npu_ops(self) -> int:
+        """How many operators run on the NPU (fused activations not counted apart)."""
+        return sum(1 for op in self.operators if op.target == "NPU")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary for reports."""
+        return {
+            "accelerator": self.config.accelerator,
+            "system_config": self.config.system_config,
+            "memory_mode": self.config.memory_mode,
+            "vela_version": self.vela_version,
+            "cpu_ops": self.cpu_ops,
+            "npu_ops": self.npu_ops,
+            "cpu_operators": [
+                {"op": op.op, "name": op.name, "reason": op.reason} for op in self.cpu_operators
+            ],
+            "sram_bytes": self.sram_bytes,
+            "flash_bytes": self.flash_bytes,
+            "flash_kind": self.flash_kind,
+            "npu_weights_bytes": self.npu_weights_bytes,
+            "inference_time_s": self.inference_time_s,
+        }
+
+
+def vela_version() -> str:
+    """The installed Vela's version, as ``vela --version`` prints it (e.g. "5.2.0")."""
+    try:
+        return metadata.version("ethos-u-vela")
+    except metadata.PackageNotFoundError as exc:
+        raise StepFailed("Vela is not installed: pip install ethos-u-vela") from exc
+
+
+def run_vela(
+    model: Path, config: VelaConfig, out_dir: Path, *, timeout: float = 600.0
+) -> VelaResult:
+    """Compile ``model`` with Vela for ``config`` and read the result.
+
+    Writes ``<stem>_vela.tflite``, ``<stem>_per-layer.csv``, ``<stem>_summary.csv`` and
+    ``<stem>_vela.log`` (Vela's console output) into ``out_dir``, where ``<stem>`` is the
+    model's file name with unusual characters replaced; files of those names are replaced.
+    Raises StepFailed naming the model when Vela fails or does not finish in ``timeout`` s.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = _safe_stem(model)
+    with tempfile.TemporaryDirectory(prefix=".vela-", dir=out_dir) as scratch_dir:
+        scratch = Path(scratch_dir)
+        staged = _stage(model, scratch)
+        done = _run(_vela_command(staged, config, scratch / "out"), scratch, timeout, model, config)
+        console = done.stdout + done.stderr
+        (out_dir / f"{stem}_vela.log").write_text(console, encoding="utf-8")
+        outputs = _keep_outputs(scratch / "out", out_dir, stem)
+    _check_exit(done, model, config)
+    return _build_result(model, config, outputs, console)
+
+
+def is_vela_compiled(model_bytes: bytes) -> bool:
+    """True when the TFLite model holds a CUSTOM "ethos-u" operator, i.e. Vela compiled it."""
+    if model_bytes[4:8] != _TFLITE_IDENTIFIER:
+        return False
+    try:
+        return any(op.on_npu for op in _read_tflite_operators(model_bytes))
+    except (IndexError, ValueError, struct.error):
+        return False
+
+
+# --- running Vela -------------------------------------------------------------------------
+
+
+def _safe_stem(model: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model.stem).strip("._-") or "model"
+
+
+def _stage(model: Path, scratch: Path) -> Path:
+    staged = scratch / f"{_STAGED_STEM}.tflite"
+    try:
+        shutil.copyfile(model, staged)
+    except OSError as exc:
+        raise StepFailed(f"{model}: cannot read the model for Vela: {exc.strerror}") from exc
+    return staged
+
+
+def _vela_command(model: Path, config: VelaConfig, out_dir: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "ethosu.vela", str(model),
+        "--output-dir", str(out_dir),
+        "--accelerator-config", config.accelerator,
+        "--config", _config_argument(config.config_file),
+        "--system-config", config.system_config,
+        "--memory-mode", config.memory_mode,
+        "--verbose-performance",
+        "--show-cpu-operations",
+    ]  # fmt: skip
+
+
+def _config_argument(config_file: str) -> str:
+    """The --config value that means the same file from Vela's scratch working directory.
+
+    Vela reads a relative two-part path such as "Arm/vela.ini" as one of its own config
+    files; any other path is the user's and is made absolute, since Vela runs elsewhere.
+    """
+    path = Path(config_file)
+    builtin = (
+        not path.is_absolute() and len(path.parts) == 2 and not config_file.startswith((".", "~"))
+    )
+    return config_file if builtin else str(path.expanduser().resolve())
+
+
+def _run(
+    command: list[str], cwd: Path, timeout: float, model: Path, config: VelaConfig
+) -> subprocess.CompletedProcess[str]:
+    # Tensor names may be non-ASCII; Vela must not fail printing them on a C locale.
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    try:
+        return subprocess.run(
+            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            encoding="utf-8", errors="replace", timeout=timeout, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise StepFailed(
+            f"{model}: Vela ({_describe(config)}) did not finish within {timeout:g} s"
+        ) from exc
+
+
+def _check_exit(done: subprocess.CompletedProcess[str], model: Path, config: VelaConfig) -> None:
+    if done.returncode != 0:
+        raise StepFailed(
+            f"{model}: Vela ({_describe(config)}) failed with exit code {done.returncode}:\n"
+            + _failure_excerpt(done.stdout, done.stderr)
+        )
+
+
+def _describe(config: VelaConfig) -> str:
+    return f"{config.accelerator}, {config.system_config}, {config.memory_mode}"
+
+
+def _failure_excerpt(stdout: str, stderr: str, max_lines: int = 6) -> str:
+    """Vela's last meaningful lines: the exception after a traceback, else the tail."""
+    lines = [line.rstrip() for line in stderr.splitlines() if _meaningful(line)]
+    if any(line.startswith("Traceback") for line in lines):
+        # The exception text starts after the last indented line of the stack frames.
+        last_frame = max((i for i, line in enumerate(lines) if line[:1].isspace()), default=-1)
+        lines = lines[last_frame + 1 :]
+    if not lines:
+        lines = [line.rstrip() for line in stdout.splitlines() if _meaningful(line)]
+    return "\n".join(f"  {line}" for line in lines[-max_lines:]) or "  (Vela printed nothing)"
+
+
+def _meaningful(line: str) -> bool:
+    # Vela 5 prints one "dynamic signature" notice per tensor; they would bury the error.
+    return bool(line.strip()) and "has a dynamic signature" not in line
+
+
+class _Outputs(NamedTuple):
+    compiled: Path | None
+    per_layer: Path | None
+    summary: Path | None
+
+
+def _keep_outputs(vela_out: Path, out_dir: Path, stem: str) -> _Outputs:
+    """Move Vela's files from its scratch output folder into ``out_dir`` under ``stem``."""
+    summaries = sorted(vela_out.glob(f"{_STAGED_STEM}_summary_*.csv"))
+    return _Outputs(
+        compiled=_move(vela_out / f"{_STAGED_STEM}_vela.tflite", out_dir / f"{stem}_vela.tflite"),
+        per_layer=_move(
+            vela_out / f"{_STAGED_STEM}_per-layer.csv", out_dir / f"{stem}_per-layer.csv"
+        ),
+        summary=_move(summaries[0] if summaries else None, out_dir / f"{stem}_summary.csv"),
+    )
+
+
+def _move(source: Path | None, target: Path) -> Path | None:
+    """Move ``source`` to ``target``; without a source, drop a stale ``target``."""
+    if source is None or not source.is_file():
+        target.unlink(missing_ok=True)
+        return None
+    os.replace(source, target)  # same file system: the scratch folder is inside out_dir
+    return target
+
+
+# --- reading the results ------------------------------------------------------------------
+
+
+def _build_result(model: Path, config: VelaConfig, outputs: _Outputs, console: str) -> VelaResult:
+    per_layer = _read_per_layer(outputs.per_layer) if outputs.per_layer else None
+    compiled = _read_tflite_operators(outputs.compiled.read_bytes()) if outputs.compiled else None
+    if per_layer is None and compiled is None:
+        raise StepFailed(f"{model}: Vela exited 0 but wrote no compiled model and no per-layer CSV")
+    placements = _merge_placements(per_layer, compiled)
+    reasons = _cpu_reasons(console)
+    summary = _read_summary(outputs.summary)
+    return VelaResult(
+        config=config,
+        vela_version=vela_version(),
+        operators=tuple(_operator(p, reasons) for p in placements),
+        sram_bytes=summary.sram_bytes,
+        flash_bytes=summary.flash_bytes,
+        flash_kind=summary.flash_kind,
+        npu_weights_bytes=summary.npu_weights_bytes,
+        inference_time_s=summary.inference_time_s,
+        compiled_model=str(outputs.compiled) if outputs.compiled else None,
+    )
+
+
+class _Placement(NamedTuple):
+    op: str
+    name: str
+    target: str
+
+
+def _operator(placement: _Placement, reasons: dict[str, str]) -> VelaOperator:
+    reason = reasons.get(placement.name, NO_REASON) if placement.target == "CPU" else ""
+    return VelaOperator(placement.op, placement.name, placement.target, reason)
+
+
+def _merge_placements(
+    per_layer: list[_Placement] | None, compiled: list[_TfliteOperator] | None
+) -> list[_Placement]:
+    """Per-layer rows, with the compiled model's CPU operators as cross-check and fallback.
+
+    The compiled model is what will run, so an operator counts as CPU when either source
+    puts it there, and a CPU operator the CSV lacks is added.
+    """
+    compiled_cpu = [_Placement(op.op, op.name, "CPU") for op in compiled or () if not op.on_npu]
+    if per_layer is None:
+        npu = [_Placement(op.op, op.name, "NPU") for op in compiled or () if op.on_npu]
+        return npu + compiled_cpu
+    cpu_names = {op.name for op in compiled_cpu}
+    merged = [p._replace(target="CPU") if p.name in cpu_names else p for p in per_layer]
+    known = {p.name for p in per_layer}
+    return merged + [p for p in compiled_cpu if p.name not in known]
+
+
+def _read_per_layer(path: Path) -> list[_Placement]:
+    """One placement per operator: rows sharing a name and target are one operator.
+
+    Vela lists a fused activation as its own row with the name of the operator it is fused
+    into; counting distinct names gives Vela's number of passes rather than its
+    "NPU operators" line, which counts those activation rows too.
+    """
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return []
+    header, body = rows[0], rows[1:]
+    placements: dict[tuple[str, str], _Placement] = {}
+    for row in body:
+        record = dict(zip(header, _rejoin_name(row, header), strict=False))
+        op = record.get("Original Operator", "N/A")
+        if op in ("", "N/A"):
+            op = record.get("NNG Operator", "")
+        placement = _Placement(op, record.get("Name", ""), record.get("Target", "").upper())
+        placements.setdefault((placement.name, placement.target), placement)
+    return list(placements.values())
+
+
+def _rejoin_name(row: list[str], header: list[str]) -> list[str]:
+    # Vela 5 writes the per-layer CSV without quoting, so a comma in the last column (the
+    # tensor name) splits it into extra fields.
+    if len(row) <= len(header) or header[-1] != "Name":
+        return row
+    keep = len(header) - 1
+    return [*row[:keep], ",".join(row[keep:])]
+
+
+class _TfliteOperator(NamedTuple):
+    op: str  # builtin name ("CONV_2D") or custom code ("ethos-u")
+    name: str  # first output tensor's name
+    on_npu: bool
+
+
+def _read_tflite_operators(model_bytes: bytes) -> list[_TfliteOperator]:
+    """Every operator of every subgraph of a TFLite flatbuffer, in file order."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    operators = []
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for i in range(graph.OperatorsLength()):
+            operator = graph.Operators(i)
+            op = _operator_type(model.OperatorCodes(operator.OpcodeIndex()), builtin_names)
+            name = _output_name(graph, operator)
+            operators.append(_TfliteOperator(op, name, op == NPU_CUSTOM_CODE))
+    return operators
+
+
+def _output_name(graph: Any, operator: Any) -> str:
+    """Name of the operator's first output: Vela names operators after it."""
+    if not operator.OutputsLength():
+        return ""
+    return _text(graph.Tensors(operator.Outputs(0)).Name())
+
+
+def _operator_type(code: Any, builtin_names: dict[int, str]) -> str:
+    """The custom code of a custom operator, else the builtin operator's name."""
+    custom = _text(code.CustomCode())
+    if custom:
+        return custom
+    # Codes above 127 are only in BuiltinCode; older files fill only the deprecated field.
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    return builtin_names.get(builtin, str(builtin))
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode("utf-8", errors="replace") if raw else ""
+
+
+# --- reasons for CPU fallback (console text) ----------------------------------------------
+
+
+def _indented(line: str) -> bool:
+    return line[:1].isspace()
+
+
+def _any_text(line: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class _CpuMessage:
+    """A message that puts an operator on the CPU, and how its explanation goes on."""
+
+    pattern: re.Pattern[str]  # with groups "op" and "name" (the tensor the operator writes)
+    continues: Callable[[str], bool]  # whether a following line still explains it
+    headline: str = ""  # first words of the reason, formatted with the groups
+
+
+# 5.x explains with "Reason: ..." and more lines up to a blank line; 3.x with indented lines.
+_CPU_MESSAGES: Final[tuple[_CpuMessage, ...]] = (
+    _CpuMessage(
+        re.compile(r"^Warning \(supported operators\) operator: (?P<op>\S+), ofm: '(?P<name>.*)'$"),
+        _any_text,
+    ),
+    _CpuMessage(
+        re.compile(
+            r"^Warning: (?P<op>\S+) '(?P<name>.*)' is not supported on the NPU\. "
+            r"Placing on CPU instead$"
+        ),
+        _indented,
+    ),
+    _CpuMessage(
+        re.compile(
+            r"^Warning: Unsupported TensorFlow Lite semantics for (?P<op>\S+) '(?P<name>.*)'\. "
+            r"Placing on CPU instead$"
+        ),
+        _indented,
+        "Unsupported TensorFlow Lite semantics:",
+    ),
+    _CpuMessage(
+        re.compile(r"^Info: (?P<op>\S+) '(?P<name>.*)' is a CPU only op$"),
+        _indented,
+        "{op} is a CPU only op",
+    ),
+)
+
+
+def _cpu_reasons(console: str) -> dict[str, str]:
+    """Reasons Vela printed for CPU operators, by the name of the tensor they write."""
+    blocks: dict[str, list[list[str]]] = {}
+    current: list[str] | None = None
+    continues: Callable[[str], bool] = _any_text
+    for line in console.splitlines():
+        found = _match_cpu_message(line)
+        if found is not None:
+            message, match = found
+            continues = message.continues
+            current = [message.headline.format(**match.groupdict())] if message.headline else []
+            blocks.setdefault(match["name"], []).append(current)
+        elif current is not None and line.strip() and continues(line):
+            current.append(_detail(line))
+        else:
+            current = None
+    return {name: text for name, parts in blocks.items() if (text := _join_blocks(parts))}
+
+
+def _match_cpu_message(line: str) -> tuple[_CpuMessage, re.Match[str]] | None:
+    for message in _CPU_MESSAGES:
+        match = message.pattern.match(line.rstrip())
+        if match:
+            return message, match
+    return None
+
+
+def _detail(line: str) -> str:
+    text = line.strip()
+    for prefix in ("Reason:", "- "):
+        text = text.removeprefix(prefix).strip()
+    return text
+
+
+def _join_blocks(blocks: Iterable[list[str]]) -> str:
+    texts = (" ".join(block) for block in blocks)
+    return "; ".join(dict.fromkeys(text for text in texts if text))
+
+
+# --- summary CSV --------------------------------------------------------------------------
+
+
+class _Summary(NamedTuple):
+    sram_bytes: int | None
+    flash_bytes: int | None
+    flash_kind: str
+    npu_weights_bytes: int | None
+    inference_time_s: float | None
+
+
+def _read_summary(path: Path | None) -> _Summary:
+    row = _first_row(path) if path else {}
+    kind, column = _WEIGHT_STORAGE.get(row.get("weights_storage_area", ""), ("unknown", ""))
+    weights = _number(row, "total_npu_encoded_weights")
+    seconds = _number(row, "inference_time")
+    return _Summary(
+        sram_bytes=_kib_to_bytes(_number(row, "sram_memory_used")),
+        flash_bytes=_kib_to_bytes(_number(row, column)),
+        flash_kind=kind,
+        npu_weights_bytes=round(weights) if weights is not None else None,
+        inference_time_s=seconds if seconds is not None and seconds > 0 else None,
+    )
+
+
+def _first_row(path: Path) -> dict[str, str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(csv.DictReader(handle), {})
+
+
+def _number(row: dict[str, str], column: str) -> float | None:
+    try:
+        value = float(row[column])
+    except (KeyError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _kib_to_bytes(kib: float | None) -> int | None:
+    return round(kib * 1024) if kib is not None else None

@@ -1,0 +1,27 @@
+"""Session-wide runs of qcheck on the fixture models, shared by many tests."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import FIXTURES, QcheckRun, run_qcheck
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
+    """The main path on the bundled fixtures: a good CNN, a two-head model, a model with a float op.
+
+    One conversion per model for the whole test session; many tests read this run.
+    """
+    cwd = tmp_path_factory.mktemp("digits_run")
+    return run_qcheck(
+        cwd,
+        f"--qcheck-model={FIXTURES / 'digits_cnn.keras'}",
+        f"--qcheck-model={FIXTURES / 'float_op.keras'}",
+        f"--qcheck-data={FIXTURES / 'digits.npz'}",
+    )
+
+
+@pytest.fixture(scope="session")
+def multihead_run(tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
+    cwd = tmp_path_factory.mktemp("multihead_run")
+    return run_qcheck(cwd, f"--qcheck-model={FIXTURES / 'multihead.keras'}", f"--qcheck-data={FIXTURES / 'multihead.npz'}")

@@ -1,0 +1,47 @@
+"""Paths and a way to run qcheck as users do, shared by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+REAL = ROOT.parent / "shared" / "real"
+
+
+@dataclass(frozen=True)
+class QcheckRun:
+    """A finished ``python -m pytest --qcheck-...`` run: exit code, output and JSON report."""
+
+    returncode: int
+    stdout: str
+    report: dict[str, Any]
+    out_dir: Path
+
+    def model(self, name: str) -> dict[str, Any]:
+        matches = [m for m in self.report["models"] if Path(m["model"]).name == name]
+        assert len(matches) == 1, f"{name} not in {[m['model'] for m in self.report['models']]}"
+        return matches[0]
+
+    def check(self, model: str, name: str) -> dict[str, Any]:
+        (found,) = [c for c in self.model(model)["checks"] if c["name"] == name]
+        return found
+
+
+def run_qcheck(cwd: Path, *args: str, timeout: float = 600) -> QcheckRun:
+    """Run qcheck as users do: a new pytest process, in ``cwd``, with a JSON report."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--qcheck-json=report.json", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    report_path = cwd / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    return QcheckRun(proc.returncode, proc.stdout + proc.stderr, report, cwd / "qcheck-out")
