@@ -67,8 +67,12 @@ def load_npz(path: str | Path) -> Dataset:
             raise QcheckError(p, "holds pickled (object) arrays, which qcheck refuses to load",
                               "store plain numeric arrays") from None
         raise QcheckError(p, f"cannot be read as .npz: {exc}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+        # zipfile raises NotImplementedError for unknown compression, RuntimeError when encrypted.
         raise QcheckError(p, f"cannot be read as .npz: {exc}") from None
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # numpy hands back raw bytes for a non-.npy member
+            raise QcheckError(p, f"member '{name}' is not a .npy array")
     return _validate(p, arrays, hashlib.sha256(raw).hexdigest())
 
 
@@ -104,6 +108,8 @@ def _labels(p: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
         raise QcheckError(p, f"'{name}' contains NaN or Inf")
     if y.ndim == 2 and y.shape[1] > 1:
         return np.argmax(y, axis=1).astype(np.int64)
+    if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+        raise QcheckError(p, f"'{name}' has shape {y.shape}; expected class indices (N,) or one-hot rows (N, classes)")
     y = y.reshape(n)
     if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
         raise QcheckError(p, f"'{name}' has dtype {y.dtype}; expected integer class indices or one-hot rows")

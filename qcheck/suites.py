@@ -85,7 +85,12 @@ def suite_from_document(doc: dict[str, Any], source: str, name: str, here: Path,
     if "extends" in doc:
         if not isinstance(doc["extends"], str):
             raise QcheckError(source, "'extends' must be a suite name or a path")
-        parent = _load(doc["extends"], here, chain)
+        try:
+            parent = _load(doc["extends"], here, chain)
+        except QcheckError as exc:
+            if exc.path is not None:
+                raise
+            raise QcheckError(source, f"extends: {exc.problem}", exc.hint) from None
     checks_doc = doc.get("checks", {})
     if not isinstance(checks_doc, dict):
         raise QcheckError(source, "'checks' must be a table of [checks.<name>] tables")

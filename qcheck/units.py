@@ -26,7 +26,10 @@ def parse_quantity(text: str | int | float, unit: str) -> float:
     if isinstance(text, bool):
         raise ValueError(f"expected a number, got {text!r}")
     if isinstance(text, (int, float)):
-        value, suffix = float(text), ""
+        try:
+            value, suffix = float(text), ""
+        except OverflowError:  # TOML integers have no size limit
+            raise ValueError(f"{text!r} is not a finite number") from None
     else:
         match = _QUANTITY.match(str(text))
         if not match:

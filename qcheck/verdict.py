@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from qcheck.checks import CheckDef
 from qcheck.results import CheckResult, Measurement
 from qcheck.suites import CheckSpec
@@ -12,16 +14,21 @@ def judge(model: str, check: CheckDef, spec: CheckSpec, measurement: Measurement
     """Compare ``measurement`` with ``spec``'s ``max``/``min``; None when nothing was measured."""
     fmt = lambda v: format_quantity(v, check.unit)  # noqa: E731
     value = measurement.value
+    threshold = spec.max if spec.max is not None else spec.min
     if measurement.skip is not None or value is None:
         reason = measurement.skip or "nothing was measured"
-        return CheckResult(model, check.name, None, None, spec.max, check.unit,
+        return CheckResult(model, check.name, None, None, threshold, check.unit,
                            f"{check.name} not run: {reason}", variant, measurement.sections)
+    if not math.isfinite(value):
+        # NaN compares False with everything: it must not slip through as a pass.
+        return CheckResult(model, check.name, False, None, threshold, check.unit,
+                           f"{check.name} failed: the measured value is {value}. {measurement.details}",
+                           variant, measurement.sections)
     failures = []
     if spec.max is not None and value > spec.max:
         failures.append(f"{fmt(value)} > max {fmt(spec.max)}")
     if spec.min is not None and value < spec.min:
         failures.append(f"{fmt(value)} < min {fmt(spec.min)}")
-    threshold = spec.max if spec.max is not None else spec.min
     if failures:
         message = f"{check.name} failed: {', '.join(failures)}. {measurement.details}"
         if measurement.hint:
