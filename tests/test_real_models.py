@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from helpers import REAL
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real is not beside the checkout")
-
 
 def _report(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, dict[str, dict]]]:
     result = pytester.runpytest("-p", "no:cacheprovider", "--qcheck-json=r.json", *args)
