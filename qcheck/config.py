@@ -16,7 +16,46 @@ THRESHOLD_OPTIONS = {
     "qcheck_max_size": ("size", "max"),
     "qcheck_max_float32_tensors": ("float32_tensors", "max"),
     "qcheck_max_cpu_ops": ("vela", "max"),
+    "qcheck_max_sram": ("sram", "max"),
+    "qcheck_max_flash": ("flash", "max"),
+    "qcheck_max_npu_weights": ("npu_weights", "max"),
+    "qcheck_max_inference_ms": ("inference_time", "max"),
+    "qcheck_max_arena": ("arena", "max"),
 }
+
+# The unit a bare number on these flags is in, where it is not the check's base unit:
+# --qcheck-max-inference-ms=5 means 5 ms ("5ms"), while inference_time.max = 5 means 5 s.
+THRESHOLD_DEFAULT_UNITS = {
+    "qcheck_max_inference_ms": "ms",
+}
+
+
+def with_default_unit(dest: str, value: str) -> str:
+    """``value`` of the threshold flag ``dest``, with the flag's default unit when it has none."""
+    unit = THRESHOLD_DEFAULT_UNITS.get(dest)
+    if unit is None:
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return value  # it has a unit of its own (or is not a number, which the suite reports)
+    return f"{value.strip()}{unit}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one model is checked with: the model, its data and how it is quantized.
+
+    Two items with equal specs share one pipeline (one conversion, one evaluation).
+    """
+
+    model: str  # the path as the user gave it; resolved against the working directory
+    data: str | None = None
+    calibration: str | None = None
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    reference: str | None = None
+    io_dtype: str = "uint8"
+    unsafe_deserialization: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,4 +74,8 @@ class Settings:
     out_dir: Path = Path(DEFAULT_OUT)
     json_path: Path | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    rootdir: Path = Path.cwd()
+    timeout: float = 900.0  # seconds for one conversion, evaluation or Vela compilation
+
+    def run_spec(self, model: str) -> RunSpec:
+        return RunSpec(model, self.data, self.calibration, self.calibration_samples, self.reference,
+                       self.io_dtype, self.unsafe_deserialization)

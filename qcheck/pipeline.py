@@ -2,6 +2,8 @@
 
 Each step is computed on first use and remembered, failures included, so that a conversion
 that fails is reported by every check that needed it and never retried within a session.
+Steps that run native code (TensorFlow, the LiteRT interpreter, Vela) run in child processes
+(:mod:`qcheck.isolation`), so this process never imports TensorFlow and survives a crash.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from qcheck.config import Settings
+from qcheck.config import RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import atomic_write, write_json
+from qcheck.isolation import call_isolated
 
 if TYPE_CHECKING:
     from qcheck.data import Dataset, Split
@@ -25,23 +28,37 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class DataSource:
-    """The session's data files, loaded once and shared by every model."""
+def _memo(store: dict[str, Any], key: str, make: Callable[[], T]) -> T:
+    if key not in store:
+        try:
+            store[key] = (True, make())
+        except (QcheckError, StepFailed) as exc:
+            store[key] = (False, exc)
+    ok, value = store[key]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+
+class DataSource:
+    """One data file and its calibration split, loaded once and shared by the models using it."""
+
+    def __init__(self, data: str | None, calibration: str | None, samples: int) -> None:
+        self._data_path = data
+        self._calibration_path = calibration
+        self._samples = samples
         self._memo: dict[str, Any] = {}
 
     def data(self) -> Dataset | None:
         from qcheck.data import load_npz
 
-        path = self._settings.data
+        path = self._data_path
         return _memo(self._memo, "data", lambda: load_npz(path) if path else None)
 
     def calibration(self) -> Dataset | None:
         from qcheck.data import load_npz
 
-        path = self._settings.calibration
+        path = self._calibration_path
         return _memo(self._memo, "calibration", lambda: load_npz(path) if path else None)
 
     def split(self) -> Split | None:
@@ -49,38 +66,27 @@ class DataSource:
 
         def make() -> Split | None:
             data = self.data()
-            if data is None:
-                return None
-            return split(data, self._settings.calibration_samples, self.calibration())
+            return split(data, self._samples, self.calibration()) if data is not None else None
 
         return _memo(self._memo, "split", make)
-
-
-def _memo(store: dict[str, Any], key: str, make: Callable[[], T]) -> T:
-    if key not in store:
-        try:
-            store[key] = (True, make())
-        except (QcheckError, StepFailed) as exc:
-            store[key] = (False, exc)
-        except Exception as exc:  # an unexpected failure of a native step stays with this model
-            store[key] = (False, StepFailed(f"{type(exc).__name__}: {exc}"))
-    ok, value = store[key]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
 
 
 class ModelRun:
     """The evidence about one model (implements :class:`qcheck.checks.evidence.Evidence`)."""
 
-    def __init__(self, model: str, stem: str, settings: Settings, data: DataSource) -> None:
-        self.model = model
+    def __init__(self, spec: RunSpec, stem: str, out_dir: Path, data: DataSource, timeout: float) -> None:
+        self.spec = spec
         self.stem = stem
-        self._path = Path(model)
-        self._settings = settings
+        self._path = Path(spec.model)
+        self._out_dir = out_dir
         self._data = data
+        self._timeout = timeout
         self._memo: dict[str, Any] = {}
         self.notes: list[str] = []  # facts for the report, e.g. how calibration was done
+
+    @property
+    def model(self) -> str:
+        return self.spec.model
 
     @property
     def kind(self) -> str:
@@ -90,7 +96,19 @@ class ModelRun:
 
     @property
     def out_dir(self) -> Path:
-        return self._settings.out_dir.resolve()
+        return self._out_dir.resolve()
+
+    def sections(self) -> dict[str, Any]:
+        """Model-level facts already computed, for the report (nothing is computed here)."""
+        from qcheck.tflite.census import quantization_info
+
+        sections: dict[str, Any] = {}
+        if self.notes:
+            sections["notes"] = list(self.notes)
+        ok, info = self._memo.get("info", (False, None))
+        if ok:
+            sections["quantization_info"] = quantization_info(info)
+        return sections
 
     # -- data -------------------------------------------------------------------------------
 
@@ -98,7 +116,7 @@ class ModelRun:
         split = self._data.split()
         if split is None:
             return None
-        if self.kind == "tflite" and self._settings.calibration is None:
+        if self.kind == "tflite" and self.spec.calibration is None:
             return self._data.data()  # nothing to calibrate: evaluate on everything
         return split.evaluation
 
@@ -107,15 +125,17 @@ class ModelRun:
     def _quantized(self) -> Quantized:
         def make() -> Quantized:
             from qcheck.data import SYNTHETIC_SAMPLES
-            from qcheck.tflite.convert import quantize
 
             split = self._data.split()
-            quantized = quantize(
-                self._path,
+            quantized: Quantized = call_isolated(
+                "qcheck.tflite.convert:quantize",
+                self._path.resolve(),
                 split.calibration if split else None,
                 split.evaluation.x if split else None,
-                io_dtype=self._settings.io_dtype,
-                unsafe=self._settings.unsafe_deserialization,
+                io_dtype=self.spec.io_dtype,
+                unsafe=self.spec.unsafe_deserialization,
+                what=f"converting {self.model}",
+                timeout=self._timeout,
             )
             if split is not None:
                 self.notes.append(f"calibration: {split.calibration_source}")
@@ -141,7 +161,7 @@ class ModelRun:
 
     def tflite_path(self) -> Path:
         self.tflite()
-        return self._path if self.kind == "tflite" else self.out_dir / f"{self.stem}_quant.tflite"
+        return self._path.resolve() if self.kind == "tflite" else self.out_dir / f"{self.stem}_quant.tflite"
 
     def info(self) -> ModelInfo:
         def make() -> ModelInfo:
@@ -157,18 +177,6 @@ class ModelRun:
 
         return _memo(self._memo, "info", make)
 
-    def sections(self) -> dict[str, Any]:
-        """Model-level facts already computed, for the report (nothing is computed here)."""
-        from qcheck.tflite.census import quantization_info
-
-        sections: dict[str, Any] = {}
-        if self.notes:
-            sections["notes"] = list(self.notes)
-        ok, info = self._memo.get("info", (False, None))
-        if ok:
-            sections["quantization_info"] = quantization_info(info)
-        return sections
-
     def census(self) -> Census:
         from qcheck.tflite.census import take_census
 
@@ -182,28 +190,32 @@ class ModelRun:
 
     def reference(self) -> FloatReference | None:
         def make() -> FloatReference | None:
-            if self.evaluation_data() is None:
+            data = self.evaluation_data()
+            if data is None:
                 return None
             if self.kind != "tflite":
                 return self._quantized().reference
-            if not self._settings.reference:
+            if not self.spec.reference:
                 return None
-            return _reference_outputs(Path(self._settings.reference), self.evaluation_data(), self._settings)
+            reference: FloatReference = call_isolated(
+                "qcheck.tflite.convert:reference_outputs", Path(self.spec.reference).resolve(), data.x,
+                unsafe=self.spec.unsafe_deserialization,
+                what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
+            )
+            return reference
 
         return _memo(self._memo, "reference", make)
 
     def evaluation(self) -> RunResult | None:
         def make() -> RunResult | None:
-            from qcheck.tflite.run import run
-
             data = self.evaluation_data()
             if data is None:
                 return None
-            self.info()  # a file that is not a model fails here, with its name, not in the runtime
-            try:
-                result = run(self.tflite(), data.x)
-            except ValueError as exc:
-                raise QcheckError(data.path, f"does not fit the model {self.model}: {exc}") from None
+            _check_fits(self.info(), data, self.model)
+            result: RunResult = call_isolated(
+                "qcheck.tflite.run:run", self.tflite(), data.x,
+                what=f"running {self.model} in the LiteRT interpreter", timeout=self._timeout,
+            )
             reference = self.reference()
             if reference is not None:
                 result = _align_heads(result, reference, self.model)
@@ -222,21 +234,20 @@ class ModelRun:
             except ValueError as exc:
                 raise QcheckError(None, str(exc)) from None
             self.info()
-            return run_vela(self.tflite_path(), config, self.out_dir / f"{self.stem}_vela" / accelerator)
+            return run_vela(self.tflite_path(), config, self.out_dir / f"{self.stem}_vela" / accelerator,
+                            timeout=self._timeout)
 
         return _memo(self._memo, f"vela:{accelerator}", make)
 
 
-def _reference_outputs(path: Path, data: Dataset | None, settings: Settings) -> FloatReference:
-    """Float outputs of a reference model: a float .tflite runs in LiteRT, anything else in Keras."""
-    from qcheck.tflite.convert import FloatReference, load_float_model, model_kind, predict
-    from qcheck.tflite.run import run
-
-    assert data is not None
-    if model_kind(path) == "tflite":
-        result = run(path.read_bytes(), data.x)
-        return FloatReference({k: v.values for k, v in result.outputs.items()}, tuple(result.outputs))
-    return predict(load_float_model(path, unsafe=settings.unsafe_deserialization), data.x)
+def _check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
+    """The data's samples must have the shape of the model's (single) input."""
+    if len(info.inputs) != 1:
+        raise QcheckError(model, f"has {len(info.inputs)} inputs; qcheck handles one input for now")
+    expected = info.inputs[0].tensor.shape[1:]
+    if tuple(data.x.shape[1:]) != expected:
+        raise QcheckError(data.path, f"does not fit the model {model}: samples have shape "
+                          f"{tuple(data.x.shape[1:])}, the model takes {expected}")
 
 
 def _align_heads(result: RunResult, reference: FloatReference, model: str) -> RunResult:

@@ -45,6 +45,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qcheck-out", dest="qcheck_out", metavar="DIR",
                     help=f"artifact folder: quantized models, quantization info, Vela output (default {DEFAULT_OUT})")
     group.addoption("--qcheck-json", dest="qcheck_json", metavar="PATH", help="write the JSON report here")
+    group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
+                    help="time limit for one conversion, evaluation or Vela compilation (default 900)")
     for dest, (check, key) in THRESHOLD_OPTIONS.items():
         flag = "--" + dest.replace("_", "-")
         group.addoption(flag, dest=dest, metavar="VALUE", help=f"override {check}.{key} of the suite")
@@ -107,7 +109,7 @@ def _settings(config: pytest.Config) -> Settings:
         out_dir=Path(out),
         json_path=Path(opt.qcheck_json) if opt.qcheck_json else None,
         overrides=_overrides(config),
-        rootdir=config.rootpath,
+        timeout=opt.qcheck_timeout or 900.0,
     )
 
 
@@ -144,11 +146,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from qcheck.items import QcheckModels
 
-    collector = QcheckModels.from_parent(session, name="qcheck", nodeid="qcheck", qsession=qsession)
+    collector = QcheckModels.from_parent(session, name="qcheck", nodeid=_collector_nodeid(config), qsession=qsession)
     new = list(collector.collect())
     # Report them as collected, so that "collected N items", --co and xdist count them.
     config.hook.pytest_collectreport(report=pytest.CollectReport(collector.nodeid, "passed", None, new))
     items.extend(new)
+
+
+def _collector_nodeid(config: pytest.Config) -> str:
+    """'qcheck', placed in the invocation folder so that pytest shows it as 'qcheck::...'."""
+    here = config.invocation_params.dir
+    if here == config.rootpath or not here.is_relative_to(config.rootpath):
+        return "qcheck"
+    return f"{here.relative_to(config.rootpath).as_posix()}/qcheck"
 
 
 # -- fixtures for users' own tests -------------------------------------------------------------
@@ -180,7 +190,7 @@ def qcheck_quantized(qcheck_session: QcheckSession, qcheck_model_path: str) -> Q
     """The quantized model: bytes, path, tensor table, I/O parameters, and a call that runs it."""
     from qcheck.quantized import QuantizedModel
 
-    run = qcheck_session.run(qcheck_model_path)
+    run = qcheck_session.run(qcheck_session.settings.run_spec(qcheck_model_path))
     return QuantizedModel(run.tflite_path(), run.tflite(), run.info())
 
 
@@ -189,7 +199,7 @@ def qcheck_model(qcheck_session: QcheckSession, qcheck_model_path: str) -> Any:
     """The float Keras model (the reference model for an already quantized .tflite)."""
     from qcheck.tflite.convert import load_float_model
 
-    run = qcheck_session.run(qcheck_model_path)
+    run = qcheck_session.run(qcheck_session.settings.run_spec(qcheck_model_path))
     path = qcheck_model_path if run.kind != "tflite" else qcheck_session.settings.reference
     if path is None:
         pytest.skip(f"{qcheck_model_path} is already quantized; pass --qcheck-reference=FLOAT_MODEL")
@@ -197,9 +207,9 @@ def qcheck_model(qcheck_session: QcheckSession, qcheck_model_path: str) -> Any:
 
 
 @pytest.fixture(scope="session")
-def qcheck_data(qcheck_session: QcheckSession) -> Dataset:
-    """The evaluation data (the samples not used for calibration)."""
-    split = qcheck_session.data.split()
-    if split is None:
+def qcheck_data(qcheck_session: QcheckSession, qcheck_model_path: str) -> Dataset:
+    """The evaluation data of the model under test (the samples not used for calibration)."""
+    data = qcheck_session.run(qcheck_session.settings.run_spec(qcheck_model_path)).evaluation_data()
+    if data is None:
         pytest.skip("no data: pass --qcheck-data=val.npz")
-    return split.evaluation
+    return data

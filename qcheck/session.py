@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from qcheck.checks import CheckDef, registry
-from qcheck.config import Settings
+from qcheck.config import RunSpec, Settings
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import safe_stem
 from qcheck.pipeline import DataSource, ModelRun
@@ -30,9 +30,13 @@ RESULT_PROPERTY = "qcheck_result"
 class PlannedCheck:
     """One test item to be: a check on a model, for one accelerator where that matters."""
 
-    model: str
+    run: RunSpec
     spec: CheckSpec
     variant: str = ""
+
+    @property
+    def model(self) -> str:
+        return self.run.model
 
     @property
     def item_name(self) -> str:
@@ -46,9 +50,9 @@ class QcheckSession:
     def __init__(self, settings: Settings, suite: Suite) -> None:
         self.settings = settings
         self.suite = suite
-        self.data = DataSource(settings)
-        self._runs: dict[str, ModelRun] = {}
-        self._stems: dict[str, str] = {}
+        self._sources: dict[tuple[str | None, str | None, int], DataSource] = {}
+        self._runs: dict[RunSpec, ModelRun] = {}
+        self._stems: dict[RunSpec, str] = {}
         self.results: list[CheckResult] = []
         self.notes: dict[str, list[str]] = {}
 
@@ -57,13 +61,14 @@ class QcheckSession:
     def plan(self) -> Iterator[PlannedCheck]:
         checks = registry()
         for model in self.settings.models:
+            run = self.settings.run_spec(model)
             for spec in self.suite.enabled():
                 check = checks[spec.name]
                 if check.per_accelerator:
                     for accelerator in self.accelerators(spec):
-                        yield PlannedCheck(model, spec, accelerator)
+                        yield PlannedCheck(run, spec, accelerator)
                 else:
-                    yield PlannedCheck(model, spec)
+                    yield PlannedCheck(run, spec)
 
     def accelerators(self, spec: CheckSpec) -> tuple[str, ...]:
         if self.settings.accelerators:
@@ -72,21 +77,27 @@ class QcheckSession:
 
     # -- running -----------------------------------------------------------------------------
 
-    def run(self, model: str) -> ModelRun:
-        if model not in self._runs:
-            self._runs[model] = ModelRun(model, self._stem(model), self.settings, self.data)
-        return self._runs[model]
+    def run(self, spec: RunSpec) -> ModelRun:
+        """The pipeline for ``spec``, created on first use and shared by every item using it."""
+        if spec not in self._runs:
+            key = (spec.data, spec.calibration, spec.calibration_samples)
+            if key not in self._sources:
+                self._sources[key] = DataSource(*key)
+            self._runs[spec] = ModelRun(spec, self._stem(spec), self.settings.out_dir, self._sources[key],
+                                        self.settings.timeout)
+        return self._runs[spec]
 
-    def _stem(self, model: str) -> str:
+    def _stem(self, spec: RunSpec) -> str:
         """Artifact names from the model's file name, made unique within the session."""
-        if model not in self._stems:
-            stem = safe_stem(Path(model).stem if Path(model).suffix else Path(model).name)
+        if spec not in self._stems:
+            path = Path(spec.model)
+            stem = safe_stem(path.stem if path.suffix else path.name)
             taken = set(self._stems.values())
             candidate, n = stem, 2
             while candidate in taken:
                 candidate, n = f"{stem}-{n}", n + 1
-            self._stems[model] = candidate
-        return self._stems[model]
+            self._stems[spec] = candidate
+        return self._stems[spec]
 
     def check(self, planned: PlannedCheck) -> CheckResult:
         """Measure and judge one planned check; every failure becomes a failed result."""
@@ -96,7 +107,7 @@ class QcheckSession:
         options = dict(planned.spec.options)
         if planned.variant:
             options["accelerator"] = planned.variant
-        evidence = self.run(planned.model)
+        evidence = self.run(planned.run)
         try:
             measurement = check.measure(evidence, options)
         except (QcheckError, StepFailed) as exc:

@@ -1,34 +1,101 @@
-"""Does it run on the Ethos-U NPU? ``vela``: operators that Vela leaves on the CPU."""
+"""Does it run on the Ethos-U NPU? ``vela``: operators that Vela leaves on the CPU.
+
+Every Ethos-U check (this one and the budgets in :mod:`qcheck.checks.memory`) takes the same
+target options: ``accelerator``, and optionally ``system_config``, ``memory_mode`` and
+``config_file`` to replace the defaults from Vela's own ``Arm/vela.ini``
+(see :meth:`qcheck.vela.VelaConfig.default_for`). A user's ``config_file`` path is relative to
+the directory pytest runs in.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
+from qcheck.errors import QcheckError
 from qcheck.results import Measurement
 
+if TYPE_CHECKING:
+    from qcheck.vela import VelaConfig, VelaResult
+
+TARGET_OPTIONS: Final[dict[str, type]] = {
+    "accelerator": str,
+    "system_config": str,
+    "memory_mode": str,
+    "config_file": str,
+}
+DEFAULT_ACCELERATOR: Final = "ethos-u55-128"
 _LISTED = 8
 
 
-@check("vela", unit="count", options={"accelerator": str}, per_accelerator=True)
+def vela_config(options: Mapping[str, Any]) -> VelaConfig:
+    """The Vela configuration a target check's options ask for."""
+    from qcheck.vela import BUILTIN_CONFIG_FILE, VelaConfig
+
+    try:
+        return VelaConfig.default_for(
+            str(options.get("accelerator", DEFAULT_ACCELERATOR)),
+            system_config=options.get("system_config"),
+            memory_mode=options.get("memory_mode"),
+            config_file=options.get("config_file") or BUILTIN_CONFIG_FILE,
+        )
+    except ValueError as exc:
+        raise QcheckError(None, str(exc)) from None
+
+
+def already_compiled(evidence: Evidence) -> bool:
+    """True when the model under test is Vela's output (it holds "ethos-u" operators)."""
+    from qcheck.vela import is_vela_compiled
+
+    return is_vela_compiled(evidence.tflite())
+
+
+def describe_config(result: VelaResult) -> str:
+    config = result.config
+    return f"{config.accelerator}, {config.system_config}, {config.memory_mode}; vela {result.vela_version}"
+
+
+@check("vela", unit="count", options=TARGET_OPTIONS, per_accelerator=True)
 def vela(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Operators that Vela places on the CPU instead of the Ethos-U NPU."""
-    result = evidence.vela(options["accelerator"])
+    if already_compiled(evidence):
+        return _compiled_placement(evidence, options)
+    result = evidence.vela(vela_config(options))
     cpu = result.cpu_operators
-    config = f"{result.config.accelerator}, {result.config.system_config}, {result.config.memory_mode}"
     if not cpu:
-        details = f"all {result.npu_ops} operator(s) on the NPU ({config}; vela {result.vela_version})"
+        details = f"all {result.npu_ops} operator(s) on the NPU ({describe_config(result)})"
     else:
         listed = "; ".join(f"{op.op} '{op.name}': {op.reason}" for op in cpu[:_LISTED])
         more = f"; and {len(cpu) - _LISTED} more" if len(cpu) > _LISTED else ""
-        details = (f"{len(cpu)} of {len(cpu) + result.npu_ops} operator(s) on the CPU ({config}; "
-                   f"vela {result.vela_version}): {listed}{more}")
+        details = (f"{len(cpu)} of {len(cpu) + result.npu_ops} operator(s) on the CPU "
+                   f"({describe_config(result)}): {listed}{more}")
     return Measurement(
         float(len(cpu)),
         details,
         "make the model fully int8 (see fully_quantized) and use operators Vela supports "
         "(vela --supported-ops-report lists them with their constraints)",
         sections={"vela": {result.config.accelerator: result.to_dict()}},
+    )
+
+
+def _compiled_placement(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Placement read from a model Vela already compiled: compiling it again would put its
+    NPU operators on the CPU."""
+    from qcheck.vela import NPU_CUSTOM_CODE
+
+    operators = evidence.info().operators
+    npu = [op for op in operators if op.custom and op.op == NPU_CUSTOM_CODE]
+    cpu = [op for op in operators if not (op.custom and op.op == NPU_CUSTOM_CODE)]
+    details = (f"already compiled for Ethos-U: {len(npu)} NPU custom op(s), {len(cpu)} CPU op(s)"
+               + (": " + ", ".join(sorted({op.op for op in cpu})) if cpu else "")
+               + "; not compiled again, and the accelerator it was compiled for is not checked")
+    accelerator = str(options.get("accelerator", DEFAULT_ACCELERATOR))
+    return Measurement(
+        float(len(cpu)),
+        details,
+        "compile the model before Vela (the .tflite you gave Vela) to see why operators stay on the CPU",
+        sections={"vela": {accelerator: {"accelerator": accelerator, "already_compiled": True,
+                                         "npu_ops": len(npu), "cpu_ops": len(cpu)}}},
     )

@@ -6,11 +6,8 @@ cached by content and run in a separate process.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import sys
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -231,7 +228,7 @@ def quantize(
     converter.inference_input_type = getattr(tf, io_dtype)
     converter.inference_output_type = getattr(tf, io_dtype)
     try:
-        with warnings.catch_warnings(), _native_output_silenced():
+        with warnings.catch_warnings():
             # "Statistics for quantized inputs were expected": the converter's own inputs, not the user's.
             warnings.simplefilter("ignore", UserWarning)
             tflite = converter.convert()
@@ -241,31 +238,6 @@ def quantize(
     if evaluation is not None:
         reference = predict(model, evaluation)
     return Quantized(tflite, reference, synthetic)
-
-
-@contextlib.contextmanager
-def _native_output_silenced() -> Iterator[None]:
-    """Send file descriptors 1 and 2 to /dev/null while the converter runs.
-
-    The converter prints its intermediate SavedModel's signature and MLIR pass logs from
-    Python and C++; none of it is about the user's model, and it would bury the verdicts.
-    Errors still arrive as exceptions.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
 
 
 def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> FloatReference:
@@ -279,3 +251,13 @@ def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> FloatReference:
         raw = raw if isinstance(raw, (list, tuple)) else [raw]
         outputs = {n: np.asarray(v) for n, v in zip(names, raw, strict=True)}
     return FloatReference(outputs, names)
+
+
+def reference_outputs(path: Path, x: np.ndarray, *, unsafe: bool = False) -> FloatReference:
+    """Float outputs of a reference model: a float .tflite runs in LiteRT, anything else in Keras."""
+    if model_kind(path) == "tflite":
+        from qcheck.tflite.run import run
+
+        result = run(path.read_bytes(), x)
+        return FloatReference({k: v.values for k, v in result.outputs.items()}, tuple(result.outputs))
+    return predict(load_float_model(path, unsafe=unsafe), x)

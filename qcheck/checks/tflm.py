@@ -1,0 +1,83 @@
+"""Does it run on a microcontroller without an NPU? ``tflm_ops`` and ``arena``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from qcheck.checks import check
+from qcheck.checks.evidence import Evidence
+from qcheck.results import Measurement
+from qcheck.units import format_quantity
+
+_LISTED = 8
+
+
+@check("tflm_ops", unit="count")
+def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Operators with no TensorFlow Lite Micro kernel, and custom operators."""
+    from qcheck.tflm_kernels import BUILTIN_KERNELS, CUSTOM_KERNELS, SOURCE
+
+    operators = evidence.info().operators
+    problems: dict[str, int] = {}
+    reasons: dict[str, str] = {}
+    for op in operators:
+        if op.custom:
+            key = f"custom op '{op.op}'"
+            reasons[key] = _custom_reason(op.op, CUSTOM_KERNELS.get(op.op))
+        elif op.op in BUILTIN_KERNELS:
+            continue
+        else:
+            key = op.op
+            reasons[key] = "no TFLite Micro kernel"
+        problems[key] = problems.get(key, 0) + 1
+    resolver = sorted({BUILTIN_KERNELS[op.op] for op in operators if not op.custom and op.op in BUILTIN_KERNELS})
+    section = {"tflm": {"kernels_source": SOURCE, "resolver": resolver,
+                        "unsupported": [{"op": key, "count": n, "reason": reasons[key]} for key, n in problems.items()]}}
+    if not problems:
+        details = (f"all {len(operators)} operator(s) have a TFLite Micro kernel; MicroMutableOpResolver<"
+                   f"{len(resolver)}> needs {', '.join(f'{m}()' for m in resolver) or 'nothing'}")
+        return Measurement(0.0, details, sections=section)
+    count = sum(problems.values())
+    listed = "; ".join(f"{key} x{n}: {reasons[key]}" for key, n in list(problems.items())[:_LISTED])
+    more = f"; and {len(problems) - _LISTED} more" if len(problems) > _LISTED else ""
+    return Measurement(
+        float(count),
+        f"{count} of {len(operators)} operator(s) cannot run on TFLite Micro as they are: {listed}{more} "
+        f"(kernels: {SOURCE})",
+        "replace the operators in the model with ones TFLite Micro has kernels for; check the model before "
+        "Vela compiles it, not Vela's output",
+        sections=section,
+    )
+
+
+def _custom_reason(code: str, method: str | None) -> str:
+    from qcheck.vela import NPU_CUSTOM_CODE
+
+    if code == NPU_CUSTOM_CODE:
+        return "needs the Ethos-U NPU (this model was compiled by Vela)"
+    if method:
+        return f"custom op: TFLite Micro has a kernel, registered by hand with {method}()"
+    return "custom op with no TFLite Micro kernel"
+
+
+@check("arena", unit="bytes")
+def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Activation memory: the largest set of tensors alive at once (lower bound of the TFLM arena)."""
+    from qcheck.tflite.arena import estimate_arena
+
+    estimate = estimate_arena(evidence.info())
+    live = ", ".join(f"'{t.name}' {format_quantity(t.bytes, 'bytes')}" for t in estimate.live[:_LISTED])
+    more = f" and {len(estimate.live) - _LISTED} more" if len(estimate.live) > _LISTED else ""
+    where = (f"at operator {estimate.peak_operator} ({estimate.peak_op})" if estimate.peak_operator >= 0
+             else "(the graph has no operators)")
+    others = (f"; subgraphs 1..{estimate.subgraphs - 1} (control flow) not counted"
+              if estimate.subgraphs > 1 else "")
+    details = (f"{format_quantity(estimate.peak_bytes, 'bytes')} of activations alive {where}: {live}{more}; "
+               f"TFLite Micro's arena needs this plus kernel scratch and persistent data{others}")
+    return Measurement(
+        float(estimate.peak_bytes),
+        details,
+        "shrink the tensors alive at the peak (input resolution, channels of the layers around it)",
+        sections={"arena": estimate.to_dict()},
+    )
