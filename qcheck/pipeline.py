@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from qcheck.config import RunSpec
 from qcheck.errors import QcheckError, StepFailed
-from qcheck.files import atomic_write, write_json
+from qcheck.files import atomic_write, safe_stem, write_json
 from qcheck.isolation import call_isolated
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from qcheck.tflite.convert import FloatReference, Quantized
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import RunResult
-    from qcheck.vela import VelaResult
+    from qcheck.vela import VelaConfig, VelaResult
 
 T = TypeVar("T")
 
@@ -225,19 +225,16 @@ class ModelRun:
 
     # -- targets ---------------------------------------------------------------------------
 
-    def vela(self, accelerator: str) -> VelaResult:
+    def vela(self, config: VelaConfig) -> VelaResult:
         def make() -> VelaResult:
-            from qcheck.vela import VelaConfig, run_vela
+            from qcheck.vela import run_vela
 
-            try:
-                config = VelaConfig.default_for(accelerator)
-            except ValueError as exc:
-                raise QcheckError(None, str(exc)) from None
             self.info()
-            return run_vela(self.tflite_path(), config, self.out_dir / f"{self.stem}_vela" / accelerator,
-                            timeout=self._timeout)
+            folder = self.out_dir / f"{self.stem}_vela" / safe_stem(config.accelerator)
+            return run_vela(self.tflite_path(), config, folder, timeout=self._timeout)
 
-        return _memo(self._memo, f"vela:{accelerator}", make)
+        # One compilation per configuration, shared by the vela check and the memory checks.
+        return _memo(self._memo, f"vela:{config}", make)
 
 
 def _check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
