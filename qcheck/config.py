@@ -75,6 +75,7 @@ class Settings:
     json_path: Path | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeout: float = 900.0  # seconds for one conversion, evaluation or Vela compilation
+    cache_dir: Path | None = None  # None: no cache
 
     def run_spec(self, model: str) -> RunSpec:
         return RunSpec(model, self.data, self.calibration, self.calibration_samples, self.reference,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from qcheck.cache import Cache, digest, versions
 from qcheck.config import RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import atomic_write, safe_stem, write_json
@@ -74,8 +75,10 @@ class DataSource:
 class ModelRun:
     """The evidence about one model (implements :class:`qcheck.checks.evidence.Evidence`)."""
 
-    def __init__(self, spec: RunSpec, stem: str, out_dir: Path, data: DataSource, timeout: float) -> None:
+    def __init__(self, spec: RunSpec, stem: str, out_dir: Path, data: DataSource, timeout: float,
+                 cache: Cache | None = None) -> None:
         self.spec = spec
+        self._cache = cache or Cache(None)
         self.stem = stem
         self._path = Path(spec.model)
         self._out_dir = out_dir
@@ -127,16 +130,24 @@ class ModelRun:
             from qcheck.data import SYNTHETIC_SAMPLES
 
             split = self._data.split()
-            quantized: Quantized = call_isolated(
+            calibration = split.calibration if split else None
+            evaluation = split.evaluation.x if split else None
+            if not self._path.exists():
+                raise QcheckError(self._path, "model file does not exist")
+            key = digest("convert", versions("tensorflow", "keras"), self._path.resolve(), calibration,
+                         evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization))
+            quantized, hit = self._cache.get_or_make(key, lambda: call_isolated(
                 "qcheck.tflite.convert:quantize",
                 self._path.resolve(),
-                split.calibration if split else None,
-                split.evaluation.x if split else None,
+                calibration,
+                evaluation,
                 io_dtype=self.spec.io_dtype,
                 unsafe=self.spec.unsafe_deserialization,
                 what=f"converting {self.model}",
                 timeout=self._timeout,
-            )
+            ))
+            if hit:
+                self.notes.append("quantized model and float outputs taken from the cache")
             if split is not None:
                 self.notes.append(f"calibration: {split.calibration_source}")
             else:
@@ -197,11 +208,16 @@ class ModelRun:
                 return self._quantized().reference
             if not self.spec.reference:
                 return None
-            reference: FloatReference = call_isolated(
-                "qcheck.tflite.convert:reference_outputs", Path(self.spec.reference).resolve(), data.x,
+            path = Path(self.spec.reference).resolve()
+            if not path.exists():
+                raise QcheckError(self.spec.reference, "reference model does not exist")
+            key = digest("reference", versions("tensorflow", "keras", "ai-edge-litert"), path, data.x,
+                         str(self.spec.unsafe_deserialization))
+            reference, _ = self._cache.get_or_make(key, lambda: call_isolated(
+                "qcheck.tflite.convert:reference_outputs", path, data.x,
                 unsafe=self.spec.unsafe_deserialization,
                 what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
-            )
+            ))
             return reference
 
         return _memo(self._memo, "reference", make)
@@ -212,10 +228,12 @@ class ModelRun:
             if data is None:
                 return None
             _check_fits(self.info(), data, self.model)
-            result: RunResult = call_isolated(
-                "qcheck.tflite.run:run", self.tflite(), data.x,
+            tflite = self.tflite()
+            key = digest("evaluate", versions("ai-edge-litert"), tflite, data.x)
+            result, _ = self._cache.get_or_make(key, lambda: call_isolated(
+                "qcheck.tflite.run:run", tflite, data.x,
                 what=f"running {self.model} in the LiteRT interpreter", timeout=self._timeout,
-            )
+            ))
             reference = self.reference()
             if reference is not None:
                 result = _align_heads(result, reference, self.model)

@@ -45,6 +45,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qcheck-out", dest="qcheck_out", metavar="DIR",
                     help=f"artifact folder: quantized models, quantization info, Vela output (default {DEFAULT_OUT})")
     group.addoption("--qcheck-json", dest="qcheck_json", metavar="PATH", help="write the JSON report here")
+    group.addoption("--qcheck-cache-dir", dest="qcheck_cache_dir", metavar="DIR",
+                    help="cache of conversions and evaluations (default: inside pytest's cache folder)")
+    group.addoption("--qcheck-no-cache", dest="qcheck_no_cache", action="store_true",
+                    help="neither read nor write the qcheck cache")
+    group.addoption("--qcheck-cache-clear", dest="qcheck_cache_clear", action="store_true",
+                    help="empty the qcheck cache before the run")
     group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
                     help="time limit for one conversion, evaluation or Vela compilation (default 900)")
     for dest, (check, key) in THRESHOLD_OPTIONS.items():
@@ -59,6 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("qcheck_suite", "suite name or path", default="")
     parser.addini("qcheck_accelerator", "Ethos-U configuration(s), comma separated", default="")
     parser.addini("qcheck_out", "artifact folder (relative to the ini file)", default="")
+    parser.addini("qcheck_cache_dir", "cache folder (relative to the ini file)", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,6 +80,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except QcheckError as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
     qsession = QcheckSession(settings, suite)
+    if config.option.qcheck_cache_clear and not hasattr(config, "workerinput"):
+        qsession.cache.clear()
     config.stash[SESSION_KEY] = qsession
     config.pluginmanager.register(qsession, "qcheck-session")
 
@@ -110,7 +119,18 @@ def _settings(config: pytest.Config) -> Settings:
         json_path=Path(opt.qcheck_json) if opt.qcheck_json else None,
         overrides=_overrides(config),
         timeout=opt.qcheck_timeout or 900.0,
+        cache_dir=_cache_dir(config, ini_path("qcheck_cache_dir")),
     )
+
+
+def _cache_dir(config: pytest.Config, ini_value: str | None) -> Path | None:
+    opt = config.option
+    if opt.qcheck_no_cache:
+        return None
+    if opt.qcheck_cache_dir or ini_value:
+        return Path(opt.qcheck_cache_dir or ini_value).resolve()
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+    return cache.mkdir("qcheck") if cache is not None else None
 
 
 def _overrides(config: pytest.Config) -> dict[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from qcheck.cache import Cache
 from qcheck.checks import CheckDef, registry
 from qcheck.config import RunSpec, Settings
 from qcheck.errors import QcheckError, StepFailed
@@ -52,6 +53,7 @@ class QcheckSession:
         self.suite = suite
         self._sources: dict[tuple[str | None, str | None, int], DataSource] = {}
         self._runs: dict[RunSpec, ModelRun] = {}
+        self.cache = Cache(settings.cache_dir)
         self._stems: dict[RunSpec, str] = {}
         self.results: list[CheckResult] = []
         self.notes: dict[str, list[str]] = {}
@@ -84,7 +86,7 @@ class QcheckSession:
             if key not in self._sources:
                 self._sources[key] = DataSource(*key)
             self._runs[spec] = ModelRun(spec, self._stem(spec), self.settings.out_dir, self._sources[key],
-                                        self.settings.timeout)
+                                        self.settings.timeout, self.cache)
         return self._runs[spec]
 
     def _stem(self, spec: RunSpec) -> str:

@@ -34,10 +34,10 @@ class QcheckRun:
         return found
 
 
-def run_qcheck(cwd: Path, *args: str, timeout: float = 600) -> QcheckRun:
+def run_qcheck(cwd: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> QcheckRun:
     """Run qcheck as users do: a new pytest process, in ``cwd``, with a JSON report."""
     cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--qcheck-json=report.json", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,

@@ -1,0 +1,229 @@
+"""A content-addressed cache for what the pipeline derives: conversions, evaluations.
+
+An entry's key is a hash of everything its value depends on (the bytes of the model and data,
+the options that matter, the versions of TensorFlow, LiteRT and qcheck), so a hit is always
+valid and nothing is ever invalidated by hand. Entries are folders written under a temporary
+name and renamed into place, so a writer killed half-way leaves nothing a reader trusts; every
+file is checked against the hashes in its manifest on read, and a damaged entry is discarded
+and rebuilt. A lock per key makes xdist workers that need the same entry produce it once.
+
+Values are stored as JSON plus ``.npz`` arrays (read with ``allow_pickle=False``), never as
+pickles: a cache folder restored in CI runs no code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from qcheck import __version__
+
+T = TypeVar("T")
+FORMAT = 1
+
+
+def versions(*distributions: str) -> str:
+    """'name=version' of qcheck and the given distributions, for cache keys (no imports)."""
+    parts = [f"qcheck={__version__}", f"format={FORMAT}"]
+    for name in distributions:
+        try:
+            parts.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name}=none")
+    return ";".join(parts)
+
+
+def digest(*parts: bytes | str | np.ndarray | Path | None) -> str:
+    """sha256 over the parts; arrays by dtype, shape and bytes; paths by their content."""
+    h = hashlib.sha256()
+    for part in parts:
+        if part is None:
+            h.update(b"\0none")
+        elif isinstance(part, np.ndarray):
+            h.update(f"\0array{part.dtype.str}{part.shape}".encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, Path):
+            h.update(b"\0path")
+            h.update(content_digest(part).encode())
+        elif isinstance(part, str):
+            h.update(b"\0str" + part.encode())
+        else:
+            h.update(b"\0bytes" + part)
+    return h.hexdigest()
+
+
+def content_digest(path: Path) -> str:
+    """sha256 of a file, or of every file of a folder (a SavedModel) with its relative name."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        h.update(file.relative_to(path).as_posix().encode() if file != path else b"")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+class Cache:
+    """Entries under ``root``; a Cache with ``root=None`` stores nothing and always misses."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    def get_or_make(self, key: str, make: Callable[[], T]) -> tuple[T, bool]:
+        """The cached value for ``key``, or ``make()`` stored under it; and whether it was a hit."""
+        if self.root is None:
+            return make(), False
+        hit = self._load(key)
+        if hit is not None:
+            return hit, True
+        with self._lock(key):
+            hit = self._load(key)  # another worker may have made it while we waited
+            if hit is not None:
+                return hit, True
+            value = make()
+            self._store(key, value)
+            return value, False
+
+    def clear(self) -> None:
+        if self.root is not None and self.root.exists():
+            shutil.rmtree(self.root)
+
+    def _entry(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / "entries" / key[:2] / key
+
+    @contextlib.contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        assert self.root is not None
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{key}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _load(self, key: str) -> Any:
+        entry = self._entry(key)
+        manifest = entry / "manifest.json"
+        if not manifest.exists():
+            return None
+        try:
+            meta = json.loads(manifest.read_text())
+            for name, expected in meta["files"].items():
+                if hashlib.sha256((entry / name).read_bytes()).hexdigest() != expected:
+                    raise ValueError(f"{name} does not match its hash")
+            with np.load(entry / "arrays.npz", allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+            return _decode(json.loads((entry / "value.json").read_text()), arrays)
+        except (OSError, ValueError, KeyError, TypeError):
+            # Damaged or truncated: discard it, and the caller rebuilds it.
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+
+    def _store(self, key: str, value: Any) -> None:
+        entry = self._entry(key)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=entry.parent))
+        try:
+            tree, arrays = _encode(value)
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            files = {"value.json": json.dumps(tree, sort_keys=True).encode(), "arrays.npz": buffer.getvalue()}
+            for name, data in files.items():
+                _write_synced(tmp / name, data)
+            meta = {"key": key, "files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}}
+            # The manifest goes last: an entry without one is never read.
+            _write_synced(tmp / "manifest.json", json.dumps(meta, sort_keys=True).encode())
+            shutil.rmtree(entry, ignore_errors=True)
+            os.rename(tmp, entry)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+# -- a safe codec: dataclasses of an allow-list, containers, scalars, bytes and arrays ---------
+
+
+def _classes() -> dict[str, type]:
+    from qcheck.tflite.convert import FloatReference, Quantized
+    from qcheck.tflite.quant import QuantParams
+    from qcheck.tflite.run import HeadOutput, RunResult
+
+    return {cls.__name__: cls for cls in (Quantized, FloatReference, QuantParams, HeadOutput, RunResult)}
+
+
+def _encode(value: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    arrays: dict[str, np.ndarray] = {}
+    allowed = _classes()
+
+    def enc(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            name = type(v).__name__
+            if allowed.get(name) is not type(v):
+                raise TypeError(f"{name} is not cacheable")
+            return {"$class": name, "fields": {f.name: enc(getattr(v, f.name)) for f in dataclasses.fields(v)}}
+        if isinstance(v, np.ndarray):
+            ref = f"a{len(arrays)}"
+            arrays[ref] = v
+            return {"$array": ref}
+        if isinstance(v, bytes):
+            ref = f"a{len(arrays)}"
+            arrays[ref] = np.frombuffer(v, dtype=np.uint8)
+            return {"$bytes": ref}
+        if isinstance(v, dict):
+            return {"$dict": [[enc(k), enc(x)] for k, x in v.items()]}
+        if isinstance(v, (list, tuple)):
+            return {"$tuple" if isinstance(v, tuple) else "$list": [enc(x) for x in v]}
+        if v is None or isinstance(v, (str, int, float, bool)):
+            return v
+        if isinstance(v, np.generic):
+            return v.item()
+        raise TypeError(f"{type(v).__name__} is not cacheable")
+
+    return enc(value), arrays
+
+
+def _decode(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
+    allowed = _classes()
+
+    def dec(v: Any) -> Any:
+        if isinstance(v, dict):
+            if "$class" in v:
+                return allowed[v["$class"]](**{k: dec(x) for k, x in v["fields"].items()})
+            if "$array" in v:
+                return arrays[v["$array"]]
+            if "$bytes" in v:
+                return arrays[v["$bytes"]].tobytes()
+            if "$dict" in v:
+                return {dec(k): dec(x) for k, x in v["$dict"]}
+            if "$tuple" in v:
+                return tuple(dec(x) for x in v["$tuple"])
+            if "$list" in v:
+                return [dec(x) for x in v["$list"]]
+            raise ValueError(f"unknown cache node {sorted(v)}")
+        return v
+
+    return dec(tree)
