@@ -171,8 +171,10 @@ def _classes() -> dict[str, type]:
     from qcheck.tflite.convert import FloatReference, Quantized
     from qcheck.tflite.quant import QuantParams
     from qcheck.tflite.run import HeadOutput, RunResult
+    from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport
 
-    return {cls.__name__: cls for cls in (Quantized, FloatReference, QuantParams, HeadOutput, RunResult)}
+    classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread)
+    return {cls.__name__: cls for cls in classes}
 
 
 def _encode(value: Any) -> tuple[Any, dict[str, np.ndarray]]:

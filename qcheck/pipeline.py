@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
+
 from qcheck.cache import Cache, digest, versions
 from qcheck.config import RunSpec
 from qcheck.errors import QcheckError, StepFailed
@@ -227,11 +229,18 @@ class ModelRun:
             data = self.evaluation_data()
             if data is None:
                 return None
+            from qcheck.tflite.run import ANALYSIS_SAMPLES
+
             _check_fits(self.info(), data, self.model)
             tflite = self.tflite()
-            key = digest("evaluate", versions("ai-edge-litert"), tflite, data.x)
+            float_tflite = self._float_tflite()
+            calibration = self.calibration_data()
+            key = digest("evaluate", versions("ai-edge-litert"), tflite, data.x, float_tflite, calibration,
+                         str(ANALYSIS_SAMPLES))
+            # One pass gives the outputs and, for the first samples, every intermediate tensor.
             result, _ = self._cache.get_or_make(key, lambda: call_isolated(
-                "qcheck.tflite.run:run", tflite, data.x,
+                "qcheck.tflite.run:run", tflite, data.x, float_tflite=float_tflite, calibration=calibration,
+                analysis_samples=ANALYSIS_SAMPLES,
                 what=f"running {self.model} in the LiteRT interpreter", timeout=self._timeout,
             ))
             reference = self.reference()
@@ -240,6 +249,20 @@ class ModelRun:
             return result
 
         return _memo(self._memo, "evaluation", make)
+
+    def _float_tflite(self) -> bytes | None:
+        """The unquantized twin whose tensors the per-layer error is measured against."""
+        if self.kind != "tflite":
+            return self._quantized().float_tflite
+        reference = self.spec.reference
+        if reference and Path(reference).suffix.lower() == ".tflite" and Path(reference).is_file():
+            return Path(reference).read_bytes()
+        return None
+
+    def calibration_data(self) -> np.ndarray | None:
+        """The samples the model was calibrated with (None for an already quantized .tflite)."""
+        split = self._data.split()
+        return split.calibration if split is not None and self.kind != "tflite" else None
 
     # -- targets ---------------------------------------------------------------------------
 

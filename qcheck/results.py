@@ -23,6 +23,8 @@ class Measurement:
     hint: str = ""
     skip: str | None = None
     sections: dict[str, Any] = field(default_factory=dict)
+    interval: tuple[float, float] | None = None  # 95% confidence interval of ``value``
+    samples: int | None = None  # how many samples ``value`` was measured on
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from qcheck.checks import CheckDef
 from qcheck.results import CheckResult, Measurement
@@ -29,18 +30,32 @@ def judge(model: str, check: CheckDef, spec: CheckSpec, measurement: Measurement
         failures.append(f"{fmt(value)} > max {fmt(spec.max)}")
     if spec.min is not None and value < spec.min:
         failures.append(f"{fmt(value)} < min {fmt(spec.min)}")
+    details = measurement.details + _resolution(measurement, spec, fmt)
     if failures:
-        message = f"{check.name} failed: {', '.join(failures)}. {measurement.details}"
+        message = f"{check.name} failed: {', '.join(failures)}. {details}"
         if measurement.hint:
             message += f"\n  try: {measurement.hint}"
         passed = False
     else:
         bound = (f"max {fmt(spec.max)}" if spec.max is not None
                  else f"min {fmt(spec.min)}" if spec.min is not None else "no threshold set")
-        message = f"{check.name} passed: {fmt(value)} ({bound}). {measurement.details}"
+        message = f"{check.name} passed: {fmt(value)} ({bound}). {details}"
         passed = True
     return CheckResult(model, check.name, passed, value, threshold, check.unit, message, variant,
                        measurement.sections)
+
+
+def _resolution(measurement: Measurement, spec: CheckSpec, fmt: Callable[[float | None], str]) -> str:
+    """A warning when the confidence interval straddles the threshold: too few samples to tell."""
+    if measurement.interval is None:
+        return ""
+    low, high = measurement.interval
+    for bound in (spec.max, spec.min):
+        if bound is not None and low <= bound <= high:
+            samples = f"{measurement.samples} samples are" if measurement.samples else "the data is"
+            return (f". {samples} too few to tell which side of {fmt(bound)} the true value lies: "
+                    f"its 95% interval is {fmt(low)} to {fmt(high)}")
+    return ""
 
 
 def error_result(model: str, check: CheckDef, spec: CheckSpec, error: BaseException, variant: str = "") -> CheckResult:

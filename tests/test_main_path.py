@@ -8,7 +8,7 @@ import numpy as np
 
 from helpers import FIXTURES, QcheckRun
 
-CHECKS = {"fully_quantized", "float32_tensors", "accuracy_drop", "saturation", "size", "vela"}
+CHECKS = {"fully_quantized", "float32_tensors", "accuracy_drop", "saturation", "static_shapes", "size", "vela"}
 
 
 def test_good_model_passes_every_check(digits_run: QcheckRun) -> None:
@@ -74,7 +74,7 @@ def test_terminal_summary_has_a_table_per_model(digits_run: QcheckRun) -> None:
     out = digits_run.stdout
     assert "digits_cnn.keras: PASS" in out and "float_op.keras: FAIL" in out
     assert "check" in out and "threshold" in out and "verdict" in out
-    assert "3 failed, 9 passed" in out
+    assert "3 failed, 11 passed" in out
     # The converter's own logs stay out of the report.
     assert "Saved artifact" not in out and "fully_quantize:" not in out
 

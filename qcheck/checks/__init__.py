@@ -53,5 +53,6 @@ def registry() -> dict[str, CheckDef]:
     """All checks, with the built-in families loaded."""
     from qcheck.checks import accuracy, quantization, saturation, size, vela  # noqa: F401
     from qcheck.checks import memory, tflm  # noqa: F401
+    from qcheck.checks import layers, shapes  # noqa: F401
 
     return REGISTRY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,10 @@ import numpy as np
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
 from qcheck.errors import QcheckError
+from qcheck.checks.calibration import calibration_diagnosis
+from qcheck.checks.layers import explain_layers, layer_hint
 from qcheck.results import Measurement
+from qcheck.stats import paired_drop_interval, proportion_interval
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,8 @@ class HeadAccuracy:
     agreement: float
     float_accuracy: float | None
     quantized_accuracy: float | None
+    ci_low: float = math.nan  # 95% interval of the drop
+    ci_high: float = math.nan
 
     @property
     def drop(self) -> float:
@@ -39,14 +45,18 @@ class HeadAccuracy:
             "agreement": self.agreement,
             "samples": self.samples,
             "labelled": self.float_accuracy is not None,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
         }
 
     def describe(self) -> str:
+        interval = f"95% CI {self.ci_low * 100:.2f} to {self.ci_high * 100:.2f}"
         if self.float_accuracy is None or self.quantized_accuracy is None:
             return (f"'{self.head}': top-1 agrees with the float model on {self.agreement:.1%} "
-                    f"of {self.samples} samples (no labels)")
+                    f"of {self.samples} samples (no labels; disagreement {interval})")
         return (f"'{self.head}': float {self.float_accuracy:.1%} -> quantized {self.quantized_accuracy:.1%} "
-                f"(drop {self.drop * 100:.2f} points, agreement {self.agreement:.1%}, {self.samples} samples)")
+                f"(drop {self.drop * 100:.2f} points, {interval}; agreement {self.agreement:.1%}, "
+                f"{self.samples} samples)")
 
 
 def head_labels(evidence: Evidence, heads: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -87,33 +97,51 @@ def classification_accuracy(evidence: Evidence) -> list[HeadAccuracy] | str:
         agreement = float(np.mean(f_top == q_top))
         y = labels.get(head)
         if y is None:
-            results.append(HeadAccuracy(head, len(f), agreement, None, None))
+            low, high = proportion_interval(int(np.sum(f_top != q_top)), len(f))
+            results.append(HeadAccuracy(head, len(f), agreement, None, None, low, high))
             continue
         if int(y.max()) >= f.shape[1]:
             data = evidence.evaluation_data()
             raise QcheckError(data.path if data else None,
                               f"labels for '{head}' go up to {int(y.max())} but the head has {f.shape[1]} classes")
+        low, high = paired_drop_interval(f_top == y, q_top == y)
         results.append(HeadAccuracy(head, len(f), agreement,
-                                    float(np.mean(f_top == y)), float(np.mean(q_top == y))))
+                                    float(np.mean(f_top == y)), float(np.mean(q_top == y)), low, high))
     if not results:
         return "no classification head (every output has one value per sample)"
     return results
 
 
-@check("accuracy_drop", unit="fraction")
+@check("accuracy_drop", unit="fraction", options={"strict": bool})
 def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
-    """Top-1 accuracy lost by quantization (worst output head)."""
+    """Top-1 accuracy lost by quantization (worst output head).
+
+    By default the point estimate is judged; with ``strict = true`` the upper end of its 95%
+    confidence interval is, so that a small evaluation set cannot pass by luck.
+    """
     heads = classification_accuracy(evidence)
     if isinstance(heads, str):
         return Measurement(None, skip=heads)
-    worst = max(heads, key=lambda h: h.drop)
+    strict = bool(options.get("strict", False))
+    judged = (lambda h: h.ci_high) if strict else (lambda h: h.drop)
+    worst = max(heads, key=judged)
     details = "; ".join(h.describe() for h in heads)
     if len(heads) > 1:
         details = f"worst head '{worst.head}'; " + details
+    if strict:
+        details = f"strict: judged on the upper 95% bound {worst.ci_high * 100:.2f} points; " + details
+    run = evidence.evaluation()
+    explanation = explain_layers(run.analysis) if run is not None and run.analysis is not None else ""
+    calibration = calibration_diagnosis(evidence)
+    if calibration is not None and calibration.warnings:
+        explanation = "; ".join([*calibration.warnings, *([explanation] if explanation else [])])
+    hint = ("check that the calibration data is preprocessed exactly like inference data and give "
+            "200-300 representative samples")
     return Measurement(
-        worst.drop,
-        details,
-        "check that the calibration data is preprocessed exactly like inference data, give "
-        "200-300 representative samples, and look for layers with outlier channels",
+        judged(worst),
+        details + (f". {explanation}" if explanation else ""),
+        hint + ("; " + layer_hint(run.analysis) if explanation and run is not None and run.analysis is not None else ""),
         sections={"accuracy": {h.head: h.to_dict() for h in heads}},
+        interval=None if strict else (worst.ci_low, worst.ci_high),
+        samples=worst.samples,
     )

@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 
 from qcheck.checks import check
+from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.evidence import Evidence
+from qcheck.checks.layers import layer_sections
+from qcheck.errors import QcheckError
 from qcheck.results import Measurement
 from qcheck.tflite.inspect import ModelInfo, TensorInfo
 
@@ -45,9 +48,18 @@ def _at_limits(raw: np.ndarray, dtype: str, zero_point: int, float_values: np.nd
     return float(np.mean(np.isin(raw, limits)))
 
 
-@check("saturation", unit="fraction")
+@check("saturation", unit="fraction", options={"scope": str})
 def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
-    """Share of input and output values clipped at the integer limits."""
+    """Share of input and output values clipped at the integer limits.
+
+    ``scope = "all"`` also judges every intermediate tensor compared with the float model.
+    The default judges input and outputs only: clipped logits before a softmax, say, are often
+    harmless (the bundled digits CNN clips 10% of them and loses no accuracy); they are still
+    listed in the report and named in the message.
+    """
+    scope = str(options.get("scope", "io"))
+    if scope not in ("io", "all"):
+        raise QcheckError(None, f"saturation.scope must be 'io' or 'all', not {scope!r}")
     run = evidence.evaluation()
     if run is None:
         return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
@@ -74,15 +86,33 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         notes.append(f"output '{head}': {share:.2%} clipped")
     if exempt:
         notes.append("softmax output(s) exempt: " + ", ".join(f"'{h}'" for h in exempt))
-    if not shares:
-        return Measurement(None, skip="the model has no quantized input or output to measure")
-    worst = max(shares, key=lambda k: shares[k])
     if reference is None:
         notes.append("outputs judged without the float model (values pinned at a limit)")
+    sections: dict[str, Any] = {"saturation": dict(shares)}
+    analysis = run.analysis
+    if analysis is not None:
+        bounded = {t.name for t in info.tensors if t.subgraph == 0 and source_op(info, t) in _BOUNDED_OPS}
+        clipped = sorted((r for r in analysis.tensors if r.rmse_steps is not None and r.saturation > 0
+                          and r.name not in bounded), key=lambda r: -r.saturation)
+        if clipped:
+            listed = ", ".join(f"{r.op} '{r.name.split(';')[0]}' {r.saturation:.2%}" for r in clipped[:3])
+            notes.append(f"most clipped intermediate tensors: {listed}")
+            if scope == "all":
+                for r in clipped:
+                    shares[f"{r.op} '{r.name.split(';')[0]}'"] = r.saturation
+        sections.update(layer_sections(analysis))
+    calibration = calibration_diagnosis(evidence)
+    if calibration is not None:
+        sections["calibration"] = calibration.to_dict()
+        notes.extend(calibration.warnings)
+    if not shares:
+        return Measurement(None, skip="the model has no quantized input or output to measure",
+                           sections=sections)
+    worst = max(shares, key=lambda k: shares[k])
     return Measurement(
         shares[worst],
         f"worst: {worst}; " + "; ".join(notes),
         "inputs clipped: the calibration data does not cover the evaluation data's range "
         "(preprocess both the same way); outputs clipped: calibrate with more representative samples",
-        sections={"saturation": {k: v for k, v in shares.items()}},
+        sections=sections,
     )

@@ -38,6 +38,9 @@ class Quantized:
     tflite: bytes
     reference: FloatReference | None
     synthetic_calibration: bool
+    # The same wrapper converted without quantization: its tensors carry the same names as the
+    # quantized model's, which is how per-layer error is measured.
+    float_tflite: bytes | None = None
 
 
 def model_kind(path: Path) -> str:
@@ -221,6 +224,11 @@ def quantize(
         for sample in samples:
             yield [sample[None].astype(np.float32)]
 
+    try:
+        float_tflite = tf.lite.TFLiteConverter.from_keras_model(wrapper).convert()
+    except Exception as exc:
+        raise QcheckError(path, f"the TFLite converter failed on the float model: {_first_line(exc)}") from None
+
     converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
@@ -237,7 +245,7 @@ def quantize(
     reference = None
     if evaluation is not None:
         reference = predict(model, evaluation)
-    return Quantized(tflite, reference, synthetic)
+    return Quantized(tflite, reference, synthetic, float_tflite)
 
 
 def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> FloatReference:

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 
 from qcheck.tflite.quant import QuantParams, dequantize, quantize
+from qcheck.tflite.tensor_stats import Analysis
+
+ANALYSIS_SAMPLES = 256  # samples over which intermediate tensors are gathered
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,16 +36,23 @@ class RunResult:
     input_clipped: int
     input_values: int
     input_params: QuantParams | None
+    analysis: Analysis | None = None
 
     @property
     def input_clipped_share(self) -> float:
         return self.input_clipped / self.input_values if self.input_values else 0.0
 
 
-def _make_interpreter(tflite: bytes) -> Any:
+def _make_interpreter(tflite: bytes, *, keep_tensors: bool = False) -> Any:
+    import warnings
+
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=tflite, num_threads=1)
+    with warnings.catch_warnings():
+        # LiteRT warns that keeping all tensors is for debugging: here it is the point.
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_content=tflite, num_threads=1,
+                                  experimental_preserve_all_tensors=keep_tensors)
     interpreter.allocate_tensors()
     return interpreter
 
@@ -68,9 +78,28 @@ def _params(detail: dict[str, Any]) -> QuantParams | None:
     return QuantParams(float(scale), int(zero_point), np.dtype(detail["dtype"]).name)
 
 
-def run(tflite: bytes, x: np.ndarray) -> RunResult:
-    """Invoke the model once per sample of ``x`` (float inputs as the float model takes them)."""
-    interpreter = _make_interpreter(tflite)
+def run(
+    tflite: bytes,
+    x: np.ndarray,
+    *,
+    float_tflite: bytes | None = None,
+    calibration: np.ndarray | None = None,
+    analysis_samples: int = 0,
+) -> RunResult:
+    """Invoke the model once per sample of ``x`` (float inputs as the float model takes them).
+
+    With ``analysis_samples``, the intermediate tensors of the first samples are gathered in the
+    same pass (and compared with ``float_tflite``, the same model unquantized), and those of up
+    to as many ``calibration`` samples, for :mod:`qcheck.tflite.tensor_stats`.
+    """
+    tracker = None
+    if analysis_samples > 0:
+        from qcheck.tflite.inspect import inspect_model
+        from qcheck.tflite.tensor_stats import TensorTracker
+
+        float_info = inspect_model(float_tflite) if float_tflite else None
+        tracker = TensorTracker(inspect_model(tflite), float_info)
+    interpreter = _make_interpreter(tflite, keep_tensors=tracker is not None)
     inputs, outputs = _io_indices(interpreter)
     if len(inputs) != 1:
         raise ValueError(f"the model has {len(inputs)} inputs; qcheck handles one input for now")
@@ -78,16 +107,15 @@ def run(tflite: bytes, x: np.ndarray) -> RunResult:
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     in_detail = details[in_index]
     in_params = _params(in_detail)
-    model_shape = tuple(int(d) for d in in_detail["shape"])
-    sample_shape = model_shape[1:]
+    sample_shape = tuple(int(d) for d in in_detail["shape"])[1:]
     if tuple(x.shape[1:]) != sample_shape:
         raise ValueError(f"data samples have shape {tuple(x.shape[1:])}, the model takes {sample_shape}")
 
-    clipped = 0
-    if in_params is not None:
-        feed, clipped = quantize(x, in_params)
-    else:
-        feed = x.astype(in_detail["dtype"], copy=False)
+    feed, clipped = _feed(x, in_params, in_detail)
+    float_interpreter = float_index = None
+    if tracker is not None and float_tflite:
+        float_interpreter = _make_interpreter(float_tflite, keep_tensors=True)
+        float_index = next(iter(_io_indices(float_interpreter)[0].values()))
 
     raw = {name: np.empty((len(x), *details[i]["shape"][1:]), dtype=details[i]["dtype"]) for name, i in outputs.items()}
     set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
@@ -96,10 +124,30 @@ def run(tflite: bytes, x: np.ndarray) -> RunResult:
         invoke()
         for name, i in outputs.items():
             raw[name][n] = get_tensor(i)[0]
+        if tracker is not None and n < analysis_samples:
+            if float_interpreter is not None:
+                float_interpreter.set_tensor(float_index, x[n : n + 1].astype(np.float32))
+                float_interpreter.invoke()
+            tracker.observe(interpreter, float_interpreter)
+
+    if tracker is not None and calibration is not None:
+        cal_feed, _ = _feed(calibration[:analysis_samples], in_params, in_detail)
+        for sample in cal_feed:
+            set_tensor(in_index, sample[None])
+            invoke()
+            tracker.observe_calibration(interpreter)
 
     heads = {}
     for name, i in outputs.items():
         params = _params(details[i])
         values = dequantize(raw[name], params) if params else raw[name].astype(np.float32)
         heads[name] = HeadOutput(raw[name], values, params)
-    return RunResult(heads, int(clipped), int(feed.size), in_params)
+    analysis = tracker.analysis() if tracker is not None else None
+    return RunResult(heads, int(clipped), int(feed.size), in_params, analysis)
+
+
+def _feed(x: np.ndarray, params: QuantParams | None, detail: dict[str, Any]) -> tuple[np.ndarray, int]:
+    """The input as the model's dtype: quantized (with the clipped count) or cast."""
+    if params is not None:
+        return quantize(x, params)
+    return x.astype(detail["dtype"], copy=False), 0

@@ -1,0 +1,84 @@
+"""Was the model calibrated on data like the evaluation data? Diagnostics that checks cite.
+
+"The int8 model always predicts the same value" is usually a representative set preprocessed
+differently from inference (scaled by 255 once too often, normalized twice). It shows as
+calibration and evaluation inputs spanning different ranges, and as constant outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qcheck.checks.evidence import Evidence
+
+_MAX_VALUES = 1_000_000  # values sampled per array for the percentiles
+_RANGE_RATIO = 1.5  # spreads differing by more than this are worth a warning
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Where most of an array's values lie (0.1 and 99.9 percentiles) and its mean."""
+
+    low: float
+    high: float
+    mean: float
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Spread:
+        flat = x.reshape(-1)
+        if flat.size > _MAX_VALUES:
+            flat = flat[np.random.default_rng(0).choice(flat.size, _MAX_VALUES, replace=False)]
+        low, high = np.percentile(flat, [0.1, 99.9])
+        return cls(float(low), float(high), float(flat.mean()))
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    def describe(self) -> str:
+        return f"{self.low:.4g}..{self.high:.4g}"
+
+
+@dataclass(frozen=True)
+class CalibrationDiagnosis:
+    samples: int
+    calibration: Spread | None
+    evaluation: Spread
+    constant_outputs: tuple[str, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        def spread(s: Spread | None) -> dict[str, float] | None:
+            return None if s is None else {"low": s.low, "high": s.high, "mean": s.mean}
+
+        return {"samples": self.samples, "calibration_input": spread(self.calibration),
+                "evaluation_input": spread(self.evaluation), "constant_outputs": list(self.constant_outputs),
+                "warnings": list(self.warnings)}
+
+
+def calibration_diagnosis(evidence: Evidence) -> CalibrationDiagnosis | None:
+    """Compare calibration and evaluation inputs; find constant outputs. None without data."""
+    data = evidence.evaluation_data()
+    run = evidence.evaluation()
+    if data is None or run is None:
+        return None
+    calibration = evidence.calibration_data()
+    cal = Spread.of(calibration) if calibration is not None and len(calibration) else None
+    ev = Spread.of(data.x)
+    warnings = []
+    if cal is not None and cal.width > 0 and ev.width > 0:
+        ratio = ev.width / cal.width
+        if ratio > _RANGE_RATIO or ratio < 1 / _RANGE_RATIO:
+            warnings.append(
+                f"calibration inputs span {cal.describe()} but evaluation inputs {ev.describe()} "
+                f"({ratio:.2f}x): the representative set looks preprocessed differently from inference "
+                "(scaled, or normalized twice)")
+    constant = tuple(head for head, out in run.outputs.items()
+                     if len(out.raw) > 1 and np.all(out.raw == out.raw[:1]))
+    for head in constant:
+        warnings.append(f"output '{head}' is the same for all {len(data)} evaluation samples")
+    return CalibrationDiagnosis(len(calibration) if calibration is not None else 0, cal, ev, constant,
+                                tuple(warnings))
