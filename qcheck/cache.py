@@ -46,7 +46,7 @@ def versions(*distributions: str) -> str:
     return ";".join(parts)
 
 
-def digest(*parts: bytes | str | np.ndarray | Path | None) -> str:
+def digest(*parts: Any) -> str:
     """sha256 over the parts; arrays by dtype, shape and bytes; paths by their content."""
     h = hashlib.sha256()
     for part in parts:
@@ -55,6 +55,8 @@ def digest(*parts: bytes | str | np.ndarray | Path | None) -> str:
         elif isinstance(part, np.ndarray):
             h.update(f"\0array{part.dtype.str}{part.shape}".encode())
             h.update(np.ascontiguousarray(part).tobytes())
+        elif hasattr(part, "digest"):  # a LazyArray: its files' content and the chosen samples
+            h.update(b"\0lazy" + part.digest().encode())
         elif isinstance(part, Path):
             h.update(b"\0path")
             h.update(content_digest(part).encode())

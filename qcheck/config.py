@@ -43,6 +43,16 @@ def with_default_unit(dest: str, value: str) -> str:
 
 
 @dataclass(frozen=True)
+class ImageOptions:
+    """How a folder of images becomes model inputs: ``pixel * scale + offset`` after resizing."""
+
+    size: tuple[int, int] | None = None  # (height, width); None keeps each image's own size
+    scale: float = 1 / 255
+    offset: float = 0.0
+    mode: str = "RGB"  # Pillow mode: "RGB" (3 channels) or "L" (1 channel)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """What one model is checked with: the model, its data and how it is quantized.
 
@@ -56,6 +66,7 @@ class RunSpec:
     reference: str | None = None
     io_dtype: str = "uint8"
     unsafe_deserialization: bool = False
+    images: ImageOptions = ImageOptions()  # how a folder of images becomes inputs
 
 
 @dataclass(frozen=True)
@@ -73,10 +84,14 @@ class Settings:
     accelerators: tuple[str, ...] = ()  # empty: the suite's vela.accelerator
     out_dir: Path = Path(DEFAULT_OUT)
     json_path: Path | None = None
+    html_path: Path | None = None
+    csv_dir: Path | None = None
+    pytest_html_extras: bool = False  # pytest-html writes a report: attach each model's summary to it
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeout: float = 900.0  # seconds for one conversion, evaluation or Vela compilation
     cache_dir: Path | None = None  # None: no cache
+    images: ImageOptions = ImageOptions()
 
     def run_spec(self, model: str) -> RunSpec:
         return RunSpec(model, self.data, self.calibration, self.calibration_samples, self.reference,
-                       self.io_dtype, self.unsafe_deserialization)
+                       self.io_dtype, self.unsafe_deserialization, self.images)

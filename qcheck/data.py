@@ -3,11 +3,16 @@
 An ``.npz`` holds ``x`` (as the float model takes it: float32, or uint8 that the float model
 casts) and optional labels: ``y`` for a single-output model, ``y_<output name>`` per output of a
 multi-output model. Arrays load with ``allow_pickle=False``: nothing in a data file runs code.
+
+For data sets too large for memory, a folder: ``x.npy`` (memory-mapped) with ``y*.npy`` label
+files, a set of ``.npz`` shards, or images in one sub-folder per class
+(:mod:`qcheck.lazy_arrays`); those are read in chunks, on demand.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from qcheck.errors import QcheckError
+from qcheck.config import ImageOptions
+from qcheck.lazy_arrays import CHUNK, LazyArray
 
 SPLIT_SEED = 0
 
@@ -24,7 +31,7 @@ class Dataset:
     """Inputs and labels read from one file. ``labels`` is keyed by output name ('' = ``y``)."""
 
     path: str
-    x: np.ndarray
+    x: np.ndarray | LazyArray  # a LazyArray reads from disk on demand
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     sha256: str = ""
 
@@ -32,7 +39,8 @@ class Dataset:
         return int(self.x.shape[0])
 
     def subset(self, indices: np.ndarray) -> Dataset:
-        return Dataset(self.path, self.x[indices], {k: v[indices] for k, v in self.labels.items()}, self.sha256)
+        x = self.x.subset(indices) if isinstance(self.x, LazyArray) else self.x[indices]
+        return Dataset(self.path, x, {k: v[indices] for k, v in self.labels.items()}, self.sha256)
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +50,26 @@ class Split:
     calibration: np.ndarray
     evaluation: Dataset
     calibration_source: str  # a sentence for reports: where the calibration samples came from
+
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def load_data(path: str | Path, images: ImageOptions | None = None) -> Dataset:
+    """An ``.npz`` file, or a folder of ``x.npy``, ``.npz`` shards or class sub-folders of images."""
+    p = Path(path)
+    if not p.is_dir():
+        return load_npz(p)
+    if (p / "x.npy").is_file():
+        return _load_npy_folder(p)
+    shards = sorted(p.glob("*.npz"))
+    if shards:
+        return _load_shards(p, shards)
+    classes = sorted(d for d in p.iterdir() if d.is_dir())
+    if classes:
+        return _load_images(p, classes, images or ImageOptions())
+    raise QcheckError(p, "is a folder without x.npy, .npz shards or class sub-folders of images",
+                      "give an .npz file, or a folder holding one of those")
 
 
 def load_npz(path: str | Path) -> Dataset:
@@ -70,10 +98,89 @@ def load_npz(path: str | Path) -> Dataset:
     except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
         # zipfile raises NotImplementedError for unknown compression, RuntimeError when encrypted.
         raise QcheckError(p, f"cannot be read as .npz: {exc}") from None
+    except (SyntaxError, TypeError, MemoryError, tokenize.TokenError) as exc:
+        # numpy reads each member's header as a Python literal (never evaluated as code).
+        raise QcheckError(p, f"cannot be read as .npz: a damaged .npy header ({type(exc).__name__}: {exc})") from None
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray):  # numpy hands back raw bytes for a non-.npy member
             raise QcheckError(p, f"member '{name}' is not a .npy array")
     return _validate(p, arrays, hashlib.sha256(raw).hexdigest())
+
+
+def _load_npy_folder(p: Path) -> Dataset:
+    try:
+        x = np.load(p / "x.npy", mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise QcheckError(p / "x.npy", f"cannot be read as a .npy array: {exc}") from None
+    _check_inputs(p / "x.npy", x)
+    labels: dict[str, np.ndarray] = {}
+    for file in sorted(p.glob("y*.npy")):
+        name = file.stem
+        if name != "y" and not name.startswith("y_"):
+            continue
+        try:
+            y = np.load(file, allow_pickle=False)
+        except ValueError as exc:
+            raise QcheckError(file, f"cannot be read as a .npy array: {exc}") from None
+        labels["" if name == "y" else name[2:]] = _labels(file, name, y, len(x))
+    lazy = LazyArray("npy", (str(p / "x.npy"),), (len(x),), tuple(x.shape[1:]), np.arange(len(x)))
+    return Dataset(str(p), lazy, labels)
+
+
+def _load_shards(p: Path, shards: list[Path]) -> Dataset:
+    counts, shape = [], None
+    parts: dict[str, list[np.ndarray]] = {}
+    for shard in shards:
+        data = load_npz(shard)  # validates the shard, one at a time
+        if shape is not None and data.x.shape[1:] != shape:
+            raise QcheckError(shard, f"samples have shape {data.x.shape[1:]}, the first shard's have {shape}")
+        shape = data.x.shape[1:]
+        if parts and set(parts) != set(data.labels):
+            raise QcheckError(shard, "has other label arrays than the first shard")
+        counts.append(len(data))
+        for key, y in data.labels.items():
+            parts.setdefault(key, []).append(y)
+    assert shape is not None
+    labels = {k: np.concatenate(v) for k, v in parts.items()}
+    lazy = LazyArray("shards", tuple(str(s) for s in shards), tuple(counts), tuple(shape), np.arange(sum(counts)))
+    return Dataset(str(p), lazy, labels)
+
+
+def _load_images(p: Path, classes: list[Path], options: ImageOptions) -> Dataset:
+    from qcheck.lazy_arrays import read_image
+
+    files: list[str] = []
+    y: list[int] = []
+    for label, folder in enumerate(classes):
+        for file in sorted(folder.iterdir()):
+            if file.suffix.lower() in _IMAGE_SUFFIXES:
+                files.append(str(file))
+                y.append(label)
+    if not files:
+        raise QcheckError(p, "has class sub-folders but no images (.png, .jpg, ...) in them")
+    shapes = set()
+    for file in files if options.size is None else files[:1]:
+        try:
+            shapes.add(read_image(Path(file), options).shape)
+        except Exception as exc:  # Pillow raises many kinds for a damaged file
+            raise QcheckError(file, f"cannot be read as an image: {exc}") from None
+    if len(shapes) > 1:
+        raise QcheckError(p, f"images have different sizes {sorted(shapes)[:3]}",
+                          "resize them with --qcheck-image-size=HxW")
+    lazy = LazyArray("images", tuple(files), (), shapes.pop(), np.arange(len(files)), options)
+    return Dataset(str(p), lazy, {"": np.array(y, dtype=np.int64)})
+
+
+def _check_inputs(p: Path, x: np.ndarray) -> None:
+    """dtype, sample count and finiteness, read in chunks (x may be memory-mapped)."""
+    if x.dtype.kind not in "fiu":
+        raise QcheckError(p, f"'x' has dtype {x.dtype}; expected float32 or uint8")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise QcheckError(p, f"'x' holds no samples (shape {x.shape})")
+    if x.dtype.kind == "f":
+        bad = sum(int(np.count_nonzero(~np.isfinite(x[i : i + CHUNK]))) for i in range(0, len(x), CHUNK))
+        if bad:
+            raise QcheckError(p, f"'x' contains {bad} NaN or Inf values", "clean or drop those samples")
 
 
 def _validate(p: Path, arrays: dict[str, np.ndarray], sha256: str) -> Dataset:
@@ -81,13 +188,7 @@ def _validate(p: Path, arrays: dict[str, np.ndarray], sha256: str) -> Dataset:
         found = ", ".join(sorted(arrays)) or "nothing"
         raise QcheckError(p, f"has no array 'x' (found: {found})", "name the model inputs 'x'")
     x = arrays["x"]
-    if x.dtype.kind not in "fiu":
-        raise QcheckError(p, f"'x' has dtype {x.dtype}; expected float32 or uint8")
-    if x.ndim < 1 or x.shape[0] == 0:
-        raise QcheckError(p, f"'x' holds no samples (shape {x.shape})")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise QcheckError(p, f"'x' contains {bad} NaN or Inf values", "clean or drop those samples")
+    _check_inputs(p, x)
     labels: dict[str, np.ndarray] = {}
     for name, arr in arrays.items():
         if name == "y":
@@ -126,7 +227,7 @@ def split(data: Dataset, samples: int, calibration: Dataset | None = None) -> Sp
     """
     if calibration is not None:
         n = min(samples, len(calibration))
-        return Split(calibration.x[:n], data, f"{n} samples from {calibration.path}")
+        return Split(np.asarray(calibration.x[:n], dtype=np.float32), data, f"{n} samples from {calibration.path}")
     order = np.random.default_rng(SPLIT_SEED).permutation(len(data))
     n = min(samples, len(data) // 2)
     if n == 0:
@@ -135,7 +236,7 @@ def split(data: Dataset, samples: int, calibration: Dataset | None = None) -> Sp
     note = f"{n} samples split from {data.path} (seed {SPLIT_SEED}); {len(rest)} kept apart for evaluation"
     if n < samples:
         note += f" (asked for {samples}: at most half of the data is used to calibrate)"
-    return Split(data.x[cal], data.subset(rest), note)
+    return Split(np.asarray(data.x[cal], dtype=np.float32), data.subset(rest), note)
 
 
 SYNTHETIC_SAMPLES = 200

@@ -6,6 +6,13 @@ and the model named, and nothing else: the session and every other model go on.
 
 The request and the answer travel as pickles through files in a private temporary folder that
 is removed afterwards. Both ends are qcheck's own code; nothing the user gave is unpickled.
+
+Memory: no limit is set on the child. ``RLIMIT_AS`` cannot be used (TensorFlow reserves
+gigabytes of address space it never touches) and ``RLIMIT_DATA`` counts every thread's stack:
+under it TensorFlow's import aborts (``pthread_create`` fails) or spins, measured with
+TensorFlow 2.21. Instead the child volunteers for the kernel's out-of-memory killer
+(:mod:`qcheck.worker`), so when memory runs out it is the step's child that is killed
+(SIGKILL), reported as such, and the session goes on.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from qcheck.errors import QcheckError, StepFailed
 
 DEFAULT_TIMEOUT = 900.0
 _TAIL_LINES = 6
+# Lines every child prints that say nothing about what went wrong.
+_NOISE = ("cuda", "created tensorflow lite xnnpack delegate")
 
 
 def call_isolated(function: str, *args: Any, what: str, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Any:
@@ -62,9 +71,10 @@ def _crash_message(what: str, returncode: int, stderr: str) -> str:
             name = f"signal {-returncode}"
         cause = f"crashed with {name}"
         if name == "SIGKILL":
-            cause += " (killed: out of memory?)"
+            cause += " (killed, most likely by the system because memory ran out)"
     else:
         cause = f"exited with code {returncode}"
-    lines = [line for line in stderr.splitlines() if line.strip() and "cuda" not in line.lower()]
+    lines = [line for line in stderr.splitlines()
+             if line.strip() and not any(noise in line.lower() for noise in _NOISE)]
     tail = "\n    ".join(lines[-_TAIL_LINES:])
     return f"{what} {cause}" + (f":\n    {tail}" if tail else "")

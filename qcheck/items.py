@@ -33,6 +33,9 @@ class QcheckItem(pytest.Item):
         super().__init__(**kwargs)
         self.planned = planned
         self.add_marker(pytest.mark.qcheck_check(planned.spec.name))
+        # Under pytest-xdist's loadgroup scheduling, all checks of a model run on one worker,
+        # so each model is converted and evaluated once, and models spread over the workers.
+        self.add_marker(pytest.mark.xdist_group(name=planned.model))
 
     @property
     def qsession(self) -> QcheckSession:
@@ -44,8 +47,8 @@ class QcheckItem(pytest.Item):
         result = self.qsession.check(self.planned)
         self.user_properties.append((RESULT_PROPERTY, encode(result)))
         # Plain properties for --junitxml readers (CI dashboards).
-        self.user_properties.append(("qcheck_value", result.value))
-        self.user_properties.append(("qcheck_threshold", result.threshold))
+        self.user_properties.append(("qcheck_value", "" if result.value is None else result.value))
+        self.user_properties.append(("qcheck_threshold", "" if result.threshold is None else result.threshold))
         self.user_properties.append(("qcheck_unit", result.unit))
         if result.passed is None:
             pytest.skip(result.message)

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from qcheck.cache import Cache, digest, versions
-from qcheck.config import RunSpec
+from qcheck.config import ImageOptions, RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import atomic_write, safe_stem, write_json
 from qcheck.isolation import call_isolated
+from qcheck.progress import Progress
 
 if TYPE_CHECKING:
     from qcheck.data import Dataset, Split
@@ -46,23 +47,25 @@ def _memo(store: dict[str, Any], key: str, make: Callable[[], T]) -> T:
 class DataSource:
     """One data file and its calibration split, loaded once and shared by the models using it."""
 
-    def __init__(self, data: str | None, calibration: str | None, samples: int) -> None:
+    def __init__(self, data: str | None, calibration: str | None, samples: int,
+                 images: ImageOptions | None = None) -> None:
         self._data_path = data
         self._calibration_path = calibration
         self._samples = samples
+        self._images = images
         self._memo: dict[str, Any] = {}
 
     def data(self) -> Dataset | None:
-        from qcheck.data import load_npz
+        from qcheck.data import load_data
 
         path = self._data_path
-        return _memo(self._memo, "data", lambda: load_npz(path) if path else None)
+        return _memo(self._memo, "data", lambda: load_data(path, self._images) if path else None)
 
     def calibration(self) -> Dataset | None:
-        from qcheck.data import load_npz
+        from qcheck.data import load_data
 
         path = self._calibration_path
-        return _memo(self._memo, "calibration", lambda: load_npz(path) if path else None)
+        return _memo(self._memo, "calibration", lambda: load_data(path, self._images) if path else None)
 
     def split(self) -> Split | None:
         from qcheck.data import split
@@ -78,8 +81,9 @@ class ModelRun:
     """The evidence about one model (implements :class:`qcheck.checks.evidence.Evidence`)."""
 
     def __init__(self, spec: RunSpec, stem: str, out_dir: Path, data: DataSource, timeout: float,
-                 cache: Cache | None = None) -> None:
+                 cache: Cache | None = None, progress: Progress | None = None) -> None:
         self.spec = spec
+        self._progress = progress or Progress()
         self._cache = cache or Cache(None)
         self.stem = stem
         self._path = Path(spec.model)
@@ -92,6 +96,9 @@ class ModelRun:
     @property
     def model(self) -> str:
         return self.spec.model
+
+    def _step(self, what: str) -> None:
+        self._progress.step(self.model, what)
 
     @property
     def kind(self) -> str:
@@ -138,16 +145,17 @@ class ModelRun:
                 raise QcheckError(self._path, "model file does not exist")
             key = digest("convert", versions("tensorflow", "keras"), self._path.resolve(), calibration,
                          evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization))
-            quantized, hit = self._cache.get_or_make(key, lambda: call_isolated(
-                "qcheck.tflite.convert:quantize",
-                self._path.resolve(),
-                calibration,
-                evaluation,
-                io_dtype=self.spec.io_dtype,
-                unsafe=self.spec.unsafe_deserialization,
-                what=f"converting {self.model}",
-                timeout=self._timeout,
-            ))
+
+            def convert() -> Quantized:
+                self._step("converting")
+                converted: Quantized = call_isolated(
+                    "qcheck.tflite.convert:quantize", self._path.resolve(), calibration, evaluation,
+                    io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
+                    what=f"converting {self.model}", timeout=self._timeout,
+                )
+                return converted
+
+            quantized, hit = self._cache.get_or_make(key, convert)
             if hit:
                 self.notes.append("quantized model and float outputs taken from the cache")
             if split is not None:
@@ -215,11 +223,16 @@ class ModelRun:
                 raise QcheckError(self.spec.reference, "reference model does not exist")
             key = digest("reference", versions("tensorflow", "keras", "ai-edge-litert"), path, data.x,
                          str(self.spec.unsafe_deserialization))
-            reference, _ = self._cache.get_or_make(key, lambda: call_isolated(
-                "qcheck.tflite.convert:reference_outputs", path, data.x,
-                unsafe=self.spec.unsafe_deserialization,
-                what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
-            ))
+
+            def predict() -> FloatReference:
+                self._step("running the float reference")
+                outputs: FloatReference = call_isolated(
+                    "qcheck.tflite.convert:reference_outputs", path, data.x, unsafe=self.spec.unsafe_deserialization,
+                    what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
+                )
+                return outputs
+
+            reference, _ = self._cache.get_or_make(key, predict)
             return reference
 
         return _memo(self._memo, "reference", make)
@@ -238,11 +251,17 @@ class ModelRun:
             key = digest("evaluate", versions("ai-edge-litert"), tflite, data.x, float_tflite, calibration,
                          str(ANALYSIS_SAMPLES))
             # One pass gives the outputs and, for the first samples, every intermediate tensor.
-            result, _ = self._cache.get_or_make(key, lambda: call_isolated(
-                "qcheck.tflite.run:run", tflite, data.x, float_tflite=float_tflite, calibration=calibration,
-                analysis_samples=ANALYSIS_SAMPLES,
-                what=f"running {self.model} in the LiteRT interpreter", timeout=self._timeout,
-            ))
+
+            def evaluate() -> RunResult:
+                self._step(f"evaluating {len(data)} samples")
+                evaluated: RunResult = call_isolated(
+                    "qcheck.tflite.run:run", tflite, data.x, float_tflite=float_tflite, calibration=calibration,
+                    analysis_samples=ANALYSIS_SAMPLES,
+                    what=f"running {self.model} in the LiteRT interpreter", timeout=self._timeout,
+                )
+                return evaluated
+
+            result, _ = self._cache.get_or_make(key, evaluate)
             reference = self.reference()
             if reference is not None:
                 result = _align_heads(result, reference, self.model)
@@ -271,7 +290,8 @@ class ModelRun:
             from qcheck.vela import run_vela
 
             self.info()
-            folder = self.out_dir / f"{self.stem}_vela" / safe_stem(config.accelerator)
+            folder = self.out_dir / f"{self.stem}_vela" / safe_stem(config.label)
+            self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
             return run_vela(self.tflite_path(), config, folder, timeout=self._timeout)
 
         # One compilation per configuration, shared by the vela check and the memory checks.
@@ -279,7 +299,11 @@ class ModelRun:
 
 
 def _check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
-    """The data's samples must have the shape of the model's (single) input."""
+    """The data's samples must have the shape of the model's (single) input, and the model
+    must not be Vela's output, whose 'ethos-u' operators the interpreter cannot run."""
+    if any(op.custom and op.op == "ethos-u" for op in info.operators):
+        raise QcheckError(model, "was compiled by Vela: its 'ethos-u' operators run only on an Ethos-U NPU, "
+                          "not in the LiteRT interpreter", "give qcheck the model you gave Vela, not Vela's output")
     if len(info.inputs) != 1:
         raise QcheckError(model, f"has {len(info.inputs)} inputs; qcheck handles one input for now")
     expected = info.inputs[0].tensor.shape[1:]

@@ -6,20 +6,25 @@ module imports nothing heavy: TensorFlow, LiteRT, Vela, pandas are loaded where 
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_OUT, THRESHOLD_OPTIONS, Settings
+from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_OUT, THRESHOLD_OPTIONS, ImageOptions, RunSpec, Settings, with_default_unit
 
 if TYPE_CHECKING:
     from qcheck.data import Dataset
+    from qcheck.project import ProjectConfig
     from qcheck.quantized import QuantizedModel
     from qcheck.session import QcheckSession
+    from qcheck.suites import Suite
 
 SESSION_KEY = pytest.StashKey["QcheckSession"]()
-_NO_MODEL = "no model: pass --qcheck-model=PATH (or set qcheck_models in the ini file)"
+PROJECT_KEY = pytest.StashKey["ProjectConfig"]()  # [tool.qcheck] and ini defaults, for suite files and markers
+_NO_MODEL = ("no model: pass --qcheck-model=PATH, set models in [tool.qcheck], or mark the test "
+             "@pytest.mark.qcheck(model=PATH)")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,6 +39,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"calibration samples (default {DEFAULT_CALIBRATION_SAMPLES})")
     group.addoption("--qcheck-reference", dest="qcheck_reference", metavar="PATH",
                     help="float model to compare an already quantized .tflite with")
+    group.addoption("--qcheck-image-size", dest="qcheck_image_size", metavar="HxW",
+                    help="resize images of an image-folder data set to this size (default: as they are)")
+    group.addoption("--qcheck-image-scale", dest="qcheck_image_scale", type=float, metavar="FACTOR",
+                    help="multiply image pixels by this (default 1/255)")
+    group.addoption("--qcheck-image-offset", dest="qcheck_image_offset", type=float, metavar="VALUE",
+                    help="then add this (default 0)")
+    group.addoption("--qcheck-image-mode", dest="qcheck_image_mode", choices=("RGB", "L"),
+                    help="colour mode of images: RGB (3 channels, default) or L (1 channel)")
     group.addoption("--qcheck-io", dest="qcheck_io", choices=("uint8", "int8"),
                     help="dtype of the quantized model's input and output (default uint8)")
     group.addoption("--qcheck-unsafe-deserialization", dest="qcheck_unsafe_deserialization", action="store_true",
@@ -45,6 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qcheck-out", dest="qcheck_out", metavar="DIR",
                     help=f"artifact folder: quantized models, quantization info, Vela output (default {DEFAULT_OUT})")
     group.addoption("--qcheck-json", dest="qcheck_json", metavar="PATH", help="write the JSON report here")
+    group.addoption("--qcheck-html", dest="qcheck_html", metavar="PATH",
+                    help="write a self-contained HTML report here (charts, Vela placement, budgets)")
+    group.addoption("--qcheck-csv", dest="qcheck_csv", metavar="DIR",
+                    help="write per-model tables (checks, tensors, layers, size) as CSV files into DIR")
     group.addoption("--qcheck-cache-dir", dest="qcheck_cache_dir", metavar="DIR",
                     help="cache of conversions and evaluations (default: inside pytest's cache folder)")
     group.addoption("--qcheck-no-cache", dest="qcheck_no_cache", action="store_true",
@@ -68,58 +85,106 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("qcheck_cache_dir", "cache folder (relative to the ini file)", default="")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, object, object]:
+    # With -n and no --dist, pytest-xdist would spread one model's checks over workers, and each
+    # would convert the model again: group them per model instead. An explicit --dist wins.
+    # (A wrapper runs before xdist's own hook, which turns an unset --dist into "load".) Only
+    # runs given --qcheck-model are changed; with models from files, pass --dist loadgroup.
+    option = config.option
+    if getattr(option, "numprocesses", None) and getattr(option, "dist", None) == "no" and option.qcheck_model:
+        option.dist = "loadgroup"
+    return (yield)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qcheck_check(name): a qcheck check item (set by qcheck)")
+    config.addinivalue_line("markers", "qcheck(model=None, data=None, calibration=None, reference=None, "
+                                       "**thresholds): run the test against this model, with these thresholds "
+                                       "(e.g. accuracy_drop='2%') for qcheck's assertion helpers")
     from qcheck.errors import QcheckError
+    from qcheck.progress import Progress
     from qcheck.session import QcheckSession
     from qcheck.suites import load_suite
 
-    settings = _settings(config)
+    project = _project(config)
+    settings = _settings(config, project)
     try:
         suite = load_suite(settings.suite).with_overrides(settings.overrides, "the command line")
     except QcheckError as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
-    qsession = QcheckSession(settings, suite)
+    qsession = QcheckSession(settings, suite, Progress(config))
     if config.option.qcheck_cache_clear and not hasattr(config, "workerinput"):
         qsession.cache.clear()
     config.stash[SESSION_KEY] = qsession
+    config.stash[PROJECT_KEY] = project
     config.pluginmanager.register(qsession, "qcheck-session")
 
 
-def _settings(config: pytest.Config) -> Settings:
+def _project(config: pytest.Config) -> ProjectConfig:
+    """The project's defaults: [tool.qcheck] in pyproject.toml and the qcheck_* ini keys."""
+    from qcheck.errors import QcheckError
+    from qcheck.project import INI_KEYS, find_pyproject, project_config
+
+    ini = {key: config.getini(key) for key in INI_KEYS.values()}
+    try:
+        return project_config(find_pyproject(config.rootpath, config.inipath), ini, config.inipath)
+    except QcheckError as exc:
+        raise pytest.UsageError(f"qcheck: {exc}") from None
+
+
+def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
+    """The command line over the project's defaults over the built-in ones."""
     from qcheck.vela import ACCELERATORS
 
     opt = config.option
-    base = config.inipath.parent if config.inipath else config.rootpath
-
-    def ini_path(key: str) -> str | None:
-        value = str(config.getini(key) or "")
-        return str(base / value) if value else None
-
-    models = tuple(opt.qcheck_model) or tuple(str(p) for p in config.getini("qcheck_models"))
-    accelerators = tuple(a.strip() for a in (opt.qcheck_accelerator or config.getini("qcheck_accelerator") or "").split(",") if a.strip())
+    models = tuple(opt.qcheck_model) or project.models
+    accelerators = tuple(a.strip() for a in (opt.qcheck_accelerator or "").split(",") if a.strip()) or project.accelerators
     for accelerator in accelerators:
         if accelerator not in ACCELERATORS:
             raise pytest.UsageError(f"qcheck: unknown accelerator '{accelerator}'; choose from {', '.join(ACCELERATORS)}")
     samples = opt.qcheck_calibration_samples
     if samples is not None and samples < 1:
         raise pytest.UsageError("qcheck: --qcheck-calibration-samples must be at least 1")
-    out = opt.qcheck_out or ini_path("qcheck_out") or DEFAULT_OUT
+    if opt.qcheck_timeout is not None and not 0 < opt.qcheck_timeout < float("inf"):
+        raise pytest.UsageError(f"qcheck: --qcheck-timeout must be a positive number of seconds, not {opt.qcheck_timeout:g}")
+    out = opt.qcheck_out or project.out or DEFAULT_OUT
     return Settings(
         models=models,
-        data=opt.qcheck_data or ini_path("qcheck_data"),
-        calibration=opt.qcheck_calibration or ini_path("qcheck_calibration"),
-        calibration_samples=samples or DEFAULT_CALIBRATION_SAMPLES,
-        reference=opt.qcheck_reference,
+        data=opt.qcheck_data or project.data,
+        calibration=opt.qcheck_calibration or project.calibration,
+        calibration_samples=samples or project.calibration_samples or DEFAULT_CALIBRATION_SAMPLES,
+        reference=opt.qcheck_reference or project.reference,
         io_dtype=opt.qcheck_io or "uint8",
         unsafe_deserialization=bool(opt.qcheck_unsafe_deserialization),
-        suite=opt.qcheck_suite or str(config.getini("qcheck_suite") or "") or "default",
+        suite=opt.qcheck_suite or project.suite or "default",
         accelerators=accelerators,
         out_dir=Path(out),
         json_path=Path(opt.qcheck_json) if opt.qcheck_json else None,
+        html_path=Path(opt.qcheck_html) if opt.qcheck_html else None,
+        csv_dir=Path(opt.qcheck_csv) if opt.qcheck_csv else None,
+        # pytest-html's --html option; absent when pytest-html is not installed.
+        pytest_html_extras=bool(getattr(opt, "htmlpath", None)),
         overrides=_overrides(config),
         timeout=opt.qcheck_timeout or 900.0,
-        cache_dir=_cache_dir(config, ini_path("qcheck_cache_dir")),
+        images=_image_options(opt),
+        cache_dir=_cache_dir(config, project.cache_dir),
+    )
+
+
+def _image_options(opt: Any) -> ImageOptions:
+    size = None
+    if opt.qcheck_image_size:
+        height, sep, width = opt.qcheck_image_size.lower().partition("x")
+        if not (sep and height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+            raise pytest.UsageError(f"qcheck: --qcheck-image-size expects HxW, e.g. 96x96, not {opt.qcheck_image_size!r}")
+        size = (int(height), int(width))
+    defaults = ImageOptions()
+    return ImageOptions(
+        size=size,
+        scale=defaults.scale if opt.qcheck_image_scale is None else opt.qcheck_image_scale,
+        offset=defaults.offset if opt.qcheck_image_offset is None else opt.qcheck_image_offset,
+        mode=opt.qcheck_image_mode or defaults.mode,
     )
 
 
@@ -127,8 +192,9 @@ def _cache_dir(config: pytest.Config, ini_value: str | None) -> Path | None:
     opt = config.option
     if opt.qcheck_no_cache:
         return None
-    if opt.qcheck_cache_dir or ini_value:
-        return Path(opt.qcheck_cache_dir or ini_value).resolve()
+    chosen: str | None = opt.qcheck_cache_dir or ini_value
+    if chosen:
+        return Path(chosen).resolve()
     cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
     return cache.mkdir("qcheck") if cache is not None else None
 
@@ -138,7 +204,7 @@ def _overrides(config: pytest.Config) -> dict[str, dict[str, Any]]:
     for dest, (check, key) in THRESHOLD_OPTIONS.items():
         value = getattr(config.option, dest, None)
         if value is not None:
-            overrides.setdefault(check, {})[key] = value
+            overrides.setdefault(check, {})[key] = with_default_unit(dest, value)
     for item in config.option.qcheck_set:
         target, sep, value = item.partition("=")
         check, dot, key = target.strip().partition(".")
@@ -181,13 +247,26 @@ def _collector_nodeid(config: pytest.Config) -> str:
     return f"{here.relative_to(config.rootpath).as_posix()}/qcheck"
 
 
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """``qcheck_*.toml`` files are suites that name their models: each check is an item."""
+    if file_path.suffix == ".toml" and file_path.name.startswith("qcheck_"):
+        from qcheck.suite_files import QcheckFile
+
+        return QcheckFile.from_parent(parent, path=file_path)
+    return None
+
+
 # -- fixtures for users' own tests -------------------------------------------------------------
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "qcheck_model_path" in metafunc.fixturenames:
-        models = metafunc.config.stash[SESSION_KEY].settings.models
-        metafunc.parametrize("qcheck_model_path", list(models) or [None], ids=list(models) or ["no-model"], scope="session")
+    if "qcheck_run_spec" in metafunc.fixturenames:
+        from qcheck.markers import parametrization
+
+        specs, ids = parametrization(metafunc.definition, metafunc.config.stash[SESSION_KEY].settings,
+                                     metafunc.config.stash[PROJECT_KEY])
+        metafunc.parametrize("qcheck_run_spec", specs or [None], ids=ids or ["no-model"], indirect=True,
+                             scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -197,39 +276,65 @@ def qcheck_session(pytestconfig: pytest.Config) -> QcheckSession:
 
 
 @pytest.fixture(scope="session")
-def qcheck_model_path(request: pytest.FixtureRequest) -> str:
-    """The path of the model under test, as given (tests run once per model)."""
-    param = getattr(request, "param", None)
-    if param is None:
+def qcheck_run_spec(request: pytest.FixtureRequest) -> RunSpec:
+    """What the model under test is checked with: the model, its data, how it is quantized.
+
+    Tests run once per model: the test's ``@pytest.mark.qcheck(model=...)``, or else each model
+    of the command line or ``[tool.qcheck]``.
+    """
+    from qcheck.markers import InvalidMarker
+
+    spec: RunSpec | InvalidMarker | None = getattr(request, "param", None)
+    if isinstance(spec, InvalidMarker):
+        pytest.fail(spec.message, pytrace=False)
+    if spec is None:
         pytest.skip(_NO_MODEL)
-    return str(param)
+    return spec
 
 
 @pytest.fixture(scope="session")
-def qcheck_quantized(qcheck_session: QcheckSession, qcheck_model_path: str) -> QuantizedModel:
-    """The quantized model: bytes, path, tensor table, I/O parameters, and a call that runs it."""
+def qcheck_model_path(qcheck_run_spec: RunSpec) -> str:
+    """The path of the model under test."""
+    return qcheck_run_spec.model
+
+
+@pytest.fixture
+def qcheck_suite(request: pytest.FixtureRequest, qcheck_session: QcheckSession) -> Suite:
+    """The test's checks and thresholds: the run's suite, then its marker's, then the command line's."""
+    from qcheck.markers import suite_for_test
+
+    return suite_for_test(request.node, qcheck_session)
+
+
+@pytest.fixture
+def qcheck_quantized(qcheck_session: QcheckSession, qcheck_run_spec: RunSpec, qcheck_suite: Suite) -> QuantizedModel:
+    """The quantized model: bytes, path, tensor table, I/O parameters, and a call that runs it.
+
+    The conversion is shared by the whole session; this view carries the test's thresholds,
+    which qcheck's assertion helpers (``qcheck.assert_accuracy_drop(q, data)``) read.
+    """
     from qcheck.quantized import QuantizedModel
 
-    run = qcheck_session.run(qcheck_session.settings.run_spec(qcheck_model_path))
-    return QuantizedModel(run.tflite_path(), run.tflite(), run.info())
+    run = qcheck_session.run(qcheck_run_spec)
+    return QuantizedModel(run.tflite_path(), run.tflite(), run.info(), _evidence=run, _suite=qcheck_suite)
 
 
 @pytest.fixture(scope="session")
-def qcheck_model(qcheck_session: QcheckSession, qcheck_model_path: str) -> Any:
+def qcheck_model(qcheck_session: QcheckSession, qcheck_run_spec: RunSpec) -> Any:
     """The float Keras model (the reference model for an already quantized .tflite)."""
     from qcheck.tflite.convert import load_float_model
 
-    run = qcheck_session.run(qcheck_session.settings.run_spec(qcheck_model_path))
-    path = qcheck_model_path if run.kind != "tflite" else qcheck_session.settings.reference
+    run = qcheck_session.run(qcheck_run_spec)
+    path = qcheck_run_spec.model if run.kind != "tflite" else qcheck_run_spec.reference
     if path is None:
-        pytest.skip(f"{qcheck_model_path} is already quantized; pass --qcheck-reference=FLOAT_MODEL")
-    return load_float_model(Path(path), unsafe=qcheck_session.settings.unsafe_deserialization)
+        pytest.skip(f"{qcheck_run_spec.model} is already quantized; pass --qcheck-reference=FLOAT_MODEL")
+    return load_float_model(Path(path), unsafe=qcheck_run_spec.unsafe_deserialization)
 
 
 @pytest.fixture(scope="session")
-def qcheck_data(qcheck_session: QcheckSession, qcheck_model_path: str) -> Dataset:
+def qcheck_data(qcheck_session: QcheckSession, qcheck_run_spec: RunSpec) -> Dataset:
     """The evaluation data of the model under test (the samples not used for calibration)."""
-    data = qcheck_session.run(qcheck_session.settings.run_spec(qcheck_model_path)).evaluation_data()
+    data = qcheck_session.run(qcheck_run_spec).evaluation_data()
     if data is None:
         pytest.skip("no data: pass --qcheck-data=val.npz")
     return data

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,9 @@ from qcheck.tflite.quant import QuantParams
 if TYPE_CHECKING:
     import pandas as pd
 
+    from qcheck.checks.evidence import Evidence
+    from qcheck.suites import Suite
+
 
 @dataclass(frozen=True, eq=False)
 class QuantizedModel:
@@ -23,6 +26,10 @@ class QuantizedModel:
     path: Path
     tflite: bytes
     info: ModelInfo
+    # What qcheck's assertion helpers measure from and judge with: the model's pipeline (shared
+    # with the suite's items) and the thresholds of the test or of qcheck.quantize().
+    _evidence: Evidence | None = field(default=None, repr=False)
+    _suite: Suite | None = field(default=None, repr=False)
 
     @property
     def size_bytes(self) -> int:

@@ -8,6 +8,7 @@ only the controller (or a run without xdist) gathers them and writes the reports
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,12 @@ from qcheck.config import RunSpec, Settings
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import safe_stem
 from qcheck.pipeline import DataSource, ModelRun
+from qcheck.progress import Progress
 from qcheck.results import CheckResult
 from qcheck.suites import CheckSpec, Suite
 
 RESULT_PROPERTY = "qcheck_result"
+_SLOW_STEP = 1.0  # seconds: a check that took longer says so in the progress lines
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,16 @@ class PlannedCheck:
 class QcheckSession:
     """Holds the run's settings and suite, the per-model pipelines and the gathered results."""
 
-    def __init__(self, settings: Settings, suite: Suite) -> None:
+    def __init__(self, settings: Settings, suite: Suite, progress: Progress | None = None) -> None:
         self.settings = settings
         self.suite = suite
-        self._sources: dict[tuple[str | None, str | None, int], DataSource] = {}
+        self.progress = progress or Progress()  # silent without a pytest config
+        self._sources: dict[tuple[Any, ...], DataSource] = {}
         self._runs: dict[RunSpec, ModelRun] = {}
         self.cache = Cache(settings.cache_dir)
         self._stems: dict[RunSpec, str] = {}
         self.results: list[CheckResult] = []
+        self.written: list[str] = []  # what the reports wrote, for the terminal summary
         self.notes: dict[str, list[str]] = {}
 
     # -- planning ----------------------------------------------------------------------------
@@ -75,22 +80,36 @@ class QcheckSession:
     def accelerators(self, spec: CheckSpec) -> tuple[str, ...]:
         if self.settings.accelerators:
             return self.settings.accelerators
-        return (str(spec.options.get("accelerator", "ethos-u55-128")),)
+        vela = self.suite.checks.get("vela")
+        fallback = vela.options.get("accelerator", "ethos-u55-128") if vela is not None else "ethos-u55-128"
+        return (str(spec.options.get("accelerator", fallback)),)
 
     # -- running -----------------------------------------------------------------------------
 
     def run(self, spec: RunSpec) -> ModelRun:
         """The pipeline for ``spec``, created on first use and shared by every item using it."""
         if spec not in self._runs:
-            key = (spec.data, spec.calibration, spec.calibration_samples)
+            key = (spec.data, spec.calibration, spec.calibration_samples, spec.images)
             if key not in self._sources:
                 self._sources[key] = DataSource(*key)
             self._runs[spec] = ModelRun(spec, self._stem(spec), self.settings.out_dir, self._sources[key],
-                                        self.settings.timeout, self.cache)
+                                        self.settings.timeout, self.cache, self.progress)
         return self._runs[spec]
 
     def _stem(self, spec: RunSpec) -> str:
-        """Artifact names from the model's file name, made unique within the session."""
+        """Artifact names from the model's file name, made unique within the session.
+
+        The command line's models are named first, in their order, whichever is used first:
+        every xdist worker must give a model the same name, or two models that share a file
+        name would write over each other's artifacts.
+        """
+        if spec not in self._stems:
+            for model in self.settings.models:
+                self._assign_stem(self.settings.run_spec(model))
+            self._assign_stem(spec)
+        return self._stems[spec]
+
+    def _assign_stem(self, spec: RunSpec) -> None:
         if spec not in self._stems:
             path = Path(spec.model)
             stem = safe_stem(path.stem if path.suffix else path.name)
@@ -99,7 +118,6 @@ class QcheckSession:
             while candidate in taken:
                 candidate, n = f"{stem}-{n}", n + 1
             self._stems[spec] = candidate
-        return self._stems[spec]
 
     def check(self, planned: PlannedCheck) -> CheckResult:
         """Measure and judge one planned check; every failure becomes a failed result."""
@@ -107,31 +125,67 @@ class QcheckSession:
 
         check: CheckDef = registry()[planned.spec.name]
         options = dict(planned.spec.options)
+        if check.per_accelerator and planned.spec.name != "vela" and "vela" in self.suite.checks:
+            # The memory checks describe the same compilation as vela: its target options
+            # (system_config, memory_mode, config_file) apply unless the check sets its own.
+            inherited = {k: v for k, v in self.suite.checks["vela"].options.items() if k in check.options}
+            options = {**inherited, **options}
         if planned.variant:
             options["accelerator"] = planned.variant
         evidence = self.run(planned.run)
+        label = f"{planned.spec.name}[{planned.variant}]" if planned.variant else planned.spec.name
+        self.progress.step(planned.model, f"check {label} ...")
+        started = time.monotonic()
         try:
             measurement = check.measure(evidence, options)
         except (QcheckError, StepFailed) as exc:
             return error_result(planned.model, check, planned.spec, exc, planned.variant)
+        except Exception as exc:  # a bug in qcheck: this check fails with its text, the session goes on
+            return error_result(planned.model, check, planned.spec, _internal(exc), planned.variant)
+        finally:
+            elapsed = time.monotonic() - started
+            if elapsed >= _SLOW_STEP:
+                self.progress.step(planned.model, f"check {label} measured in {elapsed:.1f} s")
         result = judge(planned.model, check, planned.spec, measurement, planned.variant)
-        return _with_sections(result, evidence.sections())
+        return _with_sections(result, {**evidence.sections(), "artifacts": artifacts(evidence)})
 
     # -- gathering ---------------------------------------------------------------------------
 
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html reads the report's extras
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
             if name == RESULT_PROPERTY and report.when == "call":
-                self.results.append(CheckResult.from_json(value))
+                result = CheckResult.from_json(str(value))
+                self.results.append(result)
+                if self.settings.pytest_html_extras:
+                    _attach_summary(report, self._model_entry(result.model))
+
+    def _model_entry(self, model: str) -> dict[str, Any]:
+        """The report entry of ``model`` from the results gathered so far."""
+        from qcheck.report.json_report import build_report
+
+        report = build_report([r for r in self.results if r.model == model], self.suite)
+        entry: dict[str, Any] = report["models"][0]
+        return entry
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(session.config, "workerinput"):
             return  # xdist worker: the controller writes the reports
-        if self.settings.json_path is not None and self.results:
-            from qcheck.report.json_report import write_report
+        settings = self.settings
+        if not self.results or not (settings.json_path or settings.html_path or settings.csv_dir):
+            return
+        from qcheck.report.json_report import build_report
 
-            write_report(self.settings.json_path, self.results, self.suite)
+        report = build_report(self.results, self.suite)
+        for path, write in ((settings.json_path, _write_json), (settings.html_path, _write_html),
+                            (settings.csv_dir, _write_csv)):
+            if path is None:
+                continue
+            try:
+                self.written.append(write(path, report))
+            except OSError as exc:
+                self.written.append(f"could not write {path}: {exc}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(terminalreporter.config, "workerinput") or not self.results:
@@ -141,8 +195,73 @@ class QcheckSession:
         terminalreporter.section("qcheck")
         for line in render(self.results, verbose=terminalreporter.verbosity > 0):
             terminalreporter.line(line)
-        if self.settings.json_path is not None:
-            terminalreporter.line(f"qcheck: JSON report written to {self.settings.json_path}")
+        for line in self.written:
+            terminalreporter.line(f"qcheck: {line}")
+
+
+def artifacts(run: ModelRun) -> dict[str, str]:
+    """The files this model's pipeline has written so far (absolute paths), and its artifact stem.
+
+    Checks on one model run at different times, so each result lists what exists when it is
+    made; the report merges them.
+    """
+    out = run.out_dir
+    found = {"stem": run.stem}
+    candidates = {
+        "quantized_model": out / f"{run.stem}_quant.tflite",
+        "quantization_info": out / f"{run.stem}_quantization_info.json",
+        "vela": out / f"{run.stem}_vela",
+    }
+    model = Path(run.model)
+    if model.suffix.lower() == ".tflite":
+        candidates["quantized_model"] = model.resolve()  # checked as it is, not converted
+    for key, path in candidates.items():
+        if path.exists():
+            found[key] = str(path)
+    return found
+
+
+def _attach_summary(report: pytest.TestReport, entry: dict[str, Any]) -> None:
+    """Add the model's summary to the item's report as a pytest-html extra (its ``extras`` API)."""
+    try:
+        from pytest_html import extras
+    except ImportError:
+        return
+    from qcheck.report.html import render_summary
+
+    report.extras = [*getattr(report, "extras", []), extras.html(render_summary(entry))]  # type: ignore[attr-defined]
+
+
+def _write_json(path: Path, report: dict[str, Any]) -> str:
+    from qcheck.files import write_json
+
+    write_json(path, report)
+    return f"JSON report written to {path}"
+
+
+def _write_html(path: Path, report: dict[str, Any]) -> str:
+    from datetime import UTC, datetime
+
+    from qcheck.report.html import write_report
+
+    write_report(path, report, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    return f"HTML report written to {path}"
+
+
+def _write_csv(folder: Path, report: dict[str, Any]) -> str:
+    from qcheck.report.csv_tables import write_tables
+
+    written = write_tables(folder, report)
+    return f"{len(written)} CSV table(s) written to {folder}"
+
+
+def _internal(exc: Exception) -> StepFailed:
+    """An unexpected exception as one line that says where it happened, for a bug report."""
+    import traceback
+
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return StepFailed(f"internal error in qcheck ({type(exc).__name__}: {exc}, at {Path(frame.filename).name}:"
+                      f"{frame.lineno}); please report it with the model")
 
 
 def _with_sections(result: CheckResult, sections: dict[str, Any]) -> CheckResult:

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from qcheck.errors import StepFailed
+from qcheck.files import atomic_write
 
 ACCELERATORS: Final[tuple[str, ...]] = (
     "ethos-u55-32",
@@ -112,6 +114,17 @@ class VelaConfig:
             memory_mode=memory_mode or default_memory,
             config_file=config_file,
         )
+
+    @property
+    def label(self) -> str:
+        """A folder name for this configuration's outputs: the accelerator for its defaults,
+        else the accelerator, system configuration and memory mode (and config file stem)."""
+        if self == VelaConfig.default_for(self.accelerator):
+            return self.accelerator
+        parts = [self.accelerator, self.system_config, self.memory_mode]
+        if self.config_file != BUILTIN_CONFIG_FILE:
+            parts.append(Path(self.config_file).stem)
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts)).strip("._-")
 
 
 @dataclass(frozen=True)
@@ -203,7 +216,7 @@ def run_vela(
         staged = _stage(model, scratch)
         done = _run(_vela_command(staged, config, scratch / "out"), scratch, timeout, model, config)
         console = done.stdout + done.stderr
-        (out_dir / f"{stem}_vela.log").write_text(console, encoding="utf-8")
+        atomic_write(out_dir / f"{stem}_vela.log", console.encode("utf-8"))  # runs may share out_dir
         outputs = _keep_outputs(scratch / "out", out_dir, stem)
     _check_exit(done, model, config)
     return _build_result(model, config, outputs, console)
@@ -215,7 +228,7 @@ def is_vela_compiled(model_bytes: bytes) -> bool:
         return False
     try:
         return any(op.on_npu for op in _read_tflite_operators(model_bytes))
-    except (IndexError, ValueError, struct.error):
+    except (IndexError, ValueError, TypeError, struct.error):  # the flatbuffer binding's errors
         return False
 
 
@@ -278,11 +291,23 @@ def _run(
 
 
 def _check_exit(done: subprocess.CompletedProcess[str], model: Path, config: VelaConfig) -> None:
+    if done.returncode < 0:
+        raise StepFailed(
+            f"{model}: Vela ({_describe(config)}) crashed ({_signal_name(-done.returncode)}):\n"
+            + _failure_excerpt(done.stdout, done.stderr)
+        )
     if done.returncode != 0:
         raise StepFailed(
             f"{model}: Vela ({_describe(config)}) failed with exit code {done.returncode}:\n"
             + _failure_excerpt(done.stdout, done.stderr)
         )
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _describe(config: VelaConfig) -> str:
@@ -293,9 +318,14 @@ def _failure_excerpt(stdout: str, stderr: str, max_lines: int = 6) -> str:
     """Vela's last meaningful lines: the exception after a traceback, else the tail."""
     lines = [line.rstrip() for line in stderr.splitlines() if _meaningful(line)]
     if any(line.startswith("Traceback") for line in lines):
-        # The exception text starts after the last indented line of the stack frames.
-        last_frame = max((i for i, line in enumerate(lines) if line[:1].isspace()), default=-1)
-        lines = lines[last_frame + 1 :]
+        # The exception text is the first unindented line after the last stack frame (a
+        # '  File "..."' line, then its indented source and caret lines) and what follows it,
+        # which may itself be indented.
+        frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+        start = frames[-1] + 1 if frames else 0
+        while start < len(lines) and lines[start][:1].isspace():
+            start += 1
+        lines = lines[start:]
     if not lines:
         lines = [line.rstrip() for line in stdout.splitlines() if _meaningful(line)]
     return "\n".join(f"  {line}" for line in lines[-max_lines:]) or "  (Vela printed nothing)"
@@ -380,10 +410,16 @@ def _merge_placements(
     if per_layer is None:
         npu = [_Placement(op.op, op.name, "NPU") for op in compiled or () if op.on_npu]
         return npu + compiled_cpu
-    cpu_names = {op.name for op in compiled_cpu}
-    merged = [p._replace(target="CPU") if p.name in cpu_names else p for p in per_layer]
+    cpu_ops = {op.name: op.op for op in compiled_cpu}
+    merged = [_as_cpu(p, cpu_ops[p.name]) if p.name in cpu_ops else p for p in per_layer]
     known = {p.name for p in per_layer}
     return merged + [p for p in compiled_cpu if p.name not in known]
+
+
+def _as_cpu(placement: _Placement, compiled_op: str) -> _Placement:
+    # Vela names an operator type it does not know "None"; the compiled model still has its name.
+    op = compiled_op if placement.op in ("", "None", "N/A") else placement.op
+    return placement._replace(op=op, target="CPU")
 
 
 def _read_per_layer(path: Path) -> list[_Placement]:

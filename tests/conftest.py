@@ -10,7 +10,8 @@ from helpers import FIXTURES, QcheckRun, run_qcheck
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
     """The main path on the bundled fixtures: a good CNN, a two-head model, a model with a float op.
 
-    One conversion per model for the whole test session; many tests read this run.
+    One conversion per model for the whole test session; many tests read this run, and its
+    HTML, CSV and JUnit reports (in the run's folder, ``digits_run.out_dir.parent``).
     """
     cwd = tmp_path_factory.mktemp("digits_run")
     return run_qcheck(
@@ -18,6 +19,10 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
         f"--qcheck-model={FIXTURES / 'digits_cnn.keras'}",
         f"--qcheck-model={FIXTURES / 'float_op.keras'}",
         f"--qcheck-data={FIXTURES / 'digits.npz'}",
+        # The reports people read, from the same run (tests/test_report_outputs.py).
+        "--qcheck-html=reports/report.html",
+        "--qcheck-csv=tables",
+        "--junitxml=junit.xml",
     )
 
 

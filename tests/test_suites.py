@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from qcheck.errors import QcheckError
 from qcheck.suites import CheckSpec, Suite, builtin_names, load_suite
 
-DEFAULT_CHECKS = ["fully_quantized", "float32_tensors", "accuracy_drop", "saturation", "size", "vela"]
+DEFAULT_CHECKS = ["fully_quantized", "float32_tensors", "accuracy_drop", "saturation", "static_shapes", "size", "vela"]
+DECLARED = ["fully_quantized", "float32_tensors", "accuracy_drop", "saturation", "static_shapes", "layer_error",
+            "size", "vela", "robustness", "consistency"]  # layer_error and the property checks are off
 
 
 def write(path: Path, text: str) -> Path:
@@ -34,7 +36,7 @@ def test_default_suite_has_the_six_checks() -> None:
     suite = load_suite("default")
     assert "default" in builtin_names()
     assert suite.name == "default"
-    assert list(suite.checks) == DEFAULT_CHECKS
+    assert list(suite.checks) == DECLARED
     assert [spec.name for spec in suite.enabled()] == DEFAULT_CHECKS
     assert suite.description
 
@@ -48,7 +50,8 @@ def test_default_suite_thresholds() -> None:
     assert checks["size"].max is None
     assert checks["vela"].max == 0
     assert checks["vela"].options == {"accelerator": "ethos-u55-128"}
-    assert all(spec.min is None and spec.enabled is None for spec in checks.values())
+    assert [name for name, spec in checks.items() if spec.min is not None] == ["consistency"]
+    assert [name for name, spec in checks.items() if spec.enabled is False] == ["layer_error", "robustness", "consistency"]
 
 
 def test_unknown_builtin_suite_suggests_a_name() -> None:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tflite_edits import with_mismatched_weights, with_unknown_last_op, without_declared_inputs
 
 from qcheck.errors import StepFailed
 from qcheck.vela import (
@@ -16,6 +17,7 @@ from qcheck.vela import (
     VelaConfig,
     VelaResult,
     _cpu_reasons,
+    _failure_excerpt,
     is_vela_compiled,
     run_vela,
     vela_version,
@@ -26,6 +28,7 @@ VWW_INT8 = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
 VWW_FLOAT = REAL / "mlperf_tiny" / "vww_96_float.tflite"
 TOYCAR_HYBRID = REAL / "mlperf_tiny" / "model_ToyCar_quant.tflite"
 HELLO_INT8 = REAL / "tflm" / "hello_world_int8.tflite"
+HELLO_FLOAT = REAL / "tflm" / "hello_world_float.tflite"
 
 KIB = 1024
 BYTES_TOLERANCE = 300
@@ -282,3 +285,61 @@ def test_reasons_are_read_from_vela_5_wording() -> None:
         'Feature-map dataTypes must be one of {"INT8"}',
         "a,b": "first; second",
     }
+
+
+@slow
+@pytest.mark.parametrize("path", [VWW_FLOAT, HELLO_FLOAT, TOYCAR_HYBRID], ids=lambda p: p.name)
+def test_published_float_models_fall_back_to_the_cpu_rather_than_fail(tmp_path: Path, path: Path) -> None:
+    result = run_vela(path, VelaConfig.default_for("ethos-u55-128"), tmp_path)
+    assert result.npu_ops == 0 and result.cpu_ops > 0
+    assert result.sram_bytes == 0 and result.inference_time_s is None
+
+
+@slow
+def test_a_float_model_vela_rejects_gives_vela_message_with_its_details(tmp_path: Path) -> None:
+    model = without_declared_inputs(HELLO_FLOAT, tmp_path / "noinput.tflite")
+
+    with pytest.raises(StepFailed) as caught:
+        run_vela(model, VelaConfig.default_for("ethos-u55-128"), tmp_path / "out")
+
+    message = str(caught.value)
+    assert "failed with exit code 1" in message
+    assert "'serving_default_dense_input:0' Does not have valid TFLite Semantics." in message
+    assert "Constant tensors must not have empty buffers" in message  # an indented detail line
+    assert 'File "' not in message and "^^^" not in message
+
+
+@slow
+def test_a_vela_crash_is_reported_with_its_signal(tmp_path: Path) -> None:
+    model = with_mismatched_weights(HELLO_INT8, tmp_path / "mismatch.tflite")
+
+    with pytest.raises(StepFailed, match=r"mismatch\.tflite: Vela \(ethos-u55-128, .*\) crashed \(SIGFPE\)"):
+        run_vela(model, VelaConfig.default_for("ethos-u55-128"), tmp_path / "out")
+
+
+@slow
+def test_an_operator_vela_cannot_name_is_named_from_the_model(tmp_path: Path) -> None:
+    model = with_unknown_last_op(HELLO_INT8, tmp_path / "mixed.tflite")
+
+    result = run_vela(model, VelaConfig.default_for("ethos-u55-128"), tmp_path / "out")
+
+    assert (result.npu_ops, result.cpu_ops) == (3, 1)
+    assert [(op.op, op.name, op.reason) for op in result.cpu_operators] == [
+        ("STABLEHLO_TANH", "appended", "Unsupported opType")]
+
+
+def test_failure_excerpt_keeps_the_indented_lines_of_the_exception() -> None:
+    stderr = "\n".join([
+        "Traceback (most recent call last):",
+        '  File "vela.py", line 137, in process_regor',
+        "    compiled_model = regor.compile(accelerator)",
+        "                     ^^^^^^^^^^^^^^^^^^^^^^^^^^",
+        "RuntimeError: Compilation failed: Error: 'x' Does not have valid TFLite Semantics.",
+        " - Constant tensors must not have empty buffers",
+        "Failed to parse TFLite file",
+    ])
+    assert _failure_excerpt("", stderr).splitlines() == [
+        "  RuntimeError: Compilation failed: Error: 'x' Does not have valid TFLite Semantics.",
+        "   - Constant tensors must not have empty buffers",
+        "  Failed to parse TFLite file",
+    ]

@@ -54,5 +54,6 @@ def registry() -> dict[str, CheckDef]:
     from qcheck.checks import accuracy, quantization, saturation, size, vela  # noqa: F401
     from qcheck.checks import memory, tflm  # noqa: F401
     from qcheck.checks import layers, shapes  # noqa: F401
+    from qcheck.checks import properties  # noqa: F401
 
     return REGISTRY

@@ -14,7 +14,8 @@ import numpy as np
 
 from qcheck.checks.evidence import Evidence
 
-_MAX_VALUES = 1_000_000  # values sampled per array for the percentiles
+_MAX_SAMPLES = 2000  # samples read for the percentiles
+_MAX_VALUES = 1_000_000  # values sampled among them
 _RANGE_RATIO = 1.5  # spreads differing by more than this are worth a warning
 
 
@@ -27,8 +28,11 @@ class Spread:
     mean: float
 
     @classmethod
-    def of(cls, x: np.ndarray) -> Spread:
-        flat = x.reshape(-1)
+    def of(cls, x: Any) -> Spread:
+        """From up to 2000 samples of ``x`` (an array or a LazyArray read from disk)."""
+        if len(x) > _MAX_SAMPLES:
+            x = x[np.sort(np.random.default_rng(0).choice(len(x), _MAX_SAMPLES, replace=False))]
+        flat = np.asarray(x, dtype=np.float32).reshape(-1)
         if flat.size > _MAX_VALUES:
             flat = flat[np.random.default_rng(0).choice(flat.size, _MAX_VALUES, replace=False)]
         low, high = np.percentile(flat, [0.1, 99.9])

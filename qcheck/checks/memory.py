@@ -43,7 +43,8 @@ def _measure(
     if value is None:
         return Measurement(None, skip=f"Vela reported no {quantity} ({describe_config(result)})",
                            sections=sections)
-    return Measurement(value, f"{describe(result, value)} ({describe_config(result)})", hint, sections=sections)
+    return Measurement(float(value), f"{describe(result, value)} ({describe_config(result)})", hint,
+                       sections=sections)
 
 
 @check("sram", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True)

@@ -92,14 +92,14 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     analysis = run.analysis
     if analysis is not None:
         bounded = {t.name for t in info.tensors if t.subgraph == 0 and source_op(info, t) in _BOUNDED_OPS}
-        clipped = sorted((r for r in analysis.tensors if r.rmse_steps is not None and r.saturation > 0
-                          and r.name not in bounded), key=lambda r: -r.saturation)
+        clipped = sorted((r for r in analysis.tensors if r.rmse_steps is not None and (r.saturation or 0.0) > 0
+                          and r.name not in bounded), key=lambda r: -(r.saturation or 0.0))
         if clipped:
             listed = ", ".join(f"{r.op} '{r.name.split(';')[0]}' {r.saturation:.2%}" for r in clipped[:3])
             notes.append(f"most clipped intermediate tensors: {listed}")
             if scope == "all":
                 for r in clipped:
-                    shares[f"{r.op} '{r.name.split(';')[0]}'"] = r.saturation
+                    shares[f"{r.op} '{r.name.split(';')[0]}'"] = r.saturation or 0.0
         sections.update(layer_sections(analysis))
     calibration = calibration_diagnosis(evidence)
     if calibration is not None:

@@ -21,15 +21,15 @@ def size(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     info = evidence.info()
     layers = size_breakdown(info)
     constants = constant_bytes(info)
-    fmt = lambda v: format_quantity(v, "bytes")  # noqa: E731
-    details = (f"the .tflite file is {fmt(info.size_bytes)}: {fmt(constants)} of constant data (weights, "
-               f"biases, shapes) and {fmt(info.size_bytes - constants)} of graph structure, names and metadata")
-    top = [layer for layer in layers[:_TOP] if layer.total_bytes]
+    details = (f"the .tflite file is {_bytes(info.size_bytes)}: {_bytes(constants)} of constant data "
+               f"(weights, biases, shapes) and {_bytes(info.size_bytes - constants)} of graph structure, "
+               "names, quantization parameters and metadata")
+    top = layers[:_TOP]
     if top:
         share = sum(layer.total_bytes for layer in top) / constants
         listed = "; ".join(
-            f"{layer.describe()} {fmt(layer.total_bytes)}"
-            + (f" (weights {fmt(layer.weights_bytes)}, bias {fmt(layer.bias_bytes)})" if layer.bias_bytes else "")
+            f"{layer.describe()} {_bytes(layer.total_bytes)}"
+            + (f" (weights {_bytes(layer.weights_bytes)}, bias {_bytes(layer.bias_bytes)})" if layer.bias_bytes else "")
             for layer in top
         )
         hint = (f"shrink the layers with the most constant data, {len(top)} of them hold {share:.0%}: {listed}; "
@@ -42,3 +42,7 @@ def size(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         hint,
         sections={"size_breakdown": [layer.to_dict() for layer in layers]},
     )
+
+
+def _bytes(value: float) -> str:
+    return format_quantity(value, "bytes")

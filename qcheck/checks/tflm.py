@@ -19,31 +19,28 @@ def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     from qcheck.tflm_kernels import BUILTIN_KERNELS, CUSTOM_KERNELS, SOURCE
 
     operators = evidence.info().operators
-    problems: dict[str, int] = {}
+    counts: dict[str, int] = {}  # "CUMPROD", "custom op 'ethos-u'" -> operators of that kind
     reasons: dict[str, str] = {}
     for op in operators:
-        if op.custom:
-            key = f"custom op '{op.op}'"
-            reasons[key] = _custom_reason(op.op, CUSTOM_KERNELS.get(op.op))
-        elif op.op in BUILTIN_KERNELS:
+        if not op.custom and op.op in BUILTIN_KERNELS:
             continue
-        else:
-            key = op.op
-            reasons[key] = "no TFLite Micro kernel"
-        problems[key] = problems.get(key, 0) + 1
+        key = f"custom op '{op.op}'" if op.custom else op.op
+        reasons[key] = _custom_reason(op.op, CUSTOM_KERNELS.get(op.op)) if op.custom else "no TFLite Micro kernel"
+        counts[key] = counts.get(key, 0) + 1
     resolver = sorted({BUILTIN_KERNELS[op.op] for op in operators if not op.custom and op.op in BUILTIN_KERNELS})
-    section = {"tflm": {"kernels_source": SOURCE, "resolver": resolver,
-                        "unsupported": [{"op": key, "count": n, "reason": reasons[key]} for key, n in problems.items()]}}
-    if not problems:
-        details = (f"all {len(operators)} operator(s) have a TFLite Micro kernel; MicroMutableOpResolver<"
-                   f"{len(resolver)}> needs {', '.join(f'{m}()' for m in resolver) or 'nothing'}")
+    unsupported = [{"op": key, "count": n, "reason": reasons[key]} for key, n in counts.items()]
+    section = {"tflm": {"kernels_source": SOURCE, "resolver": resolver, "unsupported": unsupported}}
+    if not counts:
+        needs = ", ".join(f"{method}()" for method in resolver) or "nothing"
+        details = (f"all {len(operators)} operator(s) have a TFLite Micro kernel; "
+                   f"MicroMutableOpResolver<{len(resolver)}> needs {needs}")
         return Measurement(0.0, details, sections=section)
-    count = sum(problems.values())
-    listed = "; ".join(f"{key} x{n}: {reasons[key]}" for key, n in list(problems.items())[:_LISTED])
-    more = f"; and {len(problems) - _LISTED} more" if len(problems) > _LISTED else ""
+    total = sum(counts.values())
+    listed = "; ".join(f"{key} x{n}: {reasons[key]}" for key, n in list(counts.items())[:_LISTED])
+    more = f"; and {len(counts) - _LISTED} more" if len(counts) > _LISTED else ""
     return Measurement(
-        float(count),
-        f"{count} of {len(operators)} operator(s) cannot run on TFLite Micro as they are: {listed}{more} "
+        float(total),
+        f"{total} of {len(operators)} operator(s) cannot run on TFLite Micro as they are: {listed}{more} "
         f"(kernels: {SOURCE})",
         "replace the operators in the model with ones TFLite Micro has kernels for; check the model before "
         "Vela compiles it, not Vela's output",

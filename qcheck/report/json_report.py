@@ -11,8 +11,10 @@ from qcheck.files import write_json
 from qcheck.results import SCHEMA_VERSION, CheckResult
 from qcheck.suites import Suite
 
-# Model-level sections that checks contribute, merged across the checks of one model.
-_SECTIONS = ("quantization_info", "accuracy", "saturation", "vela", "notes")
+# Model-level sections that checks contribute, merged across the checks of one model
+# (docs/report-schema.md describes each).
+_SECTIONS = ("quantization_info", "accuracy", "saturation", "vela", "notes", "layers", "tensors",
+             "size_breakdown", "calibration", "tflm", "arena", "artifacts", "robustness", "consistency")
 
 
 def build_report(results: Iterable[CheckResult], suite: Suite) -> dict[str, Any]:

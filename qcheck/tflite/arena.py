@@ -14,6 +14,7 @@ Subgraphs called by control flow (IF, WHILE) are not counted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -66,11 +67,9 @@ class ArenaEstimate:
 
 def tensor_bytes(tensor: TensorInfo) -> int:
     """The tensor's buffer size, rounded up to the arena's alignment."""
-    elements = 1
-    for dim in tensor.shape:
-        elements *= max(dim, 1)  # a dynamic dimension counts as 1, the batch size Vela and TFLM use
-    if any(dim == 0 for dim in tensor.shape):
-        elements = 0
+    if 0 in tensor.shape:
+        return 0  # e.g. a zero-size LSTM intermediate
+    elements = math.prod(max(dim, 1) for dim in tensor.shape)  # a dynamic dimension counts as 1
     raw = (elements * _BITS.get(tensor.dtype, 0) + 7) // 8
     return -(-raw // BUFFER_ALIGNMENT) * BUFFER_ALIGNMENT
 

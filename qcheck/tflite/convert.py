@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from qcheck.errors import QcheckError
+from qcheck.lazy_arrays import LazyArray, as_chunks
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 IO_DTYPES = ("uint8", "int8")
@@ -135,12 +136,18 @@ def _first_line(exc: BaseException) -> str:
 def load_float_model(path: Path, *, unsafe: bool = False) -> Any:
     """A Keras model for a .keras/.h5 file or a SavedModel directory."""
     if model_kind(path) == "savedmodel":
+        graph = path / "saved_model.pb"
+        if graph.is_file() and graph.stat().st_size == 0:
+            raise QcheckError(path, "saved_model.pb is empty")
         _quiet_tensorflow()
         import keras
 
         try:
             layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
         except Exception as exc:
+            if "Error parsing message" in str(exc):  # protobuf's words for a damaged file
+                raise QcheckError(path, "saved_model.pb is damaged or truncated: TensorFlow cannot parse it",
+                                  "export the model again, e.g. with model.export(path)") from None
             raise QcheckError(path, f"SavedModel could not be loaded: {_first_line(exc)}",
                               "SavedModels from TF 1.x/2.3 need the TF1 converter; export it again with a recent TF") from None
         spec = _savedmodel_input_spec(layer, path)
@@ -193,7 +200,7 @@ def _static_batch_wrapper(model: Any, path: Path) -> Any:
 def quantize(
     path: Path,
     calibration: np.ndarray | None,
-    evaluation: np.ndarray | None,
+    evaluation: np.ndarray | LazyArray | None,
     *,
     io_dtype: str = "uint8",
     unsafe: bool = False,
@@ -206,8 +213,9 @@ def quantize(
     """
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"io dtype must be one of {IO_DTYPES}, not {io_dtype!r}")
-    tf = _quiet_tensorflow()
+    # Loading first: a damaged or unsafe file is refused before TensorFlow's seconds-long import.
     model = load_float_model(path, unsafe=unsafe)
+    tf = _quiet_tensorflow()
     wrapper = _static_batch_wrapper(model, path)
     sample_shape = tuple(wrapper.inputs[0].shape)[1:]
     synthetic = calibration is None
@@ -248,20 +256,26 @@ def quantize(
     return Quantized(tflite, reference, synthetic, float_tflite)
 
 
-def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> FloatReference:
-    """The float model's outputs on ``x``, keyed by output name."""
+def predict(model: Any, x: np.ndarray | LazyArray) -> FloatReference:
+    """The float model's outputs on ``x``, keyed by output name, computed chunk by chunk."""
     names = output_names(model)
-    raw = model.predict(x, batch_size=batch_size, verbose=0)
-    if isinstance(raw, dict):
-        outputs = {k: np.asarray(v) for k, v in raw.items()}
-        names = tuple(outputs) if set(outputs) != set(names) else names
-    else:
-        raw = raw if isinstance(raw, (list, tuple)) else [raw]
-        outputs = {n: np.asarray(v) for n, v in zip(names, raw, strict=True)}
+    parts: dict[str, list[np.ndarray]] = {}
+    for chunk in as_chunks(x):
+        raw = model(chunk, training=False)
+        if isinstance(raw, dict):
+            named = {k: np.asarray(v) for k, v in raw.items()}
+        else:
+            raw = raw if isinstance(raw, (list, tuple)) else [raw]
+            named = {n: np.asarray(v) for n, v in zip(names, raw, strict=True)}
+        for key, value in named.items():
+            parts.setdefault(key, []).append(value)
+    outputs = {k: np.concatenate(v) for k, v in parts.items()}
+    if set(outputs) != set(names):
+        names = tuple(outputs)
     return FloatReference(outputs, names)
 
 
-def reference_outputs(path: Path, x: np.ndarray, *, unsafe: bool = False) -> FloatReference:
+def reference_outputs(path: Path, x: np.ndarray | LazyArray, *, unsafe: bool = False) -> FloatReference:
     """Float outputs of a reference model: a float .tflite runs in LiteRT, anything else in Keras."""
     if model_kind(path) == "tflite":
         from qcheck.tflite.run import run

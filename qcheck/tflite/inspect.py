@@ -165,16 +165,20 @@ def inspect_model(data: bytes) -> ModelInfo:
         raise ValueError("not a TFLite flatbuffer (the 'TFL3' identifier is missing)")
     try:
         return _read(schema, data)
-    except ValueError:
+    except _Invalid:
         raise
     except Exception as exc:  # the generated binding raises bare struct/index errors
         raise ValueError(f"the flatbuffer is damaged or truncated ({type(exc).__name__}: {exc})") from exc
 
 
+class _Invalid(ValueError):
+    """The flatbuffer reads, but what it says cannot be a model."""
+
+
 def _read(schema: Any, data: bytes) -> ModelInfo:
     model = schema.Model.GetRootAs(data, 0)
     if model.SubgraphsLength() == 0:
-        raise ValueError("the model has no subgraph")
+        raise _Invalid("the model has no subgraph")
     dtype_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     opcodes = []
@@ -196,6 +200,9 @@ def _read(schema: Any, data: bytes) -> ModelInfo:
             tensors.append(_tensor(model, sg.Tensors(i), s, i, dtype_names))
         for i in range(sg.OperatorsLength()):
             op = sg.Operators(i)
+            if not 0 <= op.OpcodeIndex() < len(opcodes):
+                raise _Invalid(f"operator {i} of subgraph {s} has operator code {op.OpcodeIndex()}, "
+                               f"but the model declares {len(opcodes)}")
             name, custom = opcodes[op.OpcodeIndex()]
             operators.append(
                 OperatorInfo(
@@ -209,6 +216,7 @@ def _read(schema: Any, data: bytes) -> ModelInfo:
                 )
             )
 
+    _check_references(model, operators)
     by_key = {(t.subgraph, t.index): t for t in tensors}
     main = model.Subgraphs(0)
     input_names, output_names = _signature_names(model)
@@ -221,6 +229,25 @@ def _read(schema: Any, data: bytes) -> ModelInfo:
         for i in _ints(main.OutputsAsNumpy())
     )
     return ModelInfo(len(data), tuple(tensors), tuple(operators), inputs, outputs)
+
+
+def _check_references(model: Any, operators: list[OperatorInfo]) -> None:
+    """Every tensor index an operator or a subgraph names must exist (-1: an optional input left out).
+
+    The interpreter refuses such a model too; checked here so that no caller of ModelInfo
+    meets an index that leads nowhere.
+    """
+    sizes = [model.Subgraphs(s).TensorsLength() for s in range(model.SubgraphsLength())]
+    for op in operators:
+        for index in (*op.inputs, *op.outputs, *op.intermediates):
+            if not -1 <= index < sizes[op.subgraph]:
+                raise _Invalid(f"operator {op.index} ({op.op}) of subgraph {op.subgraph} refers to tensor "
+                               f"{index}, but the subgraph has {sizes[op.subgraph]} tensors")
+    main = model.Subgraphs(0)
+    for kind, indices in (("input", _ints(main.InputsAsNumpy())), ("output", _ints(main.OutputsAsNumpy()))):
+        for index in indices:
+            if not 0 <= index < sizes[0]:
+                raise _Invalid(f"the model's {kind} is tensor {index}, but the subgraph has {sizes[0]} tensors")
 
 
 def _tensor(model: Any, t: Any, subgraph: int, index: int, dtype_names: dict[int, str]) -> TensorInfo:

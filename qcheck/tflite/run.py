@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from qcheck.lazy_arrays import LazyArray, as_chunks
 from qcheck.tflite.quant import QuantParams, dequantize, quantize
 from qcheck.tflite.tensor_stats import Analysis
 
@@ -80,7 +81,7 @@ def _params(detail: dict[str, Any]) -> QuantParams | None:
 
 def run(
     tflite: bytes,
-    x: np.ndarray,
+    x: np.ndarray | LazyArray,
     *,
     float_tflite: bytes | None = None,
     calibration: np.ndarray | None = None,
@@ -111,7 +112,6 @@ def run(
     if tuple(x.shape[1:]) != sample_shape:
         raise ValueError(f"data samples have shape {tuple(x.shape[1:])}, the model takes {sample_shape}")
 
-    feed, clipped = _feed(x, in_params, in_detail)
     float_interpreter = float_index = None
     if tracker is not None and float_tflite:
         float_interpreter = _make_interpreter(float_tflite, keep_tensors=True)
@@ -119,16 +119,21 @@ def run(
 
     raw = {name: np.empty((len(x), *details[i]["shape"][1:]), dtype=details[i]["dtype"]) for name, i in outputs.items()}
     set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
-    for n in range(len(x)):
-        set_tensor(in_index, feed[n : n + 1])
-        invoke()
-        for name, i in outputs.items():
-            raw[name][n] = get_tensor(i)[0]
-        if tracker is not None and n < analysis_samples:
-            if float_interpreter is not None:
-                float_interpreter.set_tensor(float_index, x[n : n + 1].astype(np.float32))
-                float_interpreter.invoke()
-            tracker.observe(interpreter, float_interpreter)
+    n = clipped = fed = 0
+    for chunk in as_chunks(x):  # memory stays bounded whatever the data set's size
+        feed, chunk_clipped = _feed(chunk, in_params, in_detail)
+        clipped, fed = clipped + chunk_clipped, fed + feed.size
+        for i in range(len(chunk)):
+            set_tensor(in_index, feed[i : i + 1])
+            invoke()
+            for name, index in outputs.items():
+                raw[name][n] = get_tensor(index)[0]
+            if tracker is not None and n < analysis_samples:
+                if float_interpreter is not None:
+                    float_interpreter.set_tensor(float_index, chunk[i : i + 1])
+                    float_interpreter.invoke()
+                tracker.observe(interpreter, float_interpreter)
+            n += 1
 
     if tracker is not None and calibration is not None:
         cal_feed, _ = _feed(calibration[:analysis_samples], in_params, in_detail)
@@ -143,7 +148,7 @@ def run(
         values = dequantize(raw[name], params) if params else raw[name].astype(np.float32)
         heads[name] = HeadOutput(raw[name], values, params)
     analysis = tracker.analysis() if tracker is not None else None
-    return RunResult(heads, int(clipped), int(feed.size), in_params, analysis)
+    return RunResult(heads, int(clipped), int(fed), in_params, analysis)
 
 
 def _feed(x: np.ndarray, params: QuantParams | None, detail: dict[str, Any]) -> tuple[np.ndarray, int]:

@@ -54,7 +54,7 @@ class TensorReport:
     dtype: str
     scale: float
     zero_point: int
-    saturation: float  # share of values clipped (vs float) or pinned at a non-zero-point limit
+    saturation: float | None  # share clipped (vs float) or pinned at a non-zero-point limit
     levels_used: int
     levels: int
     rmse_steps: float | None = None
@@ -141,7 +141,11 @@ class _Tracked:
     def report(self) -> TensorReport:
         p = self.params
         matched = self.float_index is not None and self.count > 0
-        saturation = self.clipped / self.count if matched else self._pinned_share(self.histogram)
+        saturation: float | None = self.clipped / self.count if matched else self._pinned_share(self.histogram)
+        if not matched and self.op == "QUANTIZE":
+            # A requantize mirrors its input: at the model's input, values at the limit are the
+            # data's own extremes (white pixels), and the input's clipping is measured exactly.
+            saturation = None
         rmse_steps = sqnr = None
         spread = None
         if matched:

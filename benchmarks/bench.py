@@ -1,0 +1,201 @@
+"""qcheck against doing the same work by hand: prints each comparison as a ratio.
+
+Run from a checkout with qcheck installed:  python benchmarks/bench.py
+Every figure is measured in the same run on the same machine; nothing is asserted here (the
+tests check behaviour, this script checks speed). Targets, from the speed issue:
+
+  cold qcheck / hand-written pipeline          <= 1.30
+  warm qcheck / hand-written pipeline          <= 0.20
+  qcheck int8 throughput / bare interpreter    >= 0.80
+  peak memory, 20,000 / 2,000 samples          <= 1.25
+  four models with -n 2 / serially             <= 0.65
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+REAL = ROOT.parent / "shared" / "real"
+
+# The work qcheck does on one model, written the way a user would without it: load, convert to
+# full int8 with 200 calibration samples, float and int8 evaluation, Vela for ethos-u55-128.
+HAND_WRITTEN = r'''
+import subprocess, sys, tempfile
+import numpy as np
+import tensorflow as tf, keras
+from ai_edge_litert.interpreter import Interpreter
+
+model_path, data_path = sys.argv[1], sys.argv[2]
+data = np.load(data_path)
+x, y = data["x"].astype(np.float32), data["y"]
+order = np.random.default_rng(0).permutation(len(x))
+cal, ev = x[np.sort(order[:200])], np.sort(order[200:])
+model = keras.saving.load_model(model_path, compile=False)
+inp = keras.Input(batch_shape=(1, *model.input_shape[1:]))
+wrapper = keras.Model(inp, model(inp))
+def representative():
+    for s in cal:
+        yield [s[None]]
+c = tf.lite.TFLiteConverter.from_keras_model(wrapper)
+c.optimizations = [tf.lite.Optimize.DEFAULT]
+c.representative_dataset = representative
+c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+c.inference_input_type = tf.uint8
+c.inference_output_type = tf.uint8
+tflite = c.convert()
+float_top = model.predict(x[ev], batch_size=256, verbose=0).argmax(axis=1)
+it = Interpreter(model_content=tflite)
+it.allocate_tensors()
+i, o = it.get_input_details()[0], it.get_output_details()[0]
+scale, zp = i["quantization"]
+q = np.clip(np.round(x[ev] / scale) + zp, 0, 255).astype(np.uint8)
+top = []
+for s in q:
+    it.set_tensor(i["index"], s[None])
+    it.invoke()
+    top.append(it.get_tensor(o["index"])[0].argmax())
+drop = (float_top == y[ev]).mean() - (np.array(top) == y[ev]).mean()
+with tempfile.TemporaryDirectory() as d:
+    open(f"{d}/m.tflite", "wb").write(tflite)
+    subprocess.run([sys.executable, "-m", "ethosu.vela", f"{d}/m.tflite", "--output-dir", d,
+                    "--accelerator-config", "ethos-u55-128", "--config", "Arm/vela.ini",
+                    "--system-config", "Ethos_U55_High_End_Embedded", "--memory-mode", "Shared_Sram",
+                    "--verbose-performance"], check=True, capture_output=True, cwd=d)
+print("drop", drop)
+'''
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in (0, 1):  # 1: some check failed, which is a result, not a crash
+        raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def qcheck_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+
+
+def best(runs: int, measure) -> float:  # type: ignore[no-untyped-def]
+    return min(measure() for _ in range(runs))
+
+
+def pipeline(work: Path, runs: int) -> dict[str, float]:
+    model, data = FIXTURES / "digits_cnn.keras", FIXTURES / "digits.npz"
+    hand = best(runs, lambda: timed([sys.executable, "-c", HAND_WRITTEN, str(model), str(data)], work))
+
+    def cold() -> float:
+        shutil.rmtree(work / "cache", ignore_errors=True)
+        return timed(qcheck_cmd(f"--qcheck-model={model}", f"--qcheck-data={data}",
+                                f"--qcheck-cache-dir={work / 'cache'}"), work)
+
+    cold_time = best(runs, cold)
+    warm = best(runs, lambda: timed(qcheck_cmd(f"--qcheck-model={model}", f"--qcheck-data={data}",
+                                                f"--qcheck-cache-dir={work / 'cache'}"), work))
+    return {"hand": hand, "cold": cold_time, "warm": warm}
+
+
+def throughput(samples: int, runs: int) -> dict[str, float]:
+    """qcheck's evaluation (outputs plus the per-tensor analysis) against a bare loop."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from qcheck.tflite.run import ANALYSIS_SAMPLES, run
+
+    tflite = (REAL / "mlperf_tiny" / "kws_ref_model.tflite").read_bytes()
+    it = Interpreter(model_content=tflite, num_threads=1)
+    it.allocate_tensors()
+    detail = it.get_input_details()[0]
+    x = np.random.default_rng(0).normal(0, 20, (samples, *detail["shape"][1:])).astype(np.float32)
+
+    def bare() -> float:
+        start = time.perf_counter()
+        scale, zp = detail["quantization"]
+        q = np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+        out = it.get_output_details()[0]["index"]
+        for s in q:
+            it.set_tensor(detail["index"], s[None])
+            it.invoke()
+            it.get_tensor(out)
+        return time.perf_counter() - start
+
+    def ours() -> float:
+        start = time.perf_counter()
+        run(tflite, x, analysis_samples=ANALYSIS_SAMPLES)
+        return time.perf_counter() - start
+
+    return {"bare": best(runs, bare), "qcheck": best(runs, ours)}
+
+
+def peak_memory(work: Path, samples: int) -> float:
+    """Peak RSS (MiB) of a qcheck run over ``samples`` memory-mapped 96x96x3 inputs."""
+    folder = work / f"vww_{samples}"
+    if not folder.exists():
+        folder.mkdir()
+        x = np.lib.format.open_memmap(folder / "x.npy", mode="w+", dtype=np.float32, shape=(samples, 96, 96, 3))
+        rng = np.random.default_rng(0)
+        for start in range(0, samples, 1000):
+            x[start : start + 1000] = rng.random((min(1000, samples - start), 96, 96, 3), dtype=np.float32)
+        x.flush()
+        del x
+        np.save(folder / "y.npy", np.zeros(samples, dtype=np.int64))
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    cmd = [sys.executable, "-c", code, *qcheck_cmd(f"--qcheck-model={REAL / 'mlperf_tiny' / 'vww_96_int8.tflite'}",
+                                                   f"--qcheck-data={folder}", "--qcheck-no-cache", "-k", "saturation")]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=True)
+    return int(proc.stdout.strip().splitlines()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def parallel(work: Path, runs: int) -> dict[str, float]:
+    models = []
+    for i, name in enumerate(["digits_cnn.keras", "float_op.keras", "digits_cnn.h5", "digits_cnn.keras"]):
+        target = work / f"m{i}{Path(name).suffix}"
+        shutil.copy(FIXTURES / name, target)
+        models.append(f"--qcheck-model={target}")
+    args = (*models, f"--qcheck-data={FIXTURES / 'digits.npz'}", "--qcheck-no-cache")
+    serial = best(runs, lambda: timed(qcheck_cmd(*args), work))
+    two = best(runs, lambda: timed(qcheck_cmd(*args, "-n", "2"), work))
+    return {"serial": serial, "n2": two}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2, help="repetitions; the best is kept (default 2)")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the 20,000-sample memory run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="qcheck-bench-") as tmp:
+        work = Path(tmp)
+        rows = []
+        p = pipeline(work, args.runs)
+        rows.append(("cold qcheck / hand-written", p["cold"], p["hand"], "<= 1.30"))
+        rows.append(("warm qcheck / hand-written", p["warm"], p["hand"], "<= 0.20"))
+        t = throughput(2000, args.runs)
+        rows.append(("bare loop time / qcheck evaluation time (throughput ratio)", t["bare"], t["qcheck"], ">= 0.80"))
+        if not args.skip_memory:
+            small, large = peak_memory(work, 2000), peak_memory(work, 20000)
+            rows.append(("peak RSS MiB, 20,000 / 2,000 samples", large, small, "<= 1.25"))
+        par = parallel(work, args.runs)
+        rows.append(("four models, -n 2 / serial", par["n2"], par["serial"], "<= 0.65"))
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, "
+          f"{resource.getpagesize()} B pages")
+    print(f"{'comparison':62} {'a':>9} {'b':>9} {'a/b':>6}  target")
+    for name, a, b, target in rows:
+        print(f"{name:62} {a:9.2f} {b:9.2f} {a / b:6.2f}  {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Property-based checks with Hypothesis: ``robustness`` and ``consistency``.
+
+Both go beyond the evaluation set: Hypothesis draws inputs (:mod:`qcheck.strategies`) with a
+fixed, derandomized budget and shrinks what it finds, and the failure shows the shrunk
+counter-example. The searches run in a child process (:mod:`qcheck.property_search`). Both are
+off in the default suite; turn them on with ``[checks.robustness] enabled = true``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import numbers
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from qcheck.checks import check
+from qcheck.checks.evidence import Evidence
+from qcheck.config import RunSpec
+from qcheck.errors import QcheckError
+from qcheck.isolation import call_isolated
+from qcheck.results import Measurement
+
+DEFAULT_EXAMPLES = 100
+DEFAULT_SAMPLES = 200
+DEFAULT_STEPS = 1.0
+
+
+def _needs_hypothesis(name: str) -> None:
+    if importlib.util.find_spec("hypothesis") is None:
+        raise QcheckError(None, f"the {name} check needs Hypothesis, which is not installed",
+                          "pip install hypothesis")
+
+
+def _count(options: Mapping[str, Any], key: str, default: int, check_name: str) -> int:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise QcheckError(None, f"{check_name}.{key} must be a whole number of at least 1, not {value!r}")
+    return value
+
+
+def _quantized_input(evidence: Evidence) -> bool:
+    info = evidence.info()
+    return len(info.inputs) == 1 and info.inputs[0].tensor.dtype in ("int8", "uint8", "int16")
+
+
+@check("robustness", unit="count", options={"examples": int})
+def robustness(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Properties some valid input breaks: it runs, outputs stay in range, same input same output."""
+    from qcheck.property_search import RobustnessOutcome
+
+    _needs_hypothesis("robustness")
+    examples = _count(options, "examples", DEFAULT_EXAMPLES, "robustness")
+    if not _quantized_input(evidence):
+        return Measurement(None, skip="needs one quantized (integer) input to draw valid inputs from "
+                                      "(see fully_quantized)")
+    outcome: RobustnessOutcome = call_isolated(
+        "qcheck.property_search:search_robustness", evidence.tflite(), examples,
+        what=f"searching inputs that break {evidence.model}",
+    )
+    section = {"robustness": {"examples": outcome.examples,
+                              "violations": [{"property": v.prop, "counter_example": v.counter_example}
+                                             for v in outcome.violations]}}
+    if not outcome.violations:
+        return Measurement(0.0, f"no counter-example in {outcome.examples} valid inputs drawn by Hypothesis: "
+                                "every one runs, keeps its outputs inside their range and gives the same "
+                                "output when run again", sections=section)
+    found = "; ".join(f"{v.prop}: {v.counter_example}" for v in outcome.violations)
+    return Measurement(
+        float(len(outcome.violations)),
+        f"Hypothesis found a valid input breaking {len(outcome.violations)} of 3 properties "
+        f"(shrunk counter-example, {outcome.examples} examples tried): {found}",
+        "an output clipped for a valid input: calibrate with data that covers every input the model "
+        "will see (the whole sensor range), or clip inputs before the model; different outputs for "
+        "the same input: the model keeps state (variables) between calls, reset it per inference",
+        sections=section,
+    )
+
+
+def float_model(evidence: Evidence) -> Path | None:
+    """The float model to compare with: the model itself, or the reference of a ``.tflite``."""
+    spec = getattr(evidence, "spec", None)  # ModelRun and the assertion helpers' evidence carry it
+    if not isinstance(spec, RunSpec):
+        return None
+    if evidence.kind != "tflite":
+        return Path(spec.model).resolve()
+    return Path(spec.reference).resolve() if spec.reference else None
+
+
+@check("consistency", unit="fraction", options={"steps": numbers.Real, "samples": int, "examples": int})
+def consistency(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Share of perturbed evaluation samples on which the float and quantized top-1 agree."""
+    from qcheck.property_search import ConsistencyOutcome
+    from qcheck.stats import proportion_interval
+
+    _needs_hypothesis("consistency")
+    steps = options.get("steps", DEFAULT_STEPS)
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Real) or not 0 < float(steps) <= 1000:
+        raise QcheckError(None, f"consistency.steps must be a number of quantization steps above 0, not {steps!r}")
+    samples = _count(options, "samples", DEFAULT_SAMPLES, "consistency")
+    examples = _count(options, "examples", DEFAULT_EXAMPLES, "consistency")
+    data = evidence.evaluation_data()
+    if data is None:
+        return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
+    path = float_model(evidence)
+    if path is None:
+        return Measurement(None, skip=evidence.no_reference_reason())
+    if not _quantized_input(evidence):
+        return Measurement(None, skip="needs one quantized (integer) input: perturbations are measured "
+                                      "in its quantization steps")
+    spec = getattr(evidence, "spec", None)
+    outcome: ConsistencyOutcome = call_isolated(
+        "qcheck.property_search:search_consistency", evidence.tflite(), path, data.x, steps=float(steps),
+        samples=samples, examples=examples, unsafe=bool(getattr(spec, "unsafe_deserialization", False)),
+        what=f"perturbing evaluation samples of {evidence.model}",
+    )
+    if not outcome.heads:
+        return Measurement(None, skip="no classification head (every output has one value per sample)")
+    share = outcome.agree_perturbed / outcome.samples
+    heads = ", ".join(f"'{h}'" for h in outcome.heads)
+    details = (f"float and quantized top-1 ({heads}) agree on {outcome.agree_perturbed} of {outcome.samples} "
+               f"evaluation samples each moved by up to {outcome.steps:g} input quantization step(s) "
+               f"(unperturbed: {outcome.agree_clean} of {outcome.samples})")
+    if outcome.counter_example:
+        details += (f"; shrunk counter-example (Hypothesis, {outcome.examples} examples): "
+                    f"{outcome.counter_example}")
+    else:
+        details += f"; Hypothesis found no perturbation that splits them in {outcome.examples} examples"
+    return Measurement(
+        share,
+        details,
+        "decisions this close to a class boundary flip with quantization noise: look for layers with "
+        "outlier channels or a coarse output scale (a large offset shared by every logit), and "
+        "calibrate with representative samples",
+        sections={"consistency": {"samples": outcome.samples, "agree_clean": outcome.agree_clean,
+                                  "agree_perturbed": outcome.agree_perturbed, "steps": outcome.steps,
+                                  "heads": list(outcome.heads), "counter_example": outcome.counter_example}},
+        interval=proportion_interval(outcome.agree_perturbed, outcome.samples),
+        samples=outcome.samples,
+    )

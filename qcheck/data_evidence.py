@@ -1,0 +1,108 @@
+"""A model's evidence on other data: the same quantized and float models, samples the user gives.
+
+The assertion helpers measure with it when a test passes data other than the model's own
+evaluation set (``qcheck.assert_accuracy_drop(q, hard_cases)``). Everything that does not depend
+on the data (the ``.tflite``, its census, Vela) comes from the model's pipeline; the float and
+quantized outputs on the new samples are computed in child processes, as the pipeline does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from qcheck.config import RunSpec
+from qcheck.errors import QcheckError, StepFailed
+from qcheck.isolation import DEFAULT_TIMEOUT, call_isolated
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from qcheck.data import Dataset
+    from qcheck.pipeline import ModelRun
+    from qcheck.tflite.census import Census
+    from qcheck.tflite.convert import FloatReference
+    from qcheck.tflite.inspect import ModelInfo
+    from qcheck.tflite.run import RunResult
+    from qcheck.vela import VelaConfig, VelaResult
+
+
+class DataEvidence:
+    """:class:`~qcheck.checks.evidence.Evidence` of ``base``'s model measured on ``data``."""
+
+    def __init__(self, base: ModelRun, data: Dataset, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._base = base
+        self._data = data
+        self._timeout = timeout
+        self._memo: dict[str, tuple[bool, Any]] = {}
+
+    @property
+    def spec(self) -> RunSpec:
+        return self._base.spec
+
+    @property
+    def model(self) -> str:
+        return self._base.model
+
+    @property
+    def kind(self) -> str:
+        return self._base.kind
+
+    def tflite(self) -> bytes:
+        return self._base.tflite()
+
+    def info(self) -> ModelInfo:
+        return self._base.info()
+
+    def census(self) -> Census:
+        return self._base.census()
+
+    def vela(self, config: VelaConfig) -> VelaResult:
+        return self._base.vela(config)
+
+    def calibration_data(self) -> np.ndarray | None:
+        return self._base.calibration_data()
+
+    def no_reference_reason(self) -> str:
+        return self._base.no_reference_reason()
+
+    def evaluation_data(self) -> Dataset:
+        return self._data
+
+    def _once(self, key: str, make: Any) -> Any:
+        if key not in self._memo:
+            try:
+                self._memo[key] = (True, make())
+            except (QcheckError, StepFailed) as exc:
+                self._memo[key] = (False, exc)
+        ok, value = self._memo[key]
+        if not ok:
+            raise value
+        return value
+
+    def reference(self) -> FloatReference | None:
+        def make() -> FloatReference | None:
+            spec = self._base.spec
+            path = spec.model if self.kind != "tflite" else spec.reference
+            if path is None:
+                return None
+            return cast("FloatReference", call_isolated(
+                "qcheck.tflite.convert:reference_outputs", Path(path).resolve(), self._data.x,
+                unsafe=spec.unsafe_deserialization, what=f"running the float model {path}", timeout=self._timeout,
+            ))
+
+        return cast("FloatReference | None", self._once("reference", make))
+
+    def evaluation(self) -> RunResult:
+        def make() -> RunResult:
+            from qcheck.pipeline import _align_heads, _check_fits
+
+            _check_fits(self.info(), self._data, self.model)
+            result = cast("RunResult", call_isolated(
+                "qcheck.tflite.run:run", self.tflite(), self._data.x,
+                what=f"running {self.model} in the LiteRT interpreter", timeout=self._timeout,
+            ))
+            reference = self.reference()
+            return _align_heads(result, reference, self.model) if reference is not None else result
+
+        return cast("RunResult", self._once("evaluation", make))

@@ -1,0 +1,140 @@
+"""Project defaults: ``[tool.qcheck]`` in ``pyproject.toml`` and the ``qcheck_*`` ini keys.
+
+Both name the same settings, with paths relative to the file that holds them. A setting given
+in both places is an error, not a silent choice. The command line, ``@pytest.mark.qcheck`` and
+``qcheck_*.toml`` suite files override these defaults; built-in defaults apply where nothing is set.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qcheck.errors import QcheckError
+
+# [tool.qcheck] key -> the ini key that sets the same thing.
+INI_KEYS = {
+    "models": "qcheck_models",
+    "data": "qcheck_data",
+    "calibration": "qcheck_calibration",
+    "suite": "qcheck_suite",
+    "accelerator": "qcheck_accelerator",
+    "out": "qcheck_out",
+    "cache_dir": "qcheck_cache_dir",
+}
+_PATH_KEYS = ("data", "calibration", "reference", "out", "cache_dir")
+TOOL_KEYS = frozenset({*INI_KEYS, "calibration_samples", "reference"})
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """The project's defaults, paths made absolute. ``None`` or empty: not set."""
+
+    models: tuple[str, ...] = ()
+    data: str | None = None
+    calibration: str | None = None
+    calibration_samples: int | None = None
+    reference: str | None = None
+    suite: str | None = None  # a built-in suite's name or an absolute path
+    accelerators: tuple[str, ...] = ()
+    out: str | None = None
+    cache_dir: str | None = None
+
+
+def find_pyproject(rootpath: Path, inipath: Path | None) -> Path | None:
+    """The ``pyproject.toml`` whose ``[tool.qcheck]`` applies: the ini file, or the one at the root."""
+    if inipath is not None and inipath.name == "pyproject.toml":
+        return inipath
+    candidate = rootpath / "pyproject.toml"
+    return candidate if candidate.is_file() else None
+
+
+def looks_like_path(ref: str) -> bool:
+    """A suite reference naming a file rather than a built-in suite (as :mod:`qcheck.suites` reads it)."""
+    return ref.endswith(".toml") or "/" in ref or "\\" in ref
+
+
+def read_tool_table(pyproject: Path) -> dict[str, Any]:
+    """``[tool.qcheck]`` of ``pyproject`` (empty when absent); raises QcheckError when unreadable."""
+    try:
+        doc = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise QcheckError(pyproject, f"is not valid TOML: {exc}") from None
+    table = doc.get("tool", {}).get("qcheck", {})
+    if not isinstance(table, dict):
+        raise QcheckError(pyproject, "[tool.qcheck] must be a table")
+    return table
+
+
+def project_config(pyproject: Path | None, ini: Mapping[str, Any], ini_file: Path | None) -> ProjectConfig:
+    """Merge ``[tool.qcheck]`` of ``pyproject`` and the ini keys' values (keyed like ``qcheck_data``).
+
+    ``ini`` values are as pytest returns them: ``qcheck_models`` already absolute paths, the others
+    strings relative to ``ini_file``'s folder; empty means not set.
+    """
+    values: dict[str, Any] = {}
+    if pyproject is not None:
+        values = {key: _tool_value(pyproject, key, value) for key, value in read_tool_table(pyproject).items()}
+    for key, ini_key in INI_KEYS.items():
+        raw = ini.get(ini_key)
+        if not raw:
+            continue
+        if key in values:
+            raise QcheckError(pyproject, f"[tool.qcheck] {key} is also set by {ini_key} in {ini_file}; keep one")
+        values[key] = _ini_value(key, raw, ini_file.parent if ini_file else Path.cwd())
+    return ProjectConfig(
+        models=tuple(values.get("models", ())),
+        data=values.get("data"),
+        calibration=values.get("calibration"),
+        calibration_samples=values.get("calibration_samples"),
+        reference=values.get("reference"),
+        suite=values.get("suite"),
+        accelerators=tuple(values.get("accelerator", ())),
+        out=values.get("out"),
+        cache_dir=values.get("cache_dir"),
+    )
+
+
+def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
+    here = pyproject.parent
+    where = f"[tool.qcheck] {key}"
+    if key not in TOOL_KEYS:
+        close = difflib.get_close_matches(key, sorted(TOOL_KEYS), n=1)
+        suggestion = f" (did you mean '{close[0]}'?)" if close else ""
+        raise QcheckError(pyproject, f"[tool.qcheck]: unknown key '{key}'{suggestion}",
+                          "known keys: " + ", ".join(sorted(TOOL_KEYS)))
+    if key == "models":
+        models = [value] if isinstance(value, str) else value
+        if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
+            raise QcheckError(pyproject, f"{where} must be a list of model paths, not {value!r}")
+        return [str((here / m).resolve()) for m in models]
+    if key == "calibration_samples":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise QcheckError(pyproject, f"{where} must be a whole number of at least 1, not {value!r}")
+        return value
+    if key == "accelerator":
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise QcheckError(pyproject, f"{where} must be a name or a list of names, not {value!r}")
+        return [n.strip() for n in names if n.strip()]
+    if not isinstance(value, str) or not value:
+        raise QcheckError(pyproject, f"{where} must be a non-empty string, not {value!r}")
+    if key == "suite":
+        return str((here / value).resolve()) if looks_like_path(value) else value
+    assert key in _PATH_KEYS
+    return str((here / value).resolve())
+
+
+def _ini_value(key: str, raw: Any, here: Path) -> Any:
+    if key == "models":
+        return [str(Path(p).resolve()) for p in raw]
+    text = str(raw)
+    if key == "accelerator":
+        return [n.strip() for n in text.split(",") if n.strip()]
+    if key == "suite" and not looks_like_path(text):
+        return text
+    return str((here / text).resolve())

@@ -1,0 +1,102 @@
+"""Where the model runs: Ethos-U placement and memory against budgets, TFLite Micro kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qcheck.report.charts import meter
+from qcheck.report.view.values import Table, find_check, number, verdict
+from qcheck.units import format_quantity
+
+_MEMORY = (("sram", "SRAM"), ("flash", "Flash"), ("npu_weights", "NPU weights"), ("inference_time", "Inference time"))
+_MEMORY_KEYS = {"sram": "sram_bytes", "flash": "flash_bytes", "npu_weights": "npu_weights_bytes",
+                "inference_time": "inference_time_s"}
+_MEMORY_UNITS = {"sram": "bytes", "flash": "bytes", "npu_weights": "bytes", "inference_time": "seconds"}
+
+
+@dataclass(frozen=True)
+class MeterRow:
+    """One memory or time figure of an accelerator against its budget."""
+
+    label: str
+    value: str
+    budget: str
+    verdict: str  # empty when the suite has no check for it
+    fill: float  # percent of the track
+    budget_at: float | None  # percent of the track
+    over: bool
+
+
+@dataclass(frozen=True)
+class VelaTarget:
+    """One accelerator: where the operators run, why some run on the CPU, and the meters."""
+
+    accelerator: str
+    config: str
+    npu_ops: int
+    cpu_ops: int
+    npu_share: float  # percent of the operators
+    already_compiled: bool
+    cpu_operators: tuple[tuple[str, str, str], ...]  # op, name, reason
+    meters: tuple[MeterRow, ...]
+
+
+def vela_target(accelerator: str, data: Mapping[str, Any], checks: Sequence[Mapping[str, Any]]) -> VelaTarget:
+    """Placement and memory of one accelerator's ``vela`` entry, budgets from its checks."""
+    npu, cpu = int(data.get("npu_ops") or 0), int(data.get("cpu_ops") or 0)
+    config = ", ".join(str(data[k]) for k in ("system_config", "memory_mode") if data.get(k))
+    if data.get("vela_version"):
+        config += f"; vela {data['vela_version']}"
+    meters = []
+    for name, label in _MEMORY:
+        check = find_check(checks, name, accelerator)
+        unit = _MEMORY_UNITS[name]
+        value = number(check.get("value")) if check else None
+        if value is None:
+            value = number(data.get(_MEMORY_KEYS[name]))
+        if value is None:
+            continue
+        budget = number(check.get("threshold")) if check else None
+        m = meter(value, budget)
+        if name == "flash" and data.get("flash_kind"):
+            label = str(data["flash_kind"]).capitalize()
+        meters.append(MeterRow(
+            label=label,
+            value=format_quantity(value, unit),
+            budget=_budget(value, budget, unit),
+            verdict=verdict(check.get("passed")) if check else "",  # no such check in the suite
+            fill=round(100 * m.fill, 2) if budget is not None else 0.0,
+            budget_at=None if m.budget_at is None else round(100 * m.budget_at, 2),
+            over=m.over,
+        ))
+    return VelaTarget(
+        accelerator=accelerator,
+        config=config,
+        npu_ops=npu,
+        cpu_ops=cpu,
+        npu_share=round(100 * npu / (npu + cpu), 2) if npu + cpu else 0.0,
+        already_compiled=bool(data.get("already_compiled")),
+        cpu_operators=tuple((str(op.get("op", "")), str(op.get("name", "")), str(op.get("reason", "")))
+                            for op in data.get("cpu_operators", [])),
+        meters=tuple(meters),
+    )
+
+
+def _budget(value: float, budget: float | None, unit: str) -> str:
+    if budget is None:
+        return "no budget set"
+    share = f" ({value / budget:.0%})" if budget > 0 else ""
+    return f"of {format_quantity(budget, unit)}{share}"
+
+
+def tflm(section: Mapping[str, Any] | None) -> Table | None:
+    """Operators without a TFLite Micro kernel, and the resolver the model needs."""
+    if not section:
+        return None
+    rows = [(str(u.get("op", "")), str(u.get("count", "")), str(u.get("reason", "")))
+            for u in section.get("unsupported", [])]
+    resolver = ", ".join(f"{m}()" for m in section.get("resolver", []))
+    rows.append(("MicroMutableOpResolver", str(len(section.get("resolver", []))), resolver or "nothing"))
+    return Table(("operator", "count", "TFLite Micro"), tuple(rows))
