@@ -289,7 +289,8 @@ def assert_arena(q: QuantizedModel, *, max: Threshold = None) -> CheckResult:  #
     return assert_check("arena", q, max=max)
 
 
-def assert_robustness(q: QuantizedModel, *, max: Threshold = None, examples: int | None = None) -> CheckResult:  # noqa: A002
+def assert_robustness(q: QuantizedModel, *, max: Threshold = None,  # noqa: A002
+                      examples: int | None = None) -> CheckResult:
     """No valid input (drawn by Hypothesis) fails to run, leaves its outputs' range or gives two answers."""
     __tracebackhide__ = True
     return assert_check("robustness", q, max=max, examples=examples)

@@ -112,6 +112,7 @@ def parametrization(definition: pytest.Item, settings: Settings,
         request.reference or project.reference,
         settings.io_dtype,
         settings.unsafe_deserialization,
+        settings.images,
     )
     return [spec], [request.model_as_written or request.model]
 

@@ -139,7 +139,8 @@ def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
 
     opt = config.option
     models = tuple(opt.qcheck_model) or project.models
-    accelerators = tuple(a.strip() for a in (opt.qcheck_accelerator or "").split(",") if a.strip()) or project.accelerators
+    accelerators = (tuple(a.strip() for a in (opt.qcheck_accelerator or "").split(",") if a.strip())
+                    or project.accelerators)
     for accelerator in accelerators:
         if accelerator not in ACCELERATORS:
             raise pytest.UsageError(f"qcheck: unknown accelerator '{accelerator}'; choose from {', '.join(ACCELERATORS)}")

@@ -172,7 +172,7 @@ def search_consistency(tflite: bytes, float_model: Path, x: np.ndarray, *, steps
 
         return {name: head.values for name, head in run(tflite, batch).outputs.items()}
 
-    x = x[:samples]
+    x = np.asarray(x[:samples], dtype=np.float32)  # x may be a LazyArray: read only these samples
     clean_f, clean_q = float_run(x), quant_run(x)
     pairs = _classification_pairs(clean_f, clean_q)
     if not pairs:
@@ -196,8 +196,9 @@ def search_consistency(tflite: bytes, float_model: Path, x: np.ndarray, *, steps
                               steps, examples, counter)
 
 
-def _describe_split(case: tuple[int, Any], x: np.ndarray, params: QuantParams, float_run: Callable[[np.ndarray], Outputs],
-                    quant_run: Callable[[np.ndarray], Outputs], pairs: list[tuple[str, str]]) -> str:
+def _describe_split(case: tuple[int, Any], x: np.ndarray, params: QuantParams,
+                    float_run: Callable[[np.ndarray], Outputs], quant_run: Callable[[np.ndarray], Outputs],
+                    pairs: list[tuple[str, str]]) -> str:
     i, noise = case
     sample = noise.apply(x[i : i + 1], params)
     f, q = float_run(sample), quant_run(sample)

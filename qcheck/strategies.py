@@ -82,7 +82,8 @@ def quant_params(dtype: str | None = None, *, symmetric: bool = False, min_scale
 
     def params(name: str) -> st.SearchStrategy[QuantParams]:
         limits = np.iinfo(name)
-        zero_point = st.just(128 if name == "uint8" else 0) if symmetric else st.integers(int(limits.min), int(limits.max))
+        middle = st.just(128 if name == "uint8" else 0)
+        zero_point = middle if symmetric else st.integers(int(limits.min), int(limits.max))
         scale = st.floats(min_scale, max_scale, allow_nan=False, allow_infinity=False)
         return st.builds(QuantParams, scale, zero_point, st.just(name))
 

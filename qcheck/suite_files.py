@@ -133,7 +133,7 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
         key = "model" if "model" in doc else f"models[{i}]"
         resolved = _existing(here, model, source, key)
         specs.append((model, RunSpec(resolved, data, calibration, samples, reference, settings.io_dtype,
-                                     settings.unsafe_deserialization)))
+                                     settings.unsafe_deserialization, settings.images)))
     return tuple(specs)
 
 

@@ -371,7 +371,7 @@ def _build_result(model: Path, config: VelaConfig, outputs: _Outputs, console: s
     compiled = _read_tflite_operators(outputs.compiled.read_bytes()) if outputs.compiled else None
     if per_layer is None and compiled is None:
         raise StepFailed(f"{model}: Vela exited 0 but wrote no compiled model and no per-layer CSV")
-    placements = _merge_placements(per_layer, compiled)
+    placements = _per_source_operator(_merge_placements(per_layer, compiled), model)
     reasons = _cpu_reasons(console)
     summary = _read_summary(outputs.summary)
     return VelaResult(
@@ -414,6 +414,26 @@ def _merge_placements(
     merged = [_as_cpu(p, cpu_ops[p.name]) if p.name in cpu_ops else p for p in per_layer]
     known = {p.name for p in per_layer}
     return merged + [p for p in compiled_cpu if p.name not in known]
+
+
+def _per_source_operator(placements: list[_Placement], model: Path) -> list[_Placement]:
+    """One placement per operator of the model given to Vela, in its order.
+
+    Vela's per-layer rows are its own operators: it lowers one SOFTMAX into some thirty, and
+    lists fused activations apart. The user counts the operators of their model, so each of
+    those is placed on the CPU when Vela put anything of it there (CPU rows carry the name of
+    the operator's output), and on the NPU otherwise.
+    """
+    try:
+        source = [op for op in _read_tflite_operators(model.read_bytes()) if op.op != NPU_CUSTOM_CODE]
+    except Exception:  # an unreadable source: Vela's own rows are all there is
+        return placements
+    if not source:
+        return placements
+    cpu = {p.name: p for p in placements if p.target == "CPU"}
+    result = [_Placement(op.op, op.name, "CPU" if op.name in cpu else "NPU") for op in source]
+    named = {op.name for op in source}
+    return result + [p for p in cpu.values() if p.name not in named]
 
 
 def _as_cpu(placement: _Placement, compiled_op: str) -> _Placement:

@@ -9,6 +9,7 @@ real model through the real pipeline, and damaged members through the ``.npz`` r
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import zipfile
@@ -142,6 +143,19 @@ def test_broken_model_files_leave_the_good_model_and_the_session_alone(model_cor
 
 
 # -- models the interpreter cannot run ---------------------------------------------------------
+
+
+def test_the_committed_bad_models_are_what_their_script_makes(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("make_bad", BAD / "make_bad.py")
+    assert spec is not None and spec.loader is not None
+    make_bad = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_bad)
+    assert make_bad.main(["--out", str(tmp_path)]) == 0
+    committed = sorted(p.name for p in BAD.glob("*.tflite"))
+    assert committed == sorted(p.name for p in tmp_path.glob("*.tflite"))
+    for name in committed:
+        assert (tmp_path / name).read_bytes() == (BAD / name).read_bytes(), name
+
 
 INTERPRETER_CASES = ["bad_quantized_dimension.tflite", "custom_op.tflite", "split_zero.tflite",
                      "hello_world_vela.tflite"]

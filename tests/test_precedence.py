@@ -141,6 +141,49 @@ def test_a_setting_in_both_tool_qcheck_and_the_ini_file_is_an_error(tmp_path: Pa
     assert "keep one" in str(info.value)
 
 
+def test_the_command_line_over_the_project_for_the_runs_own_models(pytester: pytest.Pytester) -> None:
+    from qcheck.plugin import SESSION_KEY
+
+    write(pytester.path / "pyproject.toml", """
+        [tool.qcheck]
+        models = ["p.keras"]
+        data = "p.npz"
+        calibration = "p_cal.npz"
+        calibration_samples = 100
+        reference = "p_float.keras"
+        suite = "cortex-m"
+        accelerator = "ethos-u55-64"
+        out = "p_out"
+        cache_dir = "p_cache"
+    """)
+    root = pytester.path
+    project = pytester.parseconfigure("-p", "no:cacheprovider").stash[SESSION_KEY]
+    assert project.settings == Settings(
+        models=(str(root / "p.keras"),), data=str(root / "p.npz"), calibration=str(root / "p_cal.npz"),
+        calibration_samples=100, reference=str(root / "p_float.keras"), suite="cortex-m",
+        accelerators=("ethos-u55-64",), out_dir=Path(root / "p_out"), overrides={},
+        cache_dir=root / "p_cache")
+    assert project.suite.checks == load_suite("cortex-m").checks
+    cli = pytester.parseconfigure(
+        "-p", "no:cacheprovider", "--qcheck-model=c.keras", "--qcheck-data=c.npz", "--qcheck-calibration=c_cal.npz",
+        "--qcheck-calibration-samples=7", "--qcheck-reference=c_float.keras", "--qcheck-suite=ethos-u85",
+        "--qcheck-accelerator=ethos-u85-512", "--qcheck-out=c_out", "--qcheck-cache-dir=c_cache",
+    ).stash[SESSION_KEY]
+    assert cli.settings == Settings(
+        models=("c.keras",), data="c.npz", calibration="c_cal.npz", calibration_samples=7,
+        reference="c_float.keras", suite="ethos-u85", accelerators=("ethos-u85-512",), out_dir=Path("c_out"),
+        overrides={}, cache_dir=Path("c_cache").resolve())
+    assert cli.suite.checks == load_suite("ethos-u85").checks
+
+
+def test_built_in_defaults_for_the_runs_own_models(pytester: pytest.Pytester) -> None:
+    from qcheck.plugin import SESSION_KEY
+
+    qsession = pytester.parseconfigure("-p", "no:cacheprovider").stash[SESSION_KEY]
+    assert qsession.settings == Settings(overrides={})
+    assert qsession.suite.checks == load_suite("default").checks
+
+
 # --- suite files over the project, the command line over both -------------------------------------
 
 def test_suite_a_file_extends(tmp_path: Path) -> None:
@@ -347,7 +390,8 @@ def repo(pytester: pytest.Pytester) -> Path:
         import pytest
         import qcheck
 
-        EXPECTED = {{k: float(v) for k, v in (item.split("=") for item in os.environ.get("EXPECTED", "marked=0,unmarked=0").split(","))}}
+        PAIRS = os.environ.get("EXPECTED", "marked=0,unmarked=0").split(",")
+        EXPECTED = {{k: float(v) for k, v in (pair.split("=") for pair in PAIRS)}}
 
         @pytest.mark.qcheck(model="{AD01}", size="400KB")
         def test_marked(qcheck_suite, qcheck_quantized):
@@ -403,7 +447,7 @@ def test_data_goes_with_whoever_names_the_model(pytester: pytest.Pytester) -> No
     root = pytester.path
     for name in ("project", "file", "cli", "marker"):
         np.savez(root / f"{name}.npz", x=np.zeros((4, 3, 3, 3), np.float32))
-    write(root / "pyproject.toml", '[tool.qcheck]\ndata = "project.npz"\n')
+    write(root / "pyproject.toml", f'[tool.qcheck]\nmodels = ["{HELLO}"]\ndata = "project.npz"\n')
     write(root / "qcheck_plain.toml", f'model = "{VWW}"\n')
     write(root / "qcheck_own.toml", f'model = "{KWS}"\ndata = "file.npz"\n')
     write(root / "test_marked.py", f"""
@@ -417,14 +461,16 @@ def test_data_goes_with_whoever_names_the_model(pytester: pytest.Pytester) -> No
         def test_own_data(qcheck_data):
             assert qcheck_data.path.endswith("marker.npz")
     """)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "saturation or test_",
-                                f"--qcheck-model={HELLO}", "--qcheck-data=cli.npz")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "saturation or test_", "--qcheck-data=cli.npz")
     result.assert_outcomes(passed=2, failed=3, deselected=18)
     result.stdout.fnmatch_lines_random([
         f"*{root / 'project.npz'}: does not fit the model {VWW}*",  # pyproject
         f"*{root / 'file.npz'}: does not fit the model {KWS}*",  # suite file > pyproject
-        f"*cli.npz: does not fit the model {HELLO}*",  # command line > pyproject, for its own models
+        f"*cli.npz: does not fit the model {HELLO}*",  # command line > pyproject, for the project's models
     ])
+    # the command line's models replace the project's
+    result = pytester.runpytest("-p", "no:cacheprovider", "--co", "-q", "-k", "size", f"--qcheck-model={AD01}")
+    assert f"qcheck::size[{AD01}]" in result.stdout.str() and f"qcheck::size[{HELLO}]" not in result.stdout.str()
 
 
 def test_out_and_cache_folders(pytester: pytest.Pytester) -> None:

@@ -102,14 +102,19 @@ def test_a_float_input_has_no_range_to_draw_from() -> None:
         qst.inputs(info)
 
 
-def test_strategies_take_the_fixtures_quantized_model(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_strategies_take_a_quantized_model() -> None:
     import qcheck
 
     q = qcheck.quantize(REAL / "tflm" / "hello_world_int8.tflite")
     assert qst.input_params(q) == qst.input_params(q.info)
-    x = qst.inputs(q).example()
-    (out,) = q(x).values()
-    assert out.shape == (1, 1)
+
+    @settings(max_examples=5, deadline=None)
+    @given(qst.inputs(q, batch=2))
+    def runs(x: np.ndarray) -> None:
+        (out,) = q(x).values()
+        assert out.shape == (2, 1)
+
+    runs()
 
 
 def test_describe_input_names_what_differs() -> None:

@@ -113,6 +113,8 @@ def test_extends_a_suite_relative_to_the_file(tmp_path: Path) -> None:
     ('model = "m.tflite"\nextends = "defualt"\n', "extends: no built-in suite named 'defualt' (did you mean 'default'?)"),
     ('model = "m.tflite"\nextends = 3\n', "'extends' must be a suite name or a path"),
     ('model = "m.tflite"\nchecks = 3\n', "'checks' must be a table"),
+    ('model = "m.tflite"\n[checks]\nsize = 3\n', "'checks.size' must be a table"),
+    ('model = "m.tflite"\n[checks.vela]\naccelerator = 128\n', "checks.vela.accelerator must be a str, not 128"),
     ('[checks.size]\nmax = "1MB"\n', "names no model"),
     ('model = "m.tflite"\nmodels = ["m.tflite"]\n', "sets both 'model' and 'models'; keep one"),
     ('model = 3\n', "model must be a path (a string), not 3"),
@@ -154,6 +156,12 @@ def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "qcheck_bad.toml"
     path.write_bytes(b'model = "\xff"\n')
     assert "qcheck_bad.toml: is not UTF-8 text" in error(path)
+
+
+def test_a_file_that_extends_itself(tmp_path: Path) -> None:
+    touch(tmp_path / "m.tflite")
+    path = write(tmp_path / "qcheck_loop.toml", 'model = "m.tflite"\nextends = "qcheck_loop.toml"\n')
+    assert f"{path.resolve()}: extends itself through {path.resolve()} -> {path.resolve()}" in error(path)
 
 
 def test_an_error_in_an_extended_suite_names_that_suite(tmp_path: Path) -> None:

@@ -27,7 +27,17 @@ TARGET_OPTIONS: Final[dict[str, type]] = {
     "config_file": str,
 }
 DEFAULT_ACCELERATOR: Final = "ethos-u55-128"
-_LISTED = 8
+_LISTED = 5  # operators named in a message; the JSON report has every one with its full reason
+_REASON_CHARS = 160
+
+
+def _short(name: str) -> str:
+    # A fused tensor name lists every op folded into it; the first one names the layer.
+    return name.split(";")[0]
+
+
+def _clip(reason: str) -> str:
+    return reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 3] + "..."
 
 
 def vela_config(options: Mapping[str, Any]) -> VelaConfig:
@@ -67,7 +77,7 @@ def vela(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if not cpu:
         details = f"all {result.npu_ops} operator(s) on the NPU ({describe_config(result)})"
     else:
-        listed = "; ".join(f"{op.op} '{op.name}': {op.reason}" for op in cpu[:_LISTED])
+        listed = "; ".join(f"{op.op} '{_short(op.name)}': {_clip(op.reason)}" for op in cpu[:_LISTED])
         more = f"; and {len(cpu) - _LISTED} more" if len(cpu) > _LISTED else ""
         details = (f"{len(cpu)} of {len(cpu) + result.npu_ops} operator(s) on the CPU "
                    f"({describe_config(result)}): {listed}{more}")
