@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
-from helpers import FIXTURES, QcheckRun, run_qcheck
+from helpers import FIXTURES, SHARED_CACHE, QcheckRun, run_qcheck
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Made by the controller before xdist starts its workers, which inherit it.
+    if SHARED_CACHE not in os.environ:
+        os.environ[SHARED_CACHE] = tempfile.mkdtemp(prefix="qcheck-test-cache-")
+        config.stash[_OWNED] = os.environ[SHARED_CACHE]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    owned = config.stash.get(_OWNED, None)
+    if owned:
+        shutil.rmtree(owned, ignore_errors=True)
+        del os.environ[SHARED_CACHE]
+
+
+_OWNED = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,38 @@ class QcheckRun:
         return found
 
 
+SHARED_CACHE = "QCHECK_TEST_SHARED_CACHE"  # set by conftest.py for the whole test session
+
+
 def run_qcheck(cwd: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> QcheckRun:
-    """Run qcheck as users do: a new pytest process, in ``cwd``, with a JSON report."""
+    """Run qcheck as users do: a new pytest process, in ``cwd``, with a JSON report.
+
+    Runs share one qcheck cache for the test session (the cache is content-addressed, and
+    tested on its own), so a fixture model is converted once for all the tests that only need
+    its results; a test that passes its own cache option keeps it.
+    """
     cwd.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+    cache = [] if any(a.startswith("--qcheck-cache-dir") or a == "--qcheck-no-cache" for a in args) else (
+        [f"--qcheck-cache-dir={os.environ[SHARED_CACHE]}"] if SHARED_CACHE in os.environ else [])
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--qcheck-json=report.json", *args],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--qcheck-json=report.json", *cache, *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
     )
     report_path = cwd / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     return QcheckRun(proc.returncode, proc.stdout + proc.stderr, report, cwd / "qcheck-out")
+
+
+def write(path: Path, text: str) -> Path:
+    """Write dedented text, creating folders: suite files and configs in tests."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def touch(path: Path) -> Path:
+    """An empty file (a model path that must exist but is never read)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import REAL
+from helpers import REAL, touch, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,18 +28,6 @@ VWW = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
 KWS = REAL / "mlperf_tiny" / "kws_ref_model.tflite"
 AD01 = REAL / "mlperf_tiny" / "ad01_int8.tflite"
 HELLO = REAL / "tflm" / "hello_world_int8.tflite"
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
 
 
 def suite_file(path: Path, project: ProjectConfig | None = None, cli: CommandLine | None = None) -> SuiteFile:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import REAL
+from helpers import REAL, touch, write
 
 from qcheck.config import RunSpec, Settings
 from qcheck.errors import QcheckError
@@ -14,18 +13,6 @@ from qcheck.project import ProjectConfig
 from qcheck.suite_files import CommandLine, SuiteFile, read_suite_file
 
 VWW = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
 
 
 def read(path: Path, *, project: ProjectConfig | None = None, cli: CommandLine | None = None) -> SuiteFile:
