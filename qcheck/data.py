@@ -112,7 +112,14 @@ def _load_npy_folder(p: Path) -> Dataset:
         x = np.load(p / "x.npy", mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         raise QcheckError(p / "x.npy", f"cannot be read as a .npy array: {exc}") from None
-    _check_inputs(p / "x.npy", x)
+    _check_layout(p / "x.npy", x)
+    lazy = LazyArray("npy", (str(p / "x.npy"),), (len(x),), tuple(x.shape[1:]), np.arange(len(x)))
+    if x.dtype.kind == "f":
+        # Chunk by chunk through the LazyArray, which maps the file only while it reads, so
+        # checking a file larger than memory does not keep it all resident.
+        bad = sum(int(np.count_nonzero(~np.isfinite(chunk))) for chunk in lazy.chunks())
+        if bad:
+            raise QcheckError(p / "x.npy", f"'x' contains {bad} NaN or Inf values", "clean or drop those samples")
     labels: dict[str, np.ndarray] = {}
     for file in sorted(p.glob("y*.npy")):
         name = file.stem
@@ -123,7 +130,6 @@ def _load_npy_folder(p: Path) -> Dataset:
         except ValueError as exc:
             raise QcheckError(file, f"cannot be read as a .npy array: {exc}") from None
         labels["" if name == "y" else name[2:]] = _labels(file, name, y, len(x))
-    lazy = LazyArray("npy", (str(p / "x.npy"),), (len(x),), tuple(x.shape[1:]), np.arange(len(x)))
     return Dataset(str(p), lazy, labels)
 
 
@@ -171,12 +177,17 @@ def _load_images(p: Path, classes: list[Path], options: ImageOptions) -> Dataset
     return Dataset(str(p), lazy, {"": np.array(y, dtype=np.int64)})
 
 
-def _check_inputs(p: Path, x: np.ndarray) -> None:
-    """dtype, sample count and finiteness, read in chunks (x may be memory-mapped)."""
+def _check_layout(p: Path, x: np.ndarray) -> None:
+    """A numeric dtype and at least one sample."""
     if x.dtype.kind not in "fiu":
         raise QcheckError(p, f"'x' has dtype {x.dtype}; expected float32 or uint8")
     if x.ndim < 1 or x.shape[0] == 0:
         raise QcheckError(p, f"'x' holds no samples (shape {x.shape})")
+
+
+def _check_inputs(p: Path, x: np.ndarray) -> None:
+    """Layout and finiteness of an in-memory ``x``, read in chunks."""
+    _check_layout(p, x)
     if x.dtype.kind == "f":
         bad = sum(int(np.count_nonzero(~np.isfinite(x[i : i + CHUNK]))) for i in range(0, len(x), CHUNK))
         if bad:

@@ -117,13 +117,25 @@ def run(
         float_interpreter = _make_interpreter(float_tflite, keep_tensors=True)
         float_index = next(iter(_io_indices(float_interpreter)[0].values()))
 
-    raw = {name: np.empty((len(x), *details[i]["shape"][1:]), dtype=details[i]["dtype"]) for name, i in outputs.items()}
     set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
+    if tracker is not None and calibration is not None:
+        cal_feed, _ = _feed(calibration[:analysis_samples], in_params, in_detail)
+        for sample in cal_feed:
+            set_tensor(in_index, sample[None])
+            invoke()
+            tracker.observe_calibration(interpreter)
+
+    raw = {name: np.empty((len(x), *details[i]["shape"][1:]), dtype=details[i]["dtype"]) for name, i in outputs.items()}
     n = clipped = fed = 0
     for chunk in as_chunks(x):  # memory stays bounded whatever the data set's size
         feed, chunk_clipped = _feed(chunk, in_params, in_detail)
         clipped, fed = clipped + chunk_clipped, fed + feed.size
         for i in range(len(chunk)):
+            if tracker is not None and n == analysis_samples:
+                # Keeping every tensor costs on each invoke: past the analysed samples, the
+                # rest runs on a plain interpreter (same model, same tensor indices).
+                plain = _make_interpreter(tflite)
+                set_tensor, invoke, get_tensor = plain.set_tensor, plain.invoke, plain.get_tensor
             set_tensor(in_index, feed[i : i + 1])
             invoke()
             for name, index in outputs.items():
@@ -134,13 +146,6 @@ def run(
                     float_interpreter.invoke()
                 tracker.observe(interpreter, float_interpreter)
             n += 1
-
-    if tracker is not None and calibration is not None:
-        cal_feed, _ = _feed(calibration[:analysis_samples], in_params, in_detail)
-        for sample in cal_feed:
-            set_tensor(in_index, sample[None])
-            invoke()
-            tracker.observe_calibration(interpreter)
 
     heads = {}
     for name, i in outputs.items():
