@@ -145,7 +145,7 @@ class Cache:
         try:
             tree, arrays = _encode(value)
             buffer = io.BytesIO()
-            np.savez(buffer, **arrays)
+            np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub misreads **kwds
             files = {"value.json": json.dumps(tree, sort_keys=True).encode(), "arrays.npz": buffer.getvalue()}
             for name, data in files.items():
                 _write_synced(tmp / name, data)

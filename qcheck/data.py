@@ -165,11 +165,11 @@ def _load_images(p: Path, classes: list[Path], options: ImageOptions) -> Dataset
     if not files:
         raise QcheckError(p, "has class sub-folders but no images (.png, .jpg, ...) in them")
     shapes = set()
-    for file in files if options.size is None else files[:1]:
+    for name in files if options.size is None else files[:1]:
         try:
-            shapes.add(read_image(Path(file), options).shape)
+            shapes.add(read_image(Path(name), options).shape)
         except Exception as exc:  # Pillow raises many kinds for a damaged file
-            raise QcheckError(file, f"cannot be read as an image: {exc}") from None
+            raise QcheckError(name, f"cannot be read as an image: {exc}") from None
     if len(shapes) > 1:
         raise QcheckError(p, f"images have different sizes {sorted(shapes)[:3]}",
                           "resize them with --qcheck-image-size=HxW")
@@ -219,7 +219,8 @@ def _labels(p: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise QcheckError(p, f"'{name}' contains NaN or Inf")
     if y.ndim == 2 and y.shape[1] > 1:
-        return np.argmax(y, axis=1).astype(np.int64)
+        indices: np.ndarray = np.argmax(y, axis=1).astype(np.int64)
+        return indices
     if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
         raise QcheckError(p, f"'{name}' has shape {y.shape}; expected class indices (N,) or one-hot rows (N, classes)")
     y = y.reshape(n)

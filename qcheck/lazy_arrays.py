@@ -57,7 +57,8 @@ class LazyArray:
     def __getitem__(self, index: Any) -> np.ndarray:
         """Samples as a float32 array: an int, a slice or an array of positions."""
         if isinstance(index, (int, np.integer)):
-            return self._read(self.indices[[int(index)]])[0]
+            one: np.ndarray = self._read(self.indices[[int(index)]])[0]
+            return one
         return self._read(self.indices[index])
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -112,8 +113,8 @@ def read_image(path: Path, options: ImageOptions) -> np.ndarray:
     """One image as float32 HxWxC (C = 3 for RGB, 1 for L), resized and scaled."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        image = image.convert(options.mode)
+    with Image.open(path) as opened:
+        image = opened.convert(options.mode)
         if options.size is not None:
             height, width = options.size
             image = image.resize((width, height), Image.Resampling.BILINEAR)

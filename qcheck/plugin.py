@@ -234,10 +234,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from qcheck.items import QcheckModels
 
     collector = QcheckModels.from_parent(session, name="qcheck", nodeid=_collector_nodeid(config), qsession=qsession)
-    new = list(collector.collect())
+    new: list[pytest.Item | pytest.Collector] = list(collector.collect())
     # Report them as collected, so that "collected N items", --co and xdist count them.
     config.hook.pytest_collectreport(report=pytest.CollectReport(collector.nodeid, "passed", None, new))
-    items.extend(new)
+    items.extend(item for item in new if isinstance(item, pytest.Item))
 
 
 def _collector_nodeid(config: pytest.Config) -> str:

@@ -78,4 +78,5 @@ def _params(dtype: str, scale: tuple[float, ...], zero_point: tuple[int, ...]) -
 def _softmax(v: np.ndarray) -> np.ndarray:
     z = v - v.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    probabilities: np.ndarray = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return probabilities

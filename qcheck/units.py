@@ -9,12 +9,12 @@ _QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-z%]*)\s*$")
 
 # Decimal units for KB/MB (as marketing and datasheets use them) and binary for KiB/MiB,
 # as Vela reports them; B alone is bytes.
-_BYTES = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+_BYTES: dict[str, float] = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3}
-_SECONDS = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
-_FRACTION = {"": 1.0, "%": 0.01}
+_SECONDS: dict[str, float] = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+_FRACTION: dict[str, float] = {"": 1.0, "%": 0.01}
 
-UNITS = {"bytes": _BYTES, "seconds": _SECONDS, "fraction": _FRACTION, "count": {"": 1}}
+UNITS: dict[str, dict[str, float]] = {"bytes": _BYTES, "seconds": _SECONDS, "fraction": _FRACTION, "count": {"": 1}}
 
 
 def parse_quantity(text: str | int | float, unit: str) -> float:

@@ -13,7 +13,9 @@ from qcheck.units import format_quantity
 
 def judge(model: str, check: CheckDef, spec: CheckSpec, measurement: Measurement, variant: str = "") -> CheckResult:
     """Compare ``measurement`` with ``spec``'s ``max``/``min``; None when nothing was measured."""
-    fmt = lambda v: format_quantity(v, check.unit)  # noqa: E731
+    def fmt(v: float | None) -> str:
+        return format_quantity(v, check.unit)
+
     value = measurement.value
     threshold = spec.max if spec.max is not None else spec.min
     if measurement.skip is not None or value is None:

@@ -123,7 +123,9 @@ def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement
     if isinstance(heads, str):
         return Measurement(None, skip=heads)
     strict = bool(options.get("strict", False))
-    judged = (lambda h: h.ci_high) if strict else (lambda h: h.drop)
+    def judged(head: HeadAccuracy) -> float:
+        return head.ci_high if strict else head.drop
+
     worst = max(heads, key=judged)
     details = "; ".join(h.describe() for h in heads)
     if len(heads) > 1:
