@@ -176,12 +176,12 @@ def run_check(name: str, q: QuantizedModel, data: DataLike | None = None, *, max
     """
     from qcheck.checks import registry
     from qcheck.checks.vela import DEFAULT_ACCELERATOR
-    from qcheck.suites import CheckSpec, _suggest, load_suite
+    from qcheck.suites import CheckSpec, suggest, load_suite
     from qcheck.verdict import error_result, judge
 
     checks = registry()
     if name not in checks:
-        raise QcheckError(None, f"unknown check '{name}'{_suggest(name, checks)}",
+        raise QcheckError(None, f"unknown check '{name}'{suggest(name, checks)}",
                           "known checks: " + ", ".join(sorted(checks)))
     check = checks[name]
     suite = q._suite or load_suite("default")

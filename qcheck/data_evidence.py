@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from qcheck.config import RunSpec
-from qcheck.errors import QcheckError, StepFailed
 from qcheck.isolation import DEFAULT_TIMEOUT, call_isolated
+from qcheck.pipeline import align_heads, check_fits, memoize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,17 +69,6 @@ class DataEvidence:
     def evaluation_data(self) -> Dataset:
         return self._data
 
-    def _once(self, key: str, make: Any) -> Any:
-        if key not in self._memo:
-            try:
-                self._memo[key] = (True, make())
-            except (QcheckError, StepFailed) as exc:
-                self._memo[key] = (False, exc)
-        ok, value = self._memo[key]
-        if not ok:
-            raise value
-        return value
-
     def reference(self) -> FloatReference | None:
         def make() -> FloatReference | None:
             spec = self._base.spec
@@ -91,18 +80,16 @@ class DataEvidence:
                 unsafe=spec.unsafe_deserialization, what=f"running the float model {path}", timeout=self._timeout,
             ))
 
-        return cast("FloatReference | None", self._once("reference", make))
+        return memoize(self._memo, "reference", make)
 
     def evaluation(self) -> RunResult:
         def make() -> RunResult:
-            from qcheck.pipeline import _align_heads, _check_fits
-
-            _check_fits(self.info(), self._data, self.model)
+            check_fits(self.info(), self._data, self.model)
             result = cast("RunResult", call_isolated(
                 "qcheck.tflite.run:run", self.tflite(), self._data.x,
                 what=f"running {self.model} in the LiteRT interpreter", timeout=self._timeout,
             ))
             reference = self.reference()
-            return _align_heads(result, reference, self.model) if reference is not None else result
+            return align_heads(result, reference, self.model) if reference is not None else result
 
-        return cast("RunResult", self._once("evaluation", make))
+        return memoize(self._memo, "evaluation", make)

@@ -45,7 +45,7 @@ class MarkerRequest:
 def read_marker(mark: pytest.Mark, here: Path, origin: str) -> MarkerRequest:
     """Validate the marker's arguments; every problem is a QcheckError naming ``origin``."""
     from qcheck.checks import registry
-    from qcheck.suites import Suite, _suggest
+    from qcheck.suites import Suite, suggest
 
     if mark.args:
         raise QcheckError(origin, "takes keyword arguments only, e.g. model=\"model.keras\", accuracy_drop=\"2%\"")
@@ -63,7 +63,7 @@ def read_marker(mark: pytest.Mark, here: Path, origin: str) -> MarkerRequest:
         elif key in checks:
             overrides[key] = dict(value) if isinstance(value, dict) else {"max": value}
         else:
-            raise QcheckError(origin, f"unknown argument '{key}'{_suggest(key, [*RUN_KEYS, *checks])}",
+            raise QcheckError(origin, f"unknown argument '{key}'{suggest(key, [*RUN_KEYS, *checks])}",
                               "it takes " + ", ".join(RUN_KEYS) + " and check names: " + ", ".join(sorted(checks)))
     needs_model = [key for key in ("data", "calibration", "reference") if key in paths]
     if needs_model and "model" not in paths:

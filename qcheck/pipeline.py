@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _memo(store: dict[str, Any], key: str, make: Callable[[], T]) -> T:
+def memoize(store: dict[str, Any], key: str, make: Callable[[], T]) -> T:
+    """``make()`` once per ``key``; a QcheckError or StepFailed is remembered and raised again."""
     if key not in store:
         try:
             store[key] = (True, make())
@@ -59,13 +60,13 @@ class DataSource:
         from qcheck.data import load_data
 
         path = self._data_path
-        return _memo(self._memo, "data", lambda: load_data(path, self._images) if path else None)
+        return memoize(self._memo, "data", lambda: load_data(path, self._images) if path else None)
 
     def calibration(self) -> Dataset | None:
         from qcheck.data import load_data
 
         path = self._calibration_path
-        return _memo(self._memo, "calibration", lambda: load_data(path, self._images) if path else None)
+        return memoize(self._memo, "calibration", lambda: load_data(path, self._images) if path else None)
 
     def split(self) -> Split | None:
         from qcheck.data import split
@@ -74,7 +75,7 @@ class DataSource:
             data = self.data()
             return split(data, self._samples, self.calibration()) if data is not None else None
 
-        return _memo(self._memo, "split", make)
+        return memoize(self._memo, "split", make)
 
 
 class ModelRun:
@@ -104,7 +105,7 @@ class ModelRun:
     def kind(self) -> str:
         from qcheck.tflite.convert import model_kind
 
-        return _memo(self._memo, "kind", lambda: model_kind(self._path))
+        return memoize(self._memo, "kind", lambda: model_kind(self._path))
 
     @property
     def out_dir(self) -> Path:
@@ -165,7 +166,7 @@ class ModelRun:
                                   "no --qcheck-data was given: accuracy and saturation are not measured")
             return quantized
 
-        return _memo(self._memo, "quantized", make)
+        return memoize(self._memo, "quantized", make)
 
     def tflite(self) -> bytes:
         def make() -> bytes:
@@ -178,7 +179,7 @@ class ModelRun:
             atomic_write(self.out_dir / f"{self.stem}_quant.tflite", data)
             return data
 
-        return _memo(self._memo, "tflite", make)
+        return memoize(self._memo, "tflite", make)
 
     def tflite_path(self) -> Path:
         self.tflite()
@@ -196,12 +197,12 @@ class ModelRun:
             write_json(self.out_dir / f"{self.stem}_quantization_info.json", quantization_info(info))
             return info
 
-        return _memo(self._memo, "info", make)
+        return memoize(self._memo, "info", make)
 
     def census(self) -> Census:
         from qcheck.tflite.census import take_census
 
-        return _memo(self._memo, "census", lambda: take_census(self.info()))
+        return memoize(self._memo, "census", lambda: take_census(self.info()))
 
     # -- float reference and evaluation ------------------------------------------------------
 
@@ -235,7 +236,7 @@ class ModelRun:
             reference, _ = self._cache.get_or_make(key, predict)
             return reference
 
-        return _memo(self._memo, "reference", make)
+        return memoize(self._memo, "reference", make)
 
     def evaluation(self) -> RunResult | None:
         def make() -> RunResult | None:
@@ -244,7 +245,7 @@ class ModelRun:
                 return None
             from qcheck.tflite.run import ANALYSIS_SAMPLES
 
-            _check_fits(self.info(), data, self.model)
+            check_fits(self.info(), data, self.model)
             tflite = self.tflite()
             float_tflite = self._float_tflite()
             calibration = self.calibration_data()
@@ -264,10 +265,10 @@ class ModelRun:
             result, _ = self._cache.get_or_make(key, evaluate)
             reference = self.reference()
             if reference is not None:
-                result = _align_heads(result, reference, self.model)
+                result = align_heads(result, reference, self.model)
             return result
 
-        return _memo(self._memo, "evaluation", make)
+        return memoize(self._memo, "evaluation", make)
 
     def _float_tflite(self) -> bytes | None:
         """The unquantized twin whose tensors the per-layer error is measured against."""
@@ -295,10 +296,10 @@ class ModelRun:
             return run_vela(self.tflite_path(), config, folder, timeout=self._timeout)
 
         # One compilation per configuration, shared by the vela check and the memory checks.
-        return _memo(self._memo, f"vela:{config}", make)
+        return memoize(self._memo, f"vela:{config}", make)
 
 
-def _check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
+def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
     """The data's samples must have the shape of the model's (single) input, and the model
     must not be Vela's output, whose 'ethos-u' operators the interpreter cannot run."""
     if any(op.custom and op.op == "ethos-u" for op in info.operators):
@@ -312,7 +313,7 @@ def _check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
                           f"{tuple(data.x.shape[1:])}, the model takes {expected}")
 
 
-def _align_heads(result: RunResult, reference: FloatReference, model: str) -> RunResult:
+def align_heads(result: RunResult, reference: FloatReference, model: str) -> RunResult:
     """Key the quantized outputs by the reference's names; never pair outputs by position,
     except when both sides have a single output."""
     from dataclasses import replace

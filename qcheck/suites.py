@@ -80,7 +80,7 @@ def suite_from_document(doc: dict[str, Any], source: str, name: str, here: Path,
     unknown = set(doc) - _SUITE_KEYS - extra_keys
     if unknown:
         key = sorted(unknown)[0]
-        raise QcheckError(source, f"unknown key '{key}'{_suggest(key, _SUITE_KEYS | extra_keys)}")
+        raise QcheckError(source, f"unknown key '{key}'{suggest(key, _SUITE_KEYS | extra_keys)}")
     parent = None
     if "extends" in doc:
         if not isinstance(doc["extends"], str):
@@ -109,7 +109,7 @@ def _read(ref: str, base_dir: Path) -> tuple[str, str, str, Path]:
     if not looks_like_path:
         resource = resources.files("qcheck.builtin_suites") / f"{ref}.toml"
         if not resource.is_file():
-            raise QcheckError(None, f"no built-in suite named '{ref}'{_suggest(ref, builtin_names())}",
+            raise QcheckError(None, f"no built-in suite named '{ref}'{suggest(ref, builtin_names())}",
                               "built-in suites: " + ", ".join(builtin_names()) + "; or give a path to a .toml file")
         return resource.read_text(encoding="utf-8"), f"<built-in suite {ref}>", ref, base_dir
     path = (base_dir / ref).resolve()
@@ -125,14 +125,14 @@ def _read(ref: str, base_dir: Path) -> tuple[str, str, str, Path]:
 def _parse_table(check_name: str, table: dict[str, Any], source: str, key: str) -> CheckSpec:
     checks = registry()
     if check_name not in checks:
-        raise QcheckError(source, f"[{key}]: unknown check '{check_name}'{_suggest(check_name, checks)}",
+        raise QcheckError(source, f"[{key}]: unknown check '{check_name}'{suggest(check_name, checks)}",
                           "known checks: " + ", ".join(sorted(checks)))
     check = checks[check_name]
     allowed = _COMMON_CHECK_KEYS | set(check.options)
     spec: dict[str, Any] = {"name": check_name, "options": {}}
     for option, value in table.items():
         if option not in allowed:
-            raise QcheckError(source, f"[{key}]: unknown option '{option}'{_suggest(option, allowed)}",
+            raise QcheckError(source, f"[{key}]: unknown option '{option}'{suggest(option, allowed)}",
                               f"'{check_name}' takes: " + ", ".join(sorted(allowed)))
         if option in ("max", "min"):
             spec[option] = _threshold(check, value, source, f"{key}.{option}")
@@ -168,6 +168,6 @@ def _merge(base: CheckSpec | None, override: CheckSpec) -> CheckSpec:
     )
 
 
-def _suggest(word: str, choices: Any) -> str:
+def suggest(word: str, choices: Any) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
