@@ -97,8 +97,13 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, object, object
     return (yield)
 
 
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qcheck_check(name): a qcheck check item (set by qcheck)")
+    if config.pluginmanager.hasplugin("xdist"):
+        from qcheck.xdist_groups import ModelGroups
+
+        config.pluginmanager.register(ModelGroups(config), "qcheck-xdist-groups")
     config.addinivalue_line("markers", "qcheck(model=None, data=None, calibration=None, reference=None, "
                                        "**thresholds): run the test against this model, with these thresholds "
                                        "(e.g. accuracy_drop='2%') for qcheck's assertion helpers")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -144,11 +145,21 @@ def test_fixtures_give_users_the_quantized_model(pytester: pytest.Pytester) -> N
 
 def test_xdist_workers_send_results_to_one_report(pytester: pytest.Pytester) -> None:
     models = [REAL / "mlperf_tiny" / n for n in ("vww_96_int8.tflite", "kws_ref_model.tflite", "ad01_int8.tflite")]
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--qcheck-json=r.json",
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "-v", "--qcheck-json=r.json",
                                            *(f"--qcheck-model={m}" for m in models))
     report = json.loads((pytester.path / "r.json").read_text())
     assert sorted(m["model"] for m in report["models"]) == sorted(str(m) for m in models)
     assert all(len(m["checks"]) == len(DEFAULT_CHECKS) for m in report["models"])
+    # -n without --dist: each model's checks stay on one worker (so it is converted and run once),
+    # and the models are spread over both workers.
+    workers: dict[str, set[str]] = {}
+    for line in result.stdout.lines:
+        found = re.match(r"\[(gw\d)\] .* qcheck::\w+\[[^\]]*?(\w+)\.tflite", line)
+        if found:
+            workers.setdefault(found[2], set()).add(found[1])
+    assert sorted(workers) == ["ad01_int8", "kws_ref_model", "vww_96_int8"]
+    assert all(len(used) == 1 for used in workers.values()), workers
+    assert len(set().union(*workers.values())) == 2, workers
     # accuracy and saturation need data; these MLPerf models have a dynamic batch
     result.assert_outcomes(passed=3 * (len(DEFAULT_CHECKS) - 3), failed=3, skipped=6)
     result.stdout.fnmatch_lines([f"*vww_96_int8.tflite: FAIL (1 of {len(DEFAULT_CHECKS)} checks failed)*"])
