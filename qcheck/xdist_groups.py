@@ -53,4 +53,4 @@ def _set_nodeid(item: pytest.Item, nodeid: str) -> None:
 
         item._id = coerce_node_id(nodeid)
     else:
-        item._nodeid = nodeid
+        item._nodeid = nodeid  # type: ignore[attr-defined]  # pytest < 9.2
