@@ -1,4 +1,4 @@
-"""A content-addressed cache for what the pipeline derives: conversions, evaluations.
+"""A content-addressed cache for what the pipeline derives: conversions, evaluations, Vela runs.
 
 An entry's key is a hash of everything its value depends on (the bytes of the model and data,
 the options that matter, the versions of TensorFlow, LiteRT and qcheck), so a hit is always
@@ -174,8 +174,10 @@ def _classes() -> dict[str, type]:
     from qcheck.tflite.quant import QuantParams
     from qcheck.tflite.run import HeadOutput, RunResult
     from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport
+    from qcheck.vela import VelaFiles
 
-    classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread)
+    classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
+               VelaFiles)
     return {cls.__name__: cls for cls in classes}
 
 

@@ -288,12 +288,21 @@ class ModelRun:
 
     def vela(self, config: VelaConfig) -> VelaResult:
         def make() -> VelaResult:
-            from qcheck.vela import run_vela
+            from qcheck.vela import VelaFiles, compile_model, read_result
 
             self.info()
             folder = self.out_dir / f"{self.stem}_vela" / safe_stem(config.label)
-            self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
-            return run_vela(self.tflite_path(), config, folder, timeout=self._timeout)
+            model = self.tflite_path()
+            # The config file counts by name and, when it is the user's file, by content.
+            key = digest("vela", versions("ethos-u-vela"), self.tflite(), config.accelerator, config.system_config,
+                         config.memory_mode, config.config_file, Path(config.config_file).expanduser())
+
+            def compile() -> VelaFiles:
+                self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
+                return compile_model(model, config, folder, timeout=self._timeout)
+
+            files, _ = self._cache.get_or_make(key, compile)
+            return read_result(model, config, files, folder)
 
         # One compilation per configuration, shared by the vela check and the memory checks.
         return memoize(self._memo, f"vela:{config}", make)

@@ -199,6 +199,17 @@ def vela_version() -> str:
         raise StepFailed("Vela is not installed: pip install ethos-u-vela") from exc
 
 
+@dataclass(frozen=True)
+class VelaFiles:
+    """What one successful Vela run printed and wrote; the part worth caching (seconds of
+    compilation), from which :func:`read_result` rebuilds the result and the artifacts."""
+
+    console: str
+    compiled: bytes | None  # the compiled model
+    per_layer: bytes | None  # the per-layer CSV
+    summary: bytes | None  # the summary CSV
+
+
 def run_vela(
     model: Path, config: VelaConfig, out_dir: Path, *, timeout: float = 600.0
 ) -> VelaResult:
@@ -209,17 +220,49 @@ def run_vela(
     model's file name with unusual characters replaced; files of those names are replaced.
     Raises StepFailed naming the model when Vela fails or does not finish in ``timeout`` s.
     """
+    return read_result(model, config, compile_model(model, config, out_dir, timeout=timeout), out_dir)
+
+
+def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: float = 600.0) -> VelaFiles:
+    """Run Vela in a scratch folder inside ``out_dir`` and collect what it wrote.
+
+    On failure, Vela's console output is kept as ``<stem>_vela.log`` and StepFailed raised.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = _safe_stem(model)
     with tempfile.TemporaryDirectory(prefix=".vela-", dir=out_dir) as scratch_dir:
         scratch = Path(scratch_dir)
         staged = _stage(model, scratch)
         done = _run(_vela_command(staged, config, scratch / "out"), scratch, timeout, model, config)
         console = done.stdout + done.stderr
-        atomic_write(out_dir / f"{stem}_vela.log", console.encode("utf-8"))  # runs may share out_dir
-        outputs = _keep_outputs(scratch / "out", out_dir, stem)
-    _check_exit(done, model, config)
-    return _build_result(model, config, outputs, console)
+        if done.returncode != 0:
+            # Keep the log for the user; leave no artifacts of an earlier run beside it.
+            _write_files(VelaFiles(console, None, None, None), out_dir, _safe_stem(model))
+            _check_exit(done, model, config)
+        vela_out = scratch / "out"
+        summaries = sorted(vela_out.glob(f"{_STAGED_STEM}_summary_*.csv"))
+        return VelaFiles(
+            console=console,
+            compiled=_read(vela_out / f"{_STAGED_STEM}_vela.tflite"),
+            per_layer=_read(vela_out / f"{_STAGED_STEM}_per-layer.csv"),
+            summary=_read(summaries[0]) if summaries else None,
+        )
+
+
+def read_result(model: Path, config: VelaConfig, files: VelaFiles, out_dir: Path) -> VelaResult:
+    """Write ``files`` into ``out_dir`` under the model's stem and read the placement from them
+    (``model`` is the model given to Vela, whose operators placement is counted in)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = _write_files(files, out_dir, _safe_stem(model))
+    return _build_result(model, config, outputs, files.console)
+
+
+def _write_files(files: VelaFiles, out_dir: Path, stem: str) -> _Outputs:
+    atomic_write(out_dir / f"{stem}_vela.log", files.console.encode("utf-8"))  # runs may share out_dir
+    return _Outputs(
+        compiled=_write(files.compiled, out_dir / f"{stem}_vela.tflite"),
+        per_layer=_write(files.per_layer, out_dir / f"{stem}_per-layer.csv"),
+        summary=_write(files.summary, out_dir / f"{stem}_summary.csv"),
+    )
 
 
 def is_vela_compiled(model_bytes: bytes) -> bool:
@@ -342,24 +385,16 @@ class _Outputs(NamedTuple):
     summary: Path | None
 
 
-def _keep_outputs(vela_out: Path, out_dir: Path, stem: str) -> _Outputs:
-    """Move Vela's files from its scratch output folder into ``out_dir`` under ``stem``."""
-    summaries = sorted(vela_out.glob(f"{_STAGED_STEM}_summary_*.csv"))
-    return _Outputs(
-        compiled=_move(vela_out / f"{_STAGED_STEM}_vela.tflite", out_dir / f"{stem}_vela.tflite"),
-        per_layer=_move(
-            vela_out / f"{_STAGED_STEM}_per-layer.csv", out_dir / f"{stem}_per-layer.csv"
-        ),
-        summary=_move(summaries[0] if summaries else None, out_dir / f"{stem}_summary.csv"),
-    )
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
 
 
-def _move(source: Path | None, target: Path) -> Path | None:
-    """Move ``source`` to ``target``; without a source, drop a stale ``target``."""
-    if source is None or not source.is_file():
+def _write(data: bytes | None, target: Path) -> Path | None:
+    """Write ``data`` to ``target``; without data, drop a stale ``target``."""
+    if data is None:
         target.unlink(missing_ok=True)
         return None
-    os.replace(source, target)  # same file system: the scratch folder is inside out_dir
+    atomic_write(target, data)
     return target
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import FIXTURES, run_qcheck
+from helpers import FIXTURES, REAL, run_qcheck
 
 from qcheck.cache import Cache, digest
 from qcheck.tflite.convert import FloatReference, Quantized
@@ -124,3 +124,32 @@ def test_warm_run_imports_no_tensorflow(tmp_path: Path) -> None:
     assert warm.returncode == 0, warm.stdout
     assert warm.report["models"][0]["checks"] == cold.report["models"][0]["checks"]
     assert any("from the cache" in note for note in warm.report["models"][0]["notes"])
+
+
+def _poisoned(folder: Path, *names: str) -> dict[str, str]:
+    """An environment in which importing any of ``names`` fails, here and in child processes."""
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "__init__.py").write_text(f"raise ImportError('{name} imported in a warm run')\n")
+    return {"PYTHONPATH": str(folder)}
+
+
+def test_warm_run_takes_vela_from_the_cache_and_writes_its_files_again(tmp_path: Path) -> None:
+    model = REAL / "mlperf_tiny" / "kws_ref_model.tflite"
+    args = (f"--qcheck-model={model}", f"--qcheck-cache-dir={tmp_path / 'cache'}", "-k", "vela or sram")
+    cold = run_qcheck(tmp_path / "cold", *args)
+    assert cold.returncode == 0, cold.stdout
+    no_vela = _poisoned(tmp_path / "poison", "ethosu")
+
+    warm = run_qcheck(tmp_path / "warm", *args, env=no_vela)
+    assert warm.returncode == 0, warm.stdout
+    assert warm.report["models"][0]["checks"] == cold.report["models"][0]["checks"]
+    files = {p.relative_to(cold.out_dir): p.read_bytes() for p in cold.out_dir.rglob("*_vela/**/*") if p.is_file()}
+    assert {p.suffix for p in files} == {".tflite", ".csv", ".log"}
+    assert {p.relative_to(warm.out_dir): p.read_bytes() for p in warm.out_dir.rglob("*_vela/**/*")
+            if p.is_file()} == files
+
+    # Another configuration is another entry: Vela must run, and here it cannot.
+    other = run_qcheck(tmp_path / "other", *args, "--qcheck-accelerator=ethos-u65-256", env=no_vela)
+    assert other.returncode == 1
+    assert "ethosu imported in a warm run" in other.stdout
