@@ -101,7 +101,11 @@ class _Tracked:
         self.op = op
         self.params = QuantParams(tensor.scale[0], tensor.zero_point[0], tensor.dtype)
         self.float_index = float_index
-        self.levels = self.params.qmax - self.params.qmin + 1
+        self.qmin = self.params.qmin
+        self.levels = self.params.qmax - self.qmin + 1
+        # 8-bit tensors are counted by their raw byte (no conversion per sample: this runs for
+        # every tensor of every analysed sample), and put in level order when reported.
+        self.by_byte = self.levels == 256
         self.histogram = np.zeros(self.levels, dtype=np.int64)
         self.cal_histogram = np.zeros(self.levels, dtype=np.int64)
         self.cal_clipped = 0
@@ -113,11 +117,14 @@ class _Tracked:
         self.ch_max: np.ndarray | None = None
 
     def observe(self, q: np.ndarray, f: np.ndarray | None, calibration: bool = False) -> None:
-        p = self.params
         hist = self.cal_histogram if calibration else self.histogram
-        hist += np.bincount((q.astype(np.int64) - p.qmin).ravel(), minlength=self.levels)
+        if self.by_byte:
+            hist += np.bincount(q.view(np.uint8).ravel(), minlength=256)
+        else:
+            hist += np.bincount((q.astype(np.int64) - self.qmin).ravel(), minlength=self.levels)
         if f is None or calibration:
             return
+        p = self.params
         lo, hi = p.float_range
         self.clipped += int(np.count_nonzero((f < lo - p.scale / 2) | (f > hi + p.scale / 2)))
         err = dequantize(q, p).astype(np.float64) - f
@@ -130,6 +137,10 @@ class _Tracked:
             self.ch_min = mins if self.ch_min is None else np.minimum(self.ch_min, mins)
             self.ch_max = maxs if self.ch_max is None else np.maximum(self.ch_max, maxs)
 
+    def _in_level_order(self, hist: np.ndarray) -> np.ndarray:
+        """Counts indexed by level - qmin (int8: bytes 128..255 hold the levels -128..-1)."""
+        return np.roll(hist, 128) if self.by_byte and self.qmin < 0 else hist
+
     def _pinned_share(self, hist: np.ndarray) -> float:
         total = int(hist.sum())
         if not total:
@@ -140,8 +151,9 @@ class _Tracked:
 
     def report(self) -> TensorReport:
         p = self.params
+        histogram, cal_histogram = self._in_level_order(self.histogram), self._in_level_order(self.cal_histogram)
         matched = self.float_index is not None and self.count > 0
-        saturation: float | None = self.clipped / self.count if matched else self._pinned_share(self.histogram)
+        saturation: float | None = self.clipped / self.count if matched else self._pinned_share(histogram)
         if not matched and self.op == "QUANTIZE":
             # A requantize mirrors its input: at the model's input, values at the limit are the
             # data's own extremes (white pixels), and the input's clipping is measured exactly.
@@ -155,11 +167,11 @@ class _Tracked:
                 ranges = (self.ch_max - self.ch_min).astype(np.float64)
                 spread = ChannelSpread(len(ranges), int(np.argmax(ranges)), float(ranges.max()),
                                        float(np.median(ranges)), int(np.count_nonzero(ranges < p.scale)))
-        cal_total = int(self.cal_histogram.sum())
+        cal_total = int(cal_histogram.sum())
         return TensorReport(
             self.tensor.name, self.op, self.tensor.dtype, p.scale, p.zero_point, saturation,
-            int(np.count_nonzero(self.histogram)), self.levels, rmse_steps, sqnr, spread,
-            self._pinned_share(self.cal_histogram) if cal_total else None,
+            int(np.count_nonzero(histogram)), self.levels, rmse_steps, sqnr, spread,
+            self._pinned_share(cal_histogram) if cal_total else None,
         )
 
 

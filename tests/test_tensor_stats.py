@@ -1,0 +1,36 @@
+"""Per-tensor statistics counted sample by sample, checked against numpy on the whole data."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from qcheck.tflite.inspect import TensorInfo
+from qcheck.tflite.tensor_stats import _Tracked
+
+
+def _tensor(dtype: str, zero_point: int) -> TensorInfo:
+    return TensorInfo(subgraph=0, index=0, name="t", dtype=dtype, shape=(1, 4, 3), shape_signature=(1, 4, 3),
+                      scale=(0.5,), zero_point=(zero_point,), quantized_dimension=0, constant=False, data_bytes=0)
+
+
+@given(dtype=st.sampled_from(["int8", "uint8", "int16"]), data=st.data())
+def test_levels_used_and_values_pinned_at_the_limits(dtype: str, data: st.DataObject) -> None:
+    info = np.iinfo(dtype)
+    zero_point = data.draw(st.integers(int(info.min), int(info.max)))
+    # Values crowd the limits, where the level order of int8's raw bytes matters.
+    values = st.one_of(st.sampled_from([int(info.min), int(info.max), zero_point]),
+                       st.integers(int(info.min), int(info.max)))
+    samples = data.draw(hnp.arrays(np.dtype(dtype), (data.draw(st.integers(1, 5)), 1, 4, 3), elements=values))
+    tracked = _Tracked(_tensor(dtype, zero_point), "CONV_2D", None)
+    for sample in samples:
+        tracked.observe(sample, None)
+    tracked.observe(samples[0], None, calibration=True)
+    report = tracked.report()
+
+    assert report.levels_used == len(np.unique(samples))
+    pinned = [v for v in (int(info.min), int(info.max)) if v != zero_point]
+    assert report.saturation == np.isin(samples, pinned).mean()
+    assert report.calibration_saturation == np.isin(samples[0], pinned).mean()
