@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from qcheck.tflite.inspect import TensorInfo
-from qcheck.tflite.tensor_stats import _Tracked
+from qcheck.tflite.tensor_stats import CountingBehind, TensorTracker, _Tracked
 
 
 def _tensor(dtype: str, zero_point: int) -> TensorInfo:
@@ -34,3 +37,30 @@ def test_levels_used_and_values_pinned_at_the_limits(dtype: str, data: st.DataOb
     pinned = [v for v in (int(info.min), int(info.max)) if v != zero_point]
     assert report.saturation == np.isin(samples, pinned).mean()
     assert report.calibration_saturation == np.isin(samples[0], pinned).mean()
+
+
+class _Recorder:
+    """Stands in for the tracker's counting only: records the order samples arrive in."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.seen: list[tuple[int, bool]] = []
+        self.fail_at = fail_at
+
+    def add(self, snapshot: list[tuple[np.ndarray, None]], *, calibration: bool = False) -> None:
+        value = int(snapshot[0][0][0])
+        if value == self.fail_at:
+            raise ValueError(f"cannot count sample {value}")
+        self.seen.append((value, calibration))
+
+
+def test_counting_behind_keeps_the_order_and_reports_errors() -> None:
+    recorder = _Recorder()
+    with CountingBehind(cast(TensorTracker, recorder), depth=2) as behind:
+        for i in range(50):
+            behind.add([(np.array([i]), None)], calibration=i < 5)
+    assert recorder.seen == [(i, i < 5) for i in range(50)]
+
+    with pytest.raises(ValueError, match="cannot count sample 7"):
+        with CountingBehind(cast(TensorTracker, _Recorder(fail_at=7)), depth=2) as behind:
+            for i in range(50):
+                behind.add([(np.array([i]), None)])

@@ -8,6 +8,7 @@ keyed by the model's signature output names.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from qcheck.lazy_arrays import LazyArray, as_chunks
 from qcheck.tflite.quant import QuantParams, dequantize, quantize
-from qcheck.tflite.tensor_stats import Analysis
+from qcheck.tflite.tensor_stats import Analysis, CountingBehind, TensorTracker
 
 ANALYSIS_SAMPLES = 256  # samples over which intermediate tensors are gathered
 
@@ -96,7 +97,6 @@ def run(
     tracker = None
     if analysis_samples > 0:
         from qcheck.tflite.inspect import inspect_model
-        from qcheck.tflite.tensor_stats import TensorTracker
 
         float_info = inspect_model(float_tflite) if float_tflite else None
         tracker = TensorTracker(inspect_model(tflite), float_info)
@@ -118,34 +118,35 @@ def run(
         float_index = next(iter(_io_indices(float_interpreter)[0].values()))
 
     set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
-    if tracker is not None and calibration is not None:
-        cal_feed, _ = _feed(calibration[:analysis_samples], in_params, in_detail)
-        for sample in cal_feed:
-            set_tensor(in_index, sample[None])
-            invoke()
-            tracker.observe_calibration(interpreter)
-
     raw = {name: np.empty((len(x), *details[i]["shape"][1:]), dtype=details[i]["dtype"]) for name, i in outputs.items()}
     n = clipped = fed = 0
-    for chunk in as_chunks(x):  # memory stays bounded whatever the data set's size
-        feed, chunk_clipped = _feed(chunk, in_params, in_detail)
-        clipped, fed = clipped + chunk_clipped, fed + feed.size
-        for i in range(len(chunk)):
-            if tracker is not None and n == analysis_samples:
-                # Keeping every tensor costs on each invoke: past the analysed samples, the
-                # rest runs on a plain interpreter (same model, same tensor indices).
-                plain = _make_interpreter(tflite)
-                set_tensor, invoke, get_tensor = plain.set_tensor, plain.invoke, plain.get_tensor
-            set_tensor(in_index, feed[i : i + 1])
-            invoke()
-            for name, index in outputs.items():
-                raw[name][n] = get_tensor(index)[0]
-            if tracker is not None and n < analysis_samples:
-                if float_interpreter is not None:
-                    float_interpreter.set_tensor(float_index, chunk[i : i + 1])
-                    float_interpreter.invoke()
-                tracker.observe(interpreter, float_interpreter)
-            n += 1
+    with CountingBehind(tracker) if tracker is not None else contextlib.nullcontext() as behind:
+        if tracker is not None and behind is not None and calibration is not None:
+            cal_feed, _ = _feed(calibration[:analysis_samples], in_params, in_detail)
+            for sample in cal_feed:
+                set_tensor(in_index, sample[None])
+                invoke()
+                behind.add(tracker.take(interpreter), calibration=True)
+
+        for chunk in as_chunks(x):  # memory stays bounded whatever the data set's size
+            feed, chunk_clipped = _feed(chunk, in_params, in_detail)
+            clipped, fed = clipped + chunk_clipped, fed + feed.size
+            for i in range(len(chunk)):
+                if tracker is not None and n == analysis_samples:
+                    # Keeping every tensor costs on each invoke: past the analysed samples, the
+                    # rest runs on a plain interpreter (same model, same tensor indices).
+                    plain = _make_interpreter(tflite)
+                    set_tensor, invoke, get_tensor = plain.set_tensor, plain.invoke, plain.get_tensor
+                set_tensor(in_index, feed[i : i + 1])
+                invoke()
+                for name, index in outputs.items():
+                    raw[name][n] = get_tensor(index)[0]
+                if tracker is not None and behind is not None and n < analysis_samples:
+                    if float_interpreter is not None:
+                        float_interpreter.set_tensor(float_index, chunk[i : i + 1])
+                        float_interpreter.invoke()
+                    behind.add(tracker.take(interpreter, float_interpreter))
+                n += 1
 
     heads = {}
     for name, i in outputs.items():

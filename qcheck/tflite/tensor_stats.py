@@ -17,6 +17,8 @@ Everything is accumulated sample by sample: memory does not grow with the data.
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +177,9 @@ class _Tracked:
         )
 
 
+Snapshot = list[tuple[np.ndarray, np.ndarray | None]]  # (quantized, float twin) per tracked tensor
+
+
 class TensorTracker:
     """Collects :class:`TensorReport` data from interpreters built with all tensors preserved."""
 
@@ -200,24 +205,58 @@ class TensorTracker:
         self.samples = 0
         self.calibration_samples = 0
 
-    def observe(self, interpreter: Any, float_interpreter: Any | None) -> None:
-        self.samples += 1
-        for tracked in self._tracked:
-            q = interpreter.get_tensor(tracked.tensor.index)
-            f = None
-            if float_interpreter is not None and tracked.float_index is not None:
-                f = float_interpreter.get_tensor(tracked.float_index)
-            tracked.observe(q, f)
+    def take(self, interpreter: Any, float_interpreter: Any | None = None) -> Snapshot:
+        """Copies of the tracked tensors after an invoke (and of their float twins)."""
+        return [
+            (interpreter.get_tensor(t.tensor.index),
+             float_interpreter.get_tensor(t.float_index)
+             if float_interpreter is not None and t.float_index is not None else None)
+            for t in self._tracked
+        ]  # fmt: skip
 
-    def observe_calibration(self, interpreter: Any) -> None:
-        self.calibration_samples += 1
-        for tracked in self._tracked:
-            tracked.observe(interpreter.get_tensor(tracked.tensor.index), None, calibration=True)
+    def add(self, snapshot: Snapshot, *, calibration: bool = False) -> None:
+        """Count one sample's tensors in (a calibration sample's only in the calibration counts)."""
+        if calibration:
+            self.calibration_samples += 1
+        else:
+            self.samples += 1
+        for tracked, (q, f) in zip(self._tracked, snapshot, strict=True):
+            tracked.observe(q, f, calibration=calibration)
 
     def analysis(self) -> Analysis:
         reports = tuple(t.report() for t in self._tracked)
         matched = sum(1 for r in reports if r.rmse_steps is not None)
         return Analysis(self.samples, self.calibration_samples, matched, reports)
+
+
+class CountingBehind:
+    """Feeds a tracker on a second thread, in order, while the interpreter runs the next sample.
+
+    The LiteRT ``Invoke`` and numpy's counting both release the GIL, so on a machine with a
+    core to spare the analysis costs the evaluation almost nothing; with none, it costs what it
+    would in line. At most ``depth`` snapshots wait, so memory stays bounded.
+    """
+
+    def __init__(self, tracker: TensorTracker, depth: int = 4) -> None:
+        self._tracker = tracker
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcheck-tensor-stats")
+        self._pending: deque[Future[None]] = deque()
+
+    def add(self, snapshot: Snapshot, *, calibration: bool = False) -> None:
+        if len(self._pending) >= self._depth:
+            self._pending.popleft().result()  # re-raises the counting thread's error here
+        self._pending.append(self._pool.submit(self._tracker.add, snapshot, calibration=calibration))
+
+    def __enter__(self) -> CountingBehind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(cancel_futures=True)
 
 
 def likely_cause(analysis: Analysis) -> TensorReport | None:
