@@ -88,7 +88,7 @@ def run(
     calibration: np.ndarray | None = None,
     analysis_samples: int = 0,
 ) -> RunResult:
-    """Invoke the model once per sample of ``x`` (float inputs as the float model takes them).
+    """Run the model on every sample of ``x`` (float inputs as the float model takes them).
 
     With ``analysis_samples``, the intermediate tensors of the first samples are gathered in the
     same pass (and compared with ``float_tflite``, the same model unquantized), and those of up
@@ -100,6 +100,7 @@ def run(
 
         float_info = inspect_model(float_tflite) if float_tflite else None
         tracker = TensorTracker(inspect_model(tflite), float_info)
+    # Reads the model's input and outputs; with analysis, runs the analysed samples too.
     interpreter = _make_interpreter(tflite, keep_tensors=tracker is not None)
     inputs, outputs = _io_indices(interpreter)
     if len(inputs) != 1:
@@ -117,36 +118,40 @@ def run(
         float_interpreter = _make_interpreter(float_tflite, keep_tensors=True)
         float_index = next(iter(_io_indices(float_interpreter)[0].values()))
 
-    set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
     raw = {name: np.empty((len(x), *details[i]["shape"][1:]), dtype=details[i]["dtype"]) for name, i in outputs.items()}
     n = clipped = fed = 0
+    rest: _Batched | None = None  # the samples past the analysed ones
     with CountingBehind(tracker) if tracker is not None else contextlib.nullcontext() as behind:
         if tracker is not None and behind is not None and calibration is not None:
             cal_feed, _ = _feed(calibration[:analysis_samples], in_params, in_detail)
             for sample in cal_feed:
-                set_tensor(in_index, sample[None])
-                invoke()
+                interpreter.set_tensor(in_index, sample[None])
+                interpreter.invoke()
                 behind.add(tracker.take(interpreter), calibration=True)
 
         for chunk in as_chunks(x):  # memory stays bounded whatever the data set's size
             feed, chunk_clipped = _feed(chunk, in_params, in_detail)
             clipped, fed = clipped + chunk_clipped, fed + feed.size
-            for i in range(len(chunk)):
-                if tracker is not None and n == analysis_samples:
-                    # Keeping every tensor costs on each invoke: past the analysed samples, the
-                    # rest runs on a plain interpreter (same model, same tensor indices).
-                    plain = _make_interpreter(tflite)
-                    set_tensor, invoke, get_tensor = plain.set_tensor, plain.invoke, plain.get_tensor
-                set_tensor(in_index, feed[i : i + 1])
-                invoke()
-                for name, index in outputs.items():
-                    raw[name][n] = get_tensor(index)[0]
+            i = 0
+            while i < len(chunk):
                 if tracker is not None and behind is not None and n < analysis_samples:
+                    # One sample at a time, every tensor kept, beside the float twin.
+                    interpreter.set_tensor(in_index, feed[i : i + 1])
+                    interpreter.invoke()
+                    for name, index in outputs.items():
+                        raw[name][n] = interpreter.get_tensor(index)[0]
                     if float_interpreter is not None:
                         float_interpreter.set_tensor(float_index, chunk[i : i + 1])
                         float_interpreter.invoke()
                     behind.add(tracker.take(interpreter, float_interpreter))
-                n += 1
+                    i, n = i + 1, n + 1
+                    continue
+                if rest is None:
+                    rest = _Batched(tflite, in_index, outputs, sample_shape)
+                k = min(rest.size, len(chunk) - i)
+                for name, values in rest.run(feed[i : i + k]).items():
+                    raw[name][n : n + k] = values
+                i, n = i + k, n + k
 
     heads = {}
     for name, i in outputs.items():
@@ -155,6 +160,66 @@ def run(
         heads[name] = HeadOutput(raw[name], values, params)
     analysis = tracker.analysis() if tracker is not None else None
     return RunResult(heads, int(clipped), int(fed), in_params, analysis)
+
+
+BATCH = 8  # samples per invoke past the analysed ones, where the model allows it
+
+
+class _Batched:
+    """Runs samples a batch per invoke on a plain interpreter (keeping every tensor costs on each
+    invoke), when the model allows it: the input resizes, every output follows the batch, and
+    the first batch gives exactly the outputs it gives one sample at a time. Otherwise, and
+    from then on, one sample per invoke. Batches cost less per sample where the invoke's own
+    overhead is a good part of the work (small models)."""
+
+    def __init__(self, tflite: bytes, in_index: int, outputs: dict[str, int], sample_shape: tuple[int, ...]) -> None:
+        self._tflite = tflite
+        self._in_index = in_index
+        self._outputs = outputs
+        self._single: Any = None
+        self._batched: Any = None
+        self._verified = False
+        try:
+            batched = _make_interpreter(tflite)
+            batched.resize_tensor_input(in_index, [BATCH, *sample_shape], strict=False)
+            batched.allocate_tensors()
+            if all(batched.get_tensor(index).shape[:1] == (BATCH,) for index in outputs.values()):
+                self._batched = batched
+        except (ValueError, RuntimeError):  # LiteRT's words for "this model cannot resize"
+            pass
+
+    @property
+    def size(self) -> int:
+        return BATCH if self._batched is not None else 1
+
+    def run(self, feed: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs for up to :attr:`size` samples (already in the model's input dtype)."""
+        if self._batched is None:
+            return self._one_by_one(feed)
+        k = len(feed)
+        if k < BATCH:  # the last batch: padded, the padding's outputs dropped
+            feed = np.concatenate([feed, np.zeros((BATCH - k, *feed.shape[1:]), feed.dtype)])
+        self._batched.set_tensor(self._in_index, feed)
+        self._batched.invoke()
+        out = {name: self._batched.get_tensor(index)[:k] for name, index in self._outputs.items()}
+        if not self._verified:
+            self._verified = True
+            single = self._one_by_one(feed[:k])
+            if not all(np.array_equal(single[name], out[name]) for name in out):
+                self._batched = None
+                return single
+        return out
+
+    def _one_by_one(self, feed: np.ndarray) -> dict[str, np.ndarray]:
+        if self._single is None:
+            self._single = _make_interpreter(self._tflite)
+        out: dict[str, list[np.ndarray]] = {name: [] for name in self._outputs}
+        for sample in feed:
+            self._single.set_tensor(self._in_index, sample[None])
+            self._single.invoke()
+            for name, index in self._outputs.items():
+                out[name].append(self._single.get_tensor(index)[0])
+        return {name: np.stack(values) for name, values in out.items()}
 
 
 def _feed(x: np.ndarray, params: QuantParams | None, detail: dict[str, Any]) -> tuple[np.ndarray, int]:
