@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from qcheck.session import RESULT_PROPERTY, PlannedCheck, QcheckSession, encode
+from qcheck.results import RESULT_PROPERTY
+from qcheck.session import PlannedCheck, QcheckSession, encode
 
 
 class CheckFailed(AssertionError):

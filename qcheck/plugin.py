@@ -100,20 +100,36 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, object, object
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qcheck_check(name): a qcheck check item (set by qcheck)")
+    config.addinivalue_line("markers", "qcheck(model=None, data=None, calibration=None, reference=None, "
+                                       "**thresholds): run the test against this model, with these thresholds "
+                                       "(e.g. accuracy_drop='2%') for qcheck's assertion helpers")
     if config.pluginmanager.hasplugin("xdist"):
         from qcheck.xdist_groups import ModelGroups
 
         config.pluginmanager.register(ModelGroups(config), "qcheck-xdist-groups")
-    config.addinivalue_line("markers", "qcheck(model=None, data=None, calibration=None, reference=None, "
-                                       "**thresholds): run the test against this model, with these thresholds "
-                                       "(e.g. accuracy_drop='2%') for qcheck's assertion helpers")
+    config.pluginmanager.register(_LateResults(config), "qcheck-late-results")
+    # Every pytest run of the environment loads this plugin: the session (numpy, the checks,
+    # the suite) is made only when qcheck is used. Asked for here, bad options and suites are
+    # usage errors before anything runs; otherwise a suite file, marker or fixture makes it.
+    from qcheck.project import ProjectConfig
+
+    if project_of(config) != ProjectConfig() or any(
+        value not in (None, False, [], "") for dest, value in vars(config.option).items() if dest.startswith("qcheck_")
+    ):
+        session_of(config)
+
+
+def session_of(config: pytest.Config) -> QcheckSession:
+    """The run's qcheck session, made and registered on first use."""
+    qsession = config.stash.get(SESSION_KEY, None)
+    if qsession is not None:
+        return qsession
     from qcheck.errors import QcheckError
     from qcheck.progress import Progress
     from qcheck.session import QcheckSession
     from qcheck.suites import load_suite
 
-    project = _project(config)
-    settings = _settings(config, project)
+    settings = _settings(config, project_of(config))
     try:
         suite = load_suite(settings.suite).with_overrides(settings.overrides, "the command line")
     except QcheckError as exc:
@@ -122,8 +138,34 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.qcheck_cache_clear and not hasattr(config, "workerinput"):
         qsession.cache.clear()
     config.stash[SESSION_KEY] = qsession
-    config.stash[PROJECT_KEY] = project
     config.pluginmanager.register(qsession, "qcheck-session")
+    return qsession
+
+
+def project_of(config: pytest.Config) -> ProjectConfig:
+    """The project's defaults ([tool.qcheck] and ini keys), read once."""
+    project = config.stash.get(PROJECT_KEY, None)
+    if project is None:
+        project = config.stash[PROJECT_KEY] = _project(config)
+    return project
+
+
+class _LateResults:
+    """Hands results to a session made after the run started: under xdist, the controller
+    collects nothing, and meets qcheck only in its workers' reports."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if SESSION_KEY in self._config.stash:
+            return  # the session's own hook has it
+        from qcheck.results import RESULT_PROPERTY
+
+        if any(name == RESULT_PROPERTY for name, _ in report.user_properties):
+            # Registered now, the session misses this one call of the hook: pass it on.
+            session_of(self._config).pytest_runtest_logreport(report)
 
 
 def _project(config: pytest.Config) -> ProjectConfig:
@@ -233,8 +275,10 @@ def _toml_scalar(text: str) -> Any:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     # tryfirst: the items must exist before -k and -m deselect.
-    qsession = config.stash.get(SESSION_KEY, None)
-    if qsession is None or not qsession.settings.models:
+    if SESSION_KEY not in config.stash:
+        return  # qcheck was not asked for: no models
+    qsession = session_of(config)
+    if not qsession.settings.models:
         return
     from qcheck.items import QcheckModels
 
@@ -269,8 +313,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "qcheck_run_spec" in metafunc.fixturenames:
         from qcheck.markers import parametrization
 
-        specs, ids = parametrization(metafunc.definition, metafunc.config.stash[SESSION_KEY].settings,
-                                     metafunc.config.stash[PROJECT_KEY])
+        specs, ids = parametrization(metafunc.definition, session_of(metafunc.config).settings,
+                                     project_of(metafunc.config))
         metafunc.parametrize("qcheck_run_spec", specs or [None], ids=ids or ["no-model"], indirect=True,
                              scope="session")
 
@@ -278,7 +322,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def qcheck_session(pytestconfig: pytest.Config) -> QcheckSession:
     """The run's qcheck session: settings, suite and per-model pipelines."""
-    return pytestconfig.stash[SESSION_KEY]
+    return session_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
+RESULT_PROPERTY = "qcheck_result"  # the user property a check item's result travels in (xdist too)
 
 
 @dataclass(frozen=True)

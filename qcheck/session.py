@@ -23,10 +23,8 @@ from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import safe_stem
 from qcheck.pipeline import DataSource, ModelRun
 from qcheck.progress import Progress
-from qcheck.results import CheckResult
+from qcheck.results import RESULT_PROPERTY, CheckResult
 from qcheck.suites import CheckSpec, Suite
-
-RESULT_PROPERTY = "qcheck_result"
 _SLOW_STEP = 1.0  # seconds: a check that took longer says so in the progress lines
 
 

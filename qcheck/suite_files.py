@@ -184,10 +184,10 @@ class QcheckFile(pytest.File):
     """A ``qcheck_*.toml`` file: one item per check and model it names."""
 
     def collect(self) -> Iterator[SuiteFileItem]:
-        from qcheck.plugin import PROJECT_KEY, SESSION_KEY
+        from qcheck.plugin import project_of, session_of
 
-        qsession = self.config.stash[SESSION_KEY]
-        project = self.config.stash[PROJECT_KEY]
+        qsession = session_of(self.config)
+        project = project_of(self.config)
         cli = command_line(self.config, qsession.settings)
         suite_file = read_suite_file(self.path, self._source(), qsession.settings, project, cli)
         for name, planned in suite_file.plan(cli, project):
@@ -214,9 +214,9 @@ class SuiteFileItem(QcheckItem):
 
     @property
     def qsession(self) -> QcheckSession:
-        from qcheck.plugin import SESSION_KEY
+        from qcheck.plugin import session_of
 
-        return self.config.stash[SESSION_KEY]
+        return session_of(self.config)
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return str(self.path), self._line, self.name

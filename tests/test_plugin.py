@@ -24,8 +24,15 @@ def test_importing_the_plugin_loads_nothing_heavy() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_without_a_model_qcheck_adds_no_items(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_plain(): pass")
+def test_without_a_model_qcheck_adds_no_items_and_costs_nothing(pytester: pytest.Pytester) -> None:
+    # The plugin is loaded by every pytest run of the environment: a run that does not use
+    # qcheck makes no session, so neither the checks nor numpy are imported.
+    pytester.makepyfile("""
+        import sys
+
+        def test_plain():
+            assert not [m for m in ("numpy", "qcheck.session", "qcheck.checks") if m in sys.modules]
+    """)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert not [line for line in result.stdout.lines if "qcheck::" in line or "= qcheck =" in line]

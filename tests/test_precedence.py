@@ -164,9 +164,11 @@ def test_the_command_line_over_the_project_for_the_runs_own_models(pytester: pyt
 
 
 def test_built_in_defaults_for_the_runs_own_models(pytester: pytest.Pytester) -> None:
-    from qcheck.plugin import SESSION_KEY
+    from qcheck.plugin import SESSION_KEY, session_of
 
-    qsession = pytester.parseconfigure("-p", "no:cacheprovider").stash[SESSION_KEY]
+    config = pytester.parseconfigure("-p", "no:cacheprovider")
+    assert SESSION_KEY not in config.stash  # nothing asked for qcheck: made on first use
+    qsession = session_of(config)
     assert qsession.settings == Settings(overrides={})
     assert qsession.suite.checks == load_suite("default").checks
 

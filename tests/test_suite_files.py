@@ -238,3 +238,14 @@ def test_suite_files_under_xdist(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([f"FAILED qcheck_vww.toml::size[[]{VWW}[]]*"])
     assert '"threshold": 100000.0' in (pytester.path / "r.json").read_text()
+
+
+def test_suite_files_under_xdist_without_any_qcheck_option(pytester: pytest.Pytester) -> None:
+    # Nothing on the command line asks for qcheck: the controller, which collects nothing,
+    # meets qcheck only in the workers' reports, and still prints the table of results.
+    kws = REAL / "mlperf_tiny" / "kws_ref_model.tflite"
+    write(pytester.path / "qcheck_vww.toml", f'model = "{VWW}"\n[checks.size]\nmax = "100KB"\n')
+    write(pytester.path / "qcheck_kws.toml", f'model = "{kws}"\n[checks.size]\nmax = "100KB"\n')
+    result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2", "-k", "size")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*= qcheck =*", f"{kws}: PASS*", f"{VWW}: FAIL (1 of 1 checks failed)"])
