@@ -116,11 +116,7 @@ def test_warm_run_imports_no_tensorflow(tmp_path: Path) -> None:
     cold = run_qcheck(tmp_path / "cold", *args)
     assert cold.returncode == 0, cold.stdout
 
-    poison = tmp_path / "poison"
-    for name in ("tensorflow", "keras"):
-        (poison / name).mkdir(parents=True)
-        (poison / name / "__init__.py").write_text(f"raise ImportError('{name} imported in a warm run')\n")
-    warm = run_qcheck(tmp_path / "warm", *args, env={"PYTHONPATH": str(poison)})
+    warm = run_qcheck(tmp_path / "warm", *args, env=_poisoned(tmp_path / "poison", "tensorflow", "keras"))
     assert warm.returncode == 0, warm.stdout
     assert warm.report["models"][0]["checks"] == cold.report["models"][0]["checks"]
     assert any("from the cache" in note for note in warm.report["models"][0]["notes"])
