@@ -97,7 +97,6 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, object, object
     return (yield)
 
 
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "qcheck_check(name): a qcheck check item (set by qcheck)")
     config.addinivalue_line("markers", "qcheck(model=None, data=None, calibration=None, reference=None, "
@@ -275,10 +274,8 @@ def _toml_scalar(text: str) -> Any:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     # tryfirst: the items must exist before -k and -m deselect.
-    if SESSION_KEY not in config.stash:
-        return  # qcheck was not asked for: no models
-    qsession = session_of(config)
-    if not qsession.settings.models:
+    qsession = config.stash.get(SESSION_KEY, None)  # made at configure when models are given
+    if qsession is None or not qsession.settings.models:
         return
     from qcheck.items import QcheckModels
 

@@ -40,11 +40,9 @@ class ModelGroups:
         from qcheck.items import QcheckItem
 
         for item in items:
-            if isinstance(item, QcheckItem):
-                group = "_".join(sorted({str(mark.kwargs["name"]) for mark in item.iter_markers("xdist_group")
-                                         if "name" in mark.kwargs}))
-                if group and not item.nodeid.endswith(f"@{group}"):
-                    _set_nodeid(item, f"{item.nodeid}@{group}")
+            # The group is the model, as QcheckItem marks it (xdist_group(name=model)).
+            if isinstance(item, QcheckItem) and not item.nodeid.endswith(f"@{item.planned.model}"):
+                _set_nodeid(item, f"{item.nodeid}@{item.planned.model}")
 
 
 def _set_nodeid(item: pytest.Item, nodeid: str) -> None:

@@ -122,19 +122,19 @@ def run(
     n = clipped = fed = 0
     rest: _Batched | None = None  # the samples past the analysed ones
     with CountingBehind(tracker) if tracker is not None else contextlib.nullcontext() as behind:
-        if tracker is not None and behind is not None and calibration is not None:
+        if behind is not None and calibration is not None:
             cal_feed, _ = _feed(calibration[:analysis_samples], in_params, in_detail)
             for sample in cal_feed:
                 interpreter.set_tensor(in_index, sample[None])
                 interpreter.invoke()
-                behind.add(tracker.take(interpreter), calibration=True)
+                behind.observe(interpreter, calibration=True)
 
         for chunk in as_chunks(x):  # memory stays bounded whatever the data set's size
             feed, chunk_clipped = _feed(chunk, in_params, in_detail)
             clipped, fed = clipped + chunk_clipped, fed + feed.size
             i = 0
             while i < len(chunk):
-                if tracker is not None and behind is not None and n < analysis_samples:
+                if behind is not None and n < analysis_samples:
                     # One sample at a time, every tensor kept, beside the float twin.
                     interpreter.set_tensor(in_index, feed[i : i + 1])
                     interpreter.invoke()
@@ -143,7 +143,7 @@ def run(
                     if float_interpreter is not None:
                         float_interpreter.set_tensor(float_index, chunk[i : i + 1])
                         float_interpreter.invoke()
-                    behind.add(tracker.take(interpreter, float_interpreter))
+                    behind.observe(interpreter, float_interpreter)
                     i, n = i + 1, n + 1
                     continue
                 if rest is None:

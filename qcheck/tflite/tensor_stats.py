@@ -243,6 +243,10 @@ class CountingBehind:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcheck-tensor-stats")
         self._pending: deque[Future[None]] = deque()
 
+    def observe(self, interpreter: Any, float_interpreter: Any | None = None, *, calibration: bool = False) -> None:
+        """Copy the tracked tensors after an invoke (here) and count them in (behind)."""
+        self.add(self._tracker.take(interpreter, float_interpreter), calibration=calibration)
+
     def add(self, snapshot: Snapshot, *, calibration: bool = False) -> None:
         if len(self._pending) >= self._depth:
             self._pending.popleft().result()  # re-raises the counting thread's error here
