@@ -71,7 +71,7 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a run needs to know, read once in ``pytest_configure``."""
+    """Everything a run needs to know, read once when the session is made (:func:`qcheck.plugin.session_of`)."""
 
     models: tuple[str, ...] = ()
     data: str | None = None

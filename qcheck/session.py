@@ -1,6 +1,6 @@
 """The session object: runs checks on the models, gathers results, writes the reports.
 
-One instance per pytest run, registered in ``pytest_configure`` and reached through a stash key.
+One instance per pytest run, made on first use (``qcheck.plugin.session_of``) and kept under a stash key.
 Under pytest-xdist the workers run checks and send each result on ``report.user_properties``;
 only the controller (or a run without xdist) gathers them and writes the reports.
 """
