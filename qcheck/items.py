@@ -36,7 +36,9 @@ class QcheckItem(pytest.Item):
         self.add_marker(pytest.mark.qcheck_check(planned.spec.name))
         # Under pytest-xdist's loadgroup scheduling, all checks of a model run on one worker,
         # so each model is converted and evaluated once, and models spread over the workers.
-        self.add_marker(pytest.mark.xdist_group(name=planned.model))
+        # Without xdist the mark is unknown (a warning, an error under --strict-markers).
+        if self.config.pluginmanager.hasplugin("xdist"):
+            self.add_marker(pytest.mark.xdist_group(name=planned.model))
 
     @property
     def qsession(self) -> QcheckSession:

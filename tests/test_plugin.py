@@ -150,6 +150,14 @@ def test_fixtures_give_users_the_quantized_model(pytester: pytest.Pytester) -> N
     result.assert_outcomes(passed=1, skipped=1)
 
 
+def test_without_xdist_no_unknown_mark(pytester: pytest.Pytester) -> None:
+    # `pip install pytest-qcheck` brings no pytest-xdist: qcheck's items must not carry its mark.
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:xdist", "--strict-markers",
+                                "-W", "error::pytest.PytestUnknownMarkWarning", f"--qcheck-model={VWW}", "-k", "size")
+    result.assert_outcomes(passed=1)
+    assert "xdist_group" not in result.stdout.str()
+
+
 def test_xdist_workers_send_results_to_one_report(pytester: pytest.Pytester) -> None:
     models = [REAL / "mlperf_tiny" / n for n in ("vww_96_int8.tflite", "kws_ref_model.tflite", "ad01_int8.tflite")]
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "-v", "--qcheck-json=r.json",
