@@ -1,8 +1,9 @@
 """qcheck against doing the same work by hand: prints each comparison as a ratio.
 
 Run from a checkout with qcheck installed:  python benchmarks/bench.py
-Every figure is measured in the same run on the same machine; nothing is asserted here (the
-tests check behaviour, this script checks speed). Targets, from the speed issue:
+Every comparison is measured in rounds that time both sides back to back, and reported as the
+median of the rounds' ratios; nothing is asserted here (the tests check behaviour, this script
+checks speed). Targets, from the speed issue:
 
   cold qcheck / hand-written pipeline          <= 1.30
   warm qcheck / hand-written pipeline          <= 0.20
@@ -20,7 +21,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,31 +98,61 @@ def qcheck_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
 
 
-def best(runs: int, measure) -> float:  # type: ignore[no-untyped-def]
-    return min(measure() for _ in range(runs))
+@dataclass(frozen=True)
+class Pair:
+    """One comparison measured in rounds: each round times ``a`` and ``b`` back to back."""
+
+    a: list[float]
+    b: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [a / b for a, b in zip(self.a, self.b, strict=True)]
 
 
-def pipeline(work: Path, runs: int) -> dict[str, float]:
+def paired(rounds: int, a: Callable[[], float], b: Callable[[], float]) -> Pair:
+    """Time ``a`` and ``b`` in alternating order, ``rounds`` times each.
+
+    This machine's speed drifts by 20-30% within minutes; a ratio of two timings taken moments
+    apart is steady where the ratio of two best-of-N taken minutes apart is not. Alternating
+    which side goes first cancels what one run leaves behind for the next (caches, writeback).
+    """
+    pair = Pair([], [])
+    for i in range(rounds):
+        if i % 2:
+            tb = b()
+            ta = a()
+        else:
+            ta = a()
+            tb = b()
+        pair.a.append(ta)
+        pair.b.append(tb)
+    return pair
+
+
+def pipeline(work: Path, rounds: int) -> dict[str, Pair]:
     model, data = FIXTURES / "digits_cnn.keras", FIXTURES / "digits.npz"
     hand_cmd = [sys.executable, "-c", HAND_WRITTEN, str(model), str(data)]
+    qcheck_run = qcheck_cmd(f"--qcheck-model={model}", f"--qcheck-data={data}", f"--qcheck-cache-dir={work / 'cache'}")
     # One unmeasured run of each side first, so that both find Python's bytecode caches written
     # (pytest writes its own for the modules it rewrites: every module of a pytest plugin).
     timed(hand_cmd, work)
     timed(qcheck_cmd(f"--qcheck-model={model}", f"--qcheck-data={data}", "--qcheck-no-cache"), work)
-    hand = best(runs, lambda: timed(hand_cmd, work))
+
+    def hand() -> float:
+        return timed(hand_cmd, work)
 
     def cold() -> float:
         shutil.rmtree(work / "cache", ignore_errors=True)
-        return timed(qcheck_cmd(f"--qcheck-model={model}", f"--qcheck-data={data}",
-                                f"--qcheck-cache-dir={work / 'cache'}"), work)
+        return timed(qcheck_run, work)
 
-    cold_time = best(runs, cold)
-    warm = best(runs, lambda: timed(qcheck_cmd(f"--qcheck-model={model}", f"--qcheck-data={data}",
-                                                f"--qcheck-cache-dir={work / 'cache'}"), work))
-    return {"hand": hand, "cold": cold_time, "warm": warm}
+    cold_pair = paired(rounds, cold, hand)
+    timed(qcheck_run, work)  # the cache is filled by the last cold run; this one reads it once
+    warm_pair = paired(rounds, lambda: timed(qcheck_run, work), hand)
+    return {"cold": cold_pair, "warm": warm_pair}
 
 
-def throughput(samples: int, runs: int) -> dict[str, float]:
+def throughput(samples: int, rounds: int) -> Pair:
     """qcheck's evaluation (outputs plus the per-tensor analysis) against a bare loop."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -146,7 +180,7 @@ def throughput(samples: int, runs: int) -> dict[str, float]:
         run(tflite, x, analysis_samples=ANALYSIS_SAMPLES)
         return time.perf_counter() - start
 
-    return {"bare": best(runs, bare), "qcheck": best(runs, ours)}
+    return paired(rounds, bare, ours)
 
 
 def peak_memory(work: Path, samples: int) -> float:
@@ -169,21 +203,20 @@ def peak_memory(work: Path, samples: int) -> float:
     return int(proc.stdout.strip().splitlines()[-1]) / 1024  # ru_maxrss is in KiB on Linux
 
 
-def parallel(work: Path, runs: int) -> dict[str, float]:
+def parallel(work: Path, rounds: int) -> Pair:
     models = []
     for i, name in enumerate(["digits_cnn.keras", "float_op.keras", "digits_cnn.h5", "digits_cnn.keras"]):
         target = work / f"m{i}{Path(name).suffix}"
         shutil.copy(FIXTURES / name, target)
         models.append(f"--qcheck-model={target}")
     args = (*models, f"--qcheck-data={FIXTURES / 'digits.npz'}", "--qcheck-no-cache")
-    serial = best(runs, lambda: timed(qcheck_cmd(*args), work))
-    two = best(runs, lambda: timed(qcheck_cmd(*args, "-n", "2"), work))
-    return {"serial": serial, "n2": two}
+    return paired(rounds, lambda: timed(qcheck_cmd(*args, "-n", "2"), work), lambda: timed(qcheck_cmd(*args), work))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=2, help="repetitions; the best is kept (default 2)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per comparison, each timing both sides back to back (default 3)")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 20,000-sample memory run")
     parser.add_argument("--no-bytecode-cache", action="store_true",
                         help="run everything with PYTHONDONTWRITEBYTECODE=1: every start compiles the modules "
@@ -191,24 +224,29 @@ def main() -> None:
     args = parser.parse_args()
     if args.no_bytecode_cache:
         CHILD_ENV["PYTHONDONTWRITEBYTECODE"] = "1"
+    rows: list[tuple[str, Pair, str]] = []
     with tempfile.TemporaryDirectory(prefix="qcheck-bench-") as tmp:
         work = Path(tmp)
-        rows = []
-        p = pipeline(work, args.runs)
-        rows.append(("cold qcheck / hand-written", p["cold"], p["hand"], "<= 1.30"))
-        rows.append(("warm qcheck / hand-written", p["warm"], p["hand"], "<= 0.20"))
-        t = throughput(2000, args.runs)
-        rows.append(("bare loop time / qcheck evaluation time (throughput ratio)", t["bare"], t["qcheck"], ">= 0.80"))
+        p = pipeline(work, args.rounds)
+        rows.append(("cold qcheck / hand-written", p["cold"], "<= 1.30"))
+        rows.append(("warm qcheck / hand-written", p["warm"], "<= 0.20"))
+        rows.append(("bare loop time / qcheck evaluation time (throughput ratio)",
+                     throughput(2000, args.rounds), ">= 0.80"))
+        rows.append(("four models, -n 2 / serial", parallel(work, args.rounds), "<= 0.65"))
         if not args.skip_memory:
+            # Last: writing 2.2 GB of samples leaves the disk busy for whatever runs next.
             small, large = peak_memory(work, 2000), peak_memory(work, 20000)
-            rows.append(("peak RSS MiB, 20,000 / 2,000 samples", large, small, "<= 1.25"))
-        par = parallel(work, args.runs)
-        rows.append(("four models, -n 2 / serial", par["n2"], par["serial"], "<= 0.65"))
+            rows.append(("peak RSS MiB, 20,000 / 2,000 samples", Pair([large], [small]), "<= 1.25"))
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, "
-          f"{resource.getpagesize()} B pages, bytecode cache {'off' if args.no_bytecode_cache else 'on'}")
-    print(f"{'comparison':62} {'a':>9} {'b':>9} {'a/b':>6}  target")
-    for name, a, b, target in rows:
-        print(f"{name:62} {a:9.2f} {b:9.2f} {a / b:6.2f}  {target}")
+          f"{resource.getpagesize()} B pages, bytecode cache {'off' if args.no_bytecode_cache else 'on'}, "
+          f"{args.rounds} rounds")
+    print("a and b: medians of the rounds; a/b: the median of the rounds' ratios (lowest-highest)")
+    print(f"{'comparison':62} {'a':>9} {'b':>9} {'a/b':>6} {'rounds':>13}  target")
+    for name, pair, target in rows:
+        ratios = pair.ratios
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if len(ratios) > 1 else ""
+        print(f"{name:62} {statistics.median(pair.a):9.2f} {statistics.median(pair.b):9.2f} "
+              f"{statistics.median(ratios):6.2f} {spread:>13}  {target}")
 
 
 if __name__ == "__main__":

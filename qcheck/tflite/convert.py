@@ -232,17 +232,13 @@ def quantize(
         for sample in samples:
             yield [sample[None].astype(np.float32)]
 
-    try:
-        float_tflite = tf.lite.TFLiteConverter.from_keras_model(wrapper).convert()
-    except Exception as exc:
-        raise QcheckError(path, f"the TFLite converter failed on the float model: {_first_line(exc)}") from None
-
     converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.inference_input_type = getattr(tf, io_dtype)
     converter.inference_output_type = getattr(tf, io_dtype)
+    caught = catch_float_model(converter)
     try:
         with warnings.catch_warnings():
             # "Statistics for quantized inputs were expected": the converter's own inputs, not the user's.
@@ -250,10 +246,42 @@ def quantize(
             tflite = converter.convert()
     except Exception as exc:
         raise QcheckError(path, f"the TFLite converter failed: {_first_line(exc)}") from None
+    float_tflite = caught[0] if caught else _convert_float(tf, wrapper, path)
     reference = None
     if evaluation is not None:
         reference = predict(model, evaluation)
     return Quantized(tflite, reference, synthetic, float_tflite)
+
+
+def catch_float_model(converter: Any) -> list[bytes]:
+    """Have a quantizing ``converter`` hand over the float model it quantizes; returns the
+    list that will hold it once ``converter.convert()`` has run.
+
+    The TFLite converter first converts to a float flatbuffer, then calibrates and quantizes
+    that (its private ``_quantize``, as of TensorFlow 2.21). The model caught there is the
+    unquantized twin, with the quantized model's tensor names, for none of the cost of the
+    second trace and conversion that converting without optimizations takes (as long as the
+    first). A TensorFlow that does not take that step leaves the list empty.
+    """
+    caught: list[bytes] = []
+    quantize = getattr(converter, "_quantize", None)
+    if not callable(quantize):
+        return caught
+
+    def catching(model: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(model, bytes) and not caught:
+            caught.append(model)
+        return quantize(model, *args, **kwargs)
+
+    converter._quantize = catching
+    return caught
+
+
+def _convert_float(tf: Any, wrapper: Any, path: Path) -> bytes:
+    try:
+        return bytes(tf.lite.TFLiteConverter.from_keras_model(wrapper).convert())
+    except Exception as exc:
+        raise QcheckError(path, f"the TFLite converter failed on the float model: {_first_line(exc)}") from None
 
 
 def predict(model: Any, x: np.ndarray | LazyArray) -> FloatReference:
