@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from qcheck.config import RunSpec
 from qcheck.isolation import DEFAULT_TIMEOUT, call_isolated
-from qcheck.pipeline import align_heads, check_fits, memoize
+from qcheck.pipeline import Memo, align_heads, check_fits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,7 +34,7 @@ class DataEvidence:
         self._base = base
         self._data = data
         self._timeout = timeout
-        self._memo: dict[str, tuple[bool, Any]] = {}
+        self._memo = Memo()
 
     @property
     def spec(self) -> RunSpec:
@@ -80,7 +80,7 @@ class DataEvidence:
                 unsafe=spec.unsafe_deserialization, what=f"running the float model {path}", timeout=self._timeout,
             ))
 
-        return memoize(self._memo, "reference", make)
+        return self._memo.get("reference", make)
 
     def evaluation(self) -> RunResult:
         def make() -> RunResult:
@@ -92,4 +92,4 @@ class DataEvidence:
             reference = self.reference()
             return align_heads(result, reference, self.model) if reference is not None else result
 
-        return memoize(self._memo, "evaluation", make)
+        return self._memo.get("evaluation", make)

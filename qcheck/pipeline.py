@@ -8,6 +8,7 @@ Steps that run native code (TensorFlow, the LiteRT interpreter, Vela) run in chi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,17 +33,41 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def memoize(store: dict[str, Any], key: str, make: Callable[[], T]) -> T:
-    """``make()`` once per ``key``; a QcheckError or StepFailed is remembered and raised again."""
-    if key not in store:
-        try:
-            store[key] = (True, make())
-        except (QcheckError, StepFailed) as exc:
-            store[key] = (False, exc)
-    ok, value = store[key]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
+class Memo:
+    """Values made once per key, failures included: a QcheckError or StepFailed is remembered
+    and raised again, so a step that failed is reported by every check that needed it and
+    never retried within a session.
+
+    Safe to use from several threads (the session compiles for Vela on a background thread
+    while the evaluation runs): a thread asking for a key that another is making waits for
+    it, and keys being made by different threads do not wait for each other. Steps ask for
+    the steps they build on, never the other way, so the waits cannot form a cycle.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[bool, Any]] = {}
+        self._making: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: str, make: Callable[[], T]) -> T:
+        if key not in self._values:
+            with self._guard:
+                lock = self._making.setdefault(key, threading.Lock())
+            with lock:
+                if key not in self._values:
+                    try:
+                        self._values[key] = (True, make())
+                    except (QcheckError, StepFailed) as exc:
+                        self._values[key] = (False, exc)
+        ok, value = self._values[key]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def made(self, key: str) -> Any:
+        """The value already made for ``key``, or None (nothing is made here)."""
+        ok, value = self._values.get(key, (False, None))
+        return value if ok else None
 
 
 class DataSource:
@@ -54,19 +79,19 @@ class DataSource:
         self._calibration_path = calibration
         self._samples = samples
         self._images = images
-        self._memo: dict[str, Any] = {}
+        self._memo = Memo()
 
     def data(self) -> Dataset | None:
         from qcheck.data import load_data
 
         path = self._data_path
-        return memoize(self._memo, "data", lambda: load_data(path, self._images) if path else None)
+        return self._memo.get("data", lambda: load_data(path, self._images) if path else None)
 
     def calibration(self) -> Dataset | None:
         from qcheck.data import load_data
 
         path = self._calibration_path
-        return memoize(self._memo, "calibration", lambda: load_data(path, self._images) if path else None)
+        return self._memo.get("calibration", lambda: load_data(path, self._images) if path else None)
 
     def split(self) -> Split | None:
         from qcheck.data import split
@@ -75,7 +100,7 @@ class DataSource:
             data = self.data()
             return split(data, self._samples, self.calibration()) if data is not None else None
 
-        return memoize(self._memo, "split", make)
+        return self._memo.get("split", make)
 
 
 class ModelRun:
@@ -91,7 +116,7 @@ class ModelRun:
         self._out_dir = out_dir
         self._data = data
         self._timeout = timeout
-        self._memo: dict[str, Any] = {}
+        self._memo = Memo()
         self.notes: list[str] = []  # facts for the report, e.g. how calibration was done
 
     @property
@@ -105,7 +130,7 @@ class ModelRun:
     def kind(self) -> str:
         from qcheck.tflite.convert import model_kind
 
-        return memoize(self._memo, "kind", lambda: model_kind(self._path))
+        return self._memo.get("kind", lambda: model_kind(self._path))
 
     @property
     def out_dir(self) -> Path:
@@ -118,8 +143,8 @@ class ModelRun:
         sections: dict[str, Any] = {}
         if self.notes:
             sections["notes"] = list(self.notes)
-        ok, info = self._memo.get("info", (False, None))
-        if ok:
+        info = self._memo.made("info")
+        if info is not None:
             sections["quantization_info"] = quantization_info(info)
         return sections
 
@@ -166,7 +191,7 @@ class ModelRun:
                                   "no --qcheck-data was given: accuracy and saturation are not measured")
             return quantized
 
-        return memoize(self._memo, "quantized", make)
+        return self._memo.get("quantized", make)
 
     def tflite(self) -> bytes:
         def make() -> bytes:
@@ -179,7 +204,7 @@ class ModelRun:
             atomic_write(self.out_dir / f"{self.stem}_quant.tflite", data)
             return data
 
-        return memoize(self._memo, "tflite", make)
+        return self._memo.get("tflite", make)
 
     def tflite_path(self) -> Path:
         self.tflite()
@@ -197,12 +222,12 @@ class ModelRun:
             write_json(self.out_dir / f"{self.stem}_quantization_info.json", quantization_info(info))
             return info
 
-        return memoize(self._memo, "info", make)
+        return self._memo.get("info", make)
 
     def census(self) -> Census:
         from qcheck.tflite.census import take_census
 
-        return memoize(self._memo, "census", lambda: take_census(self.info()))
+        return self._memo.get("census", lambda: take_census(self.info()))
 
     # -- float reference and evaluation ------------------------------------------------------
 
@@ -236,7 +261,7 @@ class ModelRun:
             reference, _ = self._cache.get_or_make(key, predict)
             return reference
 
-        return memoize(self._memo, "reference", make)
+        return self._memo.get("reference", make)
 
     def evaluation(self) -> RunResult | None:
         def make() -> RunResult | None:
@@ -268,7 +293,7 @@ class ModelRun:
                 result = align_heads(result, reference, self.model)
             return result
 
-        return memoize(self._memo, "evaluation", make)
+        return self._memo.get("evaluation", make)
 
     def _float_tflite(self) -> bytes | None:
         """The unquantized twin whose tensors the per-layer error is measured against."""
@@ -305,7 +330,7 @@ class ModelRun:
             return read_result(model, config, files, folder)
 
         # One compilation per configuration, shared by the vela check and the memory checks.
-        return memoize(self._memo, f"vela:{config}", make)
+        return self._memo.get(f"vela:{config}", make)
 
 
 def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:

@@ -286,6 +286,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items.extend(item for item in new if isinstance(item, pytest.Item))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    qsession = session.config.stash.get(SESSION_KEY, None)  # there are no qcheck items without one
+    if qsession is not None:
+        from qcheck.items import QcheckItem
+
+        qsession.expect(item.planned for item in session.items if isinstance(item, QcheckItem))
+
+
 def _collector_nodeid(config: pytest.Config) -> str:
     """'qcheck', placed in the invocation folder so that pytest shows it as 'qcheck::...'."""
     here = config.invocation_params.dir

@@ -7,7 +7,9 @@ terminal reporter, between the item lines, and only where that cannot garble any
 - only with ``-v`` (verbosity >= 1): the default and ``-q`` output stays as pytest prints it;
 - never on a pytest-xdist worker, whose terminal output is not the user's terminal;
 - with output capturing suspended for the line, so that it reaches the terminal at once and
-  not the captured output of the item that happens to be running.
+  not the captured output of the item that happens to be running;
+- from the main thread only: a step taken on a background thread (Vela compiling ahead) is
+  written by the main thread's next step, as pytest's capturing is not thread-safe.
 
 With ``-v`` pytest has printed the item's name when a step starts; the step goes on a line of
 its own below it, left open so that pytest's verdict starts the next line without a blank one::
@@ -19,6 +21,7 @@ its own below it, left open so that pytest's verdict starts the next line withou
 
 from __future__ import annotations
 
+import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -31,6 +34,7 @@ class Progress:
     def __init__(self, config: pytest.Config | None = None) -> None:
         self._config = config
         self._line_open = False
+        self._deferred: list[str] = []  # steps taken on background threads, not yet written
 
     @property
     def enabled(self) -> bool:
@@ -44,16 +48,25 @@ class Progress:
         samples (or items) when given: ``qcheck: m.keras: evaluating (500/1597)``."""
         if not self.enabled:
             return
+        line = format_step(model, what, done, total)
+        if threading.current_thread() is not threading.main_thread():
+            self._deferred.append(line)  # list.append is atomic
+            return
         reporter = self._reporter()
         assert reporter is not None
+        lines = []
+        while self._deferred:
+            lines.append(self._deferred.pop(0))
+        lines.append(line)
         with self._capture_suspended():
-            # pytest ends an open line before it writes (currentfspath is then None); it does not
-            # know about ours, so a step right after a step ends the previous one itself.
-            if self._line_open and getattr(reporter, "currentfspath", 0) is None:
-                reporter.write("\n")
-            reporter.ensure_newline()
-            reporter.write(format_step(model, what, done, total), flush=True)
-        self._line_open = True
+            for text in lines:
+                # pytest ends an open line before it writes (currentfspath is then None); it does not
+                # know about ours, so a step right after a step ends the previous one itself.
+                if self._line_open and getattr(reporter, "currentfspath", 0) is None:
+                    reporter.write("\n")
+                reporter.ensure_newline()
+                reporter.write(text, flush=True)
+                self._line_open = True
 
     def _reporter(self) -> Any:
         assert self._config is not None

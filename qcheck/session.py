@@ -8,8 +8,9 @@ only the controller (or a run without xdist) gathers them and writes the reports
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class QcheckSession:
         self.results: list[CheckResult] = []
         self.written: list[str] = []  # what the reports wrote, for the terminal summary
         self.notes: dict[str, list[str]] = {}
+        self._ahead: dict[RunSpec, list[PlannedCheck]] = {}  # checks with slow work to start early
+        self._ahead_threads: list[threading.Thread] = []
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -117,11 +120,39 @@ class QcheckSession:
                 candidate, n = f"{stem}-{n}", n + 1
             self._stems[spec] = candidate
 
-    def check(self, planned: PlannedCheck) -> CheckResult:
-        """Measure and judge one planned check; every failure becomes a failed result."""
-        from qcheck.verdict import error_result, judge
+    def expect(self, planned: Iterable[PlannedCheck]) -> None:
+        """The checks this process is to run (after -k/-m), so that slow work they will need
+        starts ahead: Vela compiles on a background thread while the model's evaluation runs.
 
-        check: CheckDef = registry()[planned.spec.name]
+        Under pytest-xdist every worker collects every item; with qcheck's per-model groups a
+        model's checks all run on the worker that starts its first one.
+        """
+        checks = registry()
+        for item in planned:
+            if checks[item.spec.name].prepare is not None:
+                self._ahead.setdefault(item.run, []).append(item)
+
+    def _start_ahead(self, run: RunSpec) -> None:
+        planned = self._ahead.pop(run, [])
+        if not planned:
+            return
+        evidence, checks = self.run(run), registry()
+
+        def prepare() -> None:
+            for item in planned:
+                start = checks[item.spec.name].prepare
+                assert start is not None
+                try:
+                    start(evidence, self._options(item))
+                except Exception:
+                    pass  # the check asks for the same work, and reports what went wrong
+
+        thread = threading.Thread(target=prepare, name=f"qcheck-ahead-{self._stem(run)}", daemon=True)
+        thread.start()
+        self._ahead_threads.append(thread)
+
+    def _options(self, planned: PlannedCheck) -> dict[str, Any]:
+        check = registry()[planned.spec.name]
         options = dict(planned.spec.options)
         if check.per_accelerator and planned.spec.name != "vela" and "vela" in self.suite.checks:
             # The memory checks describe the same compilation as vela: its target options
@@ -130,6 +161,15 @@ class QcheckSession:
             options = {**inherited, **options}
         if planned.variant:
             options["accelerator"] = planned.variant
+        return options
+
+    def check(self, planned: PlannedCheck) -> CheckResult:
+        """Measure and judge one planned check; every failure becomes a failed result."""
+        from qcheck.verdict import error_result, judge
+
+        check: CheckDef = registry()[planned.spec.name]
+        options = self._options(planned)
+        self._start_ahead(planned.run)
         evidence = self.run(planned.run)
         label = f"{planned.spec.name}[{planned.variant}]" if planned.variant else planned.spec.name
         self.progress.step(planned.model, f"check {label} ...")
@@ -168,6 +208,8 @@ class QcheckSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        for thread in self._ahead_threads:
+            thread.join()  # no Vela process outlives the session
         if hasattr(session.config, "workerinput"):
             return  # xdist worker: the controller writes the reports
         settings = self.settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -178,3 +179,28 @@ def test_xdist_workers_send_results_to_one_report(pytester: pytest.Pytester) -> 
     # accuracy and saturation need data; these MLPerf models have a dynamic batch
     result.assert_outcomes(passed=3 * (len(DEFAULT_CHECKS) - 3), failed=3, skipped=6)
     result.stdout.fnmatch_lines([f"*vww_96_int8.tflite: FAIL (1 of {len(DEFAULT_CHECKS)} checks failed)*"])
+
+
+@pytest.mark.slow
+def test_vela_compiles_ahead_while_the_model_is_evaluated(pytester: pytest.Pytester) -> None:
+    # The vela item comes last; its compilation starts with the model's first check, on a
+    # background thread, and -v says so at the next step of the main thread.
+    ad01 = REAL / "mlperf_tiny" / "ad01_int8.tflite"
+    np.savez(pytester.path / "d.npz", x=np.random.default_rng(0).normal(0, 1, (64, 640)).astype(np.float32),
+             y=np.zeros(64, dtype=np.int64))
+    args = ("-p", "no:cacheprovider", "-v", "--qcheck-no-cache", f"--qcheck-model={ad01}", "--qcheck-data=d.npz")
+    result = pytester.runpytest_subprocess(*args)
+    lines = result.stdout.lines
+    compiling = next(i for i, line in enumerate(lines) if "compiling for ethos-u55-128 with Vela" in line)
+    vela_item = next(i for i, line in enumerate(lines) if "check vela[ethos-u55-128] ..." in line)
+    assert compiling < vela_item
+    assert (pytester.path / "qcheck-out" / "ad01_int8_vela").is_dir()
+    result.assert_outcomes(passed=len(DEFAULT_CHECKS) - 2, failed=1, skipped=1)  # static_shapes, accuracy_drop
+    result.stdout.fnmatch_lines(["qcheck::vela*ethos-u55-128* PASSED*"])
+
+    # Deselected checks start nothing ahead.
+    shutil.rmtree(pytester.path / "qcheck-out")
+    result = pytester.runpytest_subprocess(*args, "-k", "not vela")
+    result.assert_outcomes(passed=len(DEFAULT_CHECKS) - 3, failed=1, skipped=1)
+    assert "with Vela" not in result.stdout.str()
+    assert not (pytester.path / "qcheck-out" / "ad01_int8_vela").exists()

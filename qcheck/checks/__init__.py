@@ -15,6 +15,8 @@ from qcheck.checks.evidence import Evidence
 from qcheck.results import Measurement
 
 Measure = Callable[[Evidence, Mapping[str, Any]], Measurement]
+# Starts, ahead of the check, the slow work its measurement will ask the evidence for.
+Prepare = Callable[[Evidence, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class CheckDef:
     measure: Measure
     options: Mapping[str, type] = field(default_factory=dict)  # extra keys its suite table accepts
     per_accelerator: bool = False
+    # Run by the session on a background thread once the model's first check starts, so that
+    # e.g. Vela compiles while the evaluation runs; errors are left for the check to meet.
+    prepare: Prepare | None = None
 
     @property
     def title(self) -> str:
@@ -36,14 +41,15 @@ REGISTRY: dict[str, CheckDef] = {}
 
 
 def check(
-    name: str, *, unit: str, options: Mapping[str, type] | None = None, per_accelerator: bool = False
+    name: str, *, unit: str, options: Mapping[str, type] | None = None, per_accelerator: bool = False,
+    prepare: Prepare | None = None,
 ) -> Callable[[Measure], Measure]:
     """Register ``measure`` under ``name``."""
 
     def register(measure: Measure) -> Measure:
         if name in REGISTRY:
             raise RuntimeError(f"check {name!r} registered twice")
-        REGISTRY[name] = CheckDef(name, unit, measure, dict(options or {}), per_accelerator)
+        REGISTRY[name] = CheckDef(name, unit, measure, dict(options or {}), per_accelerator, prepare)
         return measure
 
     return register

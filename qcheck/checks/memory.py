@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
-from qcheck.checks.vela import TARGET_OPTIONS, already_compiled, describe_config, vela_config
+from qcheck.checks.vela import TARGET_OPTIONS, already_compiled, compile_ahead, describe_config, vela_config
 from qcheck.results import Measurement
 from qcheck.units import format_quantity
 
@@ -47,7 +47,7 @@ def _measure(
                        sections=sections)
 
 
-@check("sram", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True)
+@check("sram", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
 def sram(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """SRAM that Vela allocates for the NPU (feature maps, and weights it buffers)."""
     return _measure(
@@ -58,7 +58,7 @@ def sram(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     )  # fmt: skip
 
 
-@check("flash", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True)
+@check("flash", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
 def flash(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Memory holding the compiled network: off-chip flash or DRAM, as the memory mode has it."""
 
@@ -71,7 +71,7 @@ def flash(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                     f"fewer or smaller weights: {_SHRINK}")
 
 
-@check("npu_weights", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True)
+@check("npu_weights", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
 def npu_weights(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Weights as Vela encodes them for the NPU, in bytes."""
     return _measure(
@@ -81,7 +81,7 @@ def npu_weights(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     )  # fmt: skip
 
 
-@check("inference_time", unit="seconds", options=TARGET_OPTIONS, per_accelerator=True)
+@check("inference_time", unit="seconds", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
 def inference_time(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Time per inference on the NPU, as Vela estimates it."""
 

@@ -67,7 +67,13 @@ def describe_config(result: VelaResult) -> str:
     return f"{config.accelerator}, {config.system_config}, {config.memory_mode}; vela {result.vela_version}"
 
 
-@check("vela", unit="count", options=TARGET_OPTIONS, per_accelerator=True)
+def compile_ahead(evidence: Evidence, options: Mapping[str, Any]) -> None:
+    """The compilation a target check will read, made ahead (it is shared and remembered)."""
+    if not already_compiled(evidence):
+        evidence.vela(vela_config(options))
+
+
+@check("vela", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
 def vela(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Operators that Vela places on the CPU instead of the Ethos-U NPU."""
     if already_compiled(evidence):
