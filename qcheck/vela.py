@@ -526,7 +526,12 @@ def _read_tflite_operators(model_bytes: bytes) -> list[_TfliteOperator]:
         graph = model.Subgraphs(s)
         for i in range(graph.OperatorsLength()):
             operator = graph.Operators(i)
-            op = _operator_type(model.OperatorCodes(operator.OpcodeIndex()), builtin_names)
+            # The binding returns None for a table a damaged file lacks; say so, as the other
+            # reads of a damaged flatbuffer do (IndexError, ValueError, struct.error).
+            code = model.OperatorCodes(operator.OpcodeIndex())
+            if code is None:
+                raise ValueError(f"operator {i} of subgraph {s} has no operator code (damaged flatbuffer)")
+            op = _operator_type(code, builtin_names)
             name = _output_name(graph, operator)
             operators.append(_TfliteOperator(op, name, op == NPU_CUSTOM_CODE))
     return operators
@@ -536,7 +541,10 @@ def _output_name(graph: Any, operator: Any) -> str:
     """Name of the operator's first output: Vela names operators after it."""
     if not operator.OutputsLength():
         return ""
-    return _text(graph.Tensors(operator.Outputs(0)).Name())
+    tensor = graph.Tensors(operator.Outputs(0))
+    if tensor is None:
+        raise ValueError("an operator's output tensor is missing (damaged flatbuffer)")
+    return _text(tensor.Name())
 
 
 def _operator_type(code: Any, builtin_names: dict[int, str]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import FIXTURES, REAL, QcheckRun, run_qcheck
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from qcheck.config import Settings
@@ -381,6 +381,7 @@ def _damage(data: bytes, cut: int | None, flips: list[tuple[int, int]]) -> bytes
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.none() | st.integers(0, HELLO_WORLD.stat().st_size - 1),
        flips=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6))
+@example(cut=None, flips=[(26, 0)])  # found by Hypothesis: a vtable entry zeroed, no operator codes
 def test_a_damaged_real_model_gives_results_or_named_failures(
     tmp_path: Path, sine_data: Path, cut: int | None, flips: list[tuple[int, int]]
 ) -> None:
