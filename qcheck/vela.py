@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -72,7 +71,6 @@ _WEIGHT_STORAGE: Final[dict[str, tuple[str, str]]] = {
 }
 
 _STAGED_STEM: Final = "model"
-_TFLITE_IDENTIFIER: Final = b"TFL3"
 
 
 @dataclass(frozen=True)
@@ -267,11 +265,9 @@ def _write_files(files: VelaFiles, out_dir: Path, stem: str) -> _Outputs:
 
 def is_vela_compiled(model_bytes: bytes) -> bool:
     """True when the TFLite model holds a CUSTOM "ethos-u" operator, i.e. Vela compiled it."""
-    if model_bytes[4:8] != _TFLITE_IDENTIFIER:
-        return False
     try:
         return any(op.on_npu for op in _read_tflite_operators(model_bytes))
-    except (IndexError, ValueError, TypeError, struct.error):  # the flatbuffer binding's errors
+    except ValueError:  # not a TFLite model, or a damaged one: not something Vela wrote
         return False
 
 
@@ -516,49 +512,18 @@ class _TfliteOperator(NamedTuple):
 
 
 def _read_tflite_operators(model_bytes: bytes) -> list[_TfliteOperator]:
-    """Every operator of every subgraph of a TFLite flatbuffer, in file order."""
-    from ai_edge_litert import schema_py_generated as schema
+    """Every operator of every subgraph of a TFLite flatbuffer, in file order, named after its
+    first output as Vela names them. Raises ValueError for a damaged file (qcheck's one reader,
+    :func:`qcheck.tflite.inspect.inspect_model`, checks every reference)."""
+    from qcheck.tflite.inspect import inspect_model
 
-    model = schema.Model.GetRootAs(model_bytes, 0)
-    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    operators = []
-    for s in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(s)
-        for i in range(graph.OperatorsLength()):
-            operator = graph.Operators(i)
-            # The binding returns None for a table a damaged file lacks; say so, as the other
-            # reads of a damaged flatbuffer do (IndexError, ValueError, struct.error).
-            code = model.OperatorCodes(operator.OpcodeIndex())
-            if code is None:
-                raise ValueError(f"operator {i} of subgraph {s} has no operator code (damaged flatbuffer)")
-            op = _operator_type(code, builtin_names)
-            name = _output_name(graph, operator)
-            operators.append(_TfliteOperator(op, name, op == NPU_CUSTOM_CODE))
-    return operators
-
-
-def _output_name(graph: Any, operator: Any) -> str:
-    """Name of the operator's first output: Vela names operators after it."""
-    if not operator.OutputsLength():
-        return ""
-    tensor = graph.Tensors(operator.Outputs(0))
-    if tensor is None:
-        raise ValueError("an operator's output tensor is missing (damaged flatbuffer)")
-    return _text(tensor.Name())
-
-
-def _operator_type(code: Any, builtin_names: dict[int, str]) -> str:
-    """The custom code of a custom operator, else the builtin operator's name."""
-    custom = _text(code.CustomCode())
-    if custom:
-        return custom
-    # Codes above 127 are only in BuiltinCode; older files fill only the deprecated field.
-    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    return builtin_names.get(builtin, str(builtin))
-
-
-def _text(raw: bytes | None) -> str:
-    return raw.decode("utf-8", errors="replace") if raw else ""
+    info = inspect_model(model_bytes)
+    names = {(t.subgraph, t.index): t.name for t in info.tensors}
+    return [
+        _TfliteOperator(op.op, names[(op.subgraph, op.outputs[0])] if op.outputs else "",
+                        op.custom and op.op == NPU_CUSTOM_CODE)
+        for op in info.operators
+    ]
 
 
 # --- reasons for CPU fallback (console text) ----------------------------------------------
