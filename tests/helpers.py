@@ -13,7 +13,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
-REAL = ROOT.parent / "shared" / "real"
+REAL = ROOT / "tests" / "real"  # copies of published models, with licenses and provenance
 
 
 @dataclass(frozen=True)
