@@ -14,8 +14,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,13 +43,13 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _wait_until(condition: object, seconds: float) -> bool:
+def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if callable(condition) and condition():
+        if condition():
             return True
         time.sleep(0.1)
-    return bool(callable(condition) and condition())
+    return condition()
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_values_cross_the_boundary_intact(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.arange(24, dtype=np.float32).reshape(4, 6))
     lazy = LazyArray("npy", (str(tmp_path / "x.npy"),), (4,), (6,), np.array([3, 1]))
     sent = (tmp_path / "m.keras", b"\x00\xffbytes", np.arange(6, dtype=np.int8).reshape(2, 3), lazy)
-    options = {"steps": 1.5, "names": ("a", "b"), "nested": {1: [None, True, "text"]}}
+    options: dict[str, Any] = {"steps": 1.5, "names": ("a", "b"), "nested": {1: [None, True, "text"]}}
     args, kwargs = call_isolated("child_hooks:echo", *sent, what="echo", **options)
     assert args[0] == tmp_path / "m.keras" and isinstance(args[0], Path)
     assert args[1] == b"\x00\xffbytes"
