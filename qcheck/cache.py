@@ -14,7 +14,6 @@ pickles: a cache folder restored in CI runs no code.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import io
@@ -29,7 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from qcheck import __version__
+from qcheck import __version__, codec
 
 T = TypeVar("T")
 FORMAT = 1
@@ -182,54 +181,8 @@ def _classes() -> dict[str, type]:
 
 
 def _encode(value: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    arrays: dict[str, np.ndarray] = {}
-    allowed = _classes()
-
-    def enc(v: Any) -> Any:
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            name = type(v).__name__
-            if allowed.get(name) is not type(v):
-                raise TypeError(f"{name} is not cacheable")
-            return {"$class": name, "fields": {f.name: enc(getattr(v, f.name)) for f in dataclasses.fields(v)}}
-        if isinstance(v, np.ndarray):
-            ref = f"a{len(arrays)}"
-            arrays[ref] = v
-            return {"$array": ref}
-        if isinstance(v, bytes):
-            ref = f"a{len(arrays)}"
-            arrays[ref] = np.frombuffer(v, dtype=np.uint8)
-            return {"$bytes": ref}
-        if isinstance(v, dict):
-            return {"$dict": [[enc(k), enc(x)] for k, x in v.items()]}
-        if isinstance(v, (list, tuple)):
-            return {"$tuple" if isinstance(v, tuple) else "$list": [enc(x) for x in v]}
-        if v is None or isinstance(v, (str, int, float, bool)):
-            return v
-        if isinstance(v, np.generic):
-            return v.item()
-        raise TypeError(f"{type(v).__name__} is not cacheable")
-
-    return enc(value), arrays
+    return codec.encode(value, _classes())
 
 
 def _decode(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
-    allowed = _classes()
-
-    def dec(v: Any) -> Any:
-        if isinstance(v, dict):
-            if "$class" in v:
-                return allowed[v["$class"]](**{k: dec(x) for k, x in v["fields"].items()})
-            if "$array" in v:
-                return arrays[v["$array"]]
-            if "$bytes" in v:
-                return arrays[v["$bytes"]].tobytes()
-            if "$dict" in v:
-                return {dec(k): dec(x) for k, x in v["$dict"]}
-            if "$tuple" in v:
-                return tuple(dec(x) for x in v["$tuple"])
-            if "$list" in v:
-                return [dec(x) for x in v["$list"]]
-            raise ValueError(f"unknown cache node {sorted(v)}")
-        return v
-
-    return dec(tree)
+    return codec.decode(tree, arrays, _classes())

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from qcheck.config import RunSpec
-from qcheck.isolation import DEFAULT_TIMEOUT, call_isolated
+from qcheck.isolation import call_isolated
 from qcheck.pipeline import Memo, align_heads, check_fits
 
 if TYPE_CHECKING:
@@ -30,10 +30,9 @@ if TYPE_CHECKING:
 class DataEvidence:
     """:class:`~qcheck.checks.evidence.Evidence` of ``base``'s model measured on ``data``."""
 
-    def __init__(self, base: ModelRun, data: Dataset, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, base: ModelRun, data: Dataset) -> None:
         self._base = base
         self._data = data
-        self._timeout = timeout
         self._memo = Memo()
 
     @property
@@ -47,6 +46,10 @@ class DataEvidence:
     @property
     def kind(self) -> str:
         return self._base.kind
+
+    @property
+    def timeout(self) -> float:
+        return self._base.timeout
 
     def tflite(self) -> bytes:
         return self._base.tflite()
@@ -77,7 +80,7 @@ class DataEvidence:
                 return None
             return cast("FloatReference", call_isolated(
                 "qcheck.tflite.convert:reference_outputs", Path(path).resolve(), self._data.x,
-                unsafe=spec.unsafe_deserialization, what=f"running the float model {path}", timeout=self._timeout,
+                unsafe=spec.unsafe_deserialization, what=f"running the float model {path}", timeout=self.timeout,
             ))
 
         return self._memo.get("reference", make)
@@ -87,7 +90,7 @@ class DataEvidence:
             check_fits(self.info(), self._data, self.model)
             result = cast("RunResult", call_isolated(
                 "qcheck.tflite.run:run", self.tflite(), self._data.x,
-                what=f"running {self.model} in the LiteRT interpreter", timeout=self._timeout,
+                what=f"running {self.model} in the LiteRT interpreter", timeout=self.timeout,
             ))
             reference = self.reference()
             return align_heads(result, reference, self.model) if reference is not None else result

@@ -4,8 +4,18 @@ Real models crash the TFLite runtime (SIGABRT or SIGSEGV after ``invoke()`` retu
 exhaust memory. In a child process that costs the checks that needed the step, with the signal
 and the model named, and nothing else: the session and every other model go on.
 
-The request and the answer travel as pickles through files in a private temporary folder that
-is removed afterwards. Both ends are qcheck's own code; nothing the user gave is unpickled.
+The request (the function's name and its arguments) and the answer travel as JSON plus ``.npz``
+arrays (:mod:`qcheck.codec`, read with ``allow_pickle=False``), never as pickles.
+
+A child is stopped when it runs past the time limit, and sooner when it is hung: a child that
+uses no CPU time for ``idle_limit`` seconds (a deadlocked allocator after heap corruption sits in
+a futex forever) is stopped and reported as hung, while a slow step that computes keeps its time.
+
+Children die with the process that started them (``PR_SET_PDEATHSIG`` on Linux, set by
+:mod:`qcheck.worker` before anything else), and everything they write to a temporary folder
+(the request, the answer, TensorFlow's autograph files) lands in a folder of this process
+under one qcheck temporary root: the folder is removed after each step and when the process
+exits, and a folder left by a process that was killed is removed by the next one.
 
 Memory: no limit is set on the child. ``RLIMIT_AS`` cannot be used (TensorFlow reserves
 gigabytes of address space it never touches) and ``RLIMIT_DATA`` counts every thread's stack:
@@ -17,50 +27,226 @@ TensorFlow 2.21. Instead the child volunteers for the kernel's out-of-memory kil
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import os
-import pickle
+import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from qcheck.errors import QcheckError, StepFailed
 
 DEFAULT_TIMEOUT = 900.0
+# No CPU time used for this long means hung. A working conversion or interpreter never sits
+# this long without computing; a deadlocked one would sit until the (much longer) time limit.
+DEFAULT_IDLE_LIMIT = 90.0
+REQUEST, ANSWER = "request.npz", "answer.npz"
+_POLL = 0.25  # seconds between looks at the child
 _TAIL_LINES = 6
 # Lines every child prints that say nothing about what went wrong.
-_NOISE = ("cuda", "created tensorflow lite xnnpack delegate")
+_NOISE = ("cuda", "created tensorflow lite xnnpack delegate", "all log messages before absl::initializelog()")
+_LOG_NOISE = re.compile(
+    r"^(?:[IW]\d{4} \d\d:\d\d:"  # absl's informational and warning lines: "I0000 00:00:17... port.cc:153] ..."
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\S+: [IW] "  # TensorFlow's older format: "2026-12-03 08:00:00.1: W tensorflow/..."
+    r"|(?:INFO|WARNING):[\w.]+:"  # Python logging: "WARNING:absl:..."
+    r"|fully_quantize: )"  # the converter's summary of its settings
+)
+_PYTHON_WARNING = re.compile(r"^\S.*:\d+: \w*Warning: ")  # followed by an indented line of source
+_ROOT_NAME = "qcheck-{uid}"  # the temporary root, one per user, under the system's temporary folder
+_RUN_PREFIX = "run-"  # one folder per process under the root
+_LOCK = ".lock"  # held (flock) by the process that owns a run folder, for as long as it lives
 
 
-def call_isolated(function: str, *args: Any, what: str, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Any:
+def call_isolated(function: str, *args: Any, what: str, timeout: float = DEFAULT_TIMEOUT,
+                  idle_limit: float = DEFAULT_IDLE_LIMIT, **kwargs: Any) -> Any:
     """Call ``module:function`` with the arguments in a fresh Python process and return its result.
 
     A QcheckError raised there is raised here as it was; any other exception, a crash, a
-    timeout or a process killed for memory becomes StepFailed naming ``what``.
+    timeout, a hang (no CPU time used for ``idle_limit`` s) or a process killed for memory
+    becomes StepFailed naming ``what``. Arguments and the result must be values
+    :mod:`qcheck.codec` carries (qcheck's own dataclasses, arrays, bytes, paths, scalars).
     """
-    with tempfile.TemporaryDirectory(prefix="qcheck-") as tmp:
-        request, answer = Path(tmp) / "request.pickle", Path(tmp) / "answer.pickle"
-        request.write_bytes(pickle.dumps((function, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL))
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONDONTWRITEBYTECODE": "1"}
+    from qcheck import codec
+
+    folder = Path(tempfile.mkdtemp(prefix="call-", dir=_run_folder()))
+    try:
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "qcheck.worker", str(request), str(answer)],
-                capture_output=True, text=True, errors="replace", timeout=timeout, env=env, cwd=tmp,
-            )
-        except subprocess.TimeoutExpired:
-            raise StepFailed(f"{what} did not finish within {timeout:g} s and was stopped "
-                             "(raise the limit with --qcheck-timeout)") from None
-        if proc.returncode != 0 or not answer.exists():
-            raise StepFailed(_crash_message(what, proc.returncode, proc.stderr))
-        ok, value = pickle.loads(answer.read_bytes())
+            request = codec.pack((function, list(args), kwargs), exchanged_classes())
+        except TypeError as exc:
+            raise StepFailed(f"{what} failed: its arguments cannot be sent to a child process ({exc})") from None
+        (folder / REQUEST).write_bytes(request)
+        returncode, stderr = _run_child(folder, what, timeout, idle_limit)
+        answer = folder / ANSWER
+        if returncode != 0 or not answer.exists():
+            raise StepFailed(_crash_message(what, returncode, stderr))
+        try:
+            ok, value = codec.unpack(answer.read_bytes(), exchanged_classes())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StepFailed(f"{what} failed: its child process gave an answer that cannot be read ({exc})") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     if ok:
         return value
     kind, payload = value
     if kind == "QcheckError":
         raise QcheckError(*payload)
     raise StepFailed(f"{what} failed: {payload}")
+
+
+def exchanged_classes() -> dict[str, type]:
+    """The dataclasses that may cross the process boundary (requests and answers)."""
+    from qcheck.config import ImageOptions
+    from qcheck.lazy_arrays import LazyArray
+    from qcheck.property_search import ConsistencyOutcome, RobustnessOutcome, Violation
+    from qcheck.tflite.convert import FloatReference, Quantized
+    from qcheck.tflite.quant import QuantParams
+    from qcheck.tflite.run import HeadOutput, RunResult
+    from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport
+
+    classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
+               LazyArray, ImageOptions, RobustnessOutcome, ConsistencyOutcome, Violation)
+    return {cls.__name__: cls for cls in classes}
+
+
+def _run_child(folder: Path, what: str, timeout: float, idle_limit: float) -> tuple[int, str]:
+    """Run the worker on ``folder``; its exit code and what it wrote to stderr."""
+    tmp = str(folder)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONDONTWRITEBYTECODE": "1",
+           "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp}  # TensorFlow's autograph files land in the folder too
+    command = [sys.executable, "-m", "qcheck.worker", tmp, str(os.getpid())]
+    with open(folder / "stdout.txt", "wb") as out, open(folder / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=tmp)
+        try:
+            _wait(proc, what, timeout, idle_limit)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return proc.returncode, (folder / "stderr.txt").read_text(errors="replace")
+
+
+def _wait(proc: subprocess.Popen[bytes], what: str, timeout: float, idle_limit: float) -> None:
+    """Wait for the child; StepFailed when it runs past ``timeout`` or uses no CPU for ``idle_limit``."""
+    start = time.monotonic()
+    cpu, since = _cpu_ticks(proc.pid), start
+    while True:
+        try:
+            proc.wait(timeout=_POLL)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if now - start >= timeout:
+            raise StepFailed(f"{what} did not finish within {timeout:g} s and was stopped "
+                             "(raise the limit with --qcheck-timeout)")
+        used = _cpu_ticks(proc.pid)
+        if used is None or used != cpu:
+            cpu, since = used, now
+        elif now - since >= idle_limit:
+            raise StepFailed(f"{what} hung: its process used no CPU time for {idle_limit:g} s (deadlocked, or "
+                             "waiting for something that never comes) and was stopped")
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """CPU time the process and its waited-for children used, in clock ticks; None when that
+    says nothing (not Linux, or the process is runnable and only waits for a CPU on a busy machine)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The fields after the command name, which may hold spaces and parentheses: state, ppid, ...
+    fields = text[text.rindex(")") + 2 :].split()
+    if fields[0] == "R":
+        return None
+    return sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+
+
+# -- the temporary folders ----------------------------------------------------------------------------
+
+_run_lock = threading.Lock()
+_run: list[Path] = []  # this process's run folder, made on first use
+
+
+def _run_folder() -> Path:
+    """This process's folder for its children's files (made on first use, removed at exit)."""
+    with _run_lock:
+        if _run and _run[0].is_dir():
+            return _run[0]
+        root = _temporary_root()
+        if root is None:  # the shared root is not safe to use: a private folder, removed at exit
+            folder = Path(tempfile.mkdtemp(prefix="qcheck-"))
+            lock = None
+        else:
+            _remove_stale_runs(root)
+            folder, lock = _new_run(root)
+        _run[:] = [folder]
+        atexit.register(_remove_run, folder, lock)
+        return folder
+
+
+def _temporary_root() -> Path | None:
+    """``<temp>/qcheck-<uid>``: a real folder of this user that only it can enter, or None."""
+    root = Path(tempfile.gettempdir()) / _ROOT_NAME.format(uid=os.getuid())
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(root)
+    except OSError:
+        return None
+    # Someone else's folder or a link planted in a shared /tmp is never used (nor anything in it).
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return root
+
+
+def _new_run(root: Path) -> tuple[Path, int]:
+    """A run folder holding a locked lock file: the lock says its process is alive."""
+    staging = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
+    lock = os.open(staging / _LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    folder = root / f"{_RUN_PREFIX}{os.getpid()}-{staging.name[len('.new-'):]}"
+    os.rename(staging, folder)  # only a locked run folder ever carries the run- name
+    return folder, lock
+
+
+def _remove_stale_runs(root: Path) -> None:
+    """Remove the run folders of processes that died without removing them (killed, crashed).
+
+    A folder is stale when nobody holds its lock: the kernel releases a lock when its process
+    dies, whatever killed it. Only real folders named like qcheck's, owned by this user, are
+    touched, and no link is followed.
+    """
+    for entry in os.scandir(root):
+        if not entry.name.startswith(_RUN_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            lock = os.open(Path(entry.path) / _LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)  # its process is alive
+            continue
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(lock)
+
+
+def _remove_run(folder: Path, lock: int | None) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    if lock is not None:
+        os.close(lock)
 
 
 def _crash_message(what: str, returncode: int, stderr: str) -> str:
@@ -74,7 +260,18 @@ def _crash_message(what: str, returncode: int, stderr: str) -> str:
             cause += " (killed, most likely by the system because memory ran out)"
     else:
         cause = f"exited with code {returncode}"
-    lines = [line for line in stderr.splitlines()
-             if line.strip() and not any(noise in line.lower() for noise in _NOISE)]
-    tail = "\n    ".join(lines[-_TAIL_LINES:])
+    tail = "\n    ".join(_meaningful_lines(stderr)[-_TAIL_LINES:])
     return f"{what} {cause}" + (f":\n    {tail}" if tail else "")
+
+
+def _meaningful_lines(stderr: str) -> list[str]:
+    """The child's stderr without TensorFlow's log noise and Python's warnings: what is left
+    (a traceback, a failed check, an error line) says what went wrong."""
+    lines: list[str] = []
+    warning = False
+    for line in stderr.splitlines():
+        continued, warning = warning and line[:1].isspace(), bool(_PYTHON_WARNING.match(line))
+        if (line.strip() and not warning and not continued and not _LOG_NOISE.match(line)
+                and not any(noise in line.lower() for noise in _NOISE)):
+            lines.append(line)
+    return lines

@@ -1,8 +1,8 @@
 """Inputs read from disk on demand, so evaluation memory does not grow with the data set.
 
 A :class:`LazyArray` looks enough like a numpy array for qcheck's pipeline (``len``, ``shape``,
-indexing that returns float32 arrays, ``chunks``) and pickles as its recipe (files and sample
-indices), not its data: a child process re-opens the files itself. Three kinds:
+indexing that returns float32 arrays, ``chunks``) and crosses to a child process as its recipe
+(files and sample indices), not its data: the child re-opens the files itself. Three kinds:
 
 - a folder with ``x.npy`` (memory-mapped) and label files ``y.npy`` / ``y_<output>.npy``;
 - a folder of ``.npz`` shards, each with ``x`` and labels, read one shard at a time;

@@ -123,6 +123,10 @@ class ModelRun:
     def model(self) -> str:
         return self.spec.model
 
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
     def _step(self, what: str) -> None:
         self._progress.step(self.model, what)
 

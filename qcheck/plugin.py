@@ -69,7 +69,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qcheck-cache-clear", dest="qcheck_cache_clear", action="store_true",
                     help="empty the qcheck cache before the run")
     group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
-                    help="time limit for one conversion, evaluation or Vela compilation (default 900)")
+                    help="time limit for one conversion, evaluation, property search or Vela compilation (default 900)")
     for dest, (check, key) in THRESHOLD_OPTIONS.items():
         flag = "--" + dest.replace("_", "-")
         group.addoption(flag, dest=dest, metavar="VALUE", help=f"override {check}.{key} of the suite")

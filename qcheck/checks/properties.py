@@ -56,7 +56,7 @@ def robustness(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                                       "(see fully_quantized)")
     outcome: RobustnessOutcome = call_isolated(
         "qcheck.property_search:search_robustness", evidence.tflite(), examples,
-        what=f"searching inputs that break {evidence.model}",
+        what=f"searching inputs that break {evidence.model}", timeout=evidence.timeout,
     )
     section = {"robustness": {"examples": outcome.examples,
                               "violations": [{"property": v.prop, "counter_example": v.counter_example}
@@ -112,7 +112,7 @@ def consistency(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     outcome: ConsistencyOutcome = call_isolated(
         "qcheck.property_search:search_consistency", evidence.tflite(), path, data.x, steps=float(steps),
         samples=samples, examples=examples, unsafe=bool(getattr(spec, "unsafe_deserialization", False)),
-        what=f"perturbing evaluation samples of {evidence.model}",
+        what=f"perturbing evaluation samples of {evidence.model}", timeout=evidence.timeout,
     )
     if not outcome.heads:
         return Measurement(None, skip="no classification head (every output has one value per sample)")
