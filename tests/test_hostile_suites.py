@@ -239,3 +239,41 @@ def test_random_tool_qcheck_tables_give_defaults_or_a_named_error(tmp_path: Path
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text("[tool.qcheck]\n" + toml_doc(table), encoding="utf-8")
     only_named_errors(pyproject, str(pyproject), lambda: project_config(pyproject, {}, None))
+
+
+# --- item 17 (a): one broken suite file among good ones --------------------------------------------
+
+def broken_and_good_files(root: Path) -> None:
+    write(root / "qcheck_good.toml", f'model = "{VWW}"\n[checks.size]\nmax = "1MB"\n')
+    write(root / "suites" / "qcheck_typo.toml", f'model = "{VWW}"\n[checks.acuracy_drop]\nmax = "2%"\n')
+
+
+@pytest.mark.parametrize("xdist", [["-p", "no:xdist"], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_a_broken_suite_file_is_its_error_and_the_other_files_still_run(pytester: pytest.Pytester,
+                                                                        xdist: list[str]) -> None:
+    broken_and_good_files(pytester.path)
+    result = pytester.runpytest("-p", "no:cacheprovider", *xdist, "-k", "size", "--qcheck-json=r.json")
+    result.assert_outcomes(passed=1, errors=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "Interrupted" not in result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*ERROR collecting suites/qcheck_typo.toml*",
+        "suites/qcheck_typo.toml: [[]checks.acuracy_drop[]]: unknown check 'acuracy_drop' (did you mean*",
+        "*= qcheck =*",
+        f"{VWW}*: PASS (0 of 1 checks failed)",
+        "qcheck: suites/qcheck_typo.toml did not run: it has an error (see ERROR collecting suites/qcheck_typo.toml above)",
+    ])
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert [m["model"] for m in report["models"]] == [str(VWW)]  # the good file's results are written
+    assert report["passed"] is False  # and the report does not pass with a file that did not run
+    (error,) = report["suite_file_errors"]
+    assert error["file"] == "suites/qcheck_typo.toml"
+    assert error["message"].startswith("suites/qcheck_typo.toml: [checks.acuracy_drop]: unknown check 'acuracy_drop'")
+
+
+def test_a_broken_python_file_still_stops_the_run_as_pytest_does(pytester: pytest.Pytester) -> None:
+    broken_and_good_files(pytester.path)
+    pytester.makepyfile(test_broken="def test_x(:\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:xdist", "-k", "size")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*Interrupted: 2 errors during collection*"])
