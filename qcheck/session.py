@@ -196,13 +196,14 @@ class QcheckSession:
                 result = CheckResult.from_json(str(value))
                 self.results.append(result)
                 if self.settings.pytest_html_extras:
-                    _attach_summary(report, self._model_entry(result.model))
+                    _attach_summary(report, self._model_entry(result))
 
-    def _model_entry(self, model: str) -> dict[str, Any]:
-        """The report entry of ``model`` from the results gathered so far."""
+    def _model_entry(self, result: CheckResult) -> dict[str, Any]:
+        """The report entry of ``result``'s model (and suite file) from the results gathered so far."""
         from qcheck.report.json_report import build_report
 
-        report = build_report([r for r in self.results if r.model == model], self.suite)
+        same = [r for r in self.results if (r.model, r.suite_file) == (result.model, result.suite_file)]
+        report = build_report(same, self.suite)
         entry: dict[str, Any] = report["models"][0]
         return entry
 

@@ -191,7 +191,7 @@ class QcheckFile(pytest.File):
         cli = command_line(self.config, qsession.settings)
         suite_file = read_suite_file(self.path, self._source(), qsession.settings, project, cli)
         for name, planned in suite_file.plan(cli, project):
-            yield SuiteFileItem.from_parent(self, name=name, planned=planned,
+            yield SuiteFileItem.from_parent(self, name=name, planned=planned, suite_file=self._source(),
                                             line=suite_file.lines.get(planned.spec.name))
 
     def _source(self) -> str:
@@ -208,9 +208,10 @@ class QcheckFile(pytest.File):
 class SuiteFileItem(QcheckItem):
     """A check on a model, as a suite file asks for it; failures point at the file."""
 
-    def __init__(self, *, line: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, line: int | None = None, suite_file: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._line = line
+        self.suite_file = suite_file
 
     @property
     def qsession(self) -> QcheckSession:

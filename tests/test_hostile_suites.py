@@ -277,3 +277,40 @@ def test_a_broken_python_file_still_stops_the_run_as_pytest_does(pytester: pytes
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:xdist", "-k", "size")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*Interrupted: 2 errors during collection*"])
+
+
+# --- item 17 (b): results say which suite file they came from --------------------------------------
+
+def test_the_same_model_in_two_suite_files_gives_two_labelled_tables(pytester: pytest.Pytester) -> None:
+    write(pytester.path / "team_a" / "qcheck_a.toml", f'model = "{VWW}"\n[checks.size]\nmax = "1MB"\n')
+    write(pytester.path / "team_b" / "qcheck_b.toml", f'model = "{VWW}"\n[checks.size]\nmax = "100KB"\n')
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:xdist", "-k", "size", f"--qcheck-model={VWW}",
+                                "--qcheck-max-size=2MB", "--qcheck-json=r.json", "--qcheck-html=r.html")
+    result.assert_outcomes(passed=3)  # the command line's 2MB applies over both files' thresholds
+    result.stdout.fnmatch_lines_random([
+        f"{VWW} (from team_a/qcheck_a.toml): PASS (0 of 1 checks failed)",
+        f"{VWW} (from team_b/qcheck_b.toml): PASS (0 of 1 checks failed)",
+        f"{VWW}: PASS (0 of 1 checks failed)",
+    ])
+    report = json.loads((pytester.path / "r.json").read_text())
+    entries = [(m["model"], m["suite"], m["suite_file"], [c["suite_file"] for c in m["checks"]])
+               for m in report["models"]]
+    assert entries == [
+        (str(VWW), "default", "", [""]),
+        (str(VWW), "team_a/qcheck_a.toml", "team_a/qcheck_a.toml", ["team_a/qcheck_a.toml"]),
+        (str(VWW), "team_b/qcheck_b.toml", "team_b/qcheck_b.toml", ["team_b/qcheck_b.toml"]),
+    ]
+    html = (pytester.path / "r.html").read_text()
+    assert "(from team_a/qcheck_a.toml)" in html and "(from team_b/qcheck_b.toml)" in html
+
+
+def test_suite_file_thresholds_stay_with_their_file(pytester: pytest.Pytester) -> None:
+    write(pytester.path / "qcheck_a.toml", f'model = "{VWW}"\n[checks.size]\nmax = "1MB"\n')
+    write(pytester.path / "qcheck_b.toml", f'model = "{VWW}"\n[checks.size]\nmax = "100KB"\n')
+    result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2", "-k", "size", "--qcheck-json=r.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines_random([f"{VWW} (from qcheck_a.toml): PASS*", f"{VWW} (from qcheck_b.toml): FAIL*",
+                                        "  size   325.48 KiB  976.56 KiB  PASS", "  size   325.48 KiB  97.66 KiB  FAIL"])
+    report = json.loads((pytester.path / "r.json").read_text())
+    verdicts = {m["suite_file"]: (m["checks"][0]["threshold"], m["passed"]) for m in report["models"]}
+    assert verdicts == {"qcheck_a.toml": (1e6, True), "qcheck_b.toml": (1e5, False)}

@@ -25,9 +25,12 @@ def build_report(results: Iterable[CheckResult], suite: Suite,
     checks did not run, so the report does not pass.
     """
     errors = [{"file": path, "message": message} for path, message in sorted((suite_file_errors or {}).items())]
-    models: dict[str, dict[str, Any]] = {}
-    for r in sorted(results, key=lambda r: (r.model, r.check, r.variant)):
-        entry = models.setdefault(r.model, {"model": r.model, "suite": suite.name, "checks": []})
+    # One entry per model and suite file: the same model in two suite files is checked twice,
+    # perhaps with other data and thresholds, and its results must not merge.
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in sorted(results, key=lambda r: (r.model, r.suite_file, r.check, r.variant)):
+        entry = models.setdefault((r.model, r.suite_file), {"model": r.model, "suite": r.suite_file or suite.name,
+                                                            "suite_file": r.suite_file, "checks": []})
         entry["checks"].append(r.to_dict())
         for key in _SECTIONS:
             if key not in r.sections:
