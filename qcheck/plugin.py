@@ -211,8 +211,10 @@ def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
     """The command line over the project's defaults over the built-in ones."""
     from qcheck.vela import ACCELERATORS
 
+    from qcheck.project import unique_models
+
     opt = config.option
-    models = tuple(opt.qcheck_model) or project.models
+    models, notes = unique_models(tuple(opt.qcheck_model) or project.models, config.invocation_params.dir)
     accelerators = (tuple(a.strip() for a in (opt.qcheck_accelerator or "").split(",") if a.strip())
                     or project.accelerators)
     for accelerator in accelerators:
@@ -244,6 +246,7 @@ def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
         timeout=opt.qcheck_timeout or 900.0,
         images=_image_options(opt),
         cache_dir=_cache_dir(config, project.cache_dir),
+        notes=notes,
     )
 
 

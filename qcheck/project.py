@@ -99,6 +99,31 @@ def project_config(pyproject: Path | None, ini: Mapping[str, Any], ini_file: Pat
     )
 
 
+def unique_models(models: tuple[str, ...], here: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``models`` with each file once, as first written, and a note for each repeat.
+
+    ``m.keras`` given twice (or as ``./m.keras`` too, or through a symlink) is one model: checked
+    twice, it would run every check twice; under pytest-xdist the repeats had the same node ids
+    and ran once. Either way, the user hears what happened.
+    """
+    first: dict[str, str] = {}  # resolved path -> as first written
+    kept: list[str] = []
+    notes: list[str] = []
+    for model in models:
+        try:
+            key = str((here / model).resolve())
+        except (OSError, RuntimeError, ValueError):
+            key = model  # not a path qcheck can resolve: the model's own check says why
+        if key not in first:
+            first[key] = model
+            kept.append(model)
+        elif first[key] == model:
+            notes.append(f"{model} is given more than once; its checks run once")
+        else:
+            notes.append(f"{model} is the same file as {first[key]}; its checks run once, as {first[key]}")
+    return tuple(kept), tuple(dict.fromkeys(notes))
+
+
 def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
     here = pyproject.parent
     where = f"[tool.qcheck] {key}"

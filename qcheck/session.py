@@ -231,13 +231,15 @@ class QcheckSession:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         broken = _broken_suite_files(terminalreporter.config)
-        if hasattr(terminalreporter.config, "workerinput") or not (self.results or broken):
+        if hasattr(terminalreporter.config, "workerinput") or not (self.results or broken or self.settings.notes):
             return
         from qcheck.report.terminal import render
 
         terminalreporter.section("qcheck")
         for line in render(self.results, verbose=terminalreporter.verbosity > 0):
             terminalreporter.line(line)
+        for note in self.settings.notes:
+            terminalreporter.line(f"qcheck: {note}")
         for path in sorted(broken):
             terminalreporter.line(f"qcheck: {path} did not run: it has an error (see ERROR collecting {path} above)")
         for line in self.written:

@@ -314,3 +314,31 @@ def test_suite_file_thresholds_stay_with_their_file(pytester: pytest.Pytester) -
     report = json.loads((pytester.path / "r.json").read_text())
     verdicts = {m["suite_file"]: (m["checks"][0]["threshold"], m["passed"]) for m in report["models"]}
     assert verdicts == {"qcheck_a.toml": (1e6, True), "qcheck_b.toml": (1e5, False)}
+
+
+# --- item 17 (c): the same model given twice -------------------------------------------------------
+
+@pytest.mark.parametrize("xdist", [["-p", "no:xdist"], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_the_same_model_given_twice_is_checked_once_and_said_so(pytester: pytest.Pytester, xdist: list[str]) -> None:
+    (pytester.path / "m.tflite").write_bytes(VWW.read_bytes())
+    os.symlink("m.tflite", pytester.path / "link.tflite")
+    result = pytester.runpytest("-p", "no:cacheprovider", *xdist, "-k", "size or fully_quantized", "-rA",
+                                "--qcheck-json=r.json", "--qcheck-model=m.tflite", "--qcheck-model=./m.tflite",
+                                "--qcheck-model=m.tflite", "--qcheck-model=link.tflite", f"--qcheck-model={KWS}")
+    result.assert_outcomes(passed=4)  # two checks on each of the two models, with and without xdist
+    result.stdout.fnmatch_lines_random([
+        "PASSED qcheck::size[[]m.tflite[]]*", "PASSED qcheck::fully_quantized[[]m.tflite[]]*",
+        "qcheck: ./m.tflite is the same file as m.tflite; its checks run once, as m.tflite",
+        "qcheck: m.tflite is given more than once; its checks run once",
+        "qcheck: link.tflite is the same file as m.tflite; its checks run once, as m.tflite",
+    ])
+    assert "./m.tflite]" not in result.stdout.str() and "link.tflite]" not in result.stdout.str()
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert sorted(m["model"] for m in report["models"]) == sorted([str(KWS), "m.tflite"])
+
+
+def test_a_suite_file_listing_one_file_under_two_names_is_its_error(tmp_path: Path) -> None:
+    (tmp_path / "m.tflite").write_bytes(b"")
+    path = write(tmp_path / "qcheck_x.toml", 'models = ["m.tflite", "./sub/../m.tflite"]\n')
+    (tmp_path / "sub").mkdir()
+    refused(path, "models: 'm.tflite' and './sub/../m.tflite' are the same file; list it once")
