@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from qcheck.suites import Suite
 
 SESSION_KEY = pytest.StashKey["QcheckSession"]()
-# (node id, message) of each qcheck_*.toml that could not be collected, for the reports
+# node id -> error of each qcheck_*.toml that could not be collected, for the reports
 SUITE_ERRORS_KEY = pytest.StashKey[dict[str, str]]()
 PROJECT_KEY = pytest.StashKey["ProjectConfig"]()  # [tool.qcheck] and ini defaults, for suite files and markers
 _NO_MODEL = ("no model: pass --qcheck-model=PATH, set models in [tool.qcheck], or mark the test "
@@ -209,9 +209,8 @@ def _project(config: pytest.Config) -> ProjectConfig:
 
 def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
     """The command line over the project's defaults over the built-in ones."""
-    from qcheck.vela import ACCELERATORS
-
     from qcheck.project import unique_models
+    from qcheck.vela import ACCELERATORS
 
     opt = config.option
     models, notes = unique_models(tuple(opt.qcheck_model) or project.models, config.invocation_params.dir)
