@@ -91,6 +91,7 @@ class Settings:
     timeout: float = 900.0  # seconds for one conversion, evaluation or Vela compilation
     cache_dir: Path | None = None  # None: no cache
     images: ImageOptions = ImageOptions()
+    notes: tuple[str, ...] = ()  # what qcheck decided for the user, for the terminal summary
 
     def run_spec(self, model: str) -> RunSpec:
         return RunSpec(model, self.data, self.calibration, self.calibration_samples, self.reference,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ class QcheckModels(pytest.Collector):
 class QcheckItem(pytest.Item):
     """Runs one planned check; passes, fails with the check's message, or skips with its reason."""
 
+    suite_file = ""  # where the check came from, when a qcheck_*.toml asked for it
+
     def __init__(self, *, planned: PlannedCheck, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.planned = planned
@@ -48,6 +51,8 @@ class QcheckItem(pytest.Item):
 
     def runtest(self) -> None:
         result = self.qsession.check(self.planned)
+        if self.suite_file:
+            result = replace(result, suite_file=self.suite_file)
         self.user_properties.append((RESULT_PROPERTY, encode(result)))
         # Plain properties for --junitxml readers (CI dashboards).
         self.user_properties.append(("qcheck_value", "" if result.value is None else result.value))

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from qcheck.suites import Suite
 
 SESSION_KEY = pytest.StashKey["QcheckSession"]()
+# node id -> error of each qcheck_*.toml that could not be collected, for the reports
+SUITE_ERRORS_KEY = pytest.StashKey[dict[str, str]]()
 PROJECT_KEY = pytest.StashKey["ProjectConfig"]()  # [tool.qcheck] and ini defaults, for suite files and markers
 _NO_MODEL = ("no model: pass --qcheck-model=PATH, set models in [tool.qcheck], or mark the test "
              "@pytest.mark.qcheck(model=PATH)")
@@ -107,6 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(ModelGroups(config), "qcheck-xdist-groups")
     config.pluginmanager.register(_LateResults(config), "qcheck-late-results")
+    config.pluginmanager.register(_BrokenSuiteFiles(config), "qcheck-broken-suite-files")
     # Every pytest run of the environment loads this plugin: the session (numpy, the checks,
     # the suite) is made only when qcheck is used. Asked for here, bad options and suites are
     # usage errors before anything runs; otherwise a suite file, marker or fixture makes it.
@@ -167,6 +170,31 @@ class _LateResults:
             session_of(self._config).pytest_runtest_logreport(report)
 
 
+class _BrokenSuiteFiles:
+    """A ``qcheck_*.toml`` that cannot be read is a collection error of that file, and the other
+    files' checks still run: pytest stops a whole run at a collection error (pytest-xdist never
+    does), and one typo must not silence every other suite's gate. The run still fails, and the
+    reports list the file. Collection errors of other files keep pytest's behaviour.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._errors = config.stash[SUITE_ERRORS_KEY] = {}
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and "::" not in report.nodeid and is_suite_file(Path(report.nodeid).name):
+            self._errors.setdefault(report.nodeid, report.longreprtext)
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest's own, which raises Interrupted
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        if self._errors and session.testsfailed == len(self._errors):
+            session.config.option.continue_on_collection_errors = True
+
+
+def is_suite_file(name: str) -> bool:
+    """``qcheck_*.toml``: a suite file that names its models, collected like ``test_*.py``."""
+    return name.startswith("qcheck_") and name.endswith(".toml")
+
+
 def _project(config: pytest.Config) -> ProjectConfig:
     """The project's defaults: [tool.qcheck] in pyproject.toml and the qcheck_* ini keys."""
     from qcheck.errors import QcheckError
@@ -181,10 +209,11 @@ def _project(config: pytest.Config) -> ProjectConfig:
 
 def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
     """The command line over the project's defaults over the built-in ones."""
+    from qcheck.project import unique_models
     from qcheck.vela import ACCELERATORS
 
     opt = config.option
-    models = tuple(opt.qcheck_model) or project.models
+    models, notes = unique_models(tuple(opt.qcheck_model) or project.models, config.invocation_params.dir)
     accelerators = (tuple(a.strip() for a in (opt.qcheck_accelerator or "").split(",") if a.strip())
                     or project.accelerators)
     for accelerator in accelerators:
@@ -216,6 +245,7 @@ def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
         timeout=opt.qcheck_timeout or 900.0,
         images=_image_options(opt),
         cache_dir=_cache_dir(config, project.cache_dir),
+        notes=notes,
     )
 
 
@@ -304,7 +334,7 @@ def _collector_nodeid(config: pytest.Config) -> str:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """``qcheck_*.toml`` files are suites that name their models: each check is an item."""
-    if file_path.suffix == ".toml" and file_path.name.startswith("qcheck_"):
+    if is_suite_file(file_path.name):
         from qcheck.suite_files import QcheckFile
 
         return QcheckFile.from_parent(parent, path=file_path)

@@ -8,13 +8,13 @@ in both places is an error, not a silent choice. The command line, ``@pytest.mar
 from __future__ import annotations
 
 import difflib
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qcheck.errors import QcheckError
+from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
 
 # [tool.qcheck] key -> the ini key that sets the same thing.
 INI_KEYS = {
@@ -26,6 +26,7 @@ INI_KEYS = {
     "out": "qcheck_out",
     "cache_dir": "qcheck_cache_dir",
 }
+MAX_PYPROJECT_BYTES = 16 * 1024 * 1024  # pytest has read it already; only a bound against the absurd
 _PATH_KEYS = ("data", "calibration", "reference", "out", "cache_dir")
 TOOL_KEYS = frozenset({*INI_KEYS, "calibration_samples", "reference"})
 
@@ -60,13 +61,12 @@ def looks_like_path(ref: str) -> bool:
 
 def read_tool_table(pyproject: Path) -> dict[str, Any]:
     """``[tool.qcheck]`` of ``pyproject`` (empty when absent); raises QcheckError when unreadable."""
-    try:
-        doc = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise QcheckError(pyproject, f"is not valid TOML: {exc}") from None
-    table = doc.get("tool", {}).get("qcheck", {})
+    doc = parse_toml(read_text(pyproject, pyproject, MAX_PYPROJECT_BYTES), pyproject, whole=False)
+    tool = doc.get("tool", {})
+    table = tool.get("qcheck", {}) if isinstance(tool, dict) else {}
     if not isinstance(table, dict):
         raise QcheckError(pyproject, "[tool.qcheck] must be a table")
+    check_depth(table, pyproject, "tool.qcheck")  # only qcheck's table: the other tools' are theirs
     return table
 
 
@@ -99,6 +99,31 @@ def project_config(pyproject: Path | None, ini: Mapping[str, Any], ini_file: Pat
     )
 
 
+def unique_models(models: tuple[str, ...], here: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``models`` with each file once, as first written, and a note for each repeat.
+
+    ``m.keras`` given twice (or as ``./m.keras`` too, or through a symlink) is one model: checked
+    twice, it would run every check twice; under pytest-xdist the repeats had the same node ids
+    and ran once. Either way, the user hears what happened.
+    """
+    first: dict[str, str] = {}  # resolved path -> as first written
+    kept: list[str] = []
+    notes: list[str] = []
+    for model in models:
+        try:
+            key = str((here / model).resolve())
+        except (OSError, RuntimeError, ValueError):
+            key = model  # not a path qcheck can resolve: the model's own check says why
+        if key not in first:
+            first[key] = model
+            kept.append(model)
+        elif first[key] == model:
+            notes.append(f"{model} is given more than once; its checks run once")
+        else:
+            notes.append(f"{model} is the same file as {first[key]}; its checks run once, as {first[key]}")
+    return tuple(kept), tuple(dict.fromkeys(notes))
+
+
 def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
     here = pyproject.parent
     where = f"[tool.qcheck] {key}"
@@ -110,23 +135,23 @@ def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
     if key == "models":
         models = [value] if isinstance(value, str) else value
         if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
-            raise QcheckError(pyproject, f"{where} must be a list of model paths, not {value!r}")
-        return [str((here / m).resolve()) for m in models]
+            raise QcheckError(pyproject, f"{where} must be a list of model paths, not {shown(value)}")
+        return [str(resolve(here, m, pyproject, where)) for m in models]
     if key == "calibration_samples":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise QcheckError(pyproject, f"{where} must be a whole number of at least 1, not {value!r}")
+            raise QcheckError(pyproject, f"{where} must be a whole number of at least 1, not {shown(value)}")
         return value
     if key == "accelerator":
         names = value.split(",") if isinstance(value, str) else value
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise QcheckError(pyproject, f"{where} must be a name or a list of names, not {value!r}")
+            raise QcheckError(pyproject, f"{where} must be a name or a list of names, not {shown(value)}")
         return [n.strip() for n in names if n.strip()]
     if not isinstance(value, str) or not value:
-        raise QcheckError(pyproject, f"{where} must be a non-empty string, not {value!r}")
+        raise QcheckError(pyproject, f"{where} must be a non-empty string, not {shown(value)}")
     if key == "suite":
-        return str((here / value).resolve()) if looks_like_path(value) else value
+        return str(resolve(here, value, pyproject, where)) if looks_like_path(value) else value
     assert key in _PATH_KEYS
-    return str((here / value).resolve())
+    return str(resolve(here, value, pyproject, where))
 
 
 def _ini_value(key: str, raw: Any, here: Path) -> Any:

@@ -41,6 +41,9 @@ class CheckResult:
     message: str
     variant: str = ""  # e.g. the accelerator for target checks
     sections: dict[str, Any] = field(default_factory=dict)
+    # The qcheck_*.toml the check came from (as its node id names it); "" for the run's own
+    # suite (command line, [tool.qcheck]). One model in two suite files gives two results.
+    suite_file: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

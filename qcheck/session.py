@@ -196,13 +196,14 @@ class QcheckSession:
                 result = CheckResult.from_json(str(value))
                 self.results.append(result)
                 if self.settings.pytest_html_extras:
-                    _attach_summary(report, self._model_entry(result.model))
+                    _attach_summary(report, self._model_entry(result))
 
-    def _model_entry(self, model: str) -> dict[str, Any]:
-        """The report entry of ``model`` from the results gathered so far."""
+    def _model_entry(self, result: CheckResult) -> dict[str, Any]:
+        """The report entry of ``result``'s model (and suite file) from the results gathered so far."""
         from qcheck.report.json_report import build_report
 
-        report = build_report([r for r in self.results if r.model == model], self.suite)
+        same = [r for r in self.results if (r.model, r.suite_file) == (result.model, result.suite_file)]
+        report = build_report(same, self.suite)
         entry: dict[str, Any] = report["models"][0]
         return entry
 
@@ -213,11 +214,12 @@ class QcheckSession:
         if hasattr(session.config, "workerinput"):
             return  # xdist worker: the controller writes the reports
         settings = self.settings
-        if not self.results or not (settings.json_path or settings.html_path or settings.csv_dir):
+        broken = _broken_suite_files(session.config)
+        if not (self.results or broken) or not (settings.json_path or settings.html_path or settings.csv_dir):
             return
         from qcheck.report.json_report import build_report
 
-        report = build_report(self.results, self.suite)
+        report = build_report(self.results, self.suite, broken)
         for path, write in ((settings.json_path, _write_json), (settings.html_path, _write_html),
                             (settings.csv_dir, _write_csv)):
             if path is None:
@@ -228,15 +230,27 @@ class QcheckSession:
                 self.written.append(f"could not write {path}: {exc}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if hasattr(terminalreporter.config, "workerinput") or not self.results:
+        broken = _broken_suite_files(terminalreporter.config)
+        if hasattr(terminalreporter.config, "workerinput") or not (self.results or broken or self.settings.notes):
             return
         from qcheck.report.terminal import render
 
         terminalreporter.section("qcheck")
         for line in render(self.results, verbose=terminalreporter.verbosity > 0):
             terminalreporter.line(line)
+        for note in self.settings.notes:
+            terminalreporter.line(f"qcheck: {note}")
+        for path in sorted(broken):
+            terminalreporter.line(f"qcheck: {path} did not run: it has an error (see ERROR collecting {path} above)")
         for line in self.written:
             terminalreporter.line(f"qcheck: {line}")
+
+
+def _broken_suite_files(config: pytest.Config) -> dict[str, str]:
+    """The ``qcheck_*.toml`` files that could not be collected: node id -> the error."""
+    from qcheck.plugin import SUITE_ERRORS_KEY
+
+    return config.stash.get(SUITE_ERRORS_KEY, {})
 
 
 def artifacts(run: ModelRun) -> dict[str, str]:

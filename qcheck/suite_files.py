@@ -17,7 +17,7 @@ and the command line's thresholds apply over the file's. Errors name the file an
 
 from __future__ import annotations
 
-import tomllib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from qcheck.items import QcheckItem
 from qcheck.project import ProjectConfig, looks_like_path
 from qcheck.session import PlannedCheck, QcheckSession
 from qcheck.suites import CheckSpec, Suite, suite_from_document
+from qcheck.toml_files import parse_toml, read_text, resolve, shown
 
 RUN_KEYS = frozenset({"model", "models", "data", "calibration", "calibration_samples", "reference"})
 
@@ -81,14 +82,8 @@ class SuiteFile:
 def read_suite_file(path: Path, source: str, settings: Settings, project: ProjectConfig,
                     command_line: CommandLine) -> SuiteFile:
     """Parse and validate ``path``; ``source`` names it in messages. Raises QcheckError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise QcheckError(source, "is not UTF-8 text") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise QcheckError(source, f"is not valid TOML: {exc}") from None
+    text = read_text(path, source)
+    doc = parse_toml(text, source)
     suite_doc = {key: value for key, value in doc.items() if key not in RUN_KEYS}
     if command_line.suite is not None:
         suite_doc["extends"] = command_line.suite
@@ -113,25 +108,30 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
     elif "models" in doc:
         models = doc["models"]
         if not isinstance(models, list) or not models:
-            raise QcheckError(source, f"models must be a non-empty list of paths, not {models!r}")
+            raise QcheckError(source, f"models must be a non-empty list of paths, not {shown(models)}")
         written = [_string(m, source, f"models[{i}]") for i, m in enumerate(models)]
     else:
         raise QcheckError(source, "names no model", 'add model = "path/to/model.keras" (or models = [...]), '
                                                     "relative to this file")
-    duplicates = sorted({m for m in written if written.count(m) > 1})
+    duplicates = sorted(m for m, n in Counter(written).items() if n > 1)
     if duplicates:
-        raise QcheckError(source, f"models: '{duplicates[0]}' is listed twice")
+        raise QcheckError(source, f"models: {shown(duplicates[0])} is listed twice")
     data = _path(doc, "data", here, source) or project.data
     calibration = _path(doc, "calibration", here, source) or project.calibration
     reference = _path(doc, "reference", here, source) or project.reference
     samples = doc.get("calibration_samples")
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
-        raise QcheckError(source, f"calibration_samples must be a whole number of at least 1, not {samples!r}")
+        raise QcheckError(source, f"calibration_samples must be a whole number of at least 1, not {shown(samples)}")
     samples = command_line.calibration_samples or samples or project.calibration_samples or DEFAULT_CALIBRATION_SAMPLES
     specs = []
+    seen: dict[str, str] = {}  # resolved path -> as written
     for i, model in enumerate(written):
         key = "model" if "model" in doc else f"models[{i}]"
         resolved = _existing(here, model, source, key)
+        if resolved in seen:
+            raise QcheckError(source, f"models: {shown(seen[resolved])} and {shown(model)} are the same file; "
+                                      "list it once")
+        seen[resolved] = model
         specs.append((model, RunSpec(resolved, data, calibration, samples, reference, settings.io_dtype,
                                      settings.unsafe_deserialization, settings.images)))
     return tuple(specs)
@@ -139,7 +139,7 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
 
 def _string(value: Any, source: str, key: str) -> str:
     if not isinstance(value, str) or not value:
-        raise QcheckError(source, f"{key} must be a path (a string), not {value!r}")
+        raise QcheckError(source, f"{key} must be a path (a string), not {shown(value)}")
     return value
 
 
@@ -150,9 +150,9 @@ def _path(doc: dict[str, Any], key: str, here: Path, source: str) -> str | None:
 
 
 def _existing(here: Path, written: str, source: str, key: str) -> str:
-    path = (here / written).resolve()
+    path = resolve(here, written, source, key)
     if not path.exists():
-        raise QcheckError(source, f"{key}: '{written}' does not exist (looked for {path})")
+        raise QcheckError(source, f"{key}: {shown(written)} does not exist (looked for {path})")
     return str(path)
 
 
@@ -191,7 +191,7 @@ class QcheckFile(pytest.File):
         cli = command_line(self.config, qsession.settings)
         suite_file = read_suite_file(self.path, self._source(), qsession.settings, project, cli)
         for name, planned in suite_file.plan(cli, project):
-            yield SuiteFileItem.from_parent(self, name=name, planned=planned,
+            yield SuiteFileItem.from_parent(self, name=name, planned=planned, suite_file=self._source(),
                                             line=suite_file.lines.get(planned.spec.name))
 
     def _source(self) -> str:
@@ -208,9 +208,10 @@ class QcheckFile(pytest.File):
 class SuiteFileItem(QcheckItem):
     """A check on a model, as a suite file asks for it; failures point at the file."""
 
-    def __init__(self, *, line: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, line: int | None = None, suite_file: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._line = line
+        self.suite_file = suite_file
 
     @property
     def qsession(self) -> QcheckSession:

@@ -9,7 +9,6 @@ names the file and the key, and a misspelt check name gets a suggestion.
 from __future__ import annotations
 
 import difflib
-import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -17,10 +16,12 @@ from typing import Any
 
 from qcheck.checks import CheckDef, registry
 from qcheck.errors import QcheckError
+from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
 from qcheck.units import parse_quantity
 
 _SUITE_KEYS = {"extends", "description", "checks"}
 _COMMON_CHECK_KEYS = {"max", "min", "enabled"}
+MAX_EXTENDS = 32  # suites in one ``extends`` chain; each is read with Python's stack
 
 
 @dataclass(frozen=True)
@@ -64,26 +65,29 @@ def load_suite(name_or_path: str, *, base_dir: Path | None = None) -> Suite:
 
 
 def _load(ref: str, base_dir: Path, chain: tuple[str, ...]) -> Suite:
+    if len(chain) >= MAX_EXTENDS:
+        raise QcheckError(chain[-1], f"extends a chain of more than {MAX_EXTENDS} suites",
+                          f"started at {chain[0]}; a chain this long is almost certainly a mistake")
     text, source, name, here = _read(ref, base_dir)
     if source in chain:
         raise QcheckError(source, "extends itself through " + " -> ".join((*chain, source)))
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise QcheckError(source, f"is not valid TOML: {exc}") from None
+    doc = parse_toml(text, source)
     return suite_from_document(doc, source, name, here, (*chain, source))
 
 
 def suite_from_document(doc: dict[str, Any], source: str, name: str, here: Path,
                         chain: tuple[str, ...] = (), extra_keys: frozenset[str] = frozenset()) -> Suite:
     """Validate a parsed suite document and merge it over the suite it extends."""
+    check_depth(doc, source)
     unknown = set(doc) - _SUITE_KEYS - extra_keys
     if unknown:
         key = sorted(unknown)[0]
-        raise QcheckError(source, f"unknown key '{key}'{suggest(key, _SUITE_KEYS | extra_keys)}")
+        raise QcheckError(source, f"unknown key {shown(key)}{suggest(key, _SUITE_KEYS | extra_keys)}")
     parent = None
+    if "description" in doc and not isinstance(doc["description"], str):
+        raise QcheckError(source, f"'description' must be a string, not {shown(doc['description'])}")
     if "extends" in doc:
-        if not isinstance(doc["extends"], str):
+        if not isinstance(doc["extends"], str) or not doc["extends"]:
             raise QcheckError(source, "'extends' must be a suite name or a path")
         try:
             parent = _load(doc["extends"], here, chain)
@@ -97,10 +101,10 @@ def suite_from_document(doc: dict[str, Any], source: str, name: str, here: Path,
     checks = dict(parent.checks) if parent else {}
     for check_name, table in checks_doc.items():
         if not isinstance(table, dict):
-            raise QcheckError(source, f"'checks.{check_name}' must be a table")
+            raise QcheckError(source, f"'checks.{check_name}' must be a table, not {shown(table)}")
         checks[check_name] = _merge(checks.get(check_name), _parse_table(check_name, table, source, f"checks.{check_name}"))
     description = doc.get("description", parent.description if parent else "")
-    return Suite(name, source, str(description), checks)
+    return Suite(name, source, description, checks)
 
 
 def _read(ref: str, base_dir: Path) -> tuple[str, str, str, Path]:
@@ -109,41 +113,39 @@ def _read(ref: str, base_dir: Path) -> tuple[str, str, str, Path]:
     if not looks_like_path:
         resource = resources.files("qcheck.builtin_suites") / f"{ref}.toml"
         if not resource.is_file():
-            raise QcheckError(None, f"no built-in suite named '{ref}'{suggest(ref, builtin_names())}",
+            raise QcheckError(None, f"no built-in suite named {shown(ref)}{suggest(ref, builtin_names())}",
                               "built-in suites: " + ", ".join(builtin_names()) + "; or give a path to a .toml file")
         return resource.read_text(encoding="utf-8"), f"<built-in suite {ref}>", ref, base_dir
-    path = (base_dir / ref).resolve()
-    if not path.is_file():
-        raise QcheckError(path, "suite file does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise QcheckError(path, "suite file is not UTF-8 text") from None
+        path = resolve(base_dir, ref, None, "")
+        text = read_text(path, path)
+    except QcheckError as exc:  # about the reference: the caller names the file that makes it
+        raise QcheckError(None, f"{exc.path}: {exc.problem}" if exc.path else exc.problem, exc.hint) from None
     return text, str(path), path.stem, path.parent
 
 
 def _parse_table(check_name: str, table: dict[str, Any], source: str, key: str) -> CheckSpec:
     checks = registry()
     if check_name not in checks:
-        raise QcheckError(source, f"[{key}]: unknown check '{check_name}'{suggest(check_name, checks)}",
+        raise QcheckError(source, f"[{key}]: unknown check {shown(check_name)}{suggest(check_name, checks)}",
                           "known checks: " + ", ".join(sorted(checks)))
     check = checks[check_name]
     allowed = _COMMON_CHECK_KEYS | set(check.options)
     spec: dict[str, Any] = {"name": check_name, "options": {}}
     for option, value in table.items():
         if option not in allowed:
-            raise QcheckError(source, f"[{key}]: unknown option '{option}'{suggest(option, allowed)}",
+            raise QcheckError(source, f"[{key}]: unknown option {shown(option)}{suggest(option, allowed)}",
                               f"'{check_name}' takes: " + ", ".join(sorted(allowed)))
         if option in ("max", "min"):
             spec[option] = _threshold(check, value, source, f"{key}.{option}")
         elif option == "enabled":
             if not isinstance(value, bool):
-                raise QcheckError(source, f"{key}.enabled must be true or false, not {value!r}")
+                raise QcheckError(source, f"{key}.enabled must be true or false, not {shown(value)}")
             spec["enabled"] = value
         else:
             expected = check.options[option]
             if not isinstance(value, expected):
-                raise QcheckError(source, f"{key}.{option} must be a {expected.__name__}, not {value!r}")
+                raise QcheckError(source, f"{key}.{option} must be a {expected.__name__}, not {shown(value)}")
             spec["options"][option] = value
     return CheckSpec(**spec)
 

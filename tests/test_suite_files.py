@@ -249,5 +249,6 @@ def test_suite_files_under_xdist_without_any_qcheck_option(pytester: pytest.Pyte
     result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2", "-k", "size")
     result.assert_outcomes(passed=1, failed=1)
     # Models appear in the order their first result arrived, which the workers decide.
-    for model_line in (f"{kws}: PASS*", f"{VWW}: FAIL (1 of 1 checks failed)"):
+    for model_line in (f"{kws} (from qcheck_kws.toml): PASS*",
+                       f"{VWW} (from qcheck_vww.toml): FAIL (1 of 1 checks failed)"):
         result.stdout.fnmatch_lines(["*= qcheck =*", model_line])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,20 @@ _SECTIONS = ("quantization_info", "accuracy", "saturation", "vela", "notes", "la
              "size_breakdown", "calibration", "tflm", "arena", "artifacts", "robustness", "consistency")
 
 
-def build_report(results: Iterable[CheckResult], suite: Suite) -> dict[str, Any]:
-    """The report document (schema_version 1) from the gathered results."""
-    models: dict[str, dict[str, Any]] = {}
-    for r in sorted(results, key=lambda r: (r.model, r.check, r.variant)):
-        entry = models.setdefault(r.model, {"model": r.model, "suite": suite.name, "checks": []})
+def build_report(results: Iterable[CheckResult], suite: Suite,
+                 suite_file_errors: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The report document (schema_version 1) from the gathered results.
+
+    ``suite_file_errors`` maps each ``qcheck_*.toml`` that could not be read to its error: its
+    checks did not run, so the report does not pass.
+    """
+    errors = [{"file": path, "message": message} for path, message in sorted((suite_file_errors or {}).items())]
+    # One entry per model and suite file: the same model in two suite files is checked twice,
+    # perhaps with other data and thresholds, and its results must not merge.
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in sorted(results, key=lambda r: (r.model, r.suite_file, r.check, r.variant)):
+        entry = models.setdefault((r.model, r.suite_file), {"model": r.model, "suite": r.suite_file or suite.name,
+                                                            "suite_file": r.suite_file, "checks": []})
         entry["checks"].append(r.to_dict())
         for key in _SECTIONS:
             if key not in r.sections:
@@ -37,8 +46,9 @@ def build_report(results: Iterable[CheckResult], suite: Suite) -> dict[str, Any]
     return {
         "schema_version": SCHEMA_VERSION,
         "qcheck_version": __version__,
-        "passed": all(m["passed"] for m in models.values()),
+        "passed": all(m["passed"] for m in models.values()) and not errors,
         "models": list(models.values()),
+        "suite_file_errors": errors,
     }
 
 

@@ -11,16 +11,17 @@ _VERDICT = {True: "PASS", False: "FAIL", None: "SKIP"}
 
 
 def render(results: Iterable[CheckResult], *, verbose: bool = False) -> list[str]:
-    """Lines of a per-model table: check, value, threshold, verdict; failures explained below."""
-    by_model: dict[str, list[CheckResult]] = {}
+    """Lines of a table per model (and suite file): check, value, threshold, verdict; failures below."""
+    by_model: dict[tuple[str, str], list[CheckResult]] = {}
     for result in results:
-        by_model.setdefault(result.model, []).append(result)
+        by_model.setdefault((result.model, result.suite_file), []).append(result)
     lines: list[str] = []
-    for model, model_results in by_model.items():
+    for (model, suite_file), model_results in by_model.items():
         model_results.sort(key=lambda r: (r.check, r.variant))
         failed = sum(r.passed is False for r in model_results)
         verdict = "FAIL" if failed else "PASS"
-        lines.append(f"{model}: {verdict} ({failed} of {len(model_results)} checks failed)")
+        label = f"{model} (from {suite_file})" if suite_file else model
+        lines.append(f"{label}: {verdict} ({failed} of {len(model_results)} checks failed)")
         rows = [("check", "value", "threshold", "verdict")]
         for r in model_results:
             name = f"{r.check}[{r.variant}]" if r.variant else r.check

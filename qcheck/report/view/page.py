@@ -36,6 +36,7 @@ class ModelView:
     anchor: str
     name: str
     short_name: str
+    suite_file: str  # the qcheck_*.toml that checked it; "" for the run's own suite
     passed: bool
     counts: Mapping[str, int]
     failed: tuple[str, ...]
@@ -106,6 +107,7 @@ def model_view(entry: Mapping[str, Any], index: int = 1, links_from: Path | None
         anchor=f"model-{index}",
         name=name,
         short_name=PurePosixPath(name.replace("\\", "/")).name or name,
+        suite_file=str(entry.get("suite_file") or ""),
         passed=bool(entry.get("passed", counts["fail"] == 0)),
         counts=counts,
         failed=tuple(_check_label(c) for c in checks if c.get("passed") is False),
