@@ -67,7 +67,7 @@ class Hostile(tf.Module):
         return {"y": tf.matmul(x, self.w)}
 
 
-for name in ("refused", "opted_in"):
+for name in ("refused", "opted_in", "converter"):
     folder = os.path.join(out, name)
     os.makedirs(folder)
     module = Hostile(folder)
@@ -134,6 +134,24 @@ def test_the_savedmodel_fixture_does_write_when_loaded(made: Path) -> None:
                      "--qcheck-unsafe-deserialization", "-k", "fully_quantized or accuracy_drop", timeout=300)
     assert (folder / "initializer_ran").read_text() == "written by the model's initializer"
     assert "is a SavedModel: loading it runs" not in run.stdout
+
+
+CONVERTER_ONLY = r'''
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+tf.lite.TFLiteConverter.from_saved_model(sys.argv[1])
+'''
+
+
+def test_the_converter_alone_runs_the_savedmodels_initializer(made: Path) -> None:
+    """Why a SavedModel needs the opt-in rather than a safer loader: the TFLite converter's own
+    SavedModel route, before any conversion, restores the model and runs its initializer."""
+    folder = made / "converter"
+    subprocess.run([sys.executable, "-c", CONVERTER_ONLY, str(folder / "hostile_savedmodel")],
+                   check=True, capture_output=True, timeout=300)
+    assert (folder / "initializer_ran").read_text() == "written by the model's initializer"
+    assert not (folder / "signature_ran").exists()
 
 
 def test_a_savedmodel_is_loaded_only_with_the_opt_in_and_runs_nothing_without_it(
