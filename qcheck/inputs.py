@@ -88,4 +88,6 @@ def check_folder_entries(folder: Path) -> None:
             except OSError as exc:
                 raise QcheckError(entry, f"cannot be read: {exc.strerror or exc}") from None
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise not_regular(entry, mode, "SavedModel")
+                raise QcheckError(entry, f"is {describe(mode)}, not a regular file",
+                                  "every file of a SavedModel must be a regular file: qcheck does not read "
+                                  "pipes, devices or sockets")

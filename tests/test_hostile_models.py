@@ -162,7 +162,7 @@ def test_a_savedmodel_is_loaded_only_with_the_opt_in_and_runs_nothing_without_it
     why = (": is a SavedModel: loading it runs TensorFlow functions stored in it (its initializers and restore "
            "functions, before any conversion), which can read and write files\n"
            "  hint: pass --qcheck-unsafe-deserialization if you trust the file (as for a Lambda layer), or give "
-           "qcheck the model as a .keras file or a float .tflite")
+           "qcheck the Keras model as a .keras file (as a reference, a float .tflite also does)")
     saved = folder / "hostile_savedmodel"
     # As the model: converted in a child process, which is given the full path.
     assert messages(refused_run, "fully_quantized")["hostile_savedmodel"] == NOT_MEASURED + str(saved) + why
@@ -205,7 +205,8 @@ def test_models_that_are_not_regular_files_are_refused_by_name_and_the_others_ru
     assert found["zero.tflite"] == NOT_MEASURED + f"zero.tflite: is a character device, not a regular file\n  hint: {hint}"
     inside = os.path.join("savedmodel_with_fifo", "variables", "variables.index")
     assert found["savedmodel_with_fifo"] == NOT_MEASURED + (
-        f"{inside}: is a FIFO (named pipe), not a regular file\n  hint: {NOT_REGULAR_HINT.format(what='SavedModel')}")
+        f"{inside}: is a FIFO (named pipe), not a regular file\n  hint: every file of a SavedModel must be a "
+        "regular file: qcheck does not read pipes, devices or sockets")
     assert special_files_run.check(HELLO_WORLD.name, "fully_quantized")["passed"] is True
     assert "INTERNALERROR" not in special_files_run.stdout and "Traceback" not in special_files_run.stdout
     assert special_files_run.returncode == 1

@@ -138,9 +138,9 @@ def _keras_load_error(path: Path, exc: BaseException, version: str) -> QcheckErr
 def _cause(exc: BaseException) -> str:
     """The sentence of an exception's text that says what is wrong.
 
-    Keras wraps the real error: "Error when deserializing class 'X' using config={...}.\n\n
-    Exception encountered: <the cause>", sometimes twice, and may end with "Full object
-    config: {...}". The innermost cause is kept, dumps cut, whitespace folded.
+    Keras wraps the real error: "Error when deserializing class 'X' using config={...}.",
+    a blank line, "Exception encountered: <the cause>", sometimes twice, and may end with
+    "Full object config: {...}". The innermost cause is kept, dumps cut, whitespace folded.
     """
     text = str(exc).strip()
     if "Exception encountered:" in text:
@@ -239,7 +239,7 @@ def _check_savedmodel(path: Path, *, unsafe: bool) -> None:
             "is a SavedModel: loading it runs TensorFlow functions stored in it (its initializers and "
             "restore functions, before any conversion), which can read and write files",
             "pass --qcheck-unsafe-deserialization if you trust the file (as for a Lambda layer), or give "
-            "qcheck the model as a .keras file or a float .tflite",
+            "qcheck the Keras model as a .keras file (as a reference, a float .tflite also does)",
         )
     _quiet_tensorflow()
 
