@@ -71,7 +71,8 @@ for name in ("refused", "opted_in", "converter"):
     folder = os.path.join(out, name)
     os.makedirs(folder)
     module = Hostile(folder)
-    tf.saved_model.save(module, os.path.join(folder, "hostile_savedmodel"), signatures={"serving_default": module.serve})
+    saved = os.path.join(folder, "hostile_savedmodel")
+    tf.saved_model.save(module, saved, signatures={"serving_default": module.serve})
 
 inp = tf_keras.Input((8, 8, 3))
 x = tf_keras.layers.DepthwiseConv2D(3)(inp)
@@ -199,10 +200,9 @@ def test_models_that_are_not_regular_files_are_refused_by_name_and_the_others_ru
         special_files_run: QcheckRun) -> None:
     hint = NOT_REGULAR_HINT.format(what="model file")
     found = messages(special_files_run, "fully_quantized")
-    assert found["fifo.tflite"] == NOT_MEASURED + f"fifo.tflite: is a FIFO (named pipe), not a regular file\n  hint: {hint}"
-    assert found["fifo.keras"] == NOT_MEASURED + f"fifo.keras: is a FIFO (named pipe), not a regular file\n  hint: {hint}"
-    assert found["socket.h5"] == NOT_MEASURED + f"socket.h5: is a socket, not a regular file\n  hint: {hint}"
-    assert found["zero.tflite"] == NOT_MEASURED + f"zero.tflite: is a character device, not a regular file\n  hint: {hint}"
+    for model, what in (("fifo.tflite", "a FIFO (named pipe)"), ("fifo.keras", "a FIFO (named pipe)"),
+                        ("socket.h5", "a socket"), ("zero.tflite", "a character device")):
+        assert found[model] == NOT_MEASURED + f"{model}: is {what}, not a regular file\n  hint: {hint}"
     inside = os.path.join("savedmodel_with_fifo", "variables", "variables.index")
     assert found["savedmodel_with_fifo"] == NOT_MEASURED + (
         f"{inside}: is a FIFO (named pipe), not a regular file\n  hint: every file of a SavedModel must be a "
@@ -248,7 +248,8 @@ def test_data_files_that_are_fifos_are_refused_without_blocking(tmp_path: Path) 
     npz = tmp_path / "data.npz"
     os.mkfifo(npz)
     error = _without_blocking(npz, lambda: load_data(npz))
-    assert str(error) == f"{npz}: is a FIFO (named pipe), not a regular file\n  hint: {NOT_REGULAR_HINT.format(what='data file')}"
+    hint = NOT_REGULAR_HINT.format(what="data file")
+    assert str(error) == f"{npz}: is a FIFO (named pipe), not a regular file\n  hint: {hint}"
 
     x_fifo = tmp_path / "x_fifo"
     x_fifo.mkdir()
