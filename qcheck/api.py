@@ -57,8 +57,9 @@ def quantize(
 ) -> QuantizedModel:
     """Quantize ``model`` to full integer as the pytest plugin does, and return it.
 
-    ``model`` is a ``.keras``/``.h5`` file, a SavedModel folder, an already quantized ``.tflite``
-    (checked as it is) or an in-memory Keras model. ``data`` is evaluation data (an ``.npz`` path,
+    ``model`` is a ``.keras``/``.h5`` file, a SavedModel folder (only with
+    ``unsafe_deserialization=True``: loading one runs functions stored in it), an already
+    quantized ``.tflite`` (checked as it is) or an in-memory Keras model. ``data`` is evaluation data (an ``.npz`` path,
     a Dataset, an array of inputs, ``(x, y)`` or named arrays); calibration takes a seeded split
     of it unless ``calibration`` is given. The conversion runs in a child process. Artifacts go
     to ``out`` (a temporary folder, removed with the returned model, when not given).

@@ -12,6 +12,8 @@ files, a set of ``.npz`` shards, or images in one sub-folder per class
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import tokenize
 import zipfile
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from qcheck.errors import QcheckError
+from qcheck.inputs import check_regular, read_regular
 from qcheck.config import ImageOptions
 from qcheck.lazy_arrays import CHUNK, LazyArray
 
@@ -60,7 +63,7 @@ def load_data(path: str | Path, images: ImageOptions | None = None) -> Dataset:
     p = Path(path)
     if not p.is_dir():
         return load_npz(p)
-    if (p / "x.npy").is_file():
+    if os.path.lexists(p / "x.npy"):
         return _load_npy_folder(p)
     shards = sorted(p.glob("*.npz"))
     if shards:
@@ -75,20 +78,20 @@ def load_data(path: str | Path, images: ImageOptions | None = None) -> Dataset:
 def load_npz(path: str | Path) -> Dataset:
     """Read and validate a data file. Every problem raises QcheckError naming the file."""
     p = Path(path)
-    if not p.exists():
-        raise QcheckError(p, "data file does not exist")
     if p.is_dir():
         raise QcheckError(p, "is a directory; qcheck reads data from one .npz file")
-    raw = p.read_bytes()
+    # Read once: what is validated and hashed is what is loaded, and a FIFO or a device is
+    # refused before it is opened (it would block or never end).
+    raw = read_regular(p, "data file")
     if not raw:
         raise QcheckError(p, "data file is empty")
-    if not zipfile.is_zipfile(p):
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
         hint = "save it with numpy.savez(path, x=..., y=...)"
         if raw[:6] == b"\x93NUMPY":
             raise QcheckError(p, "is a single .npy array, not an .npz archive with 'x' and labels", hint)
         raise QcheckError(p, "is not an .npz archive", hint)
     try:
-        with np.load(p, allow_pickle=False) as npz:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
@@ -108,6 +111,7 @@ def load_npz(path: str | Path) -> Dataset:
 
 
 def _load_npy_folder(p: Path) -> Dataset:
+    check_regular(p / "x.npy", "data file")
     try:
         x = np.load(p / "x.npy", mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
@@ -125,6 +129,7 @@ def _load_npy_folder(p: Path) -> Dataset:
         name = file.stem
         if name != "y" and not name.startswith("y_"):
             continue
+        check_regular(file, "label file")
         try:
             y = np.load(file, allow_pickle=False)
         except ValueError as exc:
@@ -160,6 +165,7 @@ def _load_images(p: Path, classes: list[Path], options: ImageOptions) -> Dataset
     for label, folder in enumerate(classes):
         for file in sorted(folder.iterdir()):
             if file.suffix.lower() in _IMAGE_SUFFIXES:
+                check_regular(file, "image file")
                 files.append(str(file))
                 y.append(label)
     if not files:

@@ -19,6 +19,7 @@ from qcheck.cache import Cache, digest, versions
 from qcheck.config import ImageOptions, RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import atomic_write, safe_stem, write_json
+from qcheck.inputs import read_regular
 from qcheck.isolation import call_isolated
 from qcheck.progress import Progress
 
@@ -200,7 +201,7 @@ class ModelRun:
     def tflite(self) -> bytes:
         def make() -> bytes:
             if self.kind == "tflite":
-                data = self._path.read_bytes()
+                data = read_regular(self._path, "model file")
                 if not data:
                     raise QcheckError(self._path, "model file is empty")
                 return data
@@ -251,6 +252,9 @@ class ModelRun:
             path = Path(self.spec.reference).resolve()
             if not path.exists():
                 raise QcheckError(self.spec.reference, "reference model does not exist")
+            from qcheck.tflite.convert import model_kind
+
+            model_kind(path)  # a FIFO or a device is refused before it is read
             key = digest("reference", versions("tensorflow", "keras", "ai-edge-litert"), path, data.x,
                          str(self.spec.unsafe_deserialization))
 
@@ -305,7 +309,7 @@ class ModelRun:
             return self._quantized().float_tflite
         reference = self.spec.reference
         if reference and Path(reference).suffix.lower() == ".tflite" and Path(reference).is_file():
-            return Path(reference).read_bytes()
+            return read_regular(reference, "reference model")
         return None
 
     def calibration_data(self) -> np.ndarray | None:

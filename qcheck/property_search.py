@@ -237,7 +237,9 @@ def _float_runner(path: Path, unsafe: bool) -> Callable[[np.ndarray], Outputs]:
     if model_kind(path) == "tflite":
         from qcheck.tflite.run import run
 
-        data = path.read_bytes()
+        from qcheck.inputs import read_regular
+
+        data = read_regular(path, "model file")
         return lambda batch: {name: head.values for name, head in run(data, batch).outputs.items()}
     model = load_float_model(path, unsafe=unsafe)
     names = output_names(model)

@@ -27,6 +27,8 @@ def test_h5_and_savedmodel_with_separate_calibration_and_int8_io(pytester: pytes
     result = pytester.runpytest(
         f"--qcheck-model={FIXTURES / 'digits_cnn.h5'}", f"--qcheck-model={saved}",
         f"--qcheck-data={FIXTURES / 'digits.npz'}", "--qcheck-calibration=cal.npz", "--qcheck-io=int8",
+        # Loading a SavedModel runs its functions: it takes the opt-in (tests/test_hostile_models.py).
+        "--qcheck-unsafe-deserialization",
         "--qcheck-json=r.json", "-k", "fully_quantized or accuracy_drop",
     )
     result.assert_outcomes(passed=4)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from qcheck.errors import QcheckError
+from qcheck.inputs import check_folder_entries, check_regular, not_regular, read_regular
 from qcheck.lazy_arrays import LazyArray, as_chunks
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -45,13 +48,24 @@ class Quantized:
 
 
 def model_kind(path: Path) -> str:
-    """'keras', 'savedmodel' or 'tflite'; raises QcheckError for anything else."""
-    if not path.exists():
-        raise QcheckError(path, "model file does not exist")
-    if path.is_dir():
-        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
-            return "savedmodel"
-        raise QcheckError(path, "is a directory but not a SavedModel (no saved_model.pb)")
+    """'keras', 'savedmodel' or 'tflite'; raises QcheckError for anything else.
+
+    Only looks (``os.stat``), never opens: a FIFO or a device named as a model is refused
+    here, before anything could block reading it.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise QcheckError(path, "model file does not exist") from None
+    except OSError as exc:
+        raise QcheckError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        if not any(os.path.lexists(path / name) for name in ("saved_model.pb", "saved_model.pbtxt")):
+            raise QcheckError(path, "is a directory but not a SavedModel (no saved_model.pb)")
+        check_folder_entries(path)
+        return "savedmodel"
+    if not stat.S_ISREG(mode):
+        raise not_regular(path, mode, "model file")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
         return "tflite"
@@ -74,7 +88,7 @@ def load_keras(path: Path, *, unsafe: bool = False) -> Any:
 
     Lambda layers carry Python bytecode; they are refused unless ``unsafe`` is set.
     """
-    if path.stat().st_size == 0:
+    if check_regular(path, "model file").st_size == 0:
         raise QcheckError(path, "model file is empty")
     config = _keras_config(path)
     if not unsafe and _has_lambda(config):
@@ -92,8 +106,50 @@ def load_keras(path: Path, *, unsafe: bool = False) -> Any:
             return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types; the user needs the text, named by file
-        raise QcheckError(path, f"Keras could not load the model: {_first_line(exc)}",
-                          "check it loads with keras.saving.load_model in this Keras version") from None
+        raise _keras_load_error(path, exc, keras.__version__) from None
+
+
+# Keras's words for a class its registry does not know (Keras 3 files, then legacy .h5 files).
+_UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object|class): '([^']+)'")
+
+
+def _keras_load_error(path: Path, exc: BaseException, version: str) -> QcheckError:
+    """What Keras says is wrong, without the configuration dumps that come before and after it."""
+    text = str(exc)
+    unknown = _UNKNOWN_CLASS.search(text)
+    if unknown:
+        name = unknown.group(1) or unknown.group(2)
+        return QcheckError(
+            path,
+            f"needs the Python class of its custom layer or object '{name}', which Keras {version} does not "
+            "know: the file holds only its configuration and weights",
+            "qcheck does not import your code: rebuild the layer from built-in Keras layers, or, where the "
+            "class is defined, export the model as a SavedModel (model.export(path)) and give qcheck that "
+            "with --qcheck-unsafe-deserialization",
+        )
+    hint = "check it loads with keras.saving.load_model in this Keras version"
+    if "Unrecognized keyword arguments" in text:
+        hint = ("the file was probably written by Keras 2 (tf.keras), whose layers take arguments Keras 3 "
+                "does not: load it there and export a SavedModel (model.export(path)) to give qcheck with "
+                "--qcheck-unsafe-deserialization, or rebuild the model in Keras 3")
+    return QcheckError(path, f"Keras {version} could not load the model: {_cause(exc)}", hint)
+
+
+def _cause(exc: BaseException) -> str:
+    """The sentence of an exception's text that says what is wrong.
+
+    Keras wraps the real error: "Error when deserializing class 'X' using config={...}.",
+    a blank line, "Exception encountered: <the cause>", sometimes twice, and may end with
+    "Full object config: {...}". The innermost cause is kept, dumps cut, whitespace folded.
+    """
+    text = str(exc).strip()
+    if "Exception encountered:" in text:
+        text = text.rsplit("Exception encountered:", 1)[1]
+    for dump in (" Full object config:", "config={", "\n\n"):
+        head = text.split(dump, 1)[0].strip()
+        text = head or text
+    text = " ".join(text.split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def _keras_config(path: Path) -> Any:
@@ -136,10 +192,7 @@ def _first_line(exc: BaseException) -> str:
 def load_float_model(path: Path, *, unsafe: bool = False) -> Any:
     """A Keras model for a .keras/.h5 file or a SavedModel directory."""
     if model_kind(path) == "savedmodel":
-        graph = path / "saved_model.pb"
-        if graph.is_file() and graph.stat().st_size == 0:
-            raise QcheckError(path, "saved_model.pb is empty")
-        _quiet_tensorflow()
+        _check_savedmodel(path, unsafe=unsafe)
         import keras
 
         try:
@@ -155,6 +208,40 @@ def load_float_model(path: Path, *, unsafe: bool = False) -> Any:
         out = layer(inp)
         return keras.Model(inp, out)
     return load_keras(path, unsafe=unsafe)
+
+
+def _check_savedmodel(path: Path, *, unsafe: bool) -> None:
+    """Refuse a damaged SavedModel, and any SavedModel unless ``unsafe`` is set.
+
+    Every TensorFlow route into a SavedModel (``tf.saved_model.load``, Keras's ``TFSMLayer``,
+    even ``TFLiteConverter.from_saved_model`` before it converts) runs the model's own
+    functions: its resources' initializers and restore functions, which may hold any
+    TensorFlow operation, ``WriteFile`` included. So loading one is an opt-in, as for a
+    ``Lambda`` layer. Parsing saved_model.pb to find damage runs nothing of the model.
+    """
+    graph = path / "saved_model.pb"
+    if graph.exists():
+        raw = read_regular(graph, "saved_model.pb")
+        if not raw:
+            raise QcheckError(path, "saved_model.pb is empty")
+        _quiet_tensorflow()
+        from google.protobuf.message import DecodeError
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        try:
+            saved_model_pb2.SavedModel.FromString(raw)
+        except DecodeError:
+            raise QcheckError(path, "saved_model.pb is damaged or truncated: TensorFlow cannot parse it",
+                              "export the model again, e.g. with model.export(path)") from None
+    if not unsafe:
+        raise QcheckError(
+            path,
+            "is a SavedModel: loading it runs TensorFlow functions stored in it (its initializers and "
+            "restore functions, before any conversion), which can read and write files",
+            "pass --qcheck-unsafe-deserialization if you trust the file (as for a Lambda layer), or give "
+            "qcheck the Keras model as a .keras file (as a reference, a float .tflite also does)",
+        )
+    _quiet_tensorflow()
 
 
 def _savedmodel_input_spec(layer: Any, path: Path) -> tuple[int | None, ...]:
@@ -308,6 +395,6 @@ def reference_outputs(path: Path, x: np.ndarray | LazyArray, *, unsafe: bool = F
     if model_kind(path) == "tflite":
         from qcheck.tflite.run import run
 
-        result = run(path.read_bytes(), x)
+        result = run(read_regular(path, "reference model"), x)
         return FloatReference({k: v.values for k, v in result.outputs.items()}, tuple(result.outputs))
     return predict(load_float_model(path, unsafe=unsafe), x)
