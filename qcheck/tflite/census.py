@@ -76,6 +76,11 @@ def take_census(info: ModelInfo) -> Census:
     return Census(tuple(float_tensors), tuple(exempt), float_ops, tuple(_int32_activations(info)))
 
 
+def is_float_model(info: ModelInfo) -> bool:
+    """No tensor carries quantization parameters: a float model, not a quantized one."""
+    return not any(t.scale for t in info.tensors)
+
+
 def _int32_activations(info: ModelInfo) -> list[TensorInfo]:
     bias_inputs = {
         (op.subgraph, op.inputs[2])
