@@ -282,7 +282,7 @@ class ModelRun:
             float_tflite = self._float_tflite()
             calibration = self.calibration_data()
             key = digest("evaluate", versions("ai-edge-litert"), tflite, data.x, float_tflite, calibration,
-                         str(ANALYSIS_SAMPLES))
+                         str(ANALYSIS_SAMPLES), "weights+origins")  # what the analysis holds changed
             # One pass gives the outputs and, for the first samples, every intermediate tensor.
 
             def evaluate() -> RunResult:
@@ -326,8 +326,9 @@ class ModelRun:
             folder = self.out_dir / f"{self.stem}_vela" / safe_stem(config.label)
             model = self.tflite_path()
             # The config file counts by name and, when it is the user's file, by content.
-            key = digest("vela", versions("ethos-u-vela"), self.tflite(), config.accelerator, config.system_config,
-                         config.memory_mode, config.config_file, Path(config.config_file).expanduser())
+            key = digest("vela", "debug-db", versions("ethos-u-vela"), self.tflite(), config.accelerator,
+                         config.system_config, config.memory_mode, config.config_file,
+                         Path(config.config_file).expanduser())
 
             def compile() -> VelaFiles:
                 self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")

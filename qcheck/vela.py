@@ -529,7 +529,8 @@ def _per_layer_rows(path: Path) -> list[dict[str, str]]:
     return [dict(zip(header, _rejoin_name(row, header), strict=False)) for row in rows[1:]]
 
 
-def _targets_by_source_index(tables: dict[str, list[dict[str, str]]], rows: list[dict[str, str]]) -> dict[int, str] | None:
+def _targets_by_source_index(tables: dict[str, list[dict[str, str]]],
+                             rows: list[dict[str, str]]) -> dict[int, str] | None:
     """Source operator index -> "NPU", "CPU" or REMOVED, or None when the files disagree."""
     perf, source = tables.get("perf"), tables.get("source")
     if not perf or not source or len(perf) != len(rows):

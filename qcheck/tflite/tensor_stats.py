@@ -301,6 +301,7 @@ class TensorTracker:
     def __init__(self, info: ModelInfo, float_info: ModelInfo | None) -> None:
         self._info, self._float_info = info, float_info
         self.weights: WeightsComparison | None = None
+        self._weights_compared = False
         float_by_name: dict[str, int] = {}
         if float_info is not None:
             for t in float_info.tensors:
@@ -324,8 +325,12 @@ class TensorTracker:
 
     def take(self, interpreter: Any, float_interpreter: Any | None = None) -> Snapshot:
         """Copies of the tracked tensors after an invoke (and of their float twins)."""
-        if float_interpreter is not None and self._float_info is not None and self.weights is None:
-            self.weights = compare_weights(self._info, interpreter, self._float_info, float_interpreter)
+        if float_interpreter is not None and self._float_info is not None and not self._weights_compared:
+            self._weights_compared = True
+            try:
+                self.weights = compare_weights(self._info, interpreter, self._float_info, float_interpreter)
+            except (ValueError, IndexError):  # a weight the interpreter does not hand out: no comparison
+                self.weights = None
         return [
             (interpreter.get_tensor(t.tensor.index),
              float_interpreter.get_tensor(t.float_index)
@@ -359,7 +364,8 @@ def _weight_tensors(info: ModelInfo, dtypes: frozenset[str]) -> list[tuple[str, 
     return found
 
 
-def compare_weights(info: ModelInfo, interpreter: Any, float_info: ModelInfo, float_interpreter: Any) -> WeightsComparison:
+def compare_weights(info: ModelInfo, interpreter: Any, float_info: ModelInfo,
+                    float_interpreter: Any) -> WeightsComparison:
     """Compare the quantized model's weights with the float reference's, layer by layer.
 
     Weights are matched by tensor name where the reference has a float tensor of that name
@@ -378,7 +384,8 @@ def compare_weights(info: ModelInfo, interpreter: Any, float_info: ModelInfo, fl
         if f is None:
             continue
         unused = [(o, t) for o, t in unused if t is not f]
-        difference, share = _weights_difference(q, interpreter.get_tensor(q.index), float_interpreter.get_tensor(f.index))
+        values, reference = interpreter.get_tensor(q.index), float_interpreter.get_tensor(f.index)
+        difference, share = _weights_difference(q, values, reference)
         differences.append(difference)
         differing += share > DIFFERING_SHARE
     median = float(np.median(differences)) if differences else 0.0
