@@ -135,6 +135,26 @@ def test_the_cause_is_the_operator_that_chose_the_range(flatten_outlier: QcheckR
     assert reshape["range_from"]["through"] == ["RESHAPE"]
 
 
+@pytest.mark.parametrize(("path", "conv"), [
+    (REAL / "mlperf_tiny" / "vww_96_int8.tflite", "CONV_2D 'model/activation_26/Relu'"),
+    (REAL / "mlperf_tiny" / "kws_ref_model.tflite", "CONV_2D 'functional_1/activation_8/Relu'"),
+], ids=["vww", "kws"])
+def test_a_range_is_traced_through_pooling_and_reshape_on_published_models(path: Path, conv: str) -> None:
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflite.tensor_stats import range_origin
+
+    info = inspect_model(path.read_bytes())
+    reshape = next(op for op in info.operators if op.op == "RESHAPE")
+    origin = range_origin(info, info.tensor(0, reshape.outputs[0]), 3)
+    # Flatten <- global AVERAGE_POOL_2D <- the last conv, which chose the range they share.
+    assert origin is not None and origin.label == conv
+    assert origin.through == ("RESHAPE", "AVERAGE_POOL_2D") and origin.channel == 3
+    producer = info.producer(info.tensor(0, reshape.inputs[0]))
+    assert producer is not None and producer.op == "AVERAGE_POOL_2D"
+    convolution = info.producer(info.tensor(0, producer.inputs[0]))
+    assert convolution is not None and range_origin(info, info.tensor(0, convolution.outputs[0])) is None
+
+
 def test_a_twin_reference_is_recognised_as_the_same_model(flatten_outlier: QcheckRun) -> None:
     weights = flatten_outlier.model("flatten_outlier.keras")["reference_weights"]
     assert weights["different_models"] is False and weights["layers"] == 2

@@ -42,10 +42,12 @@ def _cause(report: TensorReport, samples: int) -> str:
                 f"{spread.under_one_step} of {spread.channels} channels less than one quantization step")
     # The crushed tensor was written by an operator that must keep its input's scale: the
     # range, and so the damage, comes from the operator that chose it.
-    passed_on = " and ".join(dict.fromkeys(report.range_through))
+    kinds = list(dict.fromkeys(report.range_through))
+    passed_on = (f"{kinds[0]} keeps its input's scale" if len(kinds) == 1
+                 else f"{', '.join(kinds[:-1])} and {kinds[-1]} keep their input's scale")
     where = f" (channel {report.range_channel} of its output)" if report.range_channel is not None else ""
     return (f"likely cause: {report.range_from}, which chose the range that {report.op} '{_short(report.name)}' "
-            f"shares ({passed_on} keeps its input's scale and cannot choose one): there channel {spread.widest}"
+            f"shares ({passed_on} and cannot choose one): there channel {spread.widest}"
             f"{where} {_spans(spread, samples)}, so the shared per-tensor scale ({report.scale:.4g}) leaves "
             f"{spread.under_one_step} of {spread.channels} channels less than one quantization step")
 
