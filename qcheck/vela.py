@@ -2,9 +2,9 @@
 
 Vela exits 0 even when every operator falls back to the CPU, and its console text changed
 between releases, so placement is read from the files it writes: the per-layer CSV
-(``Target`` column, written with ``--verbose-performance``) cross-checked with the compiled
-model, where the NPU part is ``CUSTOM "ethos-u"`` operators and everything else runs on the
-CPU. Which of the user's operators each per-layer row belongs to comes from Vela's debug
+(``Target`` column, written with ``--verbose-performance``) and, where Vela writes no debug
+database, the compiled model, where the NPU part is ``CUSTOM "ethos-u"`` operators and
+everything else runs on the CPU. Which of the user's operators each per-layer row belongs to comes from Vela's debug
 database (``--enable-debug-db``): its ``perf`` table lists the same rows with a ``source_id``,
 and its ``source`` table gives each source operator's index in the model (``ext_key``), which
 exists also when the model's tensors have no names. An operator with no row at all was folded
@@ -241,8 +241,9 @@ def run_vela(
     """Compile ``model`` with Vela for ``config`` and read the result.
 
     Writes ``<stem>_vela.tflite``, ``<stem>_per-layer.csv``, ``<stem>_summary.csv``,
-    ``<stem>_debug.xml`` and ``<stem>_vela.log`` (Vela's console output) into ``out_dir``, where ``<stem>`` is the
-    model's file name with unusual characters replaced; files of those names are replaced.
+    ``<stem>_debug.xml`` and ``<stem>_vela.log`` (Vela's console output) into ``out_dir``, where
+    ``<stem>`` is the model's file name with unusual characters replaced; files of those names
+    are replaced.
     Raises StepFailed naming the model when Vela fails or does not finish in ``timeout`` s.
     """
     return read_result(model, config, compile_model(model, config, out_dir, timeout=timeout), out_dir)
