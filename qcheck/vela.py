@@ -459,12 +459,14 @@ class _Placement(NamedTuple):
     target: str
 
 
-def _operator(placement: _Placement, reasons: dict[str, list[str]]) -> VelaOperator:
-    reason = _join_blocks(reasons.get(placement.name, ())) or NO_REASON if placement.target == "CPU" else ""
+def _operator(placement: _Placement, reasons: dict[str, list[tuple[str, str]]]) -> VelaOperator:
+    found = reasons.get(placement.name, [])
+    reason = _join_blocks(text for _, text in found) or NO_REASON if placement.target == "CPU" else ""
     return VelaOperator(placement.op, placement.name, placement.target, reason)
 
 
-def _by_source_index(model: Path, outputs: _Outputs, reasons: dict[str, list[str]]) -> list[VelaOperator] | None:
+def _by_source_index(model: Path, outputs: _Outputs,
+                     reasons: dict[str, list[tuple[str, str]]]) -> list[VelaOperator] | None:
     """One placement per operator of the model, matched by the operator's index through Vela's
     debug database; None when that is not possible (then names are all there is).
 
@@ -489,21 +491,30 @@ def _by_source_index(model: Path, outputs: _Outputs, reasons: dict[str, list[str
     targets = _targets_by_source_index(tables, rows)
     if targets is None or not {op.index for op in source_ops} <= set(targets):
         return None
-    result, unnamed_seen = [], 0
+    unnamed = list(reasons.get("", []))  # Vela prints every unnamed operator as ofm ''
+    result = []
     for op in source_ops:
         name = next((info.tensor(0, i).name for i in op.outputs if i >= 0), "")
         target = targets[op.index]
         reason = ""
         if target == "CPU":
-            if name:
-                reason = _join_blocks(reasons.get(name, ())) or NO_REASON
-            else:
-                # Vela prints an unnamed operator as ofm '' : reasons go to them in order.
-                blocks = reasons.get("", [])
-                reason = (blocks[unnamed_seen] if unnamed_seen < len(blocks) else "") or NO_REASON
-                unnamed_seen += 1
+            found = reasons.get(name, []) if name else _take_unnamed(unnamed, op.op)
+            reason = _join_blocks(text for _, text in found) or NO_REASON
         result.append(VelaOperator(op.op, name, target, reason, op.index))
     return result
+
+
+def _take_unnamed(blocks: list[tuple[str, str]], op: str) -> list[tuple[str, str]]:
+    """The reason printed for an unnamed operator of type ``op``, taken out of ``blocks``.
+
+    Vela does not print them in the model's order; it names the type (``QUANTIZE``), or
+    ``None`` for a type it does not know: the first of the same type, else of an unknown one.
+    """
+    for wanted in (op, "None"):
+        for i, (printed, _) in enumerate(blocks):
+            if printed.upper() == wanted.upper():
+                return [blocks.pop(i)]
+    return [blocks.pop(0)] if blocks else []
 
 
 def _debug_tables(path: Path) -> dict[str, list[dict[str, str]]]:
@@ -703,13 +714,14 @@ _CPU_MESSAGES: Final[tuple[_CpuMessage, ...]] = (
 def _cpu_reasons(console: str) -> dict[str, str]:
     """Reasons Vela printed for CPU operators, by the name of the tensor they write."""
     blocks = _cpu_reason_blocks(console)
-    return {name: text for name, texts in blocks.items() if (text := _join_blocks(texts))}
+    return {name: text for name, found in blocks.items() if (text := _join_blocks(t for _, t in found))}
 
 
-def _cpu_reason_blocks(console: str) -> dict[str, list[str]]:
-    """Reasons Vela printed for CPU operators, by the name of the tensor they write, one text
-    per message in the order printed (Vela 3 names an unnamed tensor ``<unnamed>``, 5 ``''``)."""
-    blocks: dict[str, list[list[str]]] = {}
+def _cpu_reason_blocks(console: str) -> dict[str, list[tuple[str, str]]]:
+    """Reasons Vela printed for CPU operators, by the name of the tensor they write: (operator
+    type as Vela names it, text) per message, in the order printed (Vela 3 names an unnamed
+    tensor ``<unnamed>``, 5 ``''``)."""
+    blocks: dict[str, list[tuple[str, list[str]]]] = {}
     current: list[str] | None = None
     continues: Callable[[str], bool] = _any_text
     for line in console.splitlines():
@@ -719,12 +731,12 @@ def _cpu_reason_blocks(console: str) -> dict[str, list[str]]:
             continues = message.continues
             current = [message.headline.format(**match.groupdict())] if message.headline else []
             name = "" if match["name"] == "<unnamed>" else match["name"]
-            blocks.setdefault(name, []).append(current)
+            blocks.setdefault(name, []).append((match["op"], current))
         elif current is not None and line.strip() and continues(line):
             current.append(_detail(line))
         else:
             current = None
-    return {name: [" ".join(part) for part in parts] for name, parts in blocks.items()}
+    return {name: [(op, " ".join(part)) for op, part in parts] for name, parts in blocks.items()}
 
 
 def _match_cpu_message(line: str) -> tuple[_CpuMessage, re.Match[str]] | None:

@@ -33,6 +33,35 @@ def without_names(source: Path, target: Path) -> Path:
     return edit_model(source, target, change)
 
 
+def with_int32_quantize_last(source: Path, target: Path) -> Path:
+    """Append a QUANTIZE from the int8 output to int32, which Vela leaves on the CPU
+    (keyword_scrambled's QUANTIZE: "Unsupported dataType Int32")."""
+
+    def change(model: Any, schema: Any) -> None:
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+        code.version = 1
+        model.operatorCodes.append(code)
+        graph = model.subgraphs[0]
+        old_output = int(graph.outputs[0])
+        tensor = schema.TensorT()
+        tensor.name = b"as_int32"
+        tensor.type = schema.TensorType.INT32
+        tensor.shape = np.array(graph.tensors[old_output].shape, dtype=np.int32)
+        tensor.quantization = graph.tensors[old_output].quantization
+        tensor.buffer = 0
+        graph.tensors.append(tensor)
+        op = schema.OperatorT()
+        op.opcodeIndex = len(model.operatorCodes) - 1
+        op.inputs = np.array([old_output], dtype=np.int32)
+        op.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
+        graph.operators.append(op)
+        graph.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
+        model.signatureDefs = []
+
+    return edit_model(source, target, change)
+
+
 def with_raw_int16_input(source: Path, target: Path) -> Path:
     """The input becomes int16 without a scale or zero point: raw integer samples (audio)."""
 
@@ -47,10 +76,12 @@ def with_raw_int16_input(source: Path, target: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def unnamed(tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
-    """micro_speech with an operator Vela cannot place on the NPU appended and every tensor
-    unnamed, and hello_world's float model unnamed, through the Ethos-U and arena checks."""
+    """micro_speech with two operators Vela leaves on the CPU appended (a QUANTIZE to int32 and
+    an operator type it does not know) and every tensor unnamed, and hello_world's float model
+    unnamed, through the Ethos-U and arena checks."""
     cwd = tmp_path_factory.mktemp("unnamed")
-    speech = without_names(with_unknown_last_op(MICRO_SPEECH, cwd / "speech_cpu.tflite"), cwd / "speech.tflite")
+    as_int32 = with_int32_quantize_last(MICRO_SPEECH, cwd / "speech_int32.tflite")
+    speech = without_names(with_unknown_last_op(as_int32, cwd / "speech_cpu.tflite"), cwd / "speech.tflite")
     hello = without_names(HELLO_FLOAT, cwd / "hello.tflite")
     suite = write(cwd / "suite.toml", """
         extends = "ethos-u55"
@@ -65,15 +96,18 @@ def test_vela_places_operators_by_index_when_tensors_have_no_names(unnamed: Qche
     check = unnamed.check("speech.tflite", "vela")
     message = check["message"]
     # RESHAPE folded away, DEPTHWISE_CONV_2D / FULLY_CONNECTED / SOFTMAX on the NPU, the
-    # appended operator on the CPU with Vela's reason: counted from Vela's own mapping.
-    assert check["value"] == 1
-    assert "1 of 5 operator(s) on the CPU, 3 on the NPU, 1 removed by Vela (#0 RESHAPE)" in message
-    assert "#4 STABLEHLO_TANH: Unsupported opType" in message
+    # appended operators on the CPU with Vela's reasons: counted from Vela's own mapping.
+    assert check["value"] == 2
+    assert "2 of 6 operator(s) on the CPU, 3 on the NPU, 1 removed by Vela (#0 RESHAPE)" in message
+    # Vela prints the two reasons in the opposite order, both for ofm '': matched by type.
+    assert "#4 QUANTIZE: Unsupported zeroPoint -128 for dataType: Int32" in message
+    assert "#5 STABLEHLO_TANH: Unsupported opType" in message
     assert "''" not in message
     section = unnamed.model("speech.tflite")["vela"]["ethos-u55-128"]
-    assert (section["npu_ops"], section["cpu_ops"], section["removed_ops"]) == (3, 1, 1)
-    (cpu,) = section["cpu_operators"]
-    assert cpu["index"] == 4 and cpu["label"] == "#4 STABLEHLO_TANH" and cpu["name"] == ""
+    assert (section["npu_ops"], section["cpu_ops"], section["removed_ops"]) == (3, 2, 1)
+    quantize, tanh = section["cpu_operators"]
+    assert (quantize["index"], quantize["label"], quantize["name"]) == (4, "#4 QUANTIZE", "")
+    assert (tanh["index"], tanh["label"], tanh["name"]) == (5, "#5 STABLEHLO_TANH", "")
 
 
 def test_unnamed_tensors_are_named_by_index_in_every_message(unnamed: QcheckRun) -> None:
@@ -90,7 +124,7 @@ def test_unnamed_tensors_are_named_by_index_in_every_message(unnamed: QcheckRun)
 def test_the_html_report_shows_removed_operators(unnamed: QcheckRun) -> None:
     html = (unnamed.out_dir.parent / "report.html").read_text(encoding="utf-8")
     assert "removed 1" in html and "#0 RESHAPE" in html
-    assert "#4" in html  # the CPU operator's row names it by index
+    assert "#4" in html and "#5" in html  # the CPU operators' rows name them by index
 
 
 @pytest.fixture(scope="module")
