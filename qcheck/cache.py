@@ -172,11 +172,11 @@ def _classes() -> dict[str, type]:
     from qcheck.tflite.convert import FloatReference, Quantized
     from qcheck.tflite.quant import QuantParams
     from qcheck.tflite.run import HeadOutput, RunResult
-    from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport
+    from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport, WeightsComparison
     from qcheck.vela import VelaFiles
 
     classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
-               VelaFiles)
+               VelaFiles, WeightsComparison)
     return {cls.__name__: cls for cls in classes}
 
 

@@ -53,6 +53,7 @@ class Split:
     calibration: np.ndarray
     evaluation: Dataset
     calibration_source: str  # a sentence for reports: where the calibration samples came from
+    calibration_path: str = ""  # the file (or folder) they were read from
 
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -245,7 +246,8 @@ def split(data: Dataset, samples: int, calibration: Dataset | None = None) -> Sp
     """
     if calibration is not None:
         n = min(samples, len(calibration))
-        return Split(np.asarray(calibration.x[:n], dtype=np.float32), data, f"{n} samples from {calibration.path}")
+        return Split(np.asarray(calibration.x[:n], dtype=np.float32), data, f"{n} samples from {calibration.path}",
+                     calibration.path)
     order = np.random.default_rng(SPLIT_SEED).permutation(len(data))
     n = min(samples, len(data) // 2)
     if n == 0:
@@ -254,7 +256,7 @@ def split(data: Dataset, samples: int, calibration: Dataset | None = None) -> Sp
     note = f"{n} samples split from {data.path} (seed {SPLIT_SEED}); {len(rest)} kept apart for evaluation"
     if n < samples:
         note += f" (asked for {samples}: at most half of the data is used to calibrate)"
-    return Split(np.asarray(data.x[cal], dtype=np.float32), data.subset(rest), note)
+    return Split(np.asarray(data.x[cal], dtype=np.float32), data.subset(rest), note, data.path)
 
 
 SYNTHETIC_SAMPLES = 200

@@ -182,6 +182,7 @@ class ModelRun:
                 converted: Quantized = call_isolated(
                     "qcheck.tflite.convert:quantize", self._path.resolve(), calibration, evaluation,
                     io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
+                    calibration_file=split.calibration_path if split else "",
                     what=f"converting {self.model}", timeout=self._timeout,
                 )
                 return converted
@@ -237,6 +238,12 @@ class ModelRun:
     # -- float reference and evaluation ------------------------------------------------------
 
     def no_reference_reason(self) -> str:
+        from qcheck.tflite.census import is_float_model
+
+        if is_float_model(self.info()):  # a float .tflite is not "already quantized"
+            return ("needs a quantized model to compare with a float one: this .tflite is a float model (no tensor "
+                    "is quantized); give qcheck the Keras model to quantize, or the quantized .tflite with this "
+                    "one as --qcheck-reference")
         return ("needs the float model to compare with: this is an already quantized .tflite; "
                 "pass --qcheck-reference=FLOAT_MODEL")
 
@@ -283,7 +290,7 @@ class ModelRun:
             float_tflite = self._float_tflite()
             calibration = self.calibration_data()
             key = digest("evaluate", versions("ai-edge-litert"), tflite, data.x, float_tflite, calibration,
-                         str(ANALYSIS_SAMPLES))
+                         str(ANALYSIS_SAMPLES), "weights+origins")  # what the analysis holds changed
             # One pass gives the outputs and, for the first samples, every intermediate tensor.
 
             def evaluate() -> RunResult:
@@ -327,8 +334,9 @@ class ModelRun:
             folder = self.out_dir / f"{self.stem}_vela" / safe_stem(config.label)
             model = self.tflite_path()
             # The config file counts by name and, when it is the user's file, by content.
-            key = digest("vela", versions("ethos-u-vela"), self.tflite(), config.accelerator, config.system_config,
-                         config.memory_mode, config.config_file, Path(config.config_file).expanduser())
+            key = digest("vela", "debug-db", versions("ethos-u-vela"), self.tflite(), config.accelerator,
+                         config.system_config, config.memory_mode, config.config_file,
+                         Path(config.config_file).expanduser())
 
             def compile() -> VelaFiles:
                 self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
@@ -352,7 +360,7 @@ def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
     expected = info.inputs[0].tensor.shape[1:]
     if tuple(data.x.shape[1:]) != expected:
         raise QcheckError(data.path, f"does not fit the model {model}: samples have shape "
-                          f"{tuple(data.x.shape[1:])}, the model takes {expected}")
+                          f"{tuple(data.x.shape[1:])}, the model's input '{info.inputs[0].name}' takes {expected}")
 
 
 def align_heads(result: RunResult, reference: FloatReference, model: str) -> RunResult:

@@ -412,7 +412,7 @@ def qcheck_model(qcheck_session: QcheckSession, qcheck_run_spec: RunSpec) -> Any
     run = qcheck_session.run(qcheck_run_spec)
     path = qcheck_run_spec.model if run.kind != "tflite" else qcheck_run_spec.reference
     if path is None:
-        pytest.skip(f"{qcheck_run_spec.model} is already quantized; pass --qcheck-reference=FLOAT_MODEL")
+        pytest.skip(f"{qcheck_run_spec.model} is a .tflite, not a Keras model; pass --qcheck-reference=FLOAT_MODEL")
     return load_float_model(Path(path), unsafe=qcheck_run_spec.unsafe_deserialization)
 
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qcheck.errors import QcheckError
 from qcheck.tflite.quant import QuantParams, quantize
+
+if TYPE_CHECKING:
+    from qcheck.tflite.inspect import TensorInfo
 
 Outputs = dict[str, np.ndarray]
 # Outputs whose op has a fixed range: values at its limits are the function's own, not clipping.
@@ -76,6 +79,25 @@ def _find(strategy: Any, condition: Callable[[Any], bool], examples: int) -> Any
 # -- robustness ------------------------------------------------------------------------------------
 
 
+def describe_unquantized_input(tensor: TensorInfo) -> str:
+    """Why an input has no quantized range: "the model's input is float32", or an integer one
+    without a scale and zero point (an int16 input is not float)."""
+    if tensor.dtype.startswith(("float", "bfloat")):
+        return f"the model's input is {tensor.dtype}"
+    return f"the model's input is {tensor.dtype} without quantization parameters (scale and zero point)"
+
+
+def _loads(tflite: bytes) -> None:
+    """A model the interpreter cannot load breaks no property of its inputs: say it cannot load."""
+    from qcheck.tflite.run import _make_interpreter
+
+    try:
+        _make_interpreter(tflite)
+    except Exception as exc:
+        raise QcheckError(None, f"the LiteRT interpreter cannot load the model, so no input can be tried: "
+                          f"{type(exc).__name__}: {exc}") from None
+
+
 def search_robustness(tflite: bytes, examples: int) -> RobustnessOutcome:
     """Look for a valid input that fails to run, drives an output out of range, or gives a
     different output when it is run again."""
@@ -86,7 +108,9 @@ def search_robustness(tflite: bytes, examples: int) -> RobustnessOutcome:
     info = inspect_model(tflite)
     params = input_params(info)
     if params is None:
-        raise QcheckError(None, "the model's input is float: robustness draws from the quantized input's range")
+        raise QcheckError(None, f"{describe_unquantized_input(info.inputs[0].tensor)}: robustness draws from "
+                          "the quantized input's range")
+    _loads(tflite)
     fixed = {io.name for io in info.outputs if source_op(info, io.tensor) in _FIXED_RANGE_OPS}
     other = np.full((1, *info.inputs[0].tensor.shape[1:]), params.float_range[1], np.float32)
 
@@ -162,9 +186,11 @@ def search_consistency(tflite: bytes, float_model: Path, x: np.ndarray, *, steps
     from qcheck.strategies import Perturbation, input_params, perturbation_noise
     from qcheck.tflite.inspect import inspect_model
 
-    params = input_params(inspect_model(tflite))
+    info = inspect_model(tflite)
+    params = input_params(info)
     if params is None:
-        raise QcheckError(None, "the model's input is float: perturbations are measured in quantization steps")
+        raise QcheckError(None, f"{describe_unquantized_input(info.inputs[0].tensor)}: perturbations are "
+                          "measured in quantization steps")
     float_run = _float_runner(float_model, unsafe)
 
     def quant_run(batch: np.ndarray) -> Outputs:

@@ -2,10 +2,15 @@
 
 Vela exits 0 even when every operator falls back to the CPU, and its console text changed
 between releases, so placement is read from the files it writes: the per-layer CSV
-(``Target`` column, written with ``--verbose-performance``) cross-checked with the compiled
-model, where the NPU part is ``CUSTOM "ethos-u"`` operators and everything else runs on the
-CPU. Only the reasons for CPU fallback exist nowhere but in Vela's console output, so they
-are parsed from it, best-effort, for both the 3.x and the 5.x wording.
+(``Target`` column, written with ``--verbose-performance``) and, where Vela writes no debug
+database, the compiled model, where the NPU part is ``CUSTOM "ethos-u"`` operators and
+everything else runs on the CPU. Which of the user's operators each per-layer row belongs to comes from Vela's debug
+database (``--enable-debug-db``): its ``perf`` table lists the same rows with a ``source_id``,
+and its ``source`` table gives each source operator's index in the model (``ext_key``), which
+exists also when the model's tensors have no names. An operator with no row at all was folded
+away by Vela (a RESHAPE becomes a view of its input): it runs nowhere. Only the reasons for
+CPU fallback exist nowhere but in Vela's console output, so they are parsed from it,
+best-effort, for both the 3.x and the 5.x wording.
 
 Vela runs as a subprocess in a scratch folder inside ``out_dir`` on a copy of the model
 named ``model.tflite``: Vela names its outputs after the input's file name, which may hold
@@ -61,6 +66,8 @@ _FAMILY_DEFAULTS: Final[dict[str, tuple[str, str]]] = {
 
 NO_REASON: Final = "Vela gave no reason"
 NPU_CUSTOM_CODE: Final = "ethos-u"
+REMOVED: Final = "removed"
+"""The target of an operator Vela folds away (RESHAPE, SQUEEZE, ...): it runs nowhere."""
 
 # weights_storage_area in the summary CSV -> (flash_kind, column holding that memory's use)
 _WEIGHT_STORAGE: Final[dict[str, tuple[str, str]]] = {
@@ -127,12 +134,20 @@ class VelaConfig:
 
 @dataclass(frozen=True)
 class VelaOperator:
-    """One operator of the compiled network and where it runs."""
+    """One operator of the user's model and where Vela puts it."""
 
-    op: str  # operator type as Vela names it, e.g. "Conv2D"
-    name: str  # name of the tensor it writes
-    target: str  # "NPU" or "CPU"
-    reason: str  # why it is on the CPU; "" for NPU operators
+    op: str  # operator type, e.g. "CONV_2D" (as Vela names it when the model is unreadable)
+    name: str  # name of the tensor it writes ("" when the model leaves it unnamed)
+    target: str  # "NPU", "CPU" or REMOVED (folded away by Vela)
+    reason: str  # why it is on the CPU; "" for the others
+    index: int | None = None  # position in the model's main subgraph, when known
+
+    @property
+    def label(self) -> str:
+        """``CONV_2D 'conv1'``, or ``#12 SVDF`` for an operator whose output has no name."""
+        from qcheck.tflite.inspect import operator_label
+
+        return operator_label(self.op, self.name, self.index)
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,11 @@ class VelaResult:
         """How many operators run on the NPU (fused activations not counted apart)."""
         return sum(1 for op in self.operators if op.target == "NPU")
 
+    @property
+    def removed_operators(self) -> tuple[VelaOperator, ...]:
+        """The operators Vela folds away (they run neither on the NPU nor on the CPU)."""
+        return tuple(op for op in self.operators if op.target == REMOVED)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary for reports."""
         return {
@@ -178,8 +198,14 @@ class VelaResult:
             "vela_version": self.vela_version,
             "cpu_ops": self.cpu_ops,
             "npu_ops": self.npu_ops,
+            "removed_ops": len(self.removed_operators),
             "cpu_operators": [
-                {"op": op.op, "name": op.name, "reason": op.reason} for op in self.cpu_operators
+                {"op": op.op, "name": op.name, "index": op.index, "label": op.label, "reason": op.reason}
+                for op in self.cpu_operators
+            ],
+            "removed_operators": [
+                {"op": op.op, "name": op.name, "index": op.index, "label": op.label}
+                for op in self.removed_operators
             ],
             "sram_bytes": self.sram_bytes,
             "flash_bytes": self.flash_bytes,
@@ -206,6 +232,7 @@ class VelaFiles:
     compiled: bytes | None  # the compiled model
     per_layer: bytes | None  # the per-layer CSV
     summary: bytes | None  # the summary CSV
+    debug_db: bytes | None = None  # the debug database (XML), which maps rows to source operators
 
 
 def run_vela(
@@ -213,9 +240,10 @@ def run_vela(
 ) -> VelaResult:
     """Compile ``model`` with Vela for ``config`` and read the result.
 
-    Writes ``<stem>_vela.tflite``, ``<stem>_per-layer.csv``, ``<stem>_summary.csv`` and
-    ``<stem>_vela.log`` (Vela's console output) into ``out_dir``, where ``<stem>`` is the
-    model's file name with unusual characters replaced; files of those names are replaced.
+    Writes ``<stem>_vela.tflite``, ``<stem>_per-layer.csv``, ``<stem>_summary.csv``,
+    ``<stem>_debug.xml`` and ``<stem>_vela.log`` (Vela's console output) into ``out_dir``, where
+    ``<stem>`` is the model's file name with unusual characters replaced; files of those names
+    are replaced.
     Raises StepFailed naming the model when Vela fails or does not finish in ``timeout`` s.
     """
     return read_result(model, config, compile_model(model, config, out_dir, timeout=timeout), out_dir)
@@ -228,13 +256,13 @@ def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: fl
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".vela-", dir=out_dir) as scratch_dir:
-        scratch = Path(scratch_dir)
+        scratch = Path(scratch_dir).resolve()  # Vela runs inside it: a relative path would not lead back
         staged = _stage(model, scratch)
         done = _run(_vela_command(staged, config, scratch / "out"), scratch, timeout, model, config)
         console = done.stdout + done.stderr
         if done.returncode != 0:
             # Keep the log for the user; leave no artifacts of an earlier run beside it.
-            _write_files(VelaFiles(console, None, None, None), out_dir, _safe_stem(model))
+            _write_files(VelaFiles(console, None, None, None, None), out_dir, _safe_stem(model))
             _check_exit(done, model, config)
         vela_out = scratch / "out"
         summaries = sorted(vela_out.glob(f"{_STAGED_STEM}_summary_*.csv"))
@@ -243,6 +271,7 @@ def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: fl
             compiled=_read(vela_out / f"{_STAGED_STEM}_vela.tflite"),
             per_layer=_read(vela_out / f"{_STAGED_STEM}_per-layer.csv"),
             summary=_read(summaries[0]) if summaries else None,
+            debug_db=_read(vela_out / f"{_STAGED_STEM}_debug.xml"),
         )
 
 
@@ -260,6 +289,7 @@ def _write_files(files: VelaFiles, out_dir: Path, stem: str) -> _Outputs:
         compiled=_write(files.compiled, out_dir / f"{stem}_vela.tflite"),
         per_layer=_write(files.per_layer, out_dir / f"{stem}_per-layer.csv"),
         summary=_write(files.summary, out_dir / f"{stem}_summary.csv"),
+        debug_db=_write(files.debug_db, out_dir / f"{stem}_debug.xml"),
     )
 
 
@@ -297,6 +327,7 @@ def _vela_command(model: Path, config: VelaConfig, out_dir: Path) -> list[str]:
         "--memory-mode", config.memory_mode,
         "--verbose-performance",
         "--show-cpu-operations",
+        "--enable-debug-db",
     ]  # fmt: skip
 
 
@@ -379,6 +410,7 @@ class _Outputs(NamedTuple):
     compiled: Path | None
     per_layer: Path | None
     summary: Path | None
+    debug_db: Path | None = None
 
 
 def _read(path: Path) -> bytes | None:
@@ -402,13 +434,16 @@ def _build_result(model: Path, config: VelaConfig, outputs: _Outputs, console: s
     compiled = _read_tflite_operators(outputs.compiled.read_bytes()) if outputs.compiled else None
     if per_layer is None and compiled is None:
         raise StepFailed(f"{model}: Vela exited 0 but wrote no compiled model and no per-layer CSV")
-    placements = _per_source_operator(_merge_placements(per_layer, compiled), model)
-    reasons = _cpu_reasons(console)
+    reasons = _cpu_reason_blocks(console)
+    operators = _by_source_index(model, outputs, reasons)
+    if operators is None:  # no debug database (another Vela), or one that does not add up
+        placements = _per_source_operator(_merge_placements(per_layer, compiled), model)
+        operators = [_operator(p, reasons) for p in placements]
     summary = _read_summary(outputs.summary)
     return VelaResult(
         config=config,
         vela_version=vela_version(),
-        operators=tuple(_operator(p, reasons) for p in placements),
+        operators=tuple(operators),
         sram_bytes=summary.sram_bytes,
         flash_bytes=summary.flash_bytes,
         flash_kind=summary.flash_kind,
@@ -424,9 +459,110 @@ class _Placement(NamedTuple):
     target: str
 
 
-def _operator(placement: _Placement, reasons: dict[str, str]) -> VelaOperator:
-    reason = reasons.get(placement.name, NO_REASON) if placement.target == "CPU" else ""
+def _operator(placement: _Placement, reasons: dict[str, list[tuple[str, str]]]) -> VelaOperator:
+    found = reasons.get(placement.name, [])
+    reason = _join_blocks(text for _, text in found) or NO_REASON if placement.target == "CPU" else ""
     return VelaOperator(placement.op, placement.name, placement.target, reason)
+
+
+def _by_source_index(model: Path, outputs: _Outputs,
+                     reasons: dict[str, list[tuple[str, str]]]) -> list[VelaOperator] | None:
+    """One placement per operator of the model, matched by the operator's index through Vela's
+    debug database; None when that is not possible (then names are all there is).
+
+    Each per-layer row is one of Vela's own operators (it lowers one SOFTMAX into some
+    thirty); the debug database's ``perf`` table has the same rows in the same order with the
+    source operator they come from. An operator is on the CPU when any of its rows is, on the
+    NPU when its rows are, and removed when it has none (Vela folded it away).
+    """
+    if outputs.per_layer is None or outputs.debug_db is None:
+        return None
+    try:
+        from qcheck.tflite.inspect import inspect_model
+
+        info = inspect_model(model.read_bytes())
+        tables = _debug_tables(outputs.debug_db)
+        rows = _per_layer_rows(outputs.per_layer)
+    except (OSError, ValueError):
+        return None
+    source_ops = [op for op in info.operators if not (op.custom and op.op == NPU_CUSTOM_CODE)]
+    if not source_ops or any(op.subgraph != 0 for op in source_ops):
+        return None  # Vela's source indices count the operators of one subgraph
+    targets = _targets_by_source_index(tables, rows)
+    if targets is None or not {op.index for op in source_ops} <= set(targets):
+        return None
+    unnamed = list(reasons.get("", []))  # Vela prints every unnamed operator as ofm ''
+    result = []
+    for op in source_ops:
+        name = next((info.tensor(0, i).name for i in op.outputs if i >= 0), "")
+        target = targets[op.index]
+        reason = ""
+        if target == "CPU":
+            found = reasons.get(name, []) if name else _take_unnamed(unnamed, op.op)
+            reason = _join_blocks(text for _, text in found) or NO_REASON
+        result.append(VelaOperator(op.op, name, target, reason, op.index))
+    return result
+
+
+def _take_unnamed(blocks: list[tuple[str, str]], op: str) -> list[tuple[str, str]]:
+    """The reason printed for an unnamed operator of type ``op``, taken out of ``blocks``.
+
+    Vela does not print them in the model's order; it names the type (``QUANTIZE``), or
+    ``None`` for a type it does not know: the first of the same type, else of an unknown one.
+    """
+    for wanted in (op, "None"):
+        for i, (printed, _) in enumerate(blocks):
+            if printed.upper() == wanted.upper():
+                return [blocks.pop(i)]
+    return [blocks.pop(0)] if blocks else []
+
+
+def _debug_tables(path: Path) -> dict[str, list[dict[str, str]]]:
+    """The CSV tables of Vela's debug database, by table name. Raises ValueError if unreadable."""
+    import io
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return {
+        str(table.get("name")): list(csv.DictReader(io.StringIO((table.text or "").strip())))
+        for table in root.iter("table")
+    }
+
+
+def _per_layer_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return []
+    header = rows[0]
+    return [dict(zip(header, _rejoin_name(row, header), strict=False)) for row in rows[1:]]
+
+
+def _targets_by_source_index(tables: dict[str, list[dict[str, str]]],
+                             rows: list[dict[str, str]]) -> dict[int, str] | None:
+    """Source operator index -> "NPU", "CPU" or REMOVED, or None when the files disagree."""
+    perf, source = tables.get("perf"), tables.get("source")
+    if not perf or not source or len(perf) != len(rows):
+        return None
+    try:
+        index_of = {row["id"]: int(row["ext_key"]) for row in source}
+    except (KeyError, ValueError):
+        return None
+    targets: dict[int, str] = dict.fromkeys(index_of.values(), REMOVED)
+    for row, perf_row in zip(rows, perf, strict=True):
+        # The two lists are written from the same pass: check that they are.
+        if (row.get("NNG Operator"), row.get("Name")) != (perf_row.get("operator"), perf_row.get("name")):
+            return None
+        index = index_of.get(perf_row.get("source_id", ""))
+        target = row.get("Target", "").upper()
+        if index is None or target not in ("NPU", "CPU"):
+            return None
+        if targets[index] != "CPU":
+            targets[index] = target
+    return targets
 
 
 def _merge_placements(
@@ -577,7 +713,15 @@ _CPU_MESSAGES: Final[tuple[_CpuMessage, ...]] = (
 
 def _cpu_reasons(console: str) -> dict[str, str]:
     """Reasons Vela printed for CPU operators, by the name of the tensor they write."""
-    blocks: dict[str, list[list[str]]] = {}
+    blocks = _cpu_reason_blocks(console)
+    return {name: text for name, found in blocks.items() if (text := _join_blocks(t for _, t in found))}
+
+
+def _cpu_reason_blocks(console: str) -> dict[str, list[tuple[str, str]]]:
+    """Reasons Vela printed for CPU operators, by the name of the tensor they write: (operator
+    type as Vela names it, text) per message, in the order printed (Vela 3 names an unnamed
+    tensor ``<unnamed>``, 5 ``''``)."""
+    blocks: dict[str, list[tuple[str, list[str]]]] = {}
     current: list[str] | None = None
     continues: Callable[[str], bool] = _any_text
     for line in console.splitlines():
@@ -586,12 +730,13 @@ def _cpu_reasons(console: str) -> dict[str, str]:
             message, match = found
             continues = message.continues
             current = [message.headline.format(**match.groupdict())] if message.headline else []
-            blocks.setdefault(match["name"], []).append(current)
+            name = "" if match["name"] == "<unnamed>" else match["name"]
+            blocks.setdefault(name, []).append((match["op"], current))
         elif current is not None and line.strip() and continues(line):
             current.append(_detail(line))
         else:
             current = None
-    return {name: text for name, parts in blocks.items() if (text := _join_blocks(parts))}
+    return {name: [(op, " ".join(part)) for op, part in parts] for name, parts in blocks.items()}
 
 
 def _match_cpu_message(line: str) -> tuple[_CpuMessage, re.Match[str]] | None:
@@ -609,8 +754,7 @@ def _detail(line: str) -> str:
     return text
 
 
-def _join_blocks(blocks: Iterable[list[str]]) -> str:
-    texts = (" ".join(block) for block in blocks)
+def _join_blocks(texts: Iterable[str]) -> str:
     return "; ".join(dict.fromkeys(text for text in texts if text))
 
 

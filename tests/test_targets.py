@@ -329,7 +329,8 @@ def test_cpu_fallback_names_each_operator_and_vela_reason(pytester: pytest.Pytes
     assert "Operation has tensor with unsupported DataType Float32" in vela["message"]
     assert "and 26 more" in vela["message"]  # five are named; the JSON report has them all
     softmax = [op for op in models[VWW_FLOAT.name]["vela"]["ethos-u55-128"]["cpu_operators"] if op["op"] == "SOFTMAX"]
-    assert softmax == [{"op": "SOFTMAX", "name": "Identity", "reason": softmax[0]["reason"]}]
+    assert softmax == [{"op": "SOFTMAX", "name": "Identity", "index": 30, "label": "SOFTMAX 'Identity'",
+                        "reason": softmax[0]["reason"]}]
     assert "unsupported DataType Float32" in softmax[0]["reason"]
     for name in ("sram", "flash", "npu_weights", "inference_time"):  # nothing to measure on the NPU
         assert float_checks[f"{name}[ethos-u55-128]"]["passed"] is None
@@ -340,7 +341,8 @@ def test_cpu_fallback_names_each_operator_and_vela_reason(pytester: pytest.Pytes
     assert "1 of 4 operator(s) on the CPU" in mixed_checks["vela[ethos-u55-128]"]["message"]
     assert "STABLEHLO_TANH 'appended': Unsupported opType" in mixed_checks["vela[ethos-u55-128]"]["message"]
     assert models[mixed.name]["vela"]["ethos-u55-128"]["cpu_operators"] == [
-        {"op": "STABLEHLO_TANH", "name": "appended", "reason": "Unsupported opType"}]
+        {"op": "STABLEHLO_TANH", "name": "appended", "index": 3, "label": "STABLEHLO_TANH 'appended'",
+         "reason": "Unsupported opType"}]
     # The NPU part is still measured; the CPU operator is named where it matters.
     assert mixed_checks["sram[ethos-u55-128]"]["passed"] is True
     assert "not counting 1 operator(s) on the CPU" in mixed_checks["inference_time[ethos-u55-128]"]["message"]

@@ -51,8 +51,10 @@ def vww_int8(vww_out: Path) -> VelaResult:
 def test_vww_int8_runs_entirely_on_the_npu(vww_int8: VelaResult) -> None:
     assert vww_int8.cpu_ops == 0
     assert vww_int8.cpu_operators == ()
-    assert vww_int8.npu_ops == 31  # the model's own operators (Vela lowers them into more)
-    assert all(op.target == "NPU" and op.reason == "" for op in vww_int8.operators)
+    # The model's own 31 operators (Vela lowers them into more); its RESHAPE Vela folds away.
+    assert vww_int8.npu_ops == 30 and len(vww_int8.operators) == 31
+    assert [op.op for op in vww_int8.removed_operators] == ["RESHAPE"]
+    assert all(op.target in ("NPU", "removed") and op.reason == "" for op in vww_int8.operators)
 
 
 @slow
@@ -81,6 +83,7 @@ def test_outputs_land_in_out_dir_under_the_model_stem(vww_int8: VelaResult, vww_
         "vww_96_int8_per-layer.csv",
         "vww_96_int8_summary.csv",
         "vww_96_int8_vela.log",
+        "vww_96_int8_debug.xml",
     }
     assert vww_int8.compiled_model == str(vww_out / "vww_96_int8_vela.tflite")
 
@@ -90,11 +93,11 @@ def test_to_dict_is_json_with_the_documented_keys(vww_int8: VelaResult) -> None:
     data = json.loads(json.dumps(vww_int8.to_dict()))
     assert set(data) == {
         "accelerator", "system_config", "memory_mode", "vela_version", "cpu_ops", "npu_ops",
-        "cpu_operators", "sram_bytes", "flash_bytes", "flash_kind", "npu_weights_bytes",
-        "inference_time_s",
+        "removed_ops", "cpu_operators", "removed_operators", "sram_bytes", "flash_bytes", "flash_kind",
+        "npu_weights_bytes", "inference_time_s",
     }  # fmt: skip
     assert data["accelerator"] == "ethos-u55-128"
-    assert (data["cpu_ops"], data["npu_ops"], data["cpu_operators"]) == (0, 31, [])
+    assert (data["cpu_ops"], data["npu_ops"], data["removed_ops"], data["cpu_operators"]) == (0, 30, 1, [])
 
 
 @slow
@@ -129,7 +132,7 @@ def test_hybrid_quantized_model_runs_on_cpu(tmp_path: Path) -> None:
     assert (result.cpu_ops, result.npu_ops) == (10, 0)
     assert {op.op for op in result.cpu_operators} == {"FULLY_CONNECTED"}
     assert all(op.reason and op.reason != NO_REASON for op in result.cpu_operators)
-    assert result.to_dict()["cpu_operators"][0].keys() == {"op", "name", "reason"}
+    assert result.to_dict()["cpu_operators"][0].keys() == {"op", "name", "index", "label", "reason"}
 
 
 @slow
@@ -215,6 +218,7 @@ def test_odd_file_names_stay_inside_out_dir(tmp_path: Path) -> None:
 
     assert result.npu_ops > 0
     assert sorted(path.name for path in out.iterdir()) == [
+        "my_model_v2_rm_-rf_debug.xml",
         "my_model_v2_rm_-rf_per-layer.csv",
         "my_model_v2_rm_-rf_summary.csv",
         "my_model_v2_rm_-rf_vela.log",

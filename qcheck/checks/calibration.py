@@ -78,7 +78,8 @@ def calibration_diagnosis(evidence: Evidence) -> CalibrationDiagnosis | None:
         if ratio > _RANGE_RATIO or ratio < 1 / _RANGE_RATIO:
             warnings.append(
                 f"calibration inputs span {cal.describe()} but evaluation inputs {ev.describe()} "
-                f"({ratio:.2f}x): the representative set looks preprocessed differently from inference "
+                f"(0.1th to 99.9th percentiles of their values; the evaluation span is {ratio:.2f}x the calibration "
+                "span): the representative set looks preprocessed differently from inference "
                 "(scaled, or normalized twice)")
     constant = tuple(head for head, out in run.outputs.items()
                      if len(out.raw) > 1 and np.all(out.raw == out.raw[:1]))

@@ -7,8 +7,17 @@ from typing import Any
 
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
+from qcheck.errors import QcheckError
 from qcheck.results import Measurement
-from qcheck.tflite.tensor_stats import ROUNDING_ONLY, SUSPICIOUS, Analysis, TensorReport, likely_cause, worst_layers
+from qcheck.tflite.tensor_stats import (
+    ROUNDING_ONLY,
+    SUSPICIOUS,
+    Analysis,
+    ChannelSpread,
+    TensorReport,
+    likely_cause,
+    worst_layers,
+)
 
 
 def _short(name: str) -> str:
@@ -16,17 +25,49 @@ def _short(name: str) -> str:
     return name.split(";")[0]
 
 
-def _cause(report: TensorReport) -> str:
+def _spans(spread: ChannelSpread, samples: int) -> str:
+    if spread.median_range > 0:
+        return f"spans {spread.widest_range / spread.median_range:.0f}x the median channel's range"
+    # Over very few samples most channels may not vary at all: no ratio to give.
+    return (f"spans {spread.widest_range:.4g} while the median channel does not vary at all over the "
+            f"{samples} sample(s) analysed")
+
+
+def _cause(report: TensorReport, samples: int) -> str:
     spread = report.spread
     assert spread is not None
-    ratio = spread.widest_range / spread.median_range if spread.median_range > 0 else float("inf")
-    return (f"likely cause: {report.op} '{_short(report.name)}' - channel {spread.widest} spans "
-            f"{ratio:.0f}x the median channel's range, so its per-tensor scale ({report.scale:.4g}) leaves "
+    if report.range_from is None:
+        return (f"likely cause: {report.op} '{_short(report.name)}' - channel {spread.widest} "
+                f"{_spans(spread, samples)}, so its per-tensor scale ({report.scale:.4g}) leaves "
+                f"{spread.under_one_step} of {spread.channels} channels less than one quantization step")
+    # The crushed tensor was written by an operator that must keep its input's scale: the
+    # range, and so the damage, comes from the operator that chose it.
+    kinds = list(dict.fromkeys(report.range_through))
+    passed_on = (f"{kinds[0]} keeps its input's scale" if len(kinds) == 1
+                 else f"{', '.join(kinds[:-1])} and {kinds[-1]} keep their input's scale")
+    where = f" (channel {report.range_channel} of its output)" if report.range_channel is not None else ""
+    return (f"likely cause: {report.range_from}, which chose the range that {report.op} '{_short(report.name)}' "
+            f"shares ({passed_on} and cannot choose one): there channel {spread.widest}"
+            f"{where} {_spans(spread, samples)}, so the shared per-tensor scale ({report.scale:.4g}) leaves "
             f"{spread.under_one_step} of {spread.channels} channels less than one quantization step")
+
+
+def different_models(analysis: Analysis) -> str | None:
+    """Why per-layer error means nothing here, when the reference is not the model's float twin."""
+    weights = analysis.weights
+    if weights is None or not weights.different_models:
+        return None
+    return (f"the reference's weights differ from the model's by {weights.median_difference:.0%} (rms, median "
+            f"over {weights.layers} layers; {weights.differing} of them have weights more than one quantization "
+            "step from any the quantization could have made): these look like different models, so per-layer "
+            "error is not meaningful and no layer is blamed")
 
 
 def explain_layers(analysis: Analysis) -> str:
     """A sentence naming the worst layers and, when one is found, the layer that causes it."""
+    mismatch = different_models(analysis)
+    if mismatch is not None:
+        return mismatch
     worst = [r for r in worst_layers(analysis) if (r.rmse_steps or 0) > SUSPICIOUS]
     parts = []
     if worst:
@@ -34,14 +75,21 @@ def explain_layers(analysis: Analysis) -> str:
         parts.append(f"layers with the largest error vs the float model: {listed}")
     cause = likely_cause(analysis)
     if cause is not None:
-        parts.append(_cause(cause))
+        parts.append(_cause(cause, analysis.samples))
     return "; ".join(parts)
 
 
 def layer_hint(analysis: Analysis) -> str:
+    if different_models(analysis) is not None:
+        return ("give as reference the float model this model was quantized from (--qcheck-reference), "
+                "or the Keras model itself")
     cause = likely_cause(analysis)
     if cause is None:
         return "compare the named layers' weights and activations with the float model"
+    if cause.range_from is not None:
+        channel = f" (channel {cause.range_channel})" if cause.range_channel is not None else ""
+        return (f"rebalance the outlier channel{channel} of {cause.range_from} (e.g. equalize it with the next "
+                "layer's weights, or clip it in training) or quantize that operator's output per channel")
     return (f"rebalance the outlier channel of '{_short(cause.name)}' (e.g. equalize it with the next layer's "
             "weights, or clip it in training) or quantize that activation per channel")
 
@@ -50,7 +98,10 @@ def layer_sections(analysis: Analysis) -> dict[str, Any]:
     """The per-tensor and per-layer tables for reports."""
     tensors = [r.to_dict() for r in analysis.tensors]
     layers = [r.to_dict() for r in analysis.tensors if r.rmse_steps is not None]
-    return {"tensors": tensors, "layers": layers}
+    sections: dict[str, Any] = {"tensors": tensors, "layers": layers}
+    if analysis.weights is not None:
+        sections["reference_weights"] = analysis.weights.to_dict()
+    return sections
 
 
 @check("layer_error", unit="count")
@@ -63,6 +114,9 @@ def layer_error(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if analysis is None or analysis.matched == 0:
         return Measurement(None, skip="no float twin to compare layers with: "
                            "give a Keras model, or a float .tflite as --qcheck-reference")
+    mismatch = different_models(analysis)
+    if mismatch is not None:
+        raise QcheckError(None, mismatch, layer_hint(analysis))
     worst = worst_layers(analysis, 1)[0]
     details = (f"worst layer {worst.op} '{_short(worst.name)}': {worst.rmse_steps:.2f} steps "
                f"(rounding alone is {ROUNDING_ONLY:.2f}, above {SUSPICIOUS} is suspicious; SQNR {worst.sqnr_db or 0:.1f} dB) over "

@@ -41,7 +41,18 @@ def _count(options: Mapping[str, Any], key: str, default: int, check_name: str) 
 
 def _quantized_input(evidence: Evidence) -> bool:
     info = evidence.info()
-    return len(info.inputs) == 1 and info.inputs[0].tensor.dtype in ("int8", "uint8", "int16")
+    return (len(info.inputs) == 1 and info.inputs[0].tensor.dtype in ("int8", "uint8", "int16")
+            and bool(info.inputs[0].tensor.scale))
+
+
+def _input_kind(evidence: Evidence) -> str:
+    """What the model's input is, when it is not one quantized integer input."""
+    from qcheck.property_search import describe_unquantized_input
+
+    info = evidence.info()
+    if len(info.inputs) != 1:
+        return f"the model has {len(info.inputs)} inputs"
+    return describe_unquantized_input(info.inputs[0].tensor)
 
 
 @check("robustness", unit="count", options={"examples": int})
@@ -53,7 +64,7 @@ def robustness(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     examples = _count(options, "examples", DEFAULT_EXAMPLES, "robustness")
     if not _quantized_input(evidence):
         return Measurement(None, skip="needs one quantized (integer) input to draw valid inputs from "
-                                      "(see fully_quantized)")
+                                      f"({_input_kind(evidence)}; see fully_quantized)")
     outcome: RobustnessOutcome = call_isolated(
         "qcheck.property_search:search_robustness", evidence.tflite(), examples,
         what=f"searching inputs that break {evidence.model}", timeout=evidence.timeout,
@@ -107,7 +118,7 @@ def consistency(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         return Measurement(None, skip=evidence.no_reference_reason())
     if not _quantized_input(evidence):
         return Measurement(None, skip="needs one quantized (integer) input: perturbations are measured "
-                                      "in its quantization steps")
+                                      f"in its quantization steps ({_input_kind(evidence)})")
     spec = getattr(evidence, "spec", None)
     outcome: ConsistencyOutcome = call_isolated(
         "qcheck.property_search:search_consistency", evidence.tflite(), path, data.x, steps=float(steps),

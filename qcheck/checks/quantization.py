@@ -29,10 +29,10 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
                      + _listing([op.describe() for op in census.float_ops], quote=False))
     if census.float_tensors:
         parts.append(f"{len(census.float_tensors)} float tensor(s): "
-                     + _listing([t.name for t in census.float_tensors]))
+                     + _listing([t.label for t in census.float_tensors]))
     if census.int32_activations:
         parts.append(f"{len(census.int32_activations)} int32 activation(s): "
-                     + _listing([t.name for t in census.int32_activations]))
+                     + _listing([t.label for t in census.int32_activations]))
     if not parts:
         dtypes = ", ".join(f"{n} {d}" for d, n in info["dtypes"].items())
         parts.append(f"all tensors integer ({dtypes})")
@@ -53,7 +53,7 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
 def float32_tensors(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Number of float32 tensors left in the model."""
     census = evidence.census()
-    names = [t.name for t in census.float_tensors if t.dtype == "float32"]
+    names = [t.label for t in census.float_tensors if t.dtype == "float32"]
     details = f"{len(names)} float32 tensor(s)" + (f": {_listing(names)}" if names else "")
     if census.exempt_float_tensors:
         details += f" (plus {len(census.exempt_float_tensors)} zero-size intermediate(s), which are exempt)"

@@ -18,7 +18,7 @@ from qcheck.errors import QcheckError
 from qcheck.results import Measurement
 
 if TYPE_CHECKING:
-    from qcheck.vela import VelaConfig, VelaResult
+    from qcheck.vela import VelaConfig, VelaOperator, VelaResult
 
 TARGET_OPTIONS: Final[dict[str, type]] = {
     "accelerator": str,
@@ -31,13 +31,17 @@ _LISTED = 5  # operators named in a message; the JSON report has every one with 
 _REASON_CHARS = 160
 
 
-def _short(name: str) -> str:
-    # A fused tensor name lists every op folded into it; the first one names the layer.
-    return name.split(";")[0]
-
-
 def _clip(reason: str) -> str:
     return reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 3] + "..."
+
+
+def _removed(removed: tuple[VelaOperator, ...]) -> str:
+    """", 1 removed by Vela (RESHAPE 'flatten')": operators folded away run nowhere."""
+    if not removed:
+        return ""
+    listed = ", ".join(op.label for op in removed[:_LISTED])
+    more = f" and {len(removed) - _LISTED} more" if len(removed) > _LISTED else ""
+    return f", {len(removed)} removed by Vela ({listed}{more})"
 
 
 def vela_config(options: Mapping[str, Any]) -> VelaConfig:
@@ -79,14 +83,15 @@ def vela(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if already_compiled(evidence):
         return _compiled_placement(evidence, options)
     result = evidence.vela(vela_config(options))
-    cpu = result.cpu_operators
+    cpu, removed = result.cpu_operators, result.removed_operators
+    folded = _removed(removed)
     if not cpu:
-        details = f"all {result.npu_ops} operator(s) on the NPU ({describe_config(result)})"
+        details = f"all {result.npu_ops} running operator(s) on the NPU{folded} ({describe_config(result)})"
     else:
-        listed = "; ".join(f"{op.op} '{_short(op.name)}': {_clip(op.reason)}" for op in cpu[:_LISTED])
+        listed = "; ".join(f"{op.label}: {_clip(op.reason)}" for op in cpu[:_LISTED])
         more = f"; and {len(cpu) - _LISTED} more" if len(cpu) > _LISTED else ""
-        details = (f"{len(cpu)} of {len(cpu) + result.npu_ops} operator(s) on the CPU "
-                   f"({describe_config(result)}): {listed}{more}")
+        details = (f"{len(cpu)} of {len(result.operators)} operator(s) on the CPU, {result.npu_ops} on the NPU"
+                   f"{folded} ({describe_config(result)}): {listed}{more}")
     return Measurement(
         float(len(cpu)),
         details,

@@ -115,5 +115,5 @@ def _live_tensors(info: ModelInfo) -> list[LiveTensor]:
             last = end if index in outputs else max(last_read.get(index, first), first)
         else:
             first, last = 0, end  # state that no operator writes (a variable) lives throughout
-        live.append(LiveTensor(tensor.name, tensor.dtype, tensor.shape, tensor_bytes(tensor), first, last))
+        live.append(LiveTensor(tensor.label, tensor.dtype, tensor.shape, tensor_bytes(tensor), first, last))
     return live

@@ -119,5 +119,5 @@ def _kind(op: OperatorInfo, slot: int, tensor: TensorInfo) -> str:
 def _output_name(info: ModelInfo, op: OperatorInfo) -> str:
     for index in op.outputs:
         if index >= 0:
-            return info.tensor(op.subgraph, index).name
+            return info.tensor(op.subgraph, index).label
     return ""

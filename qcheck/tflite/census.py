@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qcheck.tflite.inspect import ModelInfo, OperatorInfo, TensorInfo
+from qcheck.tflite.inspect import ModelInfo, OperatorInfo, TensorInfo, operator_label
 
 FLOAT_DTYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 INTEGER_DTYPES = frozenset({"int8", "uint8", "int16", "int4"})
@@ -28,9 +28,14 @@ class FloatOp:
 
     op: str
     output: str  # name of its first output tensor
+    index: int | None = None  # position in its subgraph
+    subgraph: int = 0
 
     def describe(self) -> str:
-        return f"{self.op} -> '{self.output}'"
+        """``CONV_2D -> 'conv1'``, or ``#12 SVDF`` when the output has no name."""
+        if self.output:
+            return f"{self.op} -> '{self.output}'"
+        return operator_label(self.op, "", self.index, self.subgraph)
 
 
 @dataclass(frozen=True)
@@ -64,11 +69,16 @@ def take_census(info: ModelInfo) -> Census:
             float_tensors.append(t)
     counted = {(t.subgraph, t.index) for t in float_tensors}
     float_ops = tuple(
-        FloatOp(op.op, _first_output_name(info, op))
+        FloatOp(op.op, _first_output_name(info, op), op.index, op.subgraph)
         for op in info.operators
         if any((op.subgraph, i) in counted for i in (*op.inputs, *op.outputs) if i >= 0)
     )
     return Census(tuple(float_tensors), tuple(exempt), float_ops, tuple(_int32_activations(info)))
+
+
+def is_float_model(info: ModelInfo) -> bool:
+    """No tensor carries quantization parameters: a float model, not a quantized one."""
+    return not any(t.scale for t in info.tensors)
 
 
 def _int32_activations(info: ModelInfo) -> list[TensorInfo]:

@@ -284,6 +284,17 @@ def _static_batch_wrapper(model: Any, path: Path) -> Any:
     return keras.Model(inp, named)
 
 
+def calibration_mismatch(file: str, shape: tuple[int, ...], model: Path, input_name: str,
+                         expected: tuple[Any, ...]) -> QcheckError:
+    """The error for calibration samples that do not fit the model: it names the data file, the
+    array and the input the samples were meant for (not only the model)."""
+    array = "images" if file and not file.endswith(".npz") else "array 'x'"
+    return QcheckError(file or model, f"the calibration samples ({array}) have shape {tuple(shape)}, but the input "
+                       f"'{input_name}' of {model.name} takes {tuple(expected)}",
+                       "give calibration data (--qcheck-data or --qcheck-calibration) whose samples have the shape "
+                       "of the model's input")
+
+
 def quantize(
     path: Path,
     calibration: np.ndarray | None,
@@ -291,6 +302,7 @@ def quantize(
     *,
     io_dtype: str = "uint8",
     unsafe: bool = False,
+    calibration_file: str = "",
 ) -> Quantized:
     """Load the float model once, quantize it to full integer and run the float pass.
 
@@ -311,7 +323,7 @@ def quantize(
 
         calibration = synthetic_calibration(sample_shape)
     if calibration.shape[1:] != sample_shape:
-        raise QcheckError(path, f"calibration samples have shape {calibration.shape[1:]}, the model takes {sample_shape}")
+        raise calibration_mismatch(calibration_file, calibration.shape[1:], path, wrapper.inputs[0].name, sample_shape)
 
     samples = calibration
 

@@ -48,6 +48,11 @@ class TensorInfo:
     def per_channel(self) -> bool:
         return len(self.scale) > 1
 
+    @property
+    def label(self) -> str:
+        """How reports name the tensor: its name, or its index when it has none."""
+        return self.name or unnamed_tensor_label(self.subgraph, self.index)
+
 
 @dataclass(frozen=True)
 class OperatorInfo:
@@ -114,6 +119,19 @@ class ModelInfo:
             if op.subgraph == tensor.subgraph and tensor.index in op.inputs
         ]
 
+    def output_label(self, op: OperatorInfo) -> str:
+        """The label of the first tensor ``op`` writes ("?" for an operator without outputs)."""
+        for index in op.outputs:
+            if index >= 0:
+                return self.tensor(op.subgraph, index).label
+        return "?"
+
+    def operator_label(self, op: OperatorInfo) -> str:
+        """How reports name an operator: ``CONV_2D 'conv1'``, or ``#12 SVDF`` when the tensor it
+        writes has no name (see :func:`operator_label`)."""
+        name = next((self.tensor(op.subgraph, i).name for i in op.outputs if i >= 0), "")
+        return operator_label(op.op, name, op.index, op.subgraph)
+
     def operator_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for op in self.operators:
@@ -150,6 +168,26 @@ class ModelInfo:
                 }
             )
         return pd.DataFrame(rows)
+
+
+def unnamed_tensor_label(subgraph: int, index: int) -> str:
+    """``tensor #12`` (``tensor #1:12`` outside the main subgraph): the name of a nameless tensor."""
+    return f"tensor #{index}" if subgraph == 0 else f"tensor #{subgraph}:{index}"
+
+
+def operator_label(op: str, name: str, index: int | None, subgraph: int = 0) -> str:
+    """How reports name an operator of type ``op`` that writes the tensor ``name``.
+
+    Converters may leave every tensor unnamed (TFLite Micro's keyword_scrambled), so an
+    operator whose output has no name is named by its position in the model, ``#12 SVDF``,
+    never as ``''``. A fused tensor name lists every op folded into it; the first part
+    names the layer.
+    """
+    if name:
+        return f"{op} '{name.split(';')[0]}'"
+    if index is None:
+        return f"an unnamed {op}"
+    return f"#{index} {op}" if subgraph == 0 else f"#{subgraph}:{index} {op}"
 
 
 def is_tflite(data: bytes) -> bool:

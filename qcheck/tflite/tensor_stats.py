@@ -9,7 +9,9 @@ the error of the dequantized values in quantization steps (``rmse / scale``: rou
 Per-layer error alone blames the wrong layer when one outlier channel stretches a per-tensor
 range: the stretched layer looks healthy in its own (huge) steps and the next layer takes the
 blame. So each tensor also gets its channels' float ranges, and a tensor whose channels mostly
-span less than one quantization step is named as the cause.
+span less than one quantization step is named as the cause. A cause must be able to cause: an
+operator whose int8 output must keep its input's scale (a RESHAPE after a Flatten) only passes
+a range on, so the cause is traced back through such operators to the one that chose the range.
 
 Everything is accumulated sample by sample: memory does not grow with the data.
 """
@@ -24,11 +26,23 @@ from typing import Any
 
 import numpy as np
 
-from qcheck.tflite.inspect import ModelInfo, TensorInfo
+from qcheck.tflite.inspect import ModelInfo, OperatorInfo, TensorInfo
 from qcheck.tflite.quant import QuantParams, dequantize
 
 ROUNDING_ONLY = 1 / math.sqrt(12)  # rmse of uniform rounding, in steps
 SUSPICIOUS = 0.7
+
+# Operators whose int8 output TFLite requires to have the scale and zero point of their input
+# ("restrict_same_input_output_scale" in tensorflow/lite/tools/optimize/operator_property.cc;
+# the int8 kernels check it): they move, select or take the max/mean of values and never choose
+# a range. The range of their output was chosen by whatever wrote their input.
+RANGE_PRESERVING = frozenset({
+    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "MAX_POOL_2D", "AVERAGE_POOL_2D",
+    "CONCATENATION", "PACK", "UNPACK", "SPLIT", "SPLIT_V", "SLICE", "STRIDED_SLICE", "GATHER",
+    "GATHER_ND", "PAD", "PADV2", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "BATCH_TO_SPACE_ND",
+    "SPACE_TO_BATCH_ND", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "REDUCE_MAX", "REDUCE_MIN",
+    "MAXIMUM", "MINIMUM", "TILE", "BROADCAST_TO",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,12 @@ class TensorReport:
     sqnr_db: float | None = None
     spread: ChannelSpread | None = None
     calibration_saturation: float | None = None
+    # When a range-preserving operator wrote this tensor: the operator that chose its range
+    # (``CONV_2D 'conv1'``), the operator types between, and where the widest channel is in
+    # that operator's output (None when the reshaping between does not say).
+    range_from: str | None = None
+    range_through: tuple[str, ...] = ()
+    range_channel: int | None = None
 
     @property
     def suspicious(self) -> bool:
@@ -76,6 +96,9 @@ class TensorReport:
             "sqnr_db": self.sqnr_db, "suspicious": self.suspicious,
             "calibration_saturation": self.calibration_saturation,
         }
+        if self.range_from is not None:
+            data["range_from"] = {"operator": self.range_from, "through": list(self.range_through),
+                                  "channel": self.range_channel}
         if self.spread is not None:
             data["channels"] = {
                 "count": self.spread.channels, "widest": self.spread.widest,
@@ -86,6 +109,33 @@ class TensorReport:
 
 
 @dataclass(frozen=True)
+class WeightsComparison:
+    """The model's dequantized weights against the float reference's, layer by layer.
+
+    A quantized weight is never more than half a quantization step from the float weight it
+    was made from, so a layer where many weights are more than a step away was not made from
+    the reference's weights: the two are different models (e.g. trained separately).
+    """
+
+    layers: int  # weight tensors compared
+    differing: int  # of them, those with over DIFFERING_SHARE of weights more than a step away
+    median_difference: float  # median over the layers of rms(dequantized - float) / rms(float)
+
+    @property
+    def different_models(self) -> bool:
+        """Most compared layers have weights the quantization cannot explain."""
+        return self.layers > 0 and self.differing * 2 > self.layers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": self.layers, "differing": self.differing,
+                "median_difference": self.median_difference, "different_models": self.different_models}
+
+
+DIFFERING_SHARE = 0.1
+_WEIGHT_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"})
+
+
+@dataclass(frozen=True)
 class Analysis:
     """Statistics of every activation tensor, in operator order, over ``samples`` samples."""
 
@@ -93,14 +143,16 @@ class Analysis:
     calibration_samples: int
     matched: int  # tensors compared with the float model
     tensors: tuple[TensorReport, ...]
+    weights: WeightsComparison | None = None  # None without a float model to compare with
 
 
 class _Tracked:
     """Running sums for one quantized tensor (and its float twin, if any)."""
 
-    def __init__(self, tensor: TensorInfo, op: str, float_index: int | None) -> None:
+    def __init__(self, tensor: TensorInfo, op: str, float_index: int | None, info: ModelInfo | None = None) -> None:
         self.tensor = tensor
         self.op = op
+        self.info = info  # to trace where the tensor's range was chosen
         self.params = QuantParams(tensor.scale[0], tensor.zero_point[0], tensor.dtype)
         self.float_index = float_index
         self.qmin = self.params.qmin
@@ -170,11 +222,74 @@ class _Tracked:
                 spread = ChannelSpread(len(ranges), int(np.argmax(ranges)), float(ranges.max()),
                                        float(np.median(ranges)), int(np.count_nonzero(ranges < p.scale)))
         cal_total = int(cal_histogram.sum())
+        origin = range_origin(self.info, self.tensor, spread.widest if spread else None) if self.info else None
         return TensorReport(
-            self.tensor.name, self.op, self.tensor.dtype, p.scale, p.zero_point, saturation,
+            self.tensor.label, self.op, self.tensor.dtype, p.scale, p.zero_point, saturation,
             int(np.count_nonzero(histogram)), self.levels, rmse_steps, sqnr, spread,
             self._pinned_share(cal_histogram) if cal_total else None,
+            origin.label if origin else None, origin.through if origin else (),
+            origin.channel if origin else None,
         )
+
+
+@dataclass(frozen=True)
+class RangeOrigin:
+    """The operator that chose a tensor's range, reached back through range-preserving ones."""
+
+    label: str  # ``CONV_2D 'conv1'``, ``#3 CONV_2D``, or the model's input
+    through: tuple[str, ...]  # the range-preserving operator types walked back through
+    channel: int | None  # the traced channel in that operator's output, when known
+
+
+def range_origin(info: ModelInfo, tensor: TensorInfo, channel: int | None = None) -> RangeOrigin | None:
+    """Where ``tensor``'s range was chosen, when a range-preserving operator wrote it.
+
+    Walks back while the writing operator is in :data:`RANGE_PRESERVING` and its output's
+    quantization equals its data input's (the file says whether it does); the operator reached
+    chose the range. ``channel`` (of ``tensor``'s last axis) is followed back where the
+    operators say where it comes from: a concatenation along the channels leads to the input
+    that holds it. None when ``tensor``'s own writer chose its range.
+    """
+    through: list[str] = []
+    current = tensor
+    while (op := info.producer(current)) is not None and op.op in RANGE_PRESERVING:
+        found = _data_input(info, op, current, channel)
+        if found is None:
+            break
+        current, channel = found
+        through.append(op.op)
+    if not through:
+        return None
+    op = info.producer(current)
+    label = info.operator_label(op) if op is not None else f"the model's input '{current.label}'"
+    return RangeOrigin(label, tuple(through), channel)
+
+
+def _data_input(info: ModelInfo, op: OperatorInfo, output: TensorInfo,
+                channel: int | None) -> tuple[TensorInfo, int | None] | None:
+    """The input whose range ``op`` passes on to ``output``, and where ``channel`` is in it."""
+    inputs = [info.tensor(op.subgraph, i) for i in op.inputs if i >= 0]
+    data = [t for t in inputs if not t.constant and t.scale == output.scale and t.zero_point == output.zero_point]
+    if not data or not output.shape or any(not t.shape for t in data):
+        return None
+    last = output.shape[-1]
+    if len(data) > 1:
+        # A concatenation along the channels: each input holds its own slice of them. Along
+        # any other axis every input holds every channel, and the one widest is not known.
+        if op.op != "CONCATENATION" or channel is None or sum(t.shape[-1] for t in data) != last:
+            return None
+        for source in data:
+            if channel < source.shape[-1]:
+                return source, channel
+            channel -= source.shape[-1]
+        return None
+    source = data[0]
+    width = source.shape[-1]
+    if channel is None or width == last:
+        return source, channel
+    if last % width == 0 and op.op in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
+        return source, channel % width  # a Flatten of [..., width] (NHWC order)
+    return source, None
 
 
 Snapshot = list[tuple[np.ndarray, np.ndarray | None]]  # (quantized, float twin) per tracked tensor
@@ -184,6 +299,9 @@ class TensorTracker:
     """Collects :class:`TensorReport` data from interpreters built with all tensors preserved."""
 
     def __init__(self, info: ModelInfo, float_info: ModelInfo | None) -> None:
+        self._info, self._float_info = info, float_info
+        self.weights: WeightsComparison | None = None
+        self._weights_compared = False
         float_by_name: dict[str, int] = {}
         if float_info is not None:
             for t in float_info.tensors:
@@ -198,15 +316,21 @@ class TensorTracker:
                 t = info.tensor(0, out)
                 if t.constant or len(t.scale) != 1 or t.dtype not in ("int8", "uint8", "int16"):
                     continue
-                f_index = float_by_name.get(t.name)
+                f_index = float_by_name.get(t.name) if t.name else None
                 if f_index is not None and float_shapes[f_index] != t.shape:
                     f_index = None
-                self._tracked.append(_Tracked(t, op.op, f_index))
+                self._tracked.append(_Tracked(t, op.op, f_index, info))
         self.samples = 0
         self.calibration_samples = 0
 
     def take(self, interpreter: Any, float_interpreter: Any | None = None) -> Snapshot:
         """Copies of the tracked tensors after an invoke (and of their float twins)."""
+        if float_interpreter is not None and self._float_info is not None and not self._weights_compared:
+            self._weights_compared = True
+            try:
+                self.weights = compare_weights(self._info, interpreter, self._float_info, float_interpreter)
+            except (ValueError, IndexError):  # a weight the interpreter does not hand out: no comparison
+                self.weights = None
         return [
             (interpreter.get_tensor(t.tensor.index),
              float_interpreter.get_tensor(t.float_index)
@@ -226,7 +350,62 @@ class TensorTracker:
     def analysis(self) -> Analysis:
         reports = tuple(t.report() for t in self._tracked)
         matched = sum(1 for r in reports if r.rmse_steps is not None)
-        return Analysis(self.samples, self.calibration_samples, matched, reports)
+        return Analysis(self.samples, self.calibration_samples, matched, reports, self.weights)
+
+
+def _weight_tensors(info: ModelInfo, dtypes: frozenset[str]) -> list[tuple[str, TensorInfo]]:
+    """(operator type, weights) of every operator that has weights, in operator order."""
+    found = []
+    for op in info.operators:
+        if op.subgraph == 0 and op.op in _WEIGHT_OPS and len(op.inputs) > 1 and op.inputs[1] >= 0:
+            t = info.tensor(0, op.inputs[1])
+            if t.constant and t.dtype in dtypes:
+                found.append((op.op, t))
+    return found
+
+
+def compare_weights(info: ModelInfo, interpreter: Any, float_info: ModelInfo,
+                    float_interpreter: Any) -> WeightsComparison:
+    """Compare the quantized model's weights with the float reference's, layer by layer.
+
+    Weights are matched by tensor name where the reference has a float tensor of that name
+    and shape (a twin converted by qcheck), otherwise by order among the operators of the
+    same type with weights of the same shape (a reference converted elsewhere).
+    """
+    quantized = [(op, t) for op, t in _weight_tensors(info, frozenset({"int8", "uint8", "int16", "int4"})) if t.scale]
+    floats = _weight_tensors(float_info, frozenset({"float32"}))
+    by_name = {t.name: t for _, t in floats if t.name}
+    unused = list(floats)
+    differences, differing = [], 0
+    for op, q in quantized:
+        f = by_name.get(q.name) if q.name else None
+        if f is None or f.shape != q.shape:
+            f = next((t for o, t in unused if o == op and t.shape == q.shape), None)
+        if f is None:
+            continue
+        unused = [(o, t) for o, t in unused if t is not f]
+        values, reference = interpreter.get_tensor(q.index), float_interpreter.get_tensor(f.index)
+        difference, share = _weights_difference(q, values, reference)
+        differences.append(difference)
+        differing += share > DIFFERING_SHARE
+    median = float(np.median(differences)) if differences else 0.0
+    return WeightsComparison(len(differences), differing, median)
+
+
+def _weights_difference(q: TensorInfo, values: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """rms(dequantized - float) / rms(float), and the share of weights more than a step away."""
+    scale = np.asarray(q.scale, dtype=np.float64)
+    zero = np.asarray(q.zero_point, dtype=np.float64)
+    if len(scale) > 1:  # per channel, along quantized_dimension
+        shape = [1] * values.ndim
+        shape[q.quantized_dimension] = len(scale)
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    dequantized = (values.astype(np.float64) - zero) * scale
+    error = dequantized - reference.astype(np.float64)
+    rms = float(np.sqrt(np.mean(reference.astype(np.float64) ** 2)))
+    relative = float(np.sqrt(np.mean(error**2))) / rms if rms > 0 else float(np.any(error != 0))
+    steps = np.abs(error) / np.broadcast_to(scale, error.shape)
+    return relative, float(np.mean(steps > 1.0))
 
 
 class CountingBehind:

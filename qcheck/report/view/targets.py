@@ -41,11 +41,14 @@ class VelaTarget:
     already_compiled: bool
     cpu_operators: tuple[tuple[str, str, str], ...]  # op, name, reason
     meters: tuple[MeterRow, ...]
+    removed_ops: int = 0  # operators Vela folds away: they run nowhere
+    removed_operators: tuple[str, ...] = ()  # their labels
 
 
 def vela_target(accelerator: str, data: Mapping[str, Any], checks: Sequence[Mapping[str, Any]]) -> VelaTarget:
     """Placement and memory of one accelerator's ``vela`` entry, budgets from its checks."""
     npu, cpu = int(data.get("npu_ops") or 0), int(data.get("cpu_ops") or 0)
+    removed = int(data.get("removed_ops") or 0)
     config = ", ".join(str(data[k]) for k in ("system_config", "memory_mode") if data.get(k))
     if data.get("vela_version"):
         config += f"; vela {data['vela_version']}"
@@ -78,10 +81,20 @@ def vela_target(accelerator: str, data: Mapping[str, Any], checks: Sequence[Mapp
         cpu_ops=cpu,
         npu_share=round(100 * npu / (npu + cpu), 2) if npu + cpu else 0.0,
         already_compiled=bool(data.get("already_compiled")),
-        cpu_operators=tuple((str(op.get("op", "")), str(op.get("name", "")), str(op.get("reason", "")))
+        cpu_operators=tuple((str(op.get("op", "")), _label(op), str(op.get("reason", "")))
                             for op in data.get("cpu_operators", [])),
         meters=tuple(meters),
+        removed_ops=removed,
+        removed_operators=tuple(str(op.get("label") or op.get("op", "")) for op in data.get("removed_operators", [])),
     )
+
+
+def _label(op: Mapping[str, Any]) -> str:
+    # The operator's output name, or its index when the model leaves the tensor unnamed.
+    name = str(op.get("name") or "")
+    if name or op.get("index") is None:
+        return name
+    return f"#{op['index']}"
 
 
 def _budget(value: float, budget: float | None, unit: str) -> str:
