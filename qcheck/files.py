@@ -92,7 +92,8 @@ def atomic_write(path: Path, data: bytes, *, named_by_user: bool = False, never:
         raise QcheckError(path, "cannot be written: a part of its folder is a file, not a folder") from None
     if found is not None and not stat.S_ISREG(found.st_mode):
         if stat.S_ISDIR(found.st_mode):
-            raise QcheckError(path, "is a folder; qcheck writes a file here", "give the path of a file")
+            raise QcheckError(path, "is a folder; qcheck writes a file here",
+                              "give the path of a file" if named_by_user else "remove it, or choose another folder")
         if not named_by_user:
             raise QcheckError(path, f"is {_kind(found.st_mode)}, not a file qcheck wrote; qcheck replaces only "
                               "regular files in its output folders", "remove it, or choose another folder")
