@@ -155,7 +155,7 @@ def _check_outputs(config: pytest.Config, settings: Settings, qsession: QcheckSe
                             if owner else check_output_file(option, path))
     if settings.csv_dir is not None:
         problems.append(check_output_folder("--qcheck-csv", settings.csv_dir))
-    found = [problem for problem in problems if problem]
+    found = [problem for problem in [*problems, *qsession.clashes()] if problem]
     if found:
         raise pytest.UsageError("\n".join(f"qcheck: {problem}" for problem in found))
 

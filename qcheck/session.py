@@ -120,6 +120,23 @@ class QcheckSession:
             if isinstance(spec, RunSpec):
                 self._protect(spec)
 
+    def clashes(self) -> list[str]:
+        """Artifacts of the command line's models that would be written over one of the inputs
+        (``--qcheck-out=.`` beside a model named ``m_quant.tflite``): found before anything runs."""
+        found = []
+        for model in self.settings.models:
+            spec = self.settings.run_spec(model)
+            stem, out = self._stem(spec), self.settings.out_dir
+            names = [f"{stem}_quantization_info.json"]
+            if Path(model).suffix.lower() != ".tflite":  # a .tflite is checked as it is, not converted
+                names.insert(0, f"{stem}_quant.tflite")
+            for name in names:
+                owner = self.inputs.owner(out / name)
+                if owner is not None:
+                    found.append(f"{out / name}: {model}'s artifact would be written over the {owner}; "
+                                 "qcheck never writes over its inputs: choose another --qcheck-out")
+        return found
+
     def _stem(self, spec: RunSpec) -> str:
         """Artifact names from the model's file name, made unique within the session.
 

@@ -151,8 +151,7 @@ def test_artifact_writes_refuse_devices_and_report_writes_go_through_them(tmp_pa
 # -- item 5: the run's own inputs are never written ----------------------------------------------
 
 
-@pytest.mark.slow
-def test_an_artifact_named_like_another_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+def test_an_artifact_over_another_input_of_the_command_line_stops_the_run_before_it_starts(tmp_path: Path) -> None:
     """m.keras's quantized model would be ./m_quant.tflite: another model of the same run."""
     (tmp_path / "m.keras").write_bytes((FIXTURES / "digits_cnn.keras").read_bytes())
     other = model_here(tmp_path, "m_quant.tflite")
@@ -160,10 +159,24 @@ def test_an_artifact_named_like_another_input_is_refused_and_the_input_kept(tmp_
     run = run_qcheck(tmp_path, "--qcheck-model=m.keras", "--qcheck-model=m_quant.tflite", "--qcheck-out=.",
                      "-k", "fully_quantized")
     assert sha256(other) == before
-    assert run.returncode == 1
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout
+    assert (f"qcheck: {Path('.') / 'm_quant.tflite'}: m.keras's artifact would be written over the model "
+            "m_quant.tflite; qcheck never writes over its inputs") in run.stdout
+
+
+@pytest.mark.slow
+def test_an_artifact_over_an_input_named_in_a_suite_file_fails_that_model_and_keeps_the_input(tmp_path: Path) -> None:
+    """Models named only in suite files are known after collection: the write itself refuses."""
+    (tmp_path / "m.keras").write_bytes((FIXTURES / "digits_cnn.keras").read_bytes())
+    other = model_here(tmp_path, "m_quant.tflite")
+    write(tmp_path / "qcheck_both.toml", 'models = ["m.keras", "m_quant.tflite"]\n')
+    before = sha256(other)
+    run = run_qcheck(tmp_path, "--qcheck-out=.", "-k", "fully_quantized")
+    assert sha256(other) == before
+    assert run.returncode == 1, run.stdout
     refused = run.check("m.keras", "fully_quantized")
     assert refused["passed"] is False
-    assert (f"{other}: is the model m_quant.tflite of this run; qcheck never writes over its inputs"
+    assert (f"{other}: is the model {other} of this run; qcheck never writes over its inputs"
             in refused["message"])
     assert run.check("m_quant.tflite", "fully_quantized")["passed"] is True  # the other model is checked
 
