@@ -218,6 +218,8 @@ class QcheckSession:
             measurement = check.measure(evidence, options)
         except (QcheckError, StepFailed) as exc:
             return error_result(planned.model, check, planned.spec, exc, planned.variant)
+        except OSError as exc:  # the file system said no (a file where a folder goes, a full disk): not a bug
+            return error_result(planned.model, check, planned.spec, _os_failure(exc), planned.variant)
         except Exception as exc:  # a bug in qcheck: this check fails with its text, the session goes on
             return error_result(planned.model, check, planned.spec, _internal(exc), planned.variant)
         finally:
@@ -349,6 +351,13 @@ def _why(exc: OSError | QcheckError, path: Path) -> str:
         return exc.render() if exc.path != str(path) else QcheckError(None, exc.problem, exc.hint).render()
     where = exc.filename if exc.filename and exc.filename != str(path) else None
     return f"{exc.strerror or exc}" + (f" ({where})" if where else "")
+
+
+def _os_failure(exc: OSError) -> StepFailed:
+    """A file-system error as the path and what the system said about it."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    return StepFailed(f"{paths or 'a file'}: {exc.strerror or exc} (check the folders qcheck writes into: "
+                      "a file where a folder goes, a full disk, permissions)")
 
 
 def _internal(exc: Exception) -> StepFailed:

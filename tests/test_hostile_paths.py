@@ -245,6 +245,19 @@ def test_an_output_path_qcheck_cannot_use_is_a_usage_error(tmp_path: Path, optio
     assert not (tmp_path / "qcheck-out").exists()  # stopped before anything ran
 
 
+def test_a_file_where_an_artifact_folder_goes_fails_that_check_with_the_path_not_an_internal_error(
+        tmp_path: Path) -> None:
+    (tmp_path / "qcheck-out").mkdir()
+    (tmp_path / "qcheck-out" / "hw_vela").write_text("mine\n")  # where Vela's folder goes
+    run = run_qcheck(tmp_path, f"--qcheck-model={model_here(tmp_path)}", "-k", "vela or size")
+    assert run.returncode == 1
+    message = run.check("hw.tflite", "vela")["message"]
+    assert f"{tmp_path / 'qcheck-out' / 'hw_vela' / 'ethos-u55-128'}: Not a directory" in message
+    assert "internal error" not in message
+    assert run.check("hw.tflite", "size")["passed"] is True
+    assert (tmp_path / "qcheck-out" / "hw_vela").read_text() == "mine\n"
+
+
 # -- item 14: a report that could not be written fails the run -----------------------------------
 
 
