@@ -39,12 +39,15 @@ class InputFiles:
         """Protect ``path`` (described as ``what``, e.g. "model"); missing paths are ignored."""
         if not path:
             return
+        absolute = Path(os.path.abspath(path))
+        if absolute in self._paths:
+            return  # every item of a test module names it
         try:
             info = os.stat(path)
         except (OSError, ValueError):
             return  # nothing there to lose; the step that reads it reports what is wrong
         self._known.setdefault((info.st_dev, info.st_ino), f"{what} {path}")
-        self._paths.setdefault(Path(os.path.abspath(path)), f"{what} {path}")
+        self._paths[absolute] = f"{what} {path}"
 
     def owner(self, target: Path) -> str | None:
         """What ``target`` is when it is one of the inputs ("model m.keras"), else None."""
