@@ -172,14 +172,17 @@ def check_output_file(option: str, path: Path) -> str | None:
     except FileNotFoundError:
         if path.is_symlink():  # written through: the link's target is created, in a folder that must exist
             target = Path(os.path.realpath(path))
-            return None if target.parent.is_dir() else f"{option}={path}: is a link to {target}, whose folder does not exist"
+            if target.parent.is_dir():
+                return None
+            return f"{option}={path}: is a link to {target}, whose folder does not exist"
         return _why_not_creatable(option, path.parent, path)
     except OSError as exc:
         return f"{option}={path}: cannot be written ({exc.strerror})"
     if stat.S_ISDIR(info.st_mode):
         return f"{option}={path}: is a folder; give the path of the report file to write"
     if stat.S_ISREG(info.st_mode) and not os.access(path.parent, os.W_OK | os.X_OK):
-        return f"{option}={path}: its folder {path.parent} cannot be written into (no permission, or a read-only file system)"
+        return (f"{option}={path}: its folder {path.parent} cannot be written into "
+                "(no permission, or a read-only file system)")
     return None
 
 
