@@ -261,11 +261,13 @@ def test_a_file_where_an_artifact_folder_goes_fails_that_check_with_the_path_not
 # -- item 14: a report that could not be written fails the run -----------------------------------
 
 
-def test_a_report_that_cannot_be_written_fails_the_run_and_the_others_are_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])  # the controller writes them
+def test_a_report_that_cannot_be_written_fails_the_run_and_the_others_are_written(tmp_path: Path,
+                                                                                    xdist: list[str]) -> None:
     os.mkfifo(tmp_path / "fifo")  # nothing reads it
     (tmp_path / "tables" / "hw_checks.csv").mkdir(parents=True)  # a folder where a table goes
     run = run_qcheck(tmp_path, f"--qcheck-model={model_here(tmp_path)}", "-k", "size",
-                     "--qcheck-html=fifo", "--qcheck-csv=tables")
+                     "--qcheck-html=fifo", "--qcheck-csv=tables", *xdist)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout
     assert "1 passed" in run.stdout  # the checks passed; the run fails for its reports
     assert "qcheck: ERROR: could not write the HTML report to fifo: is a FIFO that nothing reads from" in run.stdout
