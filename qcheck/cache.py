@@ -168,21 +168,9 @@ def _write_synced(path: Path, data: bytes) -> None:
 # -- a safe codec: dataclasses of an allow-list, containers, scalars, bytes and arrays ---------
 
 
-def _classes() -> dict[str, type]:
-    from qcheck.tflite.convert import FloatReference, Quantized
-    from qcheck.tflite.quant import QuantParams
-    from qcheck.tflite.run import HeadOutput, RunResult
-    from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport, WeightsComparison
-    from qcheck.vela import VelaFiles
-
-    classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
-               VelaFiles, WeightsComparison)
-    return {cls.__name__: cls for cls in classes}
-
-
 def _encode(value: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    return codec.encode(value, _classes())
+    return codec.encode(value, codec.qcheck_values())
 
 
 def _decode(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
-    return codec.decode(tree, arrays, _classes())
+    return codec.decode(tree, arrays, codec.qcheck_values())

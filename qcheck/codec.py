@@ -96,3 +96,20 @@ def unpack(data: bytes, allowed: dict[str, type]) -> Any:
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
     return decode(json.loads(arrays.pop(_TREE).tobytes()), arrays, allowed)
+
+
+def qcheck_values() -> dict[str, type]:
+    """The dataclasses of qcheck's own that the cache stores and child processes exchange: the
+    one allow-list, so that a value a step returns can always be both cached and sent back."""
+    from qcheck.config import ImageOptions
+    from qcheck.lazy_arrays import LazyArray
+    from qcheck.property_search import ConsistencyOutcome, RobustnessOutcome, Violation
+    from qcheck.tflite.convert import FloatReference, Quantized
+    from qcheck.tflite.quant import QuantParams
+    from qcheck.tflite.run import HeadOutput, RunResult
+    from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport, WeightsComparison
+    from qcheck.vela import VelaFiles
+
+    classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
+               WeightsComparison, VelaFiles, LazyArray, ImageOptions, RobustnessOutcome, ConsistencyOutcome, Violation)
+    return {cls.__name__: cls for cls in classes}

@@ -103,17 +103,9 @@ def call_isolated(function: str, *args: Any, what: str, timeout: float = DEFAULT
 
 def exchanged_classes() -> dict[str, type]:
     """The dataclasses that may cross the process boundary (requests and answers)."""
-    from qcheck.config import ImageOptions
-    from qcheck.lazy_arrays import LazyArray
-    from qcheck.property_search import ConsistencyOutcome, RobustnessOutcome, Violation
-    from qcheck.tflite.convert import FloatReference, Quantized
-    from qcheck.tflite.quant import QuantParams
-    from qcheck.tflite.run import HeadOutput, RunResult
-    from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport
+    from qcheck import codec
 
-    classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
-               LazyArray, ImageOptions, RobustnessOutcome, ConsistencyOutcome, Violation)
-    return {cls.__name__: cls for cls in classes}
+    return codec.qcheck_values()
 
 
 def _run_child(folder: Path, what: str, timeout: float, idle_limit: float) -> tuple[int, str]:

@@ -18,7 +18,7 @@ import numpy as np
 from qcheck.cache import Cache, digest, versions
 from qcheck.config import ImageOptions, RunSpec
 from qcheck.errors import QcheckError, StepFailed
-from qcheck.files import atomic_write, safe_stem, write_json
+from qcheck.files import InputFiles, atomic_write, safe_stem, write_json
 from qcheck.inputs import read_regular
 from qcheck.isolation import call_isolated
 from qcheck.progress import Progress
@@ -108,8 +108,10 @@ class ModelRun:
     """The evidence about one model (implements :class:`qcheck.checks.evidence.Evidence`)."""
 
     def __init__(self, spec: RunSpec, stem: str, out_dir: Path, data: DataSource, timeout: float,
-                 cache: Cache | None = None, progress: Progress | None = None) -> None:
+                 cache: Cache | None = None, progress: Progress | None = None, *,
+                 inputs: InputFiles | None = None) -> None:
         self.spec = spec
+        self._inputs = inputs or InputFiles()  # never written over: the session's inputs
         self._progress = progress or Progress()
         self._cache = cache or Cache(None)
         self.stem = stem
@@ -207,7 +209,7 @@ class ModelRun:
                     raise QcheckError(self._path, "model file is empty")
                 return data
             data = self._quantized().tflite
-            atomic_write(self.out_dir / f"{self.stem}_quant.tflite", data)
+            atomic_write(self.out_dir / f"{self.stem}_quant.tflite", data, never=self._inputs)
             return data
 
         return self._memo.get("tflite", make)
@@ -225,7 +227,8 @@ class ModelRun:
                 info = inspect_model(self.tflite())
             except ValueError as exc:
                 raise QcheckError(self._path if self.kind == "tflite" else None, str(exc)) from None
-            write_json(self.out_dir / f"{self.stem}_quantization_info.json", quantization_info(info))
+            write_json(self.out_dir / f"{self.stem}_quantization_info.json", quantization_info(info),
+                       never=self._inputs)
             return info
 
         return self._memo.get("info", make)
@@ -332,6 +335,7 @@ class ModelRun:
 
             self.info()
             folder = self.out_dir / f"{self.stem}_vela" / safe_stem(config.label)
+            self._inputs.refuse_inside(folder)  # Vela's files there are replaced, stale ones removed
             model = self.tflite_path()
             # The config file counts by name and, when it is the user's file, by content.
             key = digest("vela", "debug-db", versions("ethos-u-vela"), self.tflite(), config.accelerator,

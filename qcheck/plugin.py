@@ -137,11 +137,30 @@ def session_of(config: pytest.Config) -> QcheckSession:
     except QcheckError as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
     qsession = QcheckSession(settings, suite, Progress(config))
+    _check_outputs(config, settings, qsession)
     if config.option.qcheck_cache_clear and not hasattr(config, "workerinput"):
         qsession.cache.clear()
     config.stash[SESSION_KEY] = qsession
     config.pluginmanager.register(qsession, "qcheck-session")
     return qsession
+
+
+def _check_outputs(config: pytest.Config, settings: Settings, qsession: QcheckSession) -> None:
+    """Output folders and report paths qcheck cannot write are usage errors, before anything runs."""
+    from qcheck.files import check_output_file, check_output_folder
+
+    out_option = "--qcheck-out" if config.option.qcheck_out else "qcheck_out ([tool.qcheck] out)"
+    problems = [check_output_folder(out_option, settings.out_dir)]
+    for option, path in (("--qcheck-json", settings.json_path), ("--qcheck-html", settings.html_path)):
+        if path is not None:
+            owner = qsession.inputs.owner(path)
+            problems.append(f"{option}={path}: is the {owner} of this run; qcheck never writes over its inputs"
+                            if owner else check_output_file(option, path))
+    if settings.csv_dir is not None:
+        problems.append(check_output_folder("--qcheck-csv", settings.csv_dir))
+    found = [problem for problem in [*problems, *qsession.clashes()] if problem]
+    if found:
+        raise pytest.UsageError("\n".join(f"qcheck: {problem}" for problem in found))
 
 
 def project_of(config: pytest.Config) -> ProjectConfig:
@@ -321,6 +340,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if qsession is not None:
         from qcheck.items import QcheckItem
 
+        qsession.protect(session.items)  # before anything is written
         qsession.expect(item.planned for item in session.items if isinstance(item, QcheckItem))
 
 

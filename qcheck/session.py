@@ -21,7 +21,7 @@ from qcheck.cache import Cache
 from qcheck.checks import CheckDef, registry
 from qcheck.config import RunSpec, Settings
 from qcheck.errors import QcheckError, StepFailed
-from qcheck.files import safe_stem
+from qcheck.files import InputFiles, safe_stem
 from qcheck.pipeline import DataSource, ModelRun
 from qcheck.progress import Progress
 from qcheck.results import RESULT_PROPERTY, CheckResult
@@ -63,6 +63,10 @@ class QcheckSession:
         self.notes: dict[str, list[str]] = {}
         self._ahead: dict[RunSpec, list[PlannedCheck]] = {}  # checks with slow work to start early
         self._ahead_threads: list[threading.Thread] = []
+        self.inputs = InputFiles()  # what no artifact or report may be written over
+        for model in settings.models:
+            self._protect(settings.run_spec(model))
+        self.inputs.add(settings.suite, "suite")
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -93,9 +97,45 @@ class QcheckSession:
             key = (spec.data, spec.calibration, spec.calibration_samples, spec.images)
             if key not in self._sources:
                 self._sources[key] = DataSource(*key)
+            self._protect(spec)
             self._runs[spec] = ModelRun(spec, self._stem(spec), self.settings.out_dir, self._sources[key],
-                                        self.settings.timeout, self.cache, self.progress)
+                                        self.settings.timeout, self.cache, self.progress, inputs=self.inputs)
         return self._runs[spec]
+
+    def _protect(self, spec: RunSpec) -> None:
+        for path, what in ((spec.model, "model"), (spec.reference, "reference model"), (spec.data, "data"),
+                           (spec.calibration, "calibration data")):
+            self.inputs.add(path, what)
+
+    def protect(self, items: Iterable[pytest.Item]) -> None:
+        """Add the collected items' files (test modules, suite files) and models to the inputs,
+        before anything is written: a model named only in a suite file is an input too."""
+        for item in items:
+            self.inputs.add(item.path, "collected file")
+            planned = getattr(item, "planned", None)
+            spec = planned.run if isinstance(planned, PlannedCheck) else None
+            callspec = getattr(item, "callspec", None)
+            if spec is None and callspec is not None:
+                spec = callspec.params.get("qcheck_run_spec")
+            if isinstance(spec, RunSpec):
+                self._protect(spec)
+
+    def clashes(self) -> list[str]:
+        """Artifacts of the command line's models that would be written over one of the inputs
+        (``--qcheck-out=.`` beside a model named ``m_quant.tflite``): found before anything runs."""
+        found = []
+        for model in self.settings.models:
+            spec = self.settings.run_spec(model)
+            stem, out = self._stem(spec), self.settings.out_dir
+            names = [f"{stem}_quantization_info.json"]
+            if Path(model).suffix.lower() != ".tflite":  # a .tflite is checked as it is, not converted
+                names.insert(0, f"{stem}_quant.tflite")
+            for name in names:
+                owner = self.inputs.owner(out / name)
+                if owner is not None:
+                    found.append(f"{out / name}: {model}'s artifact would be written over the {owner}; "
+                                 "qcheck never writes over its inputs: choose another --qcheck-out")
+        return found
 
     def _stem(self, spec: RunSpec) -> str:
         """Artifact names from the model's file name, made unique within the session.
@@ -178,6 +218,8 @@ class QcheckSession:
             measurement = check.measure(evidence, options)
         except (QcheckError, StepFailed) as exc:
             return error_result(planned.model, check, planned.spec, exc, planned.variant)
+        except OSError as exc:  # the file system said no (a file where a folder goes, a full disk): not a bug
+            return error_result(planned.model, check, planned.spec, _os_failure(exc), planned.variant)
         except Exception as exc:  # a bug in qcheck: this check fails with its text, the session goes on
             return error_result(planned.model, check, planned.spec, _internal(exc), planned.variant)
         finally:
@@ -220,14 +262,22 @@ class QcheckSession:
         from qcheck.report.json_report import build_report
 
         report = build_report(self.results, self.suite, broken)
-        for path, write in ((settings.json_path, _write_json), (settings.html_path, _write_html),
-                            (settings.csv_dir, _write_csv)):
+        for result in self.results:
+            self.inputs.add(result.model, "model")  # under xdist, the controller learns them here
+        failed = False
+        for path, write, what in ((settings.json_path, _write_json, "the JSON report"),
+                                  (settings.html_path, _write_html, "the HTML report"),
+                                  (settings.csv_dir, _write_csv, "the CSV tables")):
             if path is None:
                 continue
             try:
-                self.written.append(write(path, report))
-            except OSError as exc:
-                self.written.append(f"could not write {path}: {exc}")
+                self.written.append(write(path, report, self.inputs))
+            except (OSError, QcheckError) as exc:
+                # The other reports are still written; the run fails, since what CI keeps is missing.
+                failed = True
+                self.written.append(f"ERROR: could not write {what} to {path}: {_why(exc, path)}")
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         broken = _broken_suite_files(terminalreporter.config)
@@ -286,27 +336,42 @@ def _attach_summary(report: pytest.TestReport, entry: dict[str, Any]) -> None:
     report.extras = [*getattr(report, "extras", []), extras.html(render_summary(entry))]  # type: ignore[attr-defined]
 
 
-def _write_json(path: Path, report: dict[str, Any]) -> str:
+def _write_json(path: Path, report: dict[str, Any], inputs: InputFiles) -> str:
     from qcheck.files import write_json
 
-    write_json(path, report)
+    write_json(path, report, named_by_user=True, never=inputs)
     return f"JSON report written to {path}"
 
 
-def _write_html(path: Path, report: dict[str, Any]) -> str:
+def _write_html(path: Path, report: dict[str, Any], inputs: InputFiles) -> str:
     from datetime import UTC, datetime
 
     from qcheck.report.html import write_report
 
-    write_report(path, report, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    write_report(path, report, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), never=inputs)
     return f"HTML report written to {path}"
 
 
-def _write_csv(folder: Path, report: dict[str, Any]) -> str:
+def _write_csv(folder: Path, report: dict[str, Any], inputs: InputFiles) -> str:
     from qcheck.report.csv_tables import write_tables
 
-    written = write_tables(folder, report)
+    written = write_tables(folder, report, never=inputs)
     return f"{len(written)} CSV table(s) written to {folder}"
+
+
+def _why(exc: OSError | QcheckError, path: Path) -> str:
+    """What went wrong writing the report at ``path``, naming the file when it is another one."""
+    if isinstance(exc, QcheckError):
+        return exc.render() if exc.path != str(path) else QcheckError(None, exc.problem, exc.hint).render()
+    where = exc.filename if exc.filename and exc.filename != str(path) else None
+    return f"{exc.strerror or exc}" + (f" ({where})" if where else "")
+
+
+def _os_failure(exc: OSError) -> StepFailed:
+    """A file-system error as the path and what the system said about it."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    return StepFailed(f"{paths or 'a file'}: {exc.strerror or exc} (check the folders qcheck writes into: "
+                      "a file where a folder goes, a full disk, permissions)")
 
 
 def _internal(exc: Exception) -> StepFailed:

@@ -258,7 +258,9 @@ def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: fl
     with tempfile.TemporaryDirectory(prefix=".vela-", dir=out_dir) as scratch_dir:
         scratch = Path(scratch_dir).resolve()  # Vela runs inside it: a relative path would not lead back
         staged = _stage(model, scratch)
-        done = _run(_vela_command(staged, config, scratch / "out"), scratch, timeout, model, config)
+        # Paths relative to the scratch folder (Vela's working directory): Vela prints them, and
+        # the log must not carry the scratch folder's random name (same inputs, same bytes).
+        done = _run(_vela_command(Path(staged.name), config, Path("out")), scratch, timeout, model, config)
         console = done.stdout + done.stderr
         if done.returncode != 0:
             # Keep the log for the user; leave no artifacts of an earlier run beside it.

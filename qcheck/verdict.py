@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 from qcheck.checks import CheckDef
@@ -61,6 +62,10 @@ def _resolution(measurement: Measurement, spec: CheckSpec, fmt: Callable[[float 
 
 
 def error_result(model: str, check: CheckDef, spec: CheckSpec, error: BaseException, variant: str = "") -> CheckResult:
-    """A check whose measurement raised: it fails, with the error's own words."""
+    """A check whose measurement raised: it fails, with the error's own words (less the memory
+    addresses of Python objects, "<... object at 0x7f...>", which differ on every run)."""
     return CheckResult(model, check.name, False, None, spec.max if spec.max is not None else spec.min,
-                       check.unit, f"{check.name} could not be measured: {error}", variant)
+                       check.unit, f"{check.name} could not be measured: {_ADDRESS.sub('', str(error))}", variant)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+\b")

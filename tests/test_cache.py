@@ -141,7 +141,7 @@ def test_warm_run_takes_vela_from_the_cache_and_writes_its_files_again(tmp_path:
     assert warm.returncode == 0, warm.stdout
     assert warm.report["models"][0]["checks"] == cold.report["models"][0]["checks"]
     files = {p.relative_to(cold.out_dir): p.read_bytes() for p in cold.out_dir.rglob("*_vela/**/*") if p.is_file()}
-    assert {p.suffix for p in files} == {".tflite", ".csv", ".log"}
+    assert {p.suffix for p in files} == {".tflite", ".csv", ".log", ".xml"}  # .xml: Vela's debug database
     assert {p.relative_to(warm.out_dir): p.read_bytes() for p in warm.out_dir.rglob("*_vela/**/*")
             if p.is_file()} == files
 

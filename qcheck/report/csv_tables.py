@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qcheck.files import atomic_write, safe_stem
+from qcheck.files import InputFiles, atomic_write, safe_stem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,13 +60,14 @@ def _tensors(stats: Sequence[Mapping[str, Any]], tensor_table: pd.DataFrame | No
     return tensor_table.merge(analysis[extra].drop_duplicates("name"), on="name", how="left")
 
 
-def write_tables(folder: Path, report: Mapping[str, Any]) -> list[Path]:
-    """Write every model's tables into ``folder`` (atomically, one file per table)."""
+def write_tables(folder: Path, report: Mapping[str, Any], *, never: InputFiles | None = None) -> list[Path]:
+    """Write every model's tables into ``folder`` (atomically, one file per table), never over
+    one of the inputs ``never``."""
     written = []
     for entry, stem in zip(report.get("models", []), stems(report), strict=True):
         for name, table in model_tables(entry, _read_tensor_table(entry)).items():
             path = folder / f"{stem}_{name}.csv"
-            atomic_write(path, table.to_csv(index=False).encode("utf-8"))
+            atomic_write(path, table.to_csv(index=False).encode("utf-8"), never=never)
             written.append(path)
     return written
 

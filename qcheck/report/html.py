@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qcheck.files import atomic_write
+from qcheck.files import InputFiles, atomic_write
 
 if TYPE_CHECKING:
     import jinja2
@@ -39,10 +39,12 @@ def render_summary(model: Mapping[str, Any]) -> str:
     return _template().render(fragment=model_view(model), page=None, generated=None)
 
 
-def write_report(path: Path, report: Mapping[str, Any], *, generated: str | None = None) -> None:
-    """Render ``report`` and write it to ``path`` atomically, links relative to its folder."""
+def write_report(path: Path, report: Mapping[str, Any], *, generated: str | None = None,
+                 never: InputFiles | None = None) -> None:
+    """Render ``report`` and write it to ``path`` (the user's: see :func:`qcheck.files.atomic_write`),
+    links relative to its folder; never over one of the inputs ``never``."""
     text = render(report, links_from=path.resolve().parent, generated=generated)
-    atomic_write(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"), named_by_user=True, never=never)
 
 
 def _template() -> jinja2.Template:
