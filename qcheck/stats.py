@@ -8,6 +8,7 @@ from the paired outcomes: only the samples on which exactly one model is right m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,3 +49,32 @@ def proportion_interval(successes: int, n: int) -> tuple[float, float]:
     center = (p + Z95**2 / (2 * n)) / denominator
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denominator
     return (max(0.0, center - half), min(1.0, center + half))
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% interval of the mean of per-sample ``values`` (normal approximation, n - 1 spread)."""
+    n = len(values)
+    if n == 0:
+        return (math.nan, math.nan)
+    mean = float(np.mean(values))
+    if n == 1:
+        return (mean, mean)
+    half = Z95 * float(np.std(values, ddof=1)) / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def bootstrap_interval(statistic: Callable[[np.ndarray], float], n: int, rng: np.random.Generator,
+                       rounds: int = 1000) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of ``statistic(indices)`` over ``n`` paired samples.
+
+    For statistics without a closed-form interval (AUC, rank correlation): ``statistic`` gets the
+    resampled indices, so both models are resampled together. Seeded by ``rng``: the same data
+    gives the same interval. Resamples where the statistic is undefined (e.g. one class) are left out.
+    """
+    if n < 2:
+        return (math.nan, math.nan)
+    values = [statistic(rng.integers(0, n, n)) for _ in range(rounds)]
+    finite = np.asarray([v for v in values if math.isfinite(v)])
+    if len(finite) == 0:
+        return (math.nan, math.nan)
+    return (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5)))
