@@ -62,6 +62,46 @@ def test_bootstrap_is_seeded() -> None:
     assert first[0] < values.mean() < first[1]
 
 
+def test_binary_decides_at_the_sigmoid_or_logit_threshold() -> None:
+    f = np.array([[0.1], [0.6], [0.4], [0.9]])
+    q = np.array([[0.1], [0.45], [0.4], [0.9]])  # one decision crosses 0.5
+    result = judge_head("p", f, q, np.array([0, 1, 0, 1]), None, None)
+    assert (result.task, result.metric) == ("binary", "accuracy drop")
+    assert result.numbers["threshold"] == 0.5
+    assert result.loss == pytest.approx(0.25) and result.ci_low <= 0.25 <= result.ci_high
+    logits = judge_head("z", f - 0.5, q - 0.5, None, None, "binary")  # outside [0, 1]: threshold 0
+    assert logits.numbers["threshold"] == 0.0 and logits.loss == pytest.approx(0.25)
+
+
+def test_regression_is_the_added_error_as_a_share_of_the_range() -> None:
+    x = np.linspace(0, 2 * np.pi, 200)
+    y = np.sin(x)
+    f = (y + 0.01 * np.cos(7 * x)).reshape(-1, 1)
+    q = f + 0.02
+    result = judge_head("sine", f, q, y.astype(np.float32), None, None)
+    assert result.task == "regression" and result.why == "inferred: float labels"
+    added = np.mean(np.abs(q[:, 0] - y)) - np.mean(np.abs(f[:, 0] - y))
+    assert result.loss == pytest.approx(added / (f.max() - f.min()))
+    assert result.numbers["sqnr_db"] == pytest.approx(10 * np.log10(np.sum(f**2) / np.sum((q - f) ** 2)))
+    unlabelled = judge_head("sine", f, q, None, x.reshape(-1, 1), "regression")
+    assert unlabelled.loss == pytest.approx(0.02 / (f.max() - f.min()))
+
+
+def test_reconstruction_scores_are_the_error_against_the_input() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(120, 6))
+    labels = (np.arange(120) % 4 == 0).astype(np.int64)
+    f = x * 0.9 + rng.normal(0, 0.1, x.shape) + labels[:, None] * rng.normal(0, 1.0, x.shape)
+    doubled = x + (f - x) * np.sqrt(2.0)  # every reconstruction error doubles, ranks kept
+    result = judge_head("r", f, doubled, None, x, None)
+    assert result.task == "reconstruction" and result.numbers["spearman"] == pytest.approx(1.0)
+    assert result.numbers["mean_score_change"] == pytest.approx(1.0)
+    assert result.failures and "max_score_change 25%" in result.failures[0]
+    with_labels = judge_head("r", f, doubled, labels, x, None)
+    assert with_labels.metric == "AUC drop" and with_labels.loss == pytest.approx(0.0)
+    assert with_labels.numbers["float"] == pytest.approx(auc(np.mean((f - x) ** 2, axis=1), labels))
+
+
 # -- inference and options --------------------------------------------------------------------
 
 
