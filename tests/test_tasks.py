@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from helpers import FIXTURES, REAL, QcheckRun, run_qcheck, write
-from qcheck.checks.tasks import (auc, declared_tasks, infer_task, judge_head, ranks, spearman, task_name,
-                                 task_table, TaskError)
+from qcheck.checks.tasks import (Limits, TaskError, auc, declared_tasks, infer_task, judge_head, ranks, spearman,
+                                 task_name, task_table)
 from qcheck.errors import QcheckError
 from qcheck.stats import bootstrap_interval
 from qcheck.suites import load_suite
@@ -134,6 +134,18 @@ def test_constant_top1_is_never_judged_by_agreement() -> None:
     assert result.loss > 0.03
 
 
+def test_embedding_mean_cosine_has_its_own_bound() -> None:
+    rng = np.random.default_rng(7)
+    f = rng.normal(size=(200, 16))
+    q = f + rng.normal(0, 0.15, f.shape)  # ~15% off: cosine ~0.989, distance ~1.1% (under max 3%)
+    result = judge_head("e", f, q, None, None, None)
+    cosine = np.sum(f * q, axis=1) / np.linalg.norm(f, axis=1) / np.linalg.norm(q, axis=1)
+    assert result.numbers["cosine_mean"] == pytest.approx(cosine.mean())
+    assert result.loss == pytest.approx(1 - cosine.mean()) and result.loss < 0.03
+    assert result.failures == (f"'e' mean cosine to the float embeddings {cosine.mean():.4f} < min_cosine 0.99",)
+    assert judge_head("e", f, q, None, None, None, Limits(min_cosine=0.95)).failures == ()
+
+
 def test_task_options_are_validated() -> None:
     assert task_name("regression") == "regression"
     with pytest.raises(ValueError, match="did you mean 'regression'"):
@@ -159,9 +171,13 @@ def test_a_misspelt_task_fails_when_the_suite_loads(tmp_path: Path) -> None:
     typo = write(tmp_path / "t.toml", '[checks.accuracy_drop]\ntask = "binry"\n')
     with pytest.raises(QcheckError, match="did you mean 'binary'"):
         load_suite(str(typo))
-    good = write(tmp_path / "g.toml", '[checks.accuracy_drop]\ntask = "regression"\nmax_score_change = "50%"\n')
+    cosine = write(tmp_path / "c.toml", '[checks.accuracy_drop]\nmin_cosine = 2\n')
+    with pytest.raises(QcheckError, match="min_cosine: must be a cosine similarity between -1 and 1"):
+        load_suite(str(cosine))
+    good = write(tmp_path / "g.toml", '[checks.accuracy_drop]\ntask = "regression"\nmax_score_change = "50%"\n'
+                 'min_cosine = 0.995\n')
     options = load_suite(str(good)).checks["accuracy_drop"].options
-    assert options == {"task": "regression", "max_score_change": 0.5}
+    assert options == {"task": "regression", "max_score_change": 0.5, "min_cosine": 0.995}
 
 
 # -- verdicts on real and realistic models, as users run qcheck --------------------------------
@@ -262,6 +278,7 @@ def test_embedding_with_constant_top1_is_judged_by_cosine(fixture_run: QcheckRun
     assert head["relative_error_mean"] > 0.2
     assert "top-1" not in bad["message"]
     assert "cosine to the float embeddings mean" in bad["message"]
+    assert "'signature' mean cosine to the float embeddings" in bad["message"] and "< min_cosine 0.99" in bad["message"]
 
 
 def test_html_names_task_and_metric_per_head(fixture_run: QcheckRun) -> None:
@@ -305,5 +322,8 @@ def test_api_takes_the_task_options(tmp_path: Path) -> None:
         qcheck.assert_accuracy_drop(q, tasks={"signatur": "embedding"})
     with pytest.raises(QcheckError, match="did you mean 'regression'"):
         qcheck.assert_accuracy_drop(q, task="regresion")
-    passed = qcheck.assert_accuracy_drop(q, max="10%")  # cosine distance ~6%: passes a looser bound
+    # Its mean cosine is ~0.95: it passes bounds set that loose, through the same option mapping.
+    passed = qcheck.assert_accuracy_drop(q, max="10%", min_cosine=0.9)
     assert "cosine" in passed.message
+    with pytest.raises(AssertionError, match="mean cosine to the float embeddings 0.9.* < min_cosine 0.99"):
+        qcheck.assert_accuracy_drop(q, max="10%")

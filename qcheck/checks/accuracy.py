@@ -14,8 +14,8 @@ from qcheck.errors import QcheckError
 from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.layers import explain_layers, layer_hint
 from qcheck.results import Measurement
-from qcheck.checks.tasks import (DEFAULT_MAX_SCORE_CHANGE, HeadResult, TaskError, declared_tasks, judge_head,
-                                 share, task_name, task_table)
+from qcheck.checks.tasks import (HeadResult, Limits, TaskError, cosine_bound, declared_tasks, judge_head, share,
+                                 task_name, task_table)
 
 
 def head_labels(evidence: Evidence, heads: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -51,27 +51,29 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
         declared = declared_tasks(options, reference.output_names)
     except TaskError as exc:
         raise QcheckError(data.path, str(exc), "name the model's outputs in [checks.accuracy_drop] tasks") from None
-    max_score_change = float(options.get("max_score_change", DEFAULT_MAX_SCORE_CHANGE))
+    limits = Limits.from_options(options)
     results = []
     for head in reference.output_names:
         f = reference.outputs[head]
         q = run.outputs[head].values.reshape(f.shape)
         try:
-            results.append(judge_head(head, f, q, labels.get(head), data.x, declared.get(head), max_score_change))
+            results.append(judge_head(head, f, q, labels.get(head), data.x, declared.get(head), limits))
         except TaskError as exc:
             raise QcheckError(data.path, str(exc)) from None
     return results
 
 
 @check("accuracy_drop", unit="fraction",
-       options={"strict": bool, "task": task_name, "tasks": task_table, "max_score_change": share})
+       options={"strict": bool, "task": task_name, "tasks": task_table, "max_score_change": share,
+                "min_cosine": cosine_bound})
 def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Accuracy lost by quantization, in each output head's task metric (worst head).
 
     Each head is judged by its task (declared with ``task``/``tasks``, or inferred): top-1 drop
     (classification), decision drop (binary), added error as a share of the output range
     (regression), anomaly-score AUC drop or rank agreement (reconstruction), cosine distance
-    (embedding); ``max`` bounds that share for every head. By default the point estimate is
+    (embedding); ``max`` bounds that share for every head, and ``max_score_change`` /
+    ``min_cosine`` bound a reconstruction's mean score and an embedding's mean cosine. By default the point estimate is
     judged; with ``strict = true`` the upper end of its 95% interval is, so that a small
     evaluation set cannot pass by luck.
     """

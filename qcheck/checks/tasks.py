@@ -12,7 +12,8 @@ judges, whatever the task:
 - reconstruction: with normal/anomaly labels the AUC points lost by the anomaly score (the
   per-sample reconstruction error); without, 1 - Spearman's rank correlation of the quantized
   scores with the float scores; the mean score's change is judged on its own threshold;
-- embedding: the mean cosine distance (1 - cosine) of the quantized embeddings to the float ones.
+- embedding: the mean cosine distance (1 - cosine) of the quantized embeddings to the float ones,
+  and the mean cosine on its own threshold.
 """
 
 from __future__ import annotations
@@ -31,7 +32,26 @@ from qcheck.units import parse_quantity
 TASKS = ("classification", "binary", "regression", "reconstruction", "embedding")
 # A head whose float top-1 is this one index on at least this share of samples says nothing by top-1.
 CONSTANT_TOP1 = 0.95
-DEFAULT_MAX_SCORE_CHANGE = 0.25
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The task thresholds of a head's own, besides the check's ``max`` (suite options).
+
+    ``max_score_change``: how much the mean anomaly score of a reconstruction may move without
+    labels (ad01's int8 moves it 6%; a crushed activation range doubles it). ``min_cosine``: the
+    mean cosine of the quantized to the float embeddings (0.99, the usual bar for int8 outputs,
+    lets them be ~14% off; the check's 3% cosine distance alone would let them be ~25% off).
+    """
+
+    max_score_change: float = 0.25
+    min_cosine: float = 0.99
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Limits:
+        defaults = cls()
+        return cls(float(options.get("max_score_change", defaults.max_score_change)),
+                   float(options.get("min_cosine", defaults.min_cosine)))
 
 
 class TaskError(ValueError):
@@ -117,6 +137,13 @@ def task_table(value: Any) -> dict[str, str]:
 def share(value: Any) -> float:
     """A fraction option ("25%" or 0.25)."""
     return parse_quantity(value, "fraction")
+
+
+def cosine_bound(value: Any) -> float:
+    """A cosine similarity option, -1 to 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 <= value <= 1:
+        raise ValueError(f"must be a cosine similarity between -1 and 1, e.g. 0.99, not {value!r}")
+    return float(value)
 
 
 def declared_tasks(options: Mapping[str, Any], heads: tuple[str, ...]) -> dict[str, str]:
@@ -301,7 +328,7 @@ def anomaly_scores(out: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def reconstruction(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, why: str,
-                   x: Any, max_score_change: float) -> HeadResult:
+                   x: Any, max_score_change: float = Limits.max_score_change) -> HeadResult:
     """Anomaly scores of both models: AUC drop with 0/1 labels; rank agreement and mean change without."""
     n = len(f)
     if x is None or len(x) != n or math.prod(x.shape[1:]) != math.prod(f.shape[1:]):
@@ -336,7 +363,7 @@ def reconstruction(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None
                       why, numbers, failures)
 
 
-def embedding(head: str, f: np.ndarray, q: np.ndarray, why: str) -> HeadResult:
+def embedding(head: str, f: np.ndarray, q: np.ndarray, why: str, min_cosine: float = Limits.min_cosine) -> HeadResult:
     """Cosine similarity and relative error of the quantized embeddings to the float ones."""
     n = len(f)
     f2, q2 = f.reshape(n, -1).astype(np.float64), q.reshape(n, -1).astype(np.float64)
@@ -349,14 +376,17 @@ def embedding(head: str, f: np.ndarray, q: np.ndarray, why: str) -> HeadResult:
     numbers: dict[str, float | None] = {"cosine_mean": float(cosine.mean()), "cosine_worst": float(cosine.min()),
                                         "relative_error_mean": float(relative.mean()),
                                         "relative_error_worst": float(relative.max())}
+    failures: tuple[str, ...] = ()
+    if cosine.mean() < min_cosine:
+        failures = (f"'{head}' mean cosine to the float embeddings {cosine.mean():.4f} < min_cosine {min_cosine:g}",)
     return HeadResult(head, "embedding", "cosine distance (1 - mean cosine)", float(1.0 - cosine.mean()), low, high,
                       n, False,
                       f"cosine to the float embeddings mean {cosine.mean():.4f}, worst {cosine.min():.4f}; relative "
-                      f"error mean {relative.mean():.1%}, worst {relative.max():.1%}", why, numbers)
+                      f"error mean {relative.mean():.1%}, worst {relative.max():.1%}", why, numbers, failures)
 
 
 def judge_head(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, x: Any,
-               declared: str | None, max_score_change: float = DEFAULT_MAX_SCORE_CHANGE) -> HeadResult:
+               declared: str | None, limits: Limits = Limits()) -> HeadResult:
     """Measure one head by its declared or inferred task.
 
     ``f``/``q``: float and dequantized quantized outputs (samples first); ``y``: its labels or None;
@@ -391,8 +421,8 @@ def judge_head(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, x:
     if task == "regression":
         return regression(head, f, q, y, why)
     if task == "reconstruction":
-        return reconstruction(head, f, q, y, why, x, max_score_change)
+        return reconstruction(head, f, q, y, why, x, limits.max_score_change)
     if y is not None:
         why += " (its labels are not used: embeddings are compared with the float model's)"
-    return embedding(head, flat_f, flat_q, why)
+    return embedding(head, flat_f, flat_q, why, limits.min_cosine)
 

@@ -64,5 +64,6 @@ def accuracy_chart(heads: Mapping[str, Mapping[str, Any]], check: Mapping[str, A
     if not rows:
         return None
     lines = [(threshold, f"max {points(threshold)}", "bad")] if threshold is not None else []
-    return bar_chart(rows, fmt=points, axis_label="share lost by quantization, in each head's task metric (whisker: 95% CI)",
+    return bar_chart(rows, fmt=points,
+                     axis_label="share lost by quantization, in each head's task metric (whisker: 95% CI)",
                      lines=lines)
