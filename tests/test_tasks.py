@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from helpers import FIXTURES, REAL, QcheckRun, run_qcheck, write
-from qcheck.checks.tasks import (Limits, TaskError, auc, declared_tasks, infer_task, judge_head, ranks, spearman,
-                                 task_name, task_table)
+from qcheck.checks.tasks import (Limits, TaskError, auc, declared_tasks, infer_task, judge_head, spearman, task_name,
+                                 task_table)
 from qcheck.errors import QcheckError
-from qcheck.stats import bootstrap_interval
+from qcheck.stats import bootstrap_interval, paired_auc_drop_interval, ranks
 from qcheck.suites import load_suite
 
 HELLO_INT8 = REAL / "tflm" / "hello_world_int8.tflite"
@@ -100,6 +100,19 @@ def test_reconstruction_scores_are_the_error_against_the_input() -> None:
     with_labels = judge_head("r", f, doubled, labels, x, None)
     assert with_labels.metric == "AUC drop" and with_labels.loss == pytest.approx(0.0)
     assert with_labels.numbers["float"] == pytest.approx(auc(np.mean((f - x) ** 2, axis=1), labels))
+
+
+def test_paired_auc_interval_agrees_with_a_bootstrap() -> None:
+    rng = np.random.default_rng(8)
+    labels = rng.random(400) < 0.3
+    a = rng.normal(size=400) + labels
+    b = a + rng.normal(0, 0.5, 400)
+    drop = auc(a, labels) - auc(b, labels)
+    low, high = paired_auc_drop_interval(a, b, labels)
+    assert low < drop < high
+    boot = bootstrap_interval(lambda i: auc(a[i], labels[i]) - auc(b[i], labels[i]), 400, np.random.default_rng(0))
+    assert low == pytest.approx(boot[0], abs=0.01) and high == pytest.approx(boot[1], abs=0.01)
+    assert paired_auc_drop_interval(a, a, labels) == (0.0, 0.0)  # the same scores: no doubt
 
 
 # -- inference and options --------------------------------------------------------------------

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from qcheck.stats import bootstrap_interval, mean_interval, paired_drop_interval, proportion_interval
+from qcheck.stats import (bootstrap_interval, mean_interval, paired_auc_drop_interval, paired_drop_interval,
+                          proportion_interval, ranks)
 from qcheck.units import parse_quantity
 
 TASKS = ("classification", "binary", "regression", "reconstruction", "embedding")
@@ -199,20 +200,6 @@ def infer_task(f: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...]
 # -- metrics (numpy only) ----------------------------------------------------------------------
 
 
-def ranks(a: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``a``, ties given their average rank."""
-    a = np.asarray(a, dtype=np.float64)
-    order = np.argsort(a, kind="mergesort")
-    sorted_a = a[order]
-    result = np.empty(len(a), dtype=np.float64)
-    boundaries = np.flatnonzero(np.diff(sorted_a)) + 1
-    starts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [len(a)]))
-    for start, end in zip(starts, ends):
-        result[order[start:end]] = (start + end + 1) / 2.0  # mean of ranks start+1 .. end
-    return result
-
-
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation: Pearson's correlation of the (tie-averaged) ranks."""
     ra, rb = ranks(a), ranks(b)
@@ -341,19 +328,18 @@ def reconstruction(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None
     numbers: dict[str, float | None] = {"mean_score_float": mean_f, "mean_score_quantized": mean_q,
                                         "mean_score_change": change}
     scores = f"mean anomaly score (reconstruction MSE) float {mean_f:.4g} -> quantized {mean_q:.4g} ({change:+.1%})"
-    rng = np.random.default_rng(0)
     if y is not None:
         truth = y.reshape(n).astype(np.int64)
         if not set(np.unique(truth).tolist()) <= {0, 1} or len(np.unique(truth)) < 2:
             raise TaskError(f"labels for reconstruction head '{head}' must be 0 (normal) and 1 (anomaly), "
                             "with both present")
         auc_f, auc_q = auc(sf, truth), auc(sq, truth)
-        low, high = bootstrap_interval(lambda i: auc(sf[i], truth[i]) - auc(sq[i], truth[i]), n, rng)
+        low, high = paired_auc_drop_interval(sf, sq, truth.astype(bool))
         numbers.update({"float": auc_f, "quantized": auc_q})
         return HeadResult(head, "reconstruction", "AUC drop", auc_f - auc_q, low, high, n, True,
                           f"anomaly AUC float {auc_f:.3f} -> quantized {auc_q:.3f}; {scores}", why, numbers)
     rho = spearman(sf, sq)
-    low, high = bootstrap_interval(lambda i: 1.0 - spearman(sf[i], sq[i]), n, rng)
+    low, high = bootstrap_interval(lambda i: 1.0 - spearman(sf[i], sq[i]), n, np.random.default_rng(0))
     numbers["spearman"] = rho
     failures: tuple[str, ...] = ()
     if abs(change) > max_score_change:
