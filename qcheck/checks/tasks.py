@@ -385,7 +385,7 @@ def judge_head(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, x:
     else:
         task, why = infer_task(f, y, input_shape)
     flat_f, flat_q = f.reshape(n, -1), q.reshape(n, -1)
-    if task in ("classification",) and y is None and flat_f.shape[1] >= 2:
+    if task == "classification" and y is None and flat_f.shape[1] >= 2:
         counts = np.bincount(flat_f.argmax(axis=1), minlength=flat_f.shape[1])
         top = int(counts.argmax())
         if counts[top] >= CONSTANT_TOP1 * n:
