@@ -55,9 +55,11 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
     results = []
     for head in reference.output_names:
         f = reference.outputs[head]
-        q = run.outputs[head].values.reshape(f.shape)
+        output = run.outputs[head]
+        q = output.values.reshape(f.shape)
+        scale = output.params.scale if output.params is not None else None
         try:
-            results.append(judge_head(head, f, q, labels.get(head), data.x, declared.get(head), limits))
+            results.append(judge_head(head, f, q, labels.get(head), data.x, declared.get(head), limits, scale))
         except TaskError as exc:
             raise QcheckError(data.path, str(exc)) from None
     return results

@@ -170,9 +170,11 @@ def _softmax_like(f: np.ndarray) -> bool:
     return f.shape[1] >= 2 and bool(np.all(f >= -1e-6)) and bool(np.allclose(f.sum(axis=1), 1.0, atol=1e-3))
 
 
-def infer_task(f: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...] | None) -> tuple[str, str]:
+def infer_task(f: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...] | None,
+               sigmoid: bool | None = None) -> tuple[str, str]:
     """(task, why) for a head with float outputs ``f`` (samples, ...), labels ``y`` and the
-    model's per-sample input shape (None for several inputs)."""
+    model's per-sample input shape (None for several inputs). ``sigmoid``: whether the quantized
+    output has a sigmoid's fixed scale, None when unknown."""
     flat = f.reshape(len(f), -1)
     values = flat.shape[1]
     same_as_input = input_shape is not None and values >= 2 and tuple(f.shape[1:]) == tuple(input_shape)
@@ -187,7 +189,8 @@ def infer_task(f: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...]
             return "regression", "inferred: one value per sample and numeric labels"
         return "classification", "inferred: class labels"
     if values == 1:
-        if bool(np.all((flat >= 0) & (flat <= 1))):
+        # A sigmoid's quantized output has a fixed scale; a regression that stays in [0, 1] does not.
+        if sigmoid or (sigmoid is None and bool(np.all((flat >= 0) & (flat <= 1)))):
             return "binary", "inferred: one value in [0, 1] per sample (a sigmoid)"
         return "regression", "inferred: one value per sample"
     if same_as_input:
@@ -372,18 +375,22 @@ def embedding(head: str, f: np.ndarray, q: np.ndarray, why: str, min_cosine: flo
 
 
 def judge_head(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, x: Any,
-               declared: str | None, limits: Limits = Limits()) -> HeadResult:
+               declared: str | None, limits: Limits = Limits(), output_scale: float | None = None) -> HeadResult:
     """Measure one head by its declared or inferred task.
 
     ``f``/``q``: float and dequantized quantized outputs (samples first); ``y``: its labels or None;
-    ``x``: the evaluation inputs, an array or a lazily read one (read only for a reconstruction).
+    ``x``: the evaluation inputs, an array or a lazily read one (read only for a reconstruction);
+    ``output_scale``: the quantized output's scale, when it is an integer tensor.
     """
     n = len(f)
     input_shape = tuple(x.shape[1:]) if x is not None else None
     if declared is not None:
         task, why = declared, "declared"
     else:
-        task, why = infer_task(f, y, input_shape)
+        # TFLite fixes a LOGISTIC output's scale: 1/256 in int8/uint8, 1/32768 in int16.
+        sigmoid = None if output_scale is None else any(
+            math.isclose(output_scale, fixed, rel_tol=1e-6) for fixed in (1 / 256, 1 / 32768))
+        task, why = infer_task(f, y, input_shape, sigmoid)
     flat_f, flat_q = f.reshape(n, -1), q.reshape(n, -1)
     if task == "classification" and y is None and flat_f.shape[1] >= 2:
         counts = np.bincount(flat_f.argmax(axis=1), minlength=flat_f.shape[1])
