@@ -50,7 +50,7 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
     try:
         declared = declared_tasks(options, reference.output_names)
     except TaskError as exc:
-        raise QcheckError(data.path, str(exc), "name the model's outputs in [checks.accuracy_drop] tasks") from None
+        raise QcheckError(evidence.model, str(exc), "name the model's outputs in [checks.accuracy_drop] tasks") from None
     limits = Limits.from_options(options)
     results = []
     for head in reference.output_names:
