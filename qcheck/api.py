@@ -229,10 +229,11 @@ def assert_float32_tensors(q: QuantizedModel, *, max: Threshold = None) -> Check
 
 
 def assert_accuracy_drop(q: QuantizedModel, data: DataLike | None = None, *,
-                         max: Threshold = None) -> CheckResult:  # noqa: A002
-    """Top-1 accuracy lost by quantization on ``data`` (agreement with the float model without labels)."""
+                         max: Threshold = None, **options: Any) -> CheckResult:  # noqa: A002
+    """Accuracy lost by quantization on ``data``, each output head in its task's metric
+    (``task="regression"``, ``tasks={"head": "embedding"}``: the suite's options)."""
     __tracebackhide__ = True
-    return assert_check("accuracy_drop", q, data, max=max)
+    return assert_check("accuracy_drop", q, data, max=max, **options)
 
 
 def assert_saturation(q: QuantizedModel, data: DataLike | None = None, *, max: Threshold = None,  # noqa: A002

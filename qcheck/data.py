@@ -220,11 +220,14 @@ def _validate(p: Path, arrays: dict[str, np.ndarray], sha256: str) -> Dataset:
 
 
 def _labels(p: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
-    """Class indices from integer labels or one-hot rows."""
+    """Class indices from integer labels or one-hot rows; float targets (regression) as they are."""
     if y.shape[:1] != (n,):
         raise QcheckError(p, f"'{name}' has {y.shape[0] if y.ndim else 0} labels for {n} samples in 'x'")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise QcheckError(p, f"'{name}' contains NaN or Inf")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        # Fractional values are regression targets; accuracy_drop checks their shape against the head.
+        return y.astype(np.float32, copy=False)
     if y.ndim == 2 and y.shape[1] > 1:
         indices: np.ndarray = np.argmax(y, axis=1).astype(np.int64)
         return indices

@@ -26,6 +26,9 @@ class Measurement:
     sections: dict[str, Any] = field(default_factory=dict)
     interval: tuple[float, float] | None = None  # 95% confidence interval of ``value``
     samples: int | None = None  # how many samples ``value`` was measured on
+    # Thresholds of the check's own options (besides max/min) that the measurement broke, each a
+    # sentence: e.g. one output head's metric judged on that head's task threshold.
+    failures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

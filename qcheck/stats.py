@@ -8,6 +8,7 @@ from the paired outcomes: only the samples on which exactly one model is right m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,3 +49,72 @@ def proportion_interval(successes: int, n: int) -> tuple[float, float]:
     center = (p + Z95**2 / (2 * n)) / denominator
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denominator
     return (max(0.0, center - half), min(1.0, center + half))
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% interval of the mean of per-sample ``values`` (normal approximation, n - 1 spread)."""
+    n = len(values)
+    if n == 0:
+        return (math.nan, math.nan)
+    mean = float(np.mean(values))
+    if n == 1:
+        return (mean, mean)
+    half = Z95 * float(np.std(values, ddof=1)) / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def bootstrap_interval(statistic: Callable[[np.ndarray], float], n: int, rng: np.random.Generator,
+                       rounds: int = 1000) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of ``statistic(indices)`` over ``n`` paired samples.
+
+    For statistics without a closed-form interval (AUC, rank correlation): ``statistic`` gets the
+    resampled indices, so both models are resampled together. Seeded by ``rng``: the same data
+    gives the same interval. Resamples where the statistic is undefined (e.g. one class) are left out.
+    """
+    if n < 2:
+        return (math.nan, math.nan)
+    # Each round sorts n values: bound the work (200 rounds still place the 2.5% tails).
+    rounds = max(200, min(rounds, 5_000_000 // n))
+    values = [statistic(rng.integers(0, n, n)) for _ in range(rounds)]
+    finite = np.asarray([v for v in values if math.isfinite(v)])
+    if len(finite) == 0:
+        return (math.nan, math.nan)
+    return (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5)))
+
+
+def ranks(a: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``a``, ties given their average rank (vectorized: bootstraps call it often)."""
+    a = np.asarray(a, dtype=np.float64)
+    order = np.argsort(a, kind="mergesort")
+    sorted_a = a[order]
+    first = np.r_[True, sorted_a[1:] != sorted_a[:-1]]  # where each group of equal values starts
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], len(a)]
+    average = (starts + ends + 1) / 2.0  # mean of the ranks start+1 .. end
+    result = np.empty(len(a), dtype=np.float64)
+    result[order] = average[np.cumsum(first) - 1]
+    return result
+
+
+def paired_auc_drop_interval(scores_a: np.ndarray, scores_b: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
+    """95% interval of ``AUC(scores_a) - AUC(scores_b)`` on the same samples (DeLong, DeLong and
+    Clarke-Pearson 1988: the paired AUCs' covariance from each sample's placement values)."""
+    positive = np.asarray(positive, bool)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if n1 < 2 or n0 < 2:
+        return (math.nan, math.nan)
+    aucs, v10, v01 = [], [], []
+    for scores in (scores_a, scores_b):
+        everything, pos, neg = ranks(scores), ranks(scores[positive]), ranks(scores[~positive])
+        # A positive's placement: the share of negatives it outranks (ties half); a negative's:
+        # the share of positives that outrank it.
+        placements_pos = (everything[positive] - pos) / n0
+        placements_neg = 1.0 - (everything[~positive] - neg) / n1
+        aucs.append(float(placements_pos.mean()))
+        v10.append(placements_pos)
+        v01.append(placements_neg)
+    s10, s01 = np.cov(np.vstack(v10)), np.cov(np.vstack(v01))
+    variance = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / n1 + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / n0
+    half = Z95 * math.sqrt(max(0.0, float(variance)))
+    drop = aucs[0] - aucs[1]
+    return (drop - half, drop + half)

@@ -144,7 +144,12 @@ def _parse_table(check_name: str, table: dict[str, Any], source: str, key: str) 
             spec["enabled"] = value
         else:
             expected = check.options[option]
-            if not isinstance(value, expected):
+            if not isinstance(expected, type):
+                try:
+                    value = expected(value)
+                except ValueError as exc:
+                    raise QcheckError(source, f"{key}.{option}: {exc}") from None
+            elif not isinstance(value, expected):
                 raise QcheckError(source, f"{key}.{option} must be a {expected.__name__}, not {shown(value)}")
             spec["options"][option] = value
     return CheckSpec(**spec)

@@ -28,7 +28,7 @@ def judge(model: str, check: CheckDef, spec: CheckSpec, measurement: Measurement
         return CheckResult(model, check.name, False, None, threshold, check.unit,
                            f"{check.name} failed: the measured value is {value}. {measurement.details}",
                            variant, measurement.sections)
-    failures = []
+    failures = list(measurement.failures)
     if spec.max is not None and value > spec.max:
         failures.append(f"{fmt(value)} > max {fmt(spec.max)}")
     if spec.min is not None and value < spec.min:

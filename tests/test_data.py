@@ -202,10 +202,13 @@ def test_negative_labels(tmp_path: Path) -> None:
     refused(save(tmp_path / "neg.npz", x=images(), y=y), "negative class indices", "smallest -2")
 
 
-def test_fractional_labels_are_refused(tmp_path: Path) -> None:
+def test_fractional_labels_are_regression_targets(tmp_path: Path) -> None:
+    # Fractional values are not class indices: they are kept as they are (accuracy_drop then
+    # judges the head as a regression and checks their shape against it).
     y = np.zeros(N)
     y[3] = 0.5
-    refused(save(tmp_path / "half.npz", x=images(), y=y), "'y' has dtype float64", "integer class indices")
+    labels = load_npz(save(tmp_path / "half.npz", x=images(), y=y)).labels[""]
+    assert labels.dtype == np.float32 and labels[3] == 0.5
 
 
 def test_nan_labels_are_refused(tmp_path: Path) -> None:

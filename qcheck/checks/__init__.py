@@ -15,6 +15,9 @@ from qcheck.checks.evidence import Evidence
 from qcheck.results import Measurement
 
 Measure = Callable[[Evidence, Mapping[str, Any]], Measurement]
+# An option's kind: a type its value must have, or a function that validates and converts the
+# value, raising ValueError with a sentence for the user (called when the suite loads).
+OptionKind = type[Any] | Callable[[Any], Any]
 # Starts, ahead of the check, the slow work its measurement will ask the evidence for.
 Prepare = Callable[[Evidence, Mapping[str, Any]], None]
 
@@ -26,7 +29,7 @@ class CheckDef:
     name: str
     unit: str  # "count", "fraction", "bytes", "seconds"
     measure: Measure
-    options: Mapping[str, type] = field(default_factory=dict)  # extra keys its suite table accepts
+    options: Mapping[str, OptionKind] = field(default_factory=dict)  # extra keys its suite table accepts
     per_accelerator: bool = False
     # Run by the session on a background thread once the model's first check starts, so that
     # e.g. Vela compiles while the evaluation runs; errors are left for the check to meet.
@@ -41,7 +44,7 @@ REGISTRY: dict[str, CheckDef] = {}
 
 
 def check(
-    name: str, *, unit: str, options: Mapping[str, type] | None = None, per_accelerator: bool = False,
+    name: str, *, unit: str, options: Mapping[str, OptionKind] | None = None, per_accelerator: bool = False,
     prepare: Prepare | None = None,
 ) -> Callable[[Measure], Measure]:
     """Register ``measure`` under ``name``."""

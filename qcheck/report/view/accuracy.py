@@ -22,21 +22,30 @@ class Head:
     agreement: str
     samples: str
     labelled: bool
+    task: str = "classification"  # reports written before tasks were classification heads
+    metric: str = "top-1 drop"
+    summary: str = ""
 
 
 def head(name: str, data: Mapping[str, Any]) -> Head:
     """The row of head ``name`` from its ``accuracy`` entry."""
     low, high = number(data.get("ci_low")), number(data.get("ci_high"))
     drop = number(data.get("drop"))
+    metric = str(data.get("metric", "top-1 drop"))
+    # Drops of a proportion (top-1, decisions, AUC) are points; other tasks' shares are percent.
+    unit = " points" if "drop" in metric or "disagreement" in metric else "%"
     return Head(
         name=name,
         float=percent(data.get("float")),
         quantized=percent(data.get("quantized")),
-        drop="-" if drop is None else f"{points(drop)} points",
-        interval="-" if low is None or high is None else f"{points(low)} to {points(high)} points",
+        drop="-" if drop is None else f"{points(drop)}{unit}",
+        interval="-" if low is None or high is None else f"{points(low)} to {points(high)}{unit}",
         agreement=percent(data.get("agreement")),
         samples=str(data.get("samples", "-")),
         labelled=bool(data.get("labelled", True)),
+        task=str(data.get("task", "classification")),
+        metric=metric,
+        summary=str(data.get("summary", "")),
     )
 
 
@@ -55,5 +64,6 @@ def accuracy_chart(heads: Mapping[str, Mapping[str, Any]], check: Mapping[str, A
     if not rows:
         return None
     lines = [(threshold, f"max {points(threshold)}", "bad")] if threshold is not None else []
-    return bar_chart(rows, fmt=points, axis_label="accuracy lost by quantization, in points (whisker: 95% CI)",
+    return bar_chart(rows, fmt=points,
+                     axis_label="share lost by quantization, in each head's task metric (whisker: 95% CI)",
                      lines=lines)
