@@ -187,7 +187,7 @@ def _check_ours(root: Path, fd: int, clear: bool) -> None:
             raise CacheFolderError(root, f"holds files qcheck did not make ({shown}), so qcheck will not clear it",
                                    "move them out of the cache folder, or delete the folder yourself")
         return
-    if names and not _made_by_older_qcheck(fd, names):
+    if names and not _made_by_qcheck(fd, names):
         raise CacheFolderError(root, "is not a qcheck cache folder: it is not empty, and has no CACHEDIR.TAG "
                                "written by qcheck", "qcheck only uses and clears a folder it made: give "
                                "--qcheck-cache-dir a new or empty folder")
@@ -201,12 +201,16 @@ def _has_tag(fd: int) -> bool:
     return lines[:2] == [CACHEDIR_SIGNATURE, _TAG_OWNER]
 
 
-def _made_by_older_qcheck(fd: int, names: set[str]) -> bool:
-    """A cache of a qcheck from before the marker: only ``entries/<2 hex>`` and ``locks/<key>.lock``."""
-    if not names <= set(_FOLDERS):
+def _made_by_qcheck(fd: int, names: set[str]) -> bool:
+    """An unmarked folder only qcheck could have made: a cache of a qcheck from before the
+    marker (only ``entries`` and ``locks``), or one whose tag was lost but whose README or
+    .gitignore is qcheck's, word for word; its folders laid out as qcheck lays them out."""
+    if not names <= _OWN_NAMES:
         return False
-    patterns = {"entries": re.compile(r"[0-9a-f]{2}"), "locks": re.compile(r"[0-9a-f]{64}\.lock")}
-    for name in names:
+    if not names <= set(_FOLDERS) and not any(_is_support_file(fd, name) for name in ("README.md", ".gitignore")):
+        return False
+    patterns = {"entries": re.compile(r"[0-9A-Za-z]{2}"), "locks": re.compile(r"[0-9A-Za-z]{16,128}\.lock")}
+    for name in names & set(_FOLDERS):
         try:
             sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
         except OSError:
@@ -219,17 +223,20 @@ def _made_by_older_qcheck(fd: int, names: set[str]) -> bool:
     return True
 
 
+def _is_support_file(fd: int, name: str) -> bool:
+    try:
+        return _read_regular(fd, name, limit=4096) == _SUPPORT[name].encode()
+    except (OSError, _Damaged):
+        return False
+
+
 def _write_support_files(fd: int) -> None:
     # The tag first: a run killed half-way leaves a marked folder, which the next run completes.
     for name, text in _SUPPORT.items():
-        data = text.encode()
-        try:
-            if _read_regular(fd, name, limit=4096) == data:
-                continue
-        except (OSError, _Damaged):
-            pass
+        if _is_support_file(fd, name):
+            continue
         tmp = f"{_TMP_PREFIX}{secrets.token_hex(8)}.tmp"
-        _write_new(fd, tmp, data)
+        _write_new(fd, tmp, text.encode())
         try:
             _remove_if_folder(fd, name)
             os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)  # replaces a link itself, not its target
