@@ -515,6 +515,17 @@ def private_copy(path: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_file(data: bytes, name: str) -> Iterator[Path]:
+    """``data`` as a file named ``name`` in a new folder only this user can enter, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="qcheck-model-"))
+    try:
+        (folder / name).write_bytes(data)
+        yield folder / name
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _copy(source: Path, target: Path, depth: int) -> None:
     try:
         fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # O_NONBLOCK: a FIFO does not block

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from qcheck.cache import Cache, digest, private_copy, versions
+from qcheck.cache import Cache, digest, private_copy, private_file, versions
 from qcheck.config import ImageOptions, RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import atomic_write, safe_stem, write_json
@@ -330,7 +330,9 @@ class ModelRun:
 
             def compile() -> VelaFiles:
                 self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
-                return compile_model(model, config, folder, timeout=self._timeout)
+                # Vela compiles the bytes of the key, not the file as it may be by now.
+                with private_file(self.tflite(), model.name) as staged, named_as(staged, model):
+                    return compile_model(staged, config, folder, timeout=self._timeout)
 
             files, _ = self._cache.get_or_make(key, compile)
             return read_result(model, config, files, folder)

@@ -68,7 +68,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qcheck-no-cache", dest="qcheck_no_cache", action="store_true",
                     help="neither read nor write the qcheck cache")
     group.addoption("--qcheck-cache-clear", dest="qcheck_cache_clear", action="store_true",
-                    help="empty the qcheck cache before the run")
+                    help="empty the qcheck cache before the run (only a folder qcheck made)")
     group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
                     help="time limit for one conversion, evaluation or Vela compilation (default 900)")
     for dest, (check, key) in THRESHOLD_OPTIONS.items():

@@ -562,3 +562,26 @@ def test_errors_and_names_of_a_converted_copy_name_the_user_s_files(tmp_path: Pa
     assert "qcheck-model-" not in run.stdout + json.dumps(run.report)
     assert "qcheck-model-" not in (run.out_dir / "digits_savedmodel_quantization_info.json").read_text()
 
+
+
+def test_a_tflite_replaced_before_vela_runs_cannot_poison_the_cache(tmp_path: Path) -> None:
+    """A .tflite is read (and hashed) when the pipeline starts and compiled by Vela later; a
+    file replaced in between must not be what Vela compiles under the first file's key."""
+    from qcheck.config import RunSpec
+    from qcheck.pipeline import DataSource, ModelRun
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.vela import VelaConfig
+
+    model = tmp_path / "model.tflite"
+    shutil.copy(HELLO_WORLD, model)
+    run = ModelRun(RunSpec(str(model)), "model", tmp_path / "out", DataSource(None, None, 1), 300.0,
+                   Cache(tmp_path / "cache"))
+    run.info()  # the bytes are read
+    shutil.copy(REAL / "mlperf_tiny" / "kws_ref_model.tflite", model)  # and then the file is replaced
+
+    result = run.vela(VelaConfig.default_for("ethos-u55-128"))
+
+    assert result.compiled_model is not None
+    compiled = inspect_model(Path(result.compiled_model).read_bytes())
+    hashed = inspect_model(HELLO_WORLD.read_bytes())
+    assert [t.tensor.shape for t in compiled.inputs] == [t.tensor.shape for t in hashed.inputs]
