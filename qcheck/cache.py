@@ -172,8 +172,8 @@ def prepare(root: Path, *, clear: bool = False, reclaim: bool = False) -> None:
                     _remove(fd, name)
             _write_support_files(fd)
         except OSError as exc:
-            raise CacheFolderError(root, f"cannot be written: {exc.strerror}",
-                                   "give --qcheck-cache-dir a folder you can write to, or pass --qcheck-no-cache") from None
+            raise CacheFolderError(root, f"cannot be written: {exc.strerror}", "give --qcheck-cache-dir a folder "
+                                   "you can write to, or pass --qcheck-no-cache") from None
     finally:
         os.close(fd)  # and with it the lock
 

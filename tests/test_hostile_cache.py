@@ -39,8 +39,9 @@ def _value(n: int) -> Quantized:
 
 def _same(a: Quantized, b: Quantized) -> bool:
     assert a.reference is not None and b.reference is not None
-    return (a.tflite, a.float_tflite, a.reference.output_names) == (b.tflite, b.float_tflite, b.reference.output_names) \
-        and all(np.array_equal(a.reference.outputs[k], b.reference.outputs[k]) for k in a.reference.outputs)
+    fields = (a.tflite, a.float_tflite, a.reference.output_names)
+    return fields == (b.tflite, b.float_tflite, b.reference.output_names) and all(
+        np.array_equal(a.reference.outputs[k], b.reference.outputs[k]) for k in a.reference.outputs)
 
 
 class Counting:
