@@ -8,14 +8,15 @@ Steps that run native code (TensorFlow, the LiteRT interpreter, Vela) run in chi
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from qcheck.cache import Cache, digest, versions
+from qcheck.cache import Cache, digest, private_copy, private_file, versions
 from qcheck.config import ImageOptions, RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import InputFiles, atomic_write, safe_stem, write_json
@@ -176,20 +177,23 @@ class ModelRun:
             evaluation = split.evaluation.x if split else None
             if not self._path.exists():
                 raise QcheckError(self._path, "model file does not exist")
-            key = digest("convert", versions("tensorflow", "keras"), self._path.resolve(), calibration,
-                         evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization))
+            self.kind  # a FIFO or a device is refused before it is copied
+            with private_copy(self._path) as model:  # hashed and converted: the same bytes
+                key = digest("convert", versions("tensorflow", "keras"), model, calibration,
+                             evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization))
 
-            def convert() -> Quantized:
-                self._step("converting")
-                converted: Quantized = call_isolated(
-                    "qcheck.tflite.convert:quantize", self._path.resolve(), calibration, evaluation,
-                    io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
-                    calibration_file=split.calibration_path if split else "",
-                    what=f"converting {self.model}", timeout=self._timeout,
-                )
-                return converted
+                def convert() -> Quantized:
+                    self._step("converting")
+                    with named_as(model, self._path.resolve()):
+                        converted: Quantized = call_isolated(
+                            "qcheck.tflite.convert:quantize", model, calibration, evaluation,
+                            io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
+                            calibration_file=split.calibration_path if split else "",
+                            what=f"converting {self.model}", timeout=self._timeout,
+                        )
+                    return converted
 
-            quantized, hit = self._cache.get_or_make(key, convert)
+                quantized, hit = self._cache.get_or_make(key, convert)
             if hit:
                 self.notes.append("quantized model and float outputs taken from the cache")
             if split is not None:
@@ -265,18 +269,21 @@ class ModelRun:
             from qcheck.tflite.convert import model_kind
 
             model_kind(path)  # a FIFO or a device is refused before it is read
-            key = digest("reference", versions("tensorflow", "keras", "ai-edge-litert"), path, data.x,
-                         str(self.spec.unsafe_deserialization))
+            with private_copy(path) as copy:  # hashed and run: the same bytes
+                key = digest("reference", versions("tensorflow", "keras", "ai-edge-litert"), copy, data.x,
+                             str(self.spec.unsafe_deserialization))
 
-            def predict() -> FloatReference:
-                self._step("running the float reference")
-                outputs: FloatReference = call_isolated(
-                    "qcheck.tflite.convert:reference_outputs", path, data.x, unsafe=self.spec.unsafe_deserialization,
-                    what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
-                )
-                return outputs
+                def predict() -> FloatReference:
+                    self._step("running the float reference")
+                    with named_as(copy, path):
+                        outputs: FloatReference = call_isolated(
+                            "qcheck.tflite.convert:reference_outputs", copy, data.x,
+                            unsafe=self.spec.unsafe_deserialization,
+                            what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
+                        )
+                    return outputs
 
-            reference, _ = self._cache.get_or_make(key, predict)
+                reference, _ = self._cache.get_or_make(key, predict)
             return reference
 
         return self._memo.get("reference", make)
@@ -344,13 +351,29 @@ class ModelRun:
 
             def compile() -> VelaFiles:
                 self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
-                return compile_model(model, config, folder, timeout=self._timeout)
+                # Vela compiles the bytes of the key, not the file as it may be by now.
+                with private_file(self.tflite(), model.name) as staged, named_as(staged, model):
+                    return compile_model(staged, config, folder, timeout=self._timeout)
 
             files, _ = self._cache.get_or_make(key, compile)
             return read_result(model, config, files, folder)
 
         # One compilation per configuration, shared by the vela check and the memory checks.
         return self._memo.get(f"vela:{config}", make)
+
+
+@contextlib.contextmanager
+def named_as(copy: Path, original: Path) -> Iterator[None]:
+    """Errors of a step run on a private copy name the user's file, not the copy."""
+    def named(text: str | None) -> str | None:
+        return text.replace(str(copy), str(original)) if text else text
+
+    try:
+        yield
+    except QcheckError as exc:
+        raise QcheckError(named(exc.path), named(exc.problem) or "", named(exc.hint) or "") from None
+    except StepFailed as exc:
+        raise StepFailed(named(str(exc))) from None
 
 
 def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:

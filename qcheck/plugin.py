@@ -6,6 +6,7 @@ module imports nothing heavy: TensorFlow, LiteRT, Vela, pandas are loaded where 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,7 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qcheck-no-cache", dest="qcheck_no_cache", action="store_true",
                     help="neither read nor write the qcheck cache")
     group.addoption("--qcheck-cache-clear", dest="qcheck_cache_clear", action="store_true",
-                    help="empty the qcheck cache before the run")
+                    help="empty the qcheck cache before the run (only a folder qcheck made)")
     group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
                     help="time limit for one conversion, evaluation, property search or Vela compilation (default 900)")
     for dest, (check, key) in THRESHOLD_OPTIONS.items():
@@ -138,8 +139,7 @@ def session_of(config: pytest.Config) -> QcheckSession:
         raise pytest.UsageError(f"qcheck: {exc}") from None
     qsession = QcheckSession(settings, suite, Progress(config))
     _check_outputs(config, settings, qsession)
-    if config.option.qcheck_cache_clear and not hasattr(config, "workerinput"):
-        qsession.cache.clear()
+    _prepare_cache(config, qsession)
     config.stash[SESSION_KEY] = qsession
     config.pluginmanager.register(qsession, "qcheck-session")
     return qsession
@@ -292,7 +292,29 @@ def _cache_dir(config: pytest.Config, ini_value: str | None) -> Path | None:
     if chosen:
         return Path(chosen).resolve()
     cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
-    return cache.mkdir("qcheck") if cache is not None else None
+    if cache is None:
+        return None
+    try:
+        folder: Path = cache.mkdir("qcheck")
+        return folder
+    except OSError:  # a file where qcheck's folder goes: damage, which _prepare_cache replaces
+        base = Path(os.path.expandvars(os.path.expanduser(config.getini("cache_dir"))))
+        return (base if base.is_absolute() else config.rootpath / base) / "d" / "qcheck"
+
+
+def _prepare_cache(config: pytest.Config, qsession: QcheckSession) -> None:
+    """Check that the cache folder is qcheck's to use (a usage error if not), and clear it if
+    asked (on the controller only: xdist workers start after it)."""
+    from qcheck.cache import CacheFolderError
+
+    opt = config.option
+    given = "--qcheck-cache-dir" if opt.qcheck_cache_dir else "qcheck_cache_dir" if project_of(config).cache_dir else ""
+    clear = bool(opt.qcheck_cache_clear) and not hasattr(config, "workerinput")
+    try:
+        # Only qcheck's own place in pytest's cache folder is repaired; a folder the user named is refused.
+        qsession.cache.prepare(clear=clear, reclaim=not given)
+    except CacheFolderError as exc:
+        raise pytest.UsageError(f"qcheck: {given or 'the cache folder'}: {exc}") from None
 
 
 def _overrides(config: pytest.Config) -> dict[str, dict[str, Any]]:
