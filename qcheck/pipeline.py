@@ -292,12 +292,9 @@ class ModelRun:
                 return evaluated
 
             result, _ = self._cache.get_or_make(key, evaluate)
-            reference = self.reference()
-            if reference is not None:
-                result = align_heads(result, reference, self.model)
             return result
 
-        return self._memo.get("evaluation", make)
+        return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model)
 
     def _float_tflite(self) -> bytes | None:
         """The unquantized twin whose tensors the per-layer error is measured against."""
@@ -349,6 +346,23 @@ def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
     if tuple(data.x.shape[1:]) != expected:
         raise QcheckError(data.path, f"does not fit the model {model}: samples have shape "
                           f"{tuple(data.x.shape[1:])}, the model takes {expected}")
+
+
+def with_reference_names(result: RunResult | None, reference: Callable[[], FloatReference | None],
+                         model: str) -> RunResult | None:
+    """``result`` keyed by the float model's output names when the float model ran.
+
+    When it could not (a reference Keras cannot load), the quantized run stands as it is: the
+    checks that compare with the float model ask for it and report why it failed, and the checks
+    that need only the quantized model (saturation, layer_error) go on (issue 14).
+    """
+    if result is None:
+        return None
+    try:
+        outputs = reference()
+    except (QcheckError, StepFailed):
+        return result
+    return align_heads(result, outputs, model) if outputs is not None else result
 
 
 def align_heads(result: RunResult, reference: FloatReference, model: str) -> RunResult:

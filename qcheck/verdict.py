@@ -60,7 +60,22 @@ def _resolution(measurement: Measurement, spec: CheckSpec, fmt: Callable[[float 
     return ""
 
 
-def error_result(model: str, check: CheckDef, spec: CheckSpec, error: BaseException, variant: str = "") -> CheckResult:
-    """A check whose measurement raised: it fails, with the error's own words."""
+def error_result(model: str, check: CheckDef, spec: CheckSpec, error: BaseException, variant: str = "",
+                 *, see: str = "") -> CheckResult:
+    """A check whose measurement raised: status ``error`` (not a failed threshold), with the cause.
+
+    ``see`` names the check that already reported the same cause in full (one error per cause
+    and model): this result then says the cause's first line and points there.
+    """
+    cause = str(error)
+    if see:
+        head = cause.splitlines()[0] if cause else type(error).__name__
+        head = head if len(head) <= _POINTER_WIDTH else head[: _POINTER_WIDTH - 3].rstrip() + "..."
+        message = f"{check.name} could not be measured: {head} (see {see})"
+    else:
+        message = f"{check.name} could not be measured: {cause}"
     return CheckResult(model, check.name, False, None, spec.max if spec.max is not None else spec.min,
-                       check.unit, f"{check.name} could not be measured: {error}", variant)
+                       check.unit, message, variant, error=cause or type(error).__name__)
+
+
+_POINTER_WIDTH = 100  # characters of the cause repeated by the checks that point to its full text
