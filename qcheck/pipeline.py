@@ -58,6 +58,8 @@ class Memo:
                     try:
                         self._values[key] = (True, make())
                     except (QcheckError, StepFailed) as exc:
+                        if not hasattr(exc, "qcheck_step"):  # the innermost step that failed
+                            exc.qcheck_step = key  # type: ignore[union-attr]
                         self._values[key] = (False, exc)
         ok, value = self._values[key]
         if not ok:
@@ -68,6 +70,25 @@ class Memo:
         """The value already made for ``key``, or None (nothing is made here)."""
         ok, value = self._values.get(key, (False, None))
         return value if ok else None
+
+
+# What it means for the model that a step failed, by the step's Memo key (for the checks that
+# point to the one that reported the cause in full).
+_FAILED_STEPS = {
+    "kind": "could not be read", "quantized": "could not be loaded or converted", "tflite": "could not be read",
+    "info": "could not be read as a TFLite model", "census": "could not be read as a TFLite model",
+    "reference": "could not be compared: its float reference could not be run",
+    "evaluation": "could not be run on the evaluation data", "vela": "could not be compiled by Vela",
+    "data": "has no usable data: the data file could not be loaded",
+    "calibration": "has no usable calibration data: the file could not be loaded",
+    "split": "has no usable data: the data could not be split",
+}
+
+
+def failed_step(error: BaseException) -> str:
+    """What failed, as said of the model ("could not be converted"), or "" when not a step's."""
+    step = str(getattr(error, "qcheck_step", "")).split(":")[0]
+    return _FAILED_STEPS.get(step, "")
 
 
 class DataSource:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import PurePath
 from collections.abc import Callable
 
 from qcheck.checks import CheckDef
@@ -65,11 +66,14 @@ def error_result(model: str, check: CheckDef, spec: CheckSpec, error: BaseExcept
     """A check whose measurement raised: status ``error`` (not a failed threshold), with the cause.
 
     ``see`` names the check that already reported the same cause in full (one error per cause
-    and model): this result then says the cause's first line and points there.
+    and model): this result then says in a few words what failed and points there.
     """
     cause = str(error)
     if see:
-        head = cause.splitlines()[0] if cause else type(error).__name__
+        from qcheck.pipeline import failed_step
+
+        what = failed_step(error)
+        head = f"{PurePath(model).name} {what}" if what else cause.splitlines()[0] if cause else type(error).__name__
         head = head if len(head) <= _POINTER_WIDTH else head[: _POINTER_WIDTH - 3].rstrip() + "..."
         message = f"{check.name} could not be measured: {head} (see {see})"
     else:
