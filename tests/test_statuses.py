@@ -143,6 +143,21 @@ def test_a_reference_keras_cannot_load_does_not_stop_saturation(bad_reference_ru
     assert bad_reference_run.returncode == pytest.ExitCode.TESTS_FAILED
 
 
+def test_a_damaged_float_tflite_reference_does_not_stop_saturation(tmp_path: Path) -> None:
+    """The reference's .tflite is also the twin of the per-layer analysis, which runs with the
+    quantized model: it must not make the quantized model's run fail."""
+    float_model = REAL / "tflm" / "hello_world_float.tflite"
+    (tmp_path / "damaged_float.tflite").write_bytes(float_model.read_bytes()[:600])
+    np.savez(tmp_path / "sine.npz", x=SINE_X)
+    run = run_qcheck(tmp_path, f"--qcheck-model={HELLO_WORLD}", "--qcheck-reference=damaged_float.tflite",
+                     "--qcheck-data=sine.npz", "-k", "saturation or accuracy_drop")
+    saturation = run.check(HELLO_WORLD.name, "saturation")
+    assert saturation["status"] == "passed", saturation["message"]
+    accuracy = run.check(HELLO_WORLD.name, "accuracy_drop")
+    assert accuracy["status"] == "error" and "damaged_float.tflite" in accuracy["error"]
+    assert any("damaged_float.tflite cannot be read" in note for note in run.model(HELLO_WORLD.name)["notes"])
+
+
 def test_the_python_api_gives_the_same_statuses(tmp_path: Path) -> None:
     import qcheck
     from qcheck.api import run_check
