@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from qcheck.config import RunSpec
 from qcheck.isolation import call_isolated
-from qcheck.pipeline import Memo, align_heads, check_fits
+from qcheck.pipeline import Memo, check_fits, with_reference_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,7 +92,8 @@ class DataEvidence:
                 "qcheck.tflite.run:run", self.tflite(), self._data.x,
                 what=f"running {self.model} in the LiteRT interpreter", timeout=self.timeout,
             ))
-            reference = self.reference()
-            return align_heads(result, reference, self.model) if reference is not None else result
+            return result
 
-        return self._memo.get("evaluation", make)
+        aligned = with_reference_names(self._memo.get("evaluation", make), self.reference, self.model)
+        assert aligned is not None
+        return aligned

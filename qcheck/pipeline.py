@@ -60,6 +60,8 @@ class Memo:
                     try:
                         self._values[key] = (True, make())
                     except (QcheckError, StepFailed) as exc:
+                        if not hasattr(exc, "qcheck_step"):  # the innermost step that failed
+                            exc.qcheck_step = key  # type: ignore[union-attr]
                         self._values[key] = (False, exc)
         ok, value = self._values[key]
         if not ok:
@@ -70,6 +72,25 @@ class Memo:
         """The value already made for ``key``, or None (nothing is made here)."""
         ok, value = self._values.get(key, (False, None))
         return value if ok else None
+
+
+# What it means for the model that a step failed, by the step's Memo key (for the checks that
+# point to the one that reported the cause in full).
+_FAILED_STEPS = {
+    "kind": "could not be read", "quantized": "could not be loaded or converted", "tflite": "could not be read",
+    "info": "could not be read as a TFLite model", "census": "could not be read as a TFLite model",
+    "reference": "could not be compared: its float reference could not be run",
+    "evaluation": "could not be run on the evaluation data", "vela": "could not be compiled by Vela",
+    "data": "has no usable data: the data file could not be loaded",
+    "calibration": "has no usable calibration data: the file could not be loaded",
+    "split": "has no usable data: the data could not be split",
+}
+
+
+def failed_step(error: BaseException) -> str:
+    """What failed, as said of the model ("could not be converted"), or "" when not a step's."""
+    step = str(getattr(error, "qcheck_step", "")).split(":")[0]
+    return _FAILED_STEPS.get(step, "")
 
 
 class DataSource:
@@ -313,12 +334,9 @@ class ModelRun:
                 return evaluated
 
             result, _ = self._cache.get_or_make(key, evaluate)
-            reference = self.reference()
-            if reference is not None:
-                result = align_heads(result, reference, self.model)
             return result
 
-        return self._memo.get("evaluation", make)
+        return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model)
 
     def _float_tflite(self) -> bytes | None:
         """The unquantized twin whose tensors the per-layer error is measured against."""
@@ -326,7 +344,17 @@ class ModelRun:
             return self._quantized().float_tflite
         reference = self.spec.reference
         if reference and Path(reference).suffix.lower() == ".tflite" and Path(reference).is_file():
-            return read_regular(reference, "reference model")
+            from qcheck.tflite.inspect import inspect_model
+
+            twin = read_regular(reference, "reference model")
+            try:
+                inspect_model(twin)
+            except ValueError as exc:
+                # The twin is for the per-layer comparison only: the quantized model's run must
+                # not fail for it (accuracy_drop, which needs the reference, says what is wrong).
+                self.notes.append(f"layers not compared with the float reference: {reference} cannot be read ({exc})")
+                return None
+            return twin
         return None
 
     def calibration_data(self) -> np.ndarray | None:
@@ -388,6 +416,23 @@ def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
     if tuple(data.x.shape[1:]) != expected:
         raise QcheckError(data.path, f"does not fit the model {model}: samples have shape "
                           f"{tuple(data.x.shape[1:])}, the model's input '{info.inputs[0].name}' takes {expected}")
+
+
+def with_reference_names(result: RunResult | None, reference: Callable[[], FloatReference | None],
+                         model: str) -> RunResult | None:
+    """``result`` keyed by the float model's output names when the float model ran.
+
+    When it could not (a reference Keras cannot load), the quantized run stands as it is: the
+    checks that compare with the float model ask for it and report why it failed, and the checks
+    that need only the quantized model (saturation, layer_error) go on (issue 14).
+    """
+    if result is None:
+        return None
+    try:
+        outputs = reference()
+    except (QcheckError, StepFailed):
+        return result
+    return align_heads(result, outputs, model) if outputs is not None else result
 
 
 def align_heads(result: RunResult, reference: FloatReference, model: str) -> RunResult:

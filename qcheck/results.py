@@ -33,7 +33,12 @@ class Measurement:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The verdict of one check on one model. ``passed`` is None when the check could not run."""
+    """The verdict of one check on one model.
+
+    ``passed`` is None when the check was skipped (nothing to measure: no data, no float model),
+    and False when it failed its threshold or could not be measured; ``error`` tells the two
+    failures apart: it holds the cause when the measurement itself failed (see :attr:`status`).
+    """
 
     model: str
     check: str
@@ -47,11 +52,20 @@ class CheckResult:
     # The qcheck_*.toml the check came from (as its node id names it); "" for the run's own
     # suite (command line, [tool.qcheck]). One model in two suite files gives two results.
     suite_file: str = ""
+    error: str | None = None  # why the check could not be measured (a step it needs failed)
+
+    @property
+    def status(self) -> str:
+        """``passed``, ``failed`` (a threshold), ``error`` (could not be measured) or ``skipped``."""
+        if self.error is not None:
+            return "error"
+        return {True: "passed", False: "failed", None: "skipped"}[self.passed]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("sections")
         data["name"] = data.pop("check")
+        data["status"] = self.status
         return data
 
     @classmethod
@@ -59,4 +73,5 @@ class CheckResult:
         """Inverse of :func:`qcheck.session.encode` (the form results travel in)."""
         data = json.loads(text)
         data["check"] = data.pop("name")
+        data.pop("status", None)  # derived
         return cls(**data)

@@ -67,6 +67,7 @@ class QcheckSession:
         for model in settings.models:
             self._protect(settings.run_spec(model))
         self.inputs.add(settings.suite, "suite")
+        self._causes: dict[str, list[tuple[BaseException, str]]] = {}  # per model: (cause, check that said it)
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -217,10 +218,11 @@ class QcheckSession:
         try:
             measurement = check.measure(evidence, options)
         except (QcheckError, StepFailed) as exc:
-            return error_result(planned.model, check, planned.spec, exc, planned.variant)
+            see = self._first_to_report(planned.model, exc, label)
+            return error_result(planned.model, check, planned.spec, exc, planned.variant, see=see)
         except OSError as exc:  # the file system said no (a file where a folder goes, a full disk): not a bug
             return error_result(planned.model, check, planned.spec, _os_failure(exc), planned.variant)
-        except Exception as exc:  # a bug in qcheck: this check fails with its text, the session goes on
+        except Exception as exc:  # a bug in qcheck: this check errors with its text, the session goes on
             return error_result(planned.model, check, planned.spec, _internal(exc), planned.variant)
         finally:
             elapsed = time.monotonic() - started
@@ -229,12 +231,27 @@ class QcheckSession:
         result = judge(planned.model, check, planned.spec, measurement, planned.variant)
         return _with_sections(result, {**evidence.sections(), "artifacts": artifacts(evidence)})
 
+    def _first_to_report(self, model: str, cause: BaseException, label: str) -> str:
+        """The check that already reported ``cause`` for ``model`` in full, or "" if this one is first.
+
+        A failed step is remembered and raised again, the same exception, to every check that
+        needs it (:class:`qcheck.pipeline.Memo`): a model that cannot be loaded is one error, said
+        once, and its other checks point to it.
+        """
+        seen = self._causes.setdefault(model, [])
+        for known, first in seen:
+            if known is cause:
+                return first
+        seen.append((cause, label))
+        return ""
+
     # -- gathering ---------------------------------------------------------------------------
 
     @pytest.hookimpl(tryfirst=True)  # before pytest-html reads the report's extras
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
-            if name == RESULT_PROPERTY and report.when == "call":
+            # A check that could not be measured errors in its item's setup (see qcheck.items).
+            if name == RESULT_PROPERTY and (report.when == "call" or (report.when == "setup" and report.failed)):
                 result = CheckResult.from_json(str(value))
                 self.results.append(result)
                 if self.settings.pytest_html_extras:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import PurePath
 from collections.abc import Callable
 
 from qcheck.checks import CheckDef
@@ -61,11 +62,26 @@ def _resolution(measurement: Measurement, spec: CheckSpec, fmt: Callable[[float 
     return ""
 
 
-def error_result(model: str, check: CheckDef, spec: CheckSpec, error: BaseException, variant: str = "") -> CheckResult:
-    """A check whose measurement raised: it fails, with the error's own words (less the memory
-    addresses of Python objects, "<... object at 0x7f...>", which differ on every run)."""
+def error_result(model: str, check: CheckDef, spec: CheckSpec, error: BaseException, variant: str = "",
+                 *, see: str = "") -> CheckResult:
+    """A check whose measurement raised: status ``error`` (not a failed threshold), with the cause.
+
+    ``see`` names the check that already reported the same cause in full (one error per cause
+    and model): this result then says in a few words what failed and points there.
+    """
+    cause = _ADDRESS.sub("", str(error))  # no "<... object at 0x7f...>": it differs on every run
+    if see:
+        from qcheck.pipeline import failed_step
+
+        what = failed_step(error)
+        head = f"{PurePath(model).name} {what}" if what else cause.splitlines()[0] if cause else type(error).__name__
+        head = head if len(head) <= _POINTER_WIDTH else head[: _POINTER_WIDTH - 3].rstrip() + "..."
+        message = f"{check.name} could not be measured: {head} (see {see})"
+    else:
+        message = f"{check.name} could not be measured: {cause}"
     return CheckResult(model, check.name, False, None, spec.max if spec.max is not None else spec.min,
-                       check.unit, f"{check.name} could not be measured: {_ADDRESS.sub('', str(error))}", variant)
+                       check.unit, message, variant, error=cause or type(error).__name__)
 
 
+_POINTER_WIDTH = 100  # characters of the cause repeated by the checks that point to its full text
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+\b")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,9 +11,12 @@ from qcheck.checks import check
 from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.evidence import Evidence
 from qcheck.checks.layers import layer_sections
-from qcheck.errors import QcheckError
+from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
 from qcheck.tflite.inspect import ModelInfo, TensorInfo
+
+if TYPE_CHECKING:
+    from qcheck.tflite.convert import FloatReference
 
 # Ops that move or requantize values without computing: look through them for the real source.
 _PASS_THROUGH = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
@@ -48,6 +51,17 @@ def _at_limits(raw: np.ndarray, dtype: str, zero_point: int, float_values: np.nd
     return float(np.mean(np.isin(raw, limits)))
 
 
+def _optional_reference(evidence: Evidence) -> tuple[FloatReference | None, str]:
+    """The float model's outputs, which sharpen the outputs' measure but are not needed for it:
+    when they cannot be had, saturation is measured without them and says why (the checks that
+    need the float model report its failure)."""
+    try:
+        return evidence.reference(), ""
+    except (QcheckError, StepFailed) as exc:
+        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, f", because the float model could not be run: {cause}"
+
+
 @check("saturation", unit="fraction", options={"scope": str})
 def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Share of input and output values clipped at the integer limits.
@@ -64,7 +78,7 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if run is None:
         return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
     info = evidence.info()
-    reference = evidence.reference()
+    reference, unavailable = _optional_reference(evidence)
     shares: dict[str, float] = {}
     notes = []
     if run.input_params is not None:
@@ -87,7 +101,7 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if exempt:
         notes.append("softmax output(s) exempt: " + ", ".join(f"'{h}'" for h in exempt))
     if reference is None:
-        notes.append("outputs judged without the float model (values pinned at a limit)")
+        notes.append("outputs judged without the float model (values pinned at a limit)" + unavailable)
     sections: dict[str, Any] = {"saturation": dict(shares)}
     analysis = run.analysis
     if analysis is not None:

@@ -44,6 +44,8 @@ def build_report(results: Iterable[CheckResult], suite: Suite,
     for entry in models.values():
         checks = entry["checks"]
         entry["passed"] = all(c["passed"] is not False for c in checks)
+        entry["status"] = model_status(checks)
+        entry["errors"] = _errors(checks)
     return {
         "schema_version": SCHEMA_VERSION,
         "qcheck_version": __version__,
@@ -51,6 +53,21 @@ def build_report(results: Iterable[CheckResult], suite: Suite,
         "models": list(models.values()),
         "suite_file_errors": errors,
     }
+
+
+def model_status(checks: list[dict[str, Any]]) -> str:
+    """``failed`` when a threshold failed, ``error`` when a check could not be measured, else ``passed``."""
+    statuses = {c.get("status") for c in checks}
+    return "failed" if "failed" in statuses else "error" if "error" in statuses else "passed"
+
+
+def _errors(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each cause that kept checks from being measured, once, with the checks it stopped."""
+    causes: dict[str, list[str]] = {}
+    for c in checks:
+        if c.get("error") is not None:
+            causes.setdefault(c["error"], []).append(f"{c['name']}[{c['variant']}]" if c["variant"] else c["name"])
+    return [{"cause": cause, "checks": names} for cause, names in causes.items()]
 
 
 def write_report(path: Path, results: Iterable[CheckResult], suite: Suite) -> None:

@@ -13,7 +13,7 @@ from qcheck.report.view.census import Census, census
 from qcheck.report.view.layers import layers, size_breakdown, tensors
 from qcheck.report.view.links import Link, artifacts
 from qcheck.report.view.targets import VelaTarget, tflm, vela_target
-from qcheck.report.view.values import ChartBlock, Table, find_check, number, verdict
+from qcheck.report.view.values import ChartBlock, Table, check_verdict, find_check, model_verdict, number
 from qcheck.units import format_quantity
 
 
@@ -23,7 +23,7 @@ class CheckRow:
 
     name: str
     variant: str
-    verdict: str  # pass, fail, skip
+    verdict: str  # pass, fail, error, skip
     value: str
     threshold: str
     message: str
@@ -38,8 +38,10 @@ class ModelView:
     short_name: str
     suite_file: str  # the qcheck_*.toml that checked it; "" for the run's own suite
     passed: bool
+    verdict: str  # pass, fail (a threshold failed), error (checks could not be measured)
     counts: Mapping[str, int]
     failed: tuple[str, ...]
+    errors: tuple[tuple[str, str], ...]  # (the checks, the cause), one per cause
     checks: tuple[CheckRow, ...]
     notes: tuple[str, ...]
     warnings: tuple[str, ...]
@@ -62,6 +64,7 @@ class OverviewRow:
     anchor: str
     name: str
     passed: bool
+    verdict: str
     counts: Mapping[str, int]
     failed: str
     accuracy_drop: str
@@ -74,6 +77,7 @@ class Page:
     """The whole page: the run's verdict, the overview and the models."""
 
     passed: bool
+    verdict: str
     qcheck_version: str
     schema_version: int
     suites: str
@@ -88,6 +92,9 @@ def page(report: Mapping[str, Any], links_from: Path | None = None) -> Page:
     suites = sorted({str(m.get("suite", "")) for m in report.get("models", []) if m.get("suite")})
     return Page(
         passed=bool(report.get("passed", True)),
+        verdict=("fail" if any(m.verdict == "fail" for m in models) else
+                 "error" if any(m.verdict == "error" for m in models) else "pass" if report.get("passed", True)
+                 else "fail"),
         qcheck_version=str(report.get("qcheck_version", "")),
         schema_version=int(report.get("schema_version", 0)),
         suites=", ".join(suites),
@@ -100,17 +107,20 @@ def model_view(entry: Mapping[str, Any], index: int = 1, links_from: Path | None
     """The view of one model entry of the report."""
     checks = list(entry.get("checks", []))
     name = str(entry.get("model", ""))
-    counts = {"pass": 0, "fail": 0, "skip": 0}
+    counts = {"pass": 0, "fail": 0, "error": 0, "skip": 0}
     for c in checks:
-        counts[verdict(c.get("passed"))] += 1
+        counts[check_verdict(c)] += 1
     return ModelView(
         anchor=f"model-{index}",
         name=name,
         short_name=PurePosixPath(name.replace("\\", "/")).name or name,
         suite_file=str(entry.get("suite_file") or ""),
-        passed=bool(entry.get("passed", counts["fail"] == 0)),
+        passed=bool(entry.get("passed", counts["fail"] + counts["error"] == 0)),
+        verdict=model_verdict(counts),
         counts=counts,
-        failed=tuple(_check_label(c) for c in checks if c.get("passed") is False),
+        failed=tuple(_check_label(c) for c in checks if check_verdict(c) == "fail"),
+        errors=tuple((", ".join(str(n) for n in e.get("checks", [])), str(e.get("cause", "")))
+                     for e in entry.get("errors", [])),
         checks=tuple(_check_row(c) for c in checks),
         notes=tuple(str(n) for n in entry.get("notes", [])),
         warnings=tuple(str(w) for w in (entry.get("calibration") or {}).get("warnings", [])),
@@ -138,7 +148,7 @@ def _check_row(check: Mapping[str, Any]) -> CheckRow:
     return CheckRow(
         name=str(check.get("name", "")),
         variant=str(check.get("variant") or ""),
-        verdict=verdict(check.get("passed")),
+        verdict=check_verdict(check),
         value=format_quantity(number(check.get("value")), unit),
         threshold=format_quantity(number(check.get("threshold")), unit),
         message=str(check.get("message", "")),
@@ -154,6 +164,7 @@ def _overview_row(entry: Mapping[str, Any], view: ModelView) -> OverviewRow:
         anchor=view.anchor,
         name=view.name,
         passed=view.passed,
+        verdict=view.verdict,
         counts=view.counts,
         failed=", ".join(view.failed),
         accuracy_drop=format_quantity(number(drop.get("value")), "fraction") if drop else "-",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qcheck.report.charts import meter
-from qcheck.report.view.values import Table, find_check, number, verdict
+from qcheck.report.view.values import Table, check_verdict, find_check, number
 from qcheck.units import format_quantity
 
 _MEMORY = (("sram", "SRAM"), ("flash", "Flash"), ("npu_weights", "NPU weights"), ("inference_time", "Inference time"))
@@ -69,7 +69,7 @@ def vela_target(accelerator: str, data: Mapping[str, Any], checks: Sequence[Mapp
             label=label,
             value=format_quantity(value, unit),
             budget=_budget(value, budget, unit),
-            verdict=verdict(check.get("passed")) if check else "",  # no such check in the suite
+            verdict=check_verdict(check) if check else "",  # no such check in the suite
             fill=round(100 * m.fill, 2) if budget is not None else 0.0,
             budget_at=None if m.budget_at is None else round(100 * m.budget_at, 2),
             over=m.over,

@@ -32,6 +32,16 @@ def verdict(passed: Any) -> str:
     return "pass" if passed is True else "fail" if passed is False else "skip"
 
 
+def check_verdict(check: Mapping[str, Any]) -> str:
+    """A check entry as a word the page styles: pass, fail, error (could not be measured) or skip."""
+    return "error" if check.get("status") == "error" else verdict(check.get("passed"))
+
+
+def model_verdict(counts: Mapping[str, int]) -> str:
+    """fail when a threshold failed, error when a check could not be measured, else pass."""
+    return "fail" if counts.get("fail") else "error" if counts.get("error") else "pass"
+
+
 def find_check(checks: Iterable[Mapping[str, Any]], name: str, variant: str = "") -> Mapping[str, Any] | None:
     """The check ``name`` (for accelerator ``variant``) among a model's checks, if it ran."""
     return next((c for c in checks if c.get("name") == name and (c.get("variant") or "") == variant), None)
