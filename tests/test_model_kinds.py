@@ -129,3 +129,116 @@ def test_int16x8_and_channels_first_models_are_named_in_the_notes(pytester: pyte
     assert any("output" in n and "is int16, not int8/uint8" in n for n in int16["notes"])
     nchw = checks["nchw_input.tflite"]["_model"]
     assert any("[1, 3, 8, 8] looks channels-first (NCHW)" in n for n in nchw["notes"])
+
+
+# -- stateful models: independent samples start from the initial state ------------------------------
+
+
+def _fresh_per_sample(tflite: bytes, x: np.ndarray) -> np.ndarray:
+    """Each sample on a new interpreter: what an independent sample gives (raw outputs)."""
+    from qcheck.tflite.quant import QuantParams, quantize
+    from qcheck.tflite.run import _make_interpreter
+
+    outputs = []
+    for sample in x:
+        interpreter = _make_interpreter(tflite)
+        detail = interpreter.get_input_details()[0]
+        scale, zero_point = detail["quantization"]
+        feed = sample[None] if scale == 0 else quantize(sample[None], QuantParams(scale, zero_point,
+                                                                                   np.dtype(detail["dtype"]).name))[0]
+        interpreter.set_tensor(detail["index"], feed)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy())
+    return np.stack(outputs)
+
+
+def test_an_int8_lstm_keeps_state_in_variable_tensors_between_invokes() -> None:
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflite.quant import QuantParams, quantize
+    from qcheck.tflite.run import _make_interpreter
+
+    tflite = (KINDS / "lstm_int8.tflite").read_bytes()
+    info = inspect_model(tflite)
+    assert info.stateful and sum(t.variable for t in info.tensors) == 2  # its hidden and cell state
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in info.operator_counts()
+    x = np.load(KINDS / "lstm.npz")["x"]
+    interpreter = _make_interpreter(tflite)
+    detail = interpreter.get_input_details()[0]
+    params = QuantParams(*detail["quantization"], "int8")
+    out = interpreter.get_output_details()[0]["index"]
+
+    def once(sample: np.ndarray, reset: bool = False) -> np.ndarray:
+        if reset:
+            interpreter.reset_all_variables()
+        interpreter.set_tensor(detail["index"], quantize(sample[None], params)[0])
+        interpreter.invoke()
+        return np.array(interpreter.get_tensor(out)[0])
+
+    first = once(x[0])
+    once(x[1])
+    assert not np.array_equal(once(x[0]), first)  # the same sample again: the state carried over
+    assert np.array_equal(once(x[0], reset=True), first)
+
+
+@pytest.mark.parametrize("analysed", [0, 16])
+def test_the_evaluation_equals_a_fresh_interpreter_per_sample(analysed: int) -> None:
+    from qcheck.tflite.convert import reference_outputs
+    from qcheck.tflite.run import run
+
+    tflite, float_tflite = (KINDS / "lstm_int8.tflite").read_bytes(), (KINDS / "lstm_float.tflite").read_bytes()
+    x = np.load(KINDS / "lstm.npz")["x"][:40]
+    # With analysis, calibration samples run first on the same interpreter: their state must not leak.
+    result = run(tflite, x, float_tflite=float_tflite, calibration=x[::-1][:8] if analysed else None,
+                 analysis_samples=analysed)
+    (head,) = result.outputs.values()
+    assert np.array_equal(head.raw, _fresh_per_sample(tflite, x))
+    reference = reference_outputs(KINDS / "lstm_float.tflite", x)
+    (values,) = reference.outputs.values()
+    np.testing.assert_allclose(values, _fresh_per_sample(float_tflite, x), rtol=0, atol=1e-6)
+
+
+def test_keep_runs_the_data_as_one_sequence() -> None:
+    from qcheck.tflite.run import run
+
+    tflite = (KINDS / "lstm_int8.tflite").read_bytes()
+    x = np.load(KINDS / "lstm.npz")["x"][:24]
+    kept = next(iter(run(tflite, x, stateful="keep").outputs.values())).raw
+    reset = next(iter(run(tflite, x).outputs.values())).raw
+    assert np.array_equal(kept[0], reset[0])  # the sequence starts from the initial state
+    assert not np.array_equal(kept, reset)
+    # One interpreter over the samples in order, without a reset, is what "keep" means.
+    from qcheck.tflite.quant import QuantParams, quantize
+    from qcheck.tflite.run import _make_interpreter
+
+    interpreter = _make_interpreter(tflite)
+    detail = interpreter.get_input_details()[0]
+    params = QuantParams(*detail["quantization"], "int8")
+    in_order = []
+    for sample in x:
+        interpreter.set_tensor(detail["index"], quantize(sample[None], params)[0])
+        interpreter.invoke()
+        in_order.append(np.array(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]))
+    assert np.array_equal(kept, np.stack(in_order))
+
+
+def test_qcheck_scores_the_lstm_as_its_keras_model_does(pytester: pytest.Pytester) -> None:
+    # lstm.npz's labels are the Keras model's own top-1 per sample: the float .tflite, each sample
+    # independent, scores 100%; carrying state from sample to sample, it scored 43.5%.
+    data = np.load(KINDS / "lstm.npz")
+    args = (f"--qcheck-model={KINDS / 'lstm_int8.tflite'}", f"--qcheck-reference={KINDS / 'lstm_float.tflite'}",
+            f"--qcheck-data={KINDS / 'lstm.npz'}", "-k", "accuracy_drop")
+    model = _checks(pytester, *args)["lstm_int8.tflite"]["_model"]
+    accuracy = model["accuracy"]["dense"]
+    assert accuracy["float"] == 1.0
+    fresh = _fresh_per_sample((KINDS / "lstm_int8.tflite").read_bytes(), data["x"]).argmax(axis=1)
+    assert accuracy["quantized"] == pytest.approx(float(np.mean(fresh == data["y"])))
+    assert any("2 variable tensor(s)" in n and "reset before each sample" in n for n in model["notes"])
+
+    # A suite file's stateful = "keep": the data is one sequence, the state carried.
+    (pytester.path / "qcheck_lstm.toml").write_text(
+        f'model = "{KINDS / "lstm_int8.tflite"}"\nreference = "{KINDS / "lstm_float.tflite"}"\n'
+        f'data = "{KINDS / "lstm.npz"}"\nstateful = "keep"\n')
+    pytester.runpytest("-p", "no:cacheprovider", "--qcheck-json=kept.json", "qcheck_lstm.toml", "-k", "accuracy_drop")
+    (kept,) = json.loads((pytester.path / "kept.json").read_text())["models"]
+    assert kept["accuracy"]["dense"]["float"] < 0.9
+    assert any("kept from sample to sample" in n for n in kept["notes"])
