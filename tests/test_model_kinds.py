@@ -242,3 +242,37 @@ def test_qcheck_scores_the_lstm_as_its_keras_model_does(pytester: pytest.Pyteste
     (kept,) = json.loads((pytester.path / "kept.json").read_text())["models"]
     assert kept["accuracy"]["dense"]["float"] < 0.9
     assert any("kept from sample to sample" in n for n in kept["notes"])
+
+
+# -- too little data, said plainly -------------------------------------------------------------------
+
+
+def test_calibrating_and_evaluating_on_one_sample_each_is_said(pytester: pytest.Pytester) -> None:
+    from helpers import FIXTURES
+
+    digits = np.load(DIGITS)
+    np.savez(pytester.path / "two.npz", x=digits["x"][:2], y=digits["y"][:2])  # split: 1 to calibrate, 1 to evaluate
+    checks = _checks(pytester, f"--qcheck-model={FIXTURES / 'digits_cnn.keras'}", "--qcheck-data=two.npz",
+                     "-k", "accuracy_drop or saturation")["digits_cnn.keras"]
+    notes = checks["_model"]["notes"]
+    assert any("calibrated on only 1 sample(s), fewer than the 200" in n for n in notes), notes
+    assert any("only 1 evaluation sample(s)" in n for n in notes), notes
+    for name in ("accuracy_drop", "saturation"):
+        assert "calibrated on only 1 sample(s)" in checks[name]["message"], checks[name]["message"]
+    assert "too few" in checks["accuracy_drop"]["message"]
+
+
+def test_an_interval_wider_than_the_threshold_is_named_on_the_non_strict_path() -> None:
+    from qcheck.checks import registry
+    from qcheck.results import Measurement
+    from qcheck.suites import CheckSpec
+    from qcheck.verdict import judge
+
+    check = registry()["accuracy_drop"]
+    # 40 samples, quantized better on 2 of them: the point estimate passes and so does the upper
+    # bound, but the interval is 10 points wide against a 3-point threshold.
+    measured = Measurement(-0.05, "drop -5.00 points", interval=(-0.12, 0.025), samples=40)
+    result = judge("m", check, CheckSpec("accuracy_drop", max=0.03), measured)
+    assert result.passed is True
+    assert "40 samples are too few for a threshold of 3.00%" in result.message
+    assert "wider than the threshold" in result.message
