@@ -276,3 +276,13 @@ def test_an_interval_wider_than_the_threshold_is_named_on_the_non_strict_path() 
     assert result.passed is True
     assert "40 samples are too few for a threshold of 3.00%" in result.message
     assert "wider than the threshold" in result.message
+
+
+def test_the_property_search_runs_each_input_from_the_initial_state(pytester: pytest.Pytester) -> None:
+    # robustness runs an input, another, then the first again: with the state reset before each,
+    # a stateful model is deterministic (its state is not the property's concern).
+    checks = _checks(pytester, f"--qcheck-model={KINDS / 'lstm_int8.tflite'}", "-k", "robustness",
+                     "--qcheck-set", "robustness.enabled=true", "--qcheck-set", "robustness.examples=10")
+    robustness = checks["lstm_int8.tflite"]["robustness"]
+    violations = checks["lstm_int8.tflite"]["_model"]["robustness"]["violations"]
+    assert not [v for v in violations if v["property"] == "deterministic"], robustness["message"]
