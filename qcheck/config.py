@@ -67,6 +67,9 @@ class RunSpec:
     io_dtype: str = "uint8"
     unsafe_deserialization: bool = False
     images: ImageOptions = ImageOptions()  # how a folder of images becomes inputs
+    # A model with state (variable tensors): "reset" it before each sample, or "keep" it when
+    # the data is one long sequence (qcheck.tflite.run.STATEFUL_MODES).
+    stateful: str = "reset"
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class Settings:
     cache_dir: Path | None = None  # None: no cache
     images: ImageOptions = ImageOptions()
     notes: tuple[str, ...] = ()  # what qcheck decided for the user, for the terminal summary
+    stateful: str = "reset"
 
     def run_spec(self, model: str) -> RunSpec:
         return RunSpec(model, self.data, self.calibration, self.calibration_samples, self.reference,
-                       self.io_dtype, self.unsafe_deserialization, self.images)
+                       self.io_dtype, self.unsafe_deserialization, self.images, self.stateful)

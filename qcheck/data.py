@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from qcheck.errors import QcheckError
+from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, ImageOptions
 from qcheck.inputs import check_regular, read_regular
-from qcheck.config import ImageOptions
 from qcheck.lazy_arrays import CHUNK, LazyArray
 
 SPLIT_SEED = 0
@@ -260,6 +260,15 @@ def split(data: Dataset, samples: int, calibration: Dataset | None = None) -> Sp
     if n < samples:
         note += f" (asked for {samples}: at most half of the data is used to calibrate)"
     return Split(np.asarray(data.x[cal], dtype=np.float32), data.subset(rest), note, data.path)
+
+
+def few_calibration_samples(samples: int) -> str | None:
+    """A warning when a model was calibrated on fewer samples than qcheck's default."""
+    if samples >= DEFAULT_CALIBRATION_SAMPLES:
+        return None
+    return (f"calibrated on only {samples} sample(s), fewer than the {DEFAULT_CALIBRATION_SAMPLES} "
+            "representative samples the quantization ranges should come from: ranges measured on so few "
+            "may not cover the data the model will see")
 
 
 SYNTHETIC_SAMPLES = 200

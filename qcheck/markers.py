@@ -113,6 +113,7 @@ def parametrization(definition: pytest.Item, settings: Settings,
         settings.io_dtype,
         settings.unsafe_deserialization,
         settings.images,
+        settings.stateful,
     )
     return [spec], [request.model_as_written or request.model]
 

@@ -174,7 +174,7 @@ class ModelRun:
             sections["notes"] = list(self.notes)
         info = self._memo.made("info")
         if info is not None:
-            sections["quantization_info"] = quantization_info(info)
+            sections["quantization_info"] = quantization_info(info, self._memo.made("census"))
         return sections
 
     # -- data -------------------------------------------------------------------------------
@@ -218,7 +218,12 @@ class ModelRun:
             if hit:
                 self.notes.append("quantized model and float outputs taken from the cache")
             if split is not None:
+                from qcheck.data import few_calibration_samples
+
                 self.notes.append(f"calibration: {split.calibration_source}")
+                few = few_calibration_samples(len(split.calibration))
+                if few:
+                    self.notes.append(few)
             else:
                 self.notes.append(f"calibrated on {SYNTHETIC_SAMPLES} synthetic samples (uniform 0..1) because "
                                   "no --qcheck-data was given: accuracy and saturation are not measured")
@@ -245,15 +250,17 @@ class ModelRun:
 
     def info(self) -> ModelInfo:
         def make() -> ModelInfo:
-            from qcheck.tflite.census import quantization_info
+            from qcheck.tflite.census import quantization_info, take_census
             from qcheck.tflite.inspect import inspect_model
 
             try:
                 info = inspect_model(self.tflite())
             except ValueError as exc:
                 raise QcheckError(self._path if self.kind == "tflite" else None, str(exc)) from None
-            write_json(self.out_dir / f"{self.stem}_quantization_info.json", quantization_info(info),
+            census = self._memo.get("census", lambda: take_census(info))  # once, for the file and the checks
+            write_json(self.out_dir / f"{self.stem}_quantization_info.json", quantization_info(info, census),
                        never=self._inputs)
+            self.notes.extend(census.io_notes)
             return info
 
         return self._memo.get("info", make)
@@ -261,7 +268,8 @@ class ModelRun:
     def census(self) -> Census:
         from qcheck.tflite.census import take_census
 
-        return self._memo.get("census", lambda: take_census(self.info()))
+        info = self.info()  # made with the model's info; asked for first, so no lock waits on the other
+        return self._memo.get("census", lambda: take_census(info))
 
     # -- float reference and evaluation ------------------------------------------------------
 
@@ -292,14 +300,14 @@ class ModelRun:
             model_kind(path)  # a FIFO or a device is refused before it is read
             with private_copy(path) as copy:  # hashed and run: the same bytes
                 key = digest("reference", versions("tensorflow", "keras", "ai-edge-litert"), copy, data.x,
-                             str(self.spec.unsafe_deserialization))
+                             str(self.spec.unsafe_deserialization), self.spec.stateful)
 
                 def predict() -> FloatReference:
                     self._step("running the float reference")
                     with named_as(copy, path):
                         outputs: FloatReference = call_isolated(
                             "qcheck.tflite.convert:reference_outputs", copy, data.x,
-                            unsafe=self.spec.unsafe_deserialization,
+                            unsafe=self.spec.unsafe_deserialization, stateful=self.spec.stateful,
                             what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
                         )
                     return outputs
@@ -321,17 +329,19 @@ class ModelRun:
             float_tflite = self._float_tflite()
             calibration = self.calibration_data()
             key = digest("evaluate", versions("ai-edge-litert"), tflite, data.x, float_tflite, calibration,
-                         str(ANALYSIS_SAMPLES), "weights+origins")  # what the analysis holds changed
+                         str(ANALYSIS_SAMPLES), "weights+origins", self.spec.stateful)  # what the analysis holds changed
             # One pass gives the outputs and, for the first samples, every intermediate tensor.
 
             def evaluate() -> RunResult:
                 self._step(f"evaluating {len(data)} samples")
                 evaluated: RunResult = call_isolated(
                     "qcheck.tflite.run:run", tflite, data.x, float_tflite=float_tflite, calibration=calibration,
-                    analysis_samples=ANALYSIS_SAMPLES,
+                    analysis_samples=ANALYSIS_SAMPLES, stateful=self.spec.stateful,
                     what=f"running {self.model} in the LiteRT interpreter", timeout=self._timeout,
                 )
                 return evaluated
+
+            self.notes.extend(data_notes(self.info(), len(data), self.spec))
 
             result, _ = self._cache.get_or_make(key, evaluate)
             return result
@@ -402,6 +412,28 @@ def named_as(copy: Path, original: Path) -> Iterator[None]:
         raise QcheckError(named(exc.path), named(exc.problem) or "", named(exc.hint) or "") from None
     except StepFailed as exc:
         raise StepFailed(named(str(exc))) from None
+
+
+# Below this many evaluation samples one sample moves accuracy by more than a point.
+FEW_EVALUATION_SAMPLES = 100
+
+
+def data_notes(info: ModelInfo, evaluated: int, spec: RunSpec) -> list[str]:
+    """Report notes on how the evaluation ran: a stateful model's state, too few samples."""
+    notes = []
+    if info.stateful:
+        count = sum(1 for t in info.tensors if t.variable)
+        if spec.stateful == "keep":
+            notes.append(f"the model keeps state in {count} variable tensor(s): kept from sample to sample, "
+                         "the evaluation data run in order as one long sequence (stateful = \"keep\")")
+        else:
+            notes.append(f"the model keeps state in {count} variable tensor(s) (e.g. an LSTM's): reset before "
+                         "each sample, so that samples are independent; for data that is one long sequence "
+                         "set stateful = \"keep\"")
+    if evaluated < FEW_EVALUATION_SAMPLES:
+        notes.append(f"only {evaluated} evaluation sample(s): one sample is {100 / evaluated:.3g} points of "
+                     "accuracy, too few to judge a drop of a few points (give a few hundred)")
+    return notes
 
 
 def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:

@@ -52,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="colour mode of images: RGB (3 channels, default) or L (1 channel)")
     group.addoption("--qcheck-io", dest="qcheck_io", choices=("uint8", "int8"),
                     help="dtype of the quantized model's input and output (default uint8)")
+    group.addoption("--qcheck-stateful", dest="qcheck_stateful", choices=("reset", "keep"),
+                    help="a model with state (variable tensors, e.g. an LSTM): reset it before each sample "
+                         "(default), or keep it when the data is one long sequence")
     group.addoption("--qcheck-unsafe-deserialization", dest="qcheck_unsafe_deserialization", action="store_true",
                     help="UNSAFE: allow Keras Lambda layers, whose Python code runs when the model loads")
     group.addoption("--qcheck-suite", dest="qcheck_suite", metavar="NAME|PATH",
@@ -252,6 +255,7 @@ def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
         reference=opt.qcheck_reference or project.reference,
         io_dtype=opt.qcheck_io or "uint8",
         unsafe_deserialization=bool(opt.qcheck_unsafe_deserialization),
+        stateful=opt.qcheck_stateful or "reset",
         suite=opt.qcheck_suite or project.suite or "default",
         accelerators=accelerators,
         out_dir=Path(out),

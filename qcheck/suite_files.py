@@ -9,6 +9,7 @@ The format is a suite's (``extends``, ``description``, ``[checks.<name>]``) plus
     calibration = "../data/kws_cal.npz"  # optional
     calibration_samples = 300            # optional
     reference = "../models/kws.keras"    # optional: the float model of a .tflite
+    stateful = "keep"                    # optional: the data is one long sequence (default "reset")
 
 Paths are relative to the file. A file without ``extends`` extends the project's suite
 (``[tool.qcheck] suite``, else the built-in default); ``--qcheck-suite`` replaces what it extends,
@@ -33,7 +34,7 @@ from qcheck.session import PlannedCheck, QcheckSession
 from qcheck.suites import CheckSpec, Suite, suite_from_document
 from qcheck.toml_files import parse_toml, read_text, resolve, shown
 
-RUN_KEYS = frozenset({"model", "models", "data", "calibration", "calibration_samples", "reference"})
+RUN_KEYS = frozenset({"model", "models", "data", "calibration", "calibration_samples", "reference", "stateful"})
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise QcheckError(source, f"calibration_samples must be a whole number of at least 1, not {shown(samples)}")
     samples = command_line.calibration_samples or samples or project.calibration_samples or DEFAULT_CALIBRATION_SAMPLES
+    stateful = doc.get("stateful", settings.stateful)
+    if stateful not in ("reset", "keep"):
+        raise QcheckError(source, f"stateful must be \"reset\" or \"keep\", not {stateful!r}")
     specs = []
     seen: dict[str, str] = {}  # resolved path -> as written
     for i, model in enumerate(written):
@@ -133,7 +137,7 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
                                       "list it once")
         seen[resolved] = model
         specs.append((model, RunSpec(resolved, data, calibration, samples, reference, settings.io_dtype,
-                                     settings.unsafe_deserialization, settings.images)))
+                                     settings.unsafe_deserialization, settings.images, stateful)))
     return tuple(specs)
 
 

@@ -54,11 +54,16 @@ def _resolution(measurement: Measurement, spec: CheckSpec, fmt: Callable[[float 
     if measurement.interval is None:
         return ""
     low, high = measurement.interval
+    samples = f"{measurement.samples} samples are" if measurement.samples else "the data is"
     for bound in (spec.max, spec.min):
         if bound is not None and low <= bound <= high:
-            samples = f"{measurement.samples} samples are" if measurement.samples else "the data is"
             return (f". {samples} too few to tell which side of {fmt(bound)} the true value lies: "
                     f"its 95% interval is {fmt(low)} to {fmt(high)}")
+    if spec.max is not None and spec.max > 0 and high - low > spec.max:
+        # Resolved on this side, but an interval wider than the threshold itself says the
+        # evaluation set is too small for a threshold this fine.
+        return (f". {samples} too few for a threshold of {fmt(spec.max)}: the 95% interval, {fmt(low)} to "
+                f"{fmt(high)}, is wider than the threshold")
     return ""
 
 

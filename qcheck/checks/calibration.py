@@ -65,6 +65,8 @@ class CalibrationDiagnosis:
 
 def calibration_diagnosis(evidence: Evidence) -> CalibrationDiagnosis | None:
     """Compare calibration and evaluation inputs; find constant outputs. None without data."""
+    from qcheck.data import few_calibration_samples
+
     data = evidence.evaluation_data()
     run = evidence.evaluation()
     if data is None or run is None:
@@ -73,6 +75,9 @@ def calibration_diagnosis(evidence: Evidence) -> CalibrationDiagnosis | None:
     cal = Spread.of(calibration) if calibration is not None and len(calibration) else None
     ev = Spread.of(data.x)
     warnings = []
+    few = few_calibration_samples(len(calibration)) if calibration is not None else None
+    if few:
+        warnings.append(few)
     if cal is not None and cal.width > 0 and ev.width > 0:
         ratio = ev.width / cal.width
         if ratio > _RANGE_RATIO or ratio < 1 / _RANGE_RATIO:

@@ -8,7 +8,7 @@ from typing import Any
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
 from qcheck.results import Measurement
-from qcheck.tflite.census import quantization_info
+from qcheck.tflite.census import Census, quantization_info
 
 _LISTED = 8  # names shown in a message; the JSON report has them all
 
@@ -24,6 +24,8 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     census = evidence.census()
     info = quantization_info(evidence.info(), census)
     parts = []
+    if not census.fully_quantized:
+        parts.append(_what_it_is(census))
     if census.float_ops:
         parts.append(f"{len(census.float_ops)} operator(s) still compute in float: "
                      + _listing([op.describe() for op in census.float_ops], quote=False))
@@ -39,7 +41,12 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     if census.exempt_float_tensors:
         parts.append(f"{len(census.exempt_float_tensors)} zero-size float intermediate(s) not counted")
     hint = ""
-    if evidence.kind == "tflite":
+    if census.float_io and census.kind in ("full-integer", "int16x8"):
+        # The body is integer already: only the converter's I/O types are left at float32.
+        hint = ("convert with converter.inference_input_type = tf.int8 (or tf.uint8) and "
+                "converter.inference_output_type = tf.int8 (or tf.uint8), so that the model takes and "
+                "returns integers and the entry QUANTIZE and exit DEQUANTIZE go")
+    elif evidence.kind == "tflite":
         hint = ("re-convert with optimizations=[Optimize.DEFAULT], a representative_dataset and "
                 "supported_ops=[TFLITE_BUILTINS_INT8]; a float-only op needs replacing in the model")
     elif census.float_ops:
@@ -47,6 +54,18 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
                 "(e.g. a different activation) or move them out of the deployed graph")
     return Measurement(float(census.problems), "; ".join(parts), hint,
                        sections={"quantization_info": info})
+
+
+def _what_it_is(census: Census) -> str:
+    """The model's kind in words, with what converts it to full integer."""
+    text = census.description
+    if census.kind == "dynamic-range":
+        return text + "; convert with a representative dataset and TFLITE_BUILTINS_INT8"
+    if census.kind == "float16":
+        return text + "; convert with a representative dataset and TFLITE_BUILTINS_INT8 instead of float16"
+    if census.float_io and census.kind in ("full-integer", "int16x8"):
+        return text + " (a QUANTIZE at the entry, a DEQUANTIZE at the exit)"
+    return text
 
 
 @check("float32_tensors", unit="count")

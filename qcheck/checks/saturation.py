@@ -84,7 +84,11 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if run.input_params is not None:
         shares["input"] = run.input_clipped_share
         lo, hi = run.input_params.float_range
-        notes.append(f"input: {run.input_clipped_share:.2%} clipped (representable {lo:.4g}..{hi:.4g})")
+        where = ""
+        if run.input_entry is not None:  # int8 inside, float32 at the input: clipped by the entry QUANTIZE
+            where = (f" at the entry QUANTIZE's {run.input_params.dtype} output '{run.input_entry}', "
+                     "where the float32 input is quantized")
+        notes.append(f"input: {run.input_clipped_share:.2%} clipped{where} (representable {lo:.4g}..{hi:.4g})")
     exempt = []
     outputs = {io.name: io.tensor for io in info.outputs}
     for head, out in run.outputs.items():

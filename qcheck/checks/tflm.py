@@ -11,6 +11,8 @@ from qcheck.results import Measurement
 from qcheck.units import format_quantity
 
 _LISTED = 8
+# TFLite Micro's own words when it meets a dynamic-range model (micro_allocator / kernel checks).
+HYBRID_REFUSED = "Hybrid models are not supported on TFLite Micro"
 
 
 @check("tflm_ops", unit="count")
@@ -21,6 +23,13 @@ def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     operators = evidence.info().operators
     counts: dict[str, int] = {}  # "CUMPROD", "custom op 'ethos-u'" -> operators of that kind
     reasons: dict[str, str] = {}
+    hybrid = evidence.census().hybrid_ops
+    if hybrid:
+        # Every kernel exists, but TFLite Micro refuses float activations with int8 weights.
+        key = "hybrid (dynamic-range) operators"
+        counts[key] = len(hybrid)
+        reasons[key] = (f"{HYBRID_REFUSED}: int8 weights with float activations, e.g. "
+                        + ", ".join(op.describe() for op in hybrid[:3]))
     for op in operators:
         if not op.custom and op.op in BUILTIN_KERNELS:
             continue
@@ -38,12 +47,16 @@ def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     total = sum(counts.values())
     listed = "; ".join(f"{key} x{n}: {reasons[key]}" for key, n in list(counts.items())[:_LISTED])
     more = f"; and {len(counts) - _LISTED} more" if len(counts) > _LISTED else ""
+    hint = ("replace the operators in the model with ones TFLite Micro has kernels for; check the model before "
+            "Vela compiles it, not Vela's output")
+    if hybrid:
+        hint = ("convert to full integer (a representative dataset and TFLITE_BUILTINS_INT8): TFLite Micro runs "
+                "int8 models, not dynamic-range ones; " + hint)
     return Measurement(
         float(total),
         f"{total} of {len(operators)} operator(s) cannot run on TFLite Micro as they are: {listed}{more} "
         f"(kernels: {SOURCE})",
-        "replace the operators in the model with ones TFLite Micro has kernels for; check the model before "
-        "Vela compiles it, not Vela's output",
+        hint,
         sections=section,
     )
 
@@ -63,6 +76,9 @@ def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Activation memory: the largest set of tensors alive at once (lower bound of the TFLM arena)."""
     from qcheck.tflite.arena import estimate_arena
 
+    if evidence.census().hybrid_ops:
+        return Measurement(None, skip=f"{HYBRID_REFUSED} (a dynamic-range model: int8 weights, float "
+                                      "activations), so no arena would run it; see tflm_ops")
     estimate = estimate_arena(evidence.info())
     live = ", ".join(f"'{t.name}' {format_quantity(t.bytes, 'bytes')}" for t in estimate.live[:_LISTED])
     more = f" and {len(estimate.live) - _LISTED} more" if len(estimate.live) > _LISTED else ""

@@ -38,6 +38,21 @@ class FloatOp:
         return operator_label(self.op, "", self.index, self.subgraph)
 
 
+# What each kind of model is, in words (the ``quantization`` field names the kind).
+KIND_DESCRIPTIONS = {
+    "full-integer": "full-integer: integer weights and activations",
+    "int16x8": "int16x8: int16 activations, int8 weights",
+    "dynamic-range": "dynamic-range quantized: int8 weights, float activations",
+    "float16": "float16 quantized: float16 weights, float32 activations",
+    "float": "float: nothing is quantized",
+    "mixed": "mixed: some operators compute in integer, others in float",
+}
+FLOAT_IO_PATTERN = "{body} inside, float32 at the {sides}"
+# Operators that only convert between float and integer: they say nothing about how the body computes.
+_CONVERTING_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+_QUANTIZED_DTYPES = frozenset({"int8", "uint8", "int16"})
+
+
 @dataclass(frozen=True)
 class Census:
     """The quantization state of one model."""
@@ -46,6 +61,21 @@ class Census:
     exempt_float_tensors: tuple[TensorInfo, ...]  # zero-size operator intermediates (int8 LSTM)
     float_ops: tuple[FloatOp, ...]
     int32_activations: tuple[TensorInfo, ...]  # int32 tensors that are neither bias nor index
+    kind: str = "full-integer"  # a key of KIND_DESCRIPTIONS
+    # Operators computing on float activations with int8 weights: what TFLite Micro refuses.
+    hybrid_ops: tuple[FloatOp, ...] = ()
+    # "input" and/or "output": float32 model I/O converted to and from an integer body by a
+    # QUANTIZE at the entry / a DEQUANTIZE at the exit.
+    float_io: tuple[str, ...] = ()
+    io_notes: tuple[str, ...] = ()  # integer I/O other than int8/uint8, an NCHW-looking input
+
+    @property
+    def description(self) -> str:
+        """What the model is, in words, e.g. "dynamic-range quantized: int8 weights, float activations"."""
+        if self.float_io and self.kind in ("full-integer", "int16x8"):
+            body = "int16" if self.kind == "int16x8" else "int8"
+            return FLOAT_IO_PATTERN.format(body=body, sides=" and ".join(self.float_io))
+        return KIND_DESCRIPTIONS[self.kind]
 
     @property
     def fully_quantized(self) -> bool:
@@ -73,7 +103,95 @@ def take_census(info: ModelInfo) -> Census:
         for op in info.operators
         if any((op.subgraph, i) in counted for i in (*op.inputs, *op.outputs) if i >= 0)
     )
-    return Census(tuple(float_tensors), tuple(exempt), float_ops, tuple(_int32_activations(info)))
+    kind, hybrid = _kind(info, {(t.subgraph, t.index) for t in exempt})
+    return Census(tuple(float_tensors), tuple(exempt), float_ops, tuple(_int32_activations(info)),
+                  kind, hybrid, _float_io(info), _io_notes(info))
+
+
+def _kind(info: ModelInfo, exempt: set[tuple[int, int]]) -> tuple[str, tuple[FloatOp, ...]]:
+    """The model's kind (a key of KIND_DESCRIPTIONS) and its hybrid operators.
+
+    Judged by the operators that compute (QUANTIZE/DEQUANTIZE only convert): on float
+    activations or on integer ones, and with which weights.
+    """
+    float_compute, integer_compute, hybrid = 0, 0, []
+    int16_activations = int8_activations = 0
+    for op in info.operators:
+        if op.op in _CONVERTING_OPS:
+            continue
+        tensors = [info.tensor(op.subgraph, i) for i in (*op.inputs, *op.outputs) if i >= 0]
+        tensors = [t for t in tensors if (t.subgraph, t.index) not in exempt]
+        activations = [t for t in tensors if not t.constant]
+        if any(t.dtype in FLOAT_DTYPES for t in activations):
+            float_compute += 1
+            if any(t.constant and t.dtype in ("int8", "uint8", "int4") for t in tensors):
+                hybrid.append(FloatOp(op.op, _first_output_name(info, op)))
+        elif any(t.dtype in _QUANTIZED_DTYPES for t in activations):
+            integer_compute += 1
+    for t in info.tensors:
+        if not t.constant and t.dtype == "int16":
+            int16_activations += 1
+        elif not t.constant and t.dtype in ("int8", "uint8"):
+            int8_activations += 1
+    if float_compute == 0:
+        return ("int16x8" if int16_activations > int8_activations else "full-integer"), ()
+    if integer_compute > 0:
+        return "mixed", tuple(hybrid)
+    if hybrid:
+        return "dynamic-range", tuple(hybrid)
+    if any(t.constant and t.dtype == "float16" for t in info.tensors):
+        return "float16", ()
+    return "float", ()
+
+
+def _float_io(info: ModelInfo) -> tuple[str, ...]:
+    """The sides where a float32 model input or output meets an integer body through a QUANTIZE
+    (at the entry) or a DEQUANTIZE (at the exit)."""
+    sides = []
+    inputs = [io.tensor for io in info.inputs]
+    if inputs and all(t.dtype == "float32" and entry_quantize(info, t) is not None for t in inputs):
+        sides.append("input")
+    outputs = [io.tensor for io in info.outputs]
+    if outputs and all(t.dtype == "float32" and _exit_dequantize(info, t) for t in outputs):
+        sides.append("output")
+    return tuple(sides)
+
+
+def entry_quantize(info: ModelInfo, tensor: TensorInfo) -> TensorInfo | None:
+    """The integer output of the QUANTIZE that is the only reader of the float input ``tensor``:
+    where float inputs are clipped to the integer range. None when there is no such QUANTIZE."""
+    readers = info.consumers(tensor)
+    if len(readers) != 1 or readers[0].op != "QUANTIZE" or not readers[0].outputs:
+        return None
+    out = info.tensor(readers[0].subgraph, readers[0].outputs[0])
+    return out if out.dtype in _QUANTIZED_DTYPES and out.scale else None
+
+
+def _exit_dequantize(info: ModelInfo, tensor: TensorInfo) -> bool:
+    producer = info.producer(tensor)
+    if producer is None or producer.op != "DEQUANTIZE" or not producer.inputs:
+        return False
+    source = info.tensor(producer.subgraph, producer.inputs[0])
+    return not source.constant and source.dtype in _QUANTIZED_DTYPES
+
+
+def _io_notes(info: ModelInfo) -> tuple[str, ...]:
+    """Facts about the I/O an application must know: integer types other than int8/uint8, and an
+    input laid out channels-first."""
+    notes = []
+    for kind, ios, verb in (("input", info.inputs, "feed"), ("output", info.outputs, "read")):
+        for io in ios:
+            t = io.tensor
+            if t.dtype in ("int16", "int32", "int64"):
+                notes.append(f"{kind} '{io.name}' is {t.dtype}, not int8/uint8: the application must {verb} "
+                             f"{t.dtype} values")
+    for io in info.inputs:
+        shape = io.tensor.shape
+        if len(shape) == 4 and shape[1] in (1, 2, 3, 4) and shape[2] > 4 and shape[3] > 4:
+            notes.append(f"input '{io.name}' {list(shape)} looks channels-first (NCHW): TFLite, TFLite Micro "
+                         "and Vela kernels expect NHWC; a model converted from PyTorch/ONNX this way runs "
+                         "transposes or reads channels as rows (convert with NHWC inputs, e.g. onnx2tf)")
+    return tuple(notes)
 
 
 def is_float_model(info: ModelInfo) -> bool:
@@ -114,6 +232,10 @@ def quantization_info(info: ModelInfo, census: Census | None = None) -> dict[str
     dtypes = info.dtype_counts()
     return {
         "fully_quantized": census.fully_quantized,
+        "quantization": census.kind,
+        "quantization_description": census.description,
+        "float_io": list(census.float_io),
+        "hybrid_operators": [op.describe() for op in census.hybrid_ops],
         "uint8_tensors": dtypes.get("uint8", 0),
         "int8_tensors": dtypes.get("int8", 0),
         "int16_tensors": dtypes.get("int16", 0),

@@ -402,11 +402,13 @@ def predict(model: Any, x: np.ndarray | LazyArray) -> FloatReference:
     return FloatReference(outputs, names)
 
 
-def reference_outputs(path: Path, x: np.ndarray | LazyArray, *, unsafe: bool = False) -> FloatReference:
-    """Float outputs of a reference model: a float .tflite runs in LiteRT, anything else in Keras."""
+def reference_outputs(path: Path, x: np.ndarray | LazyArray, *, unsafe: bool = False,
+                      stateful: str = "reset") -> FloatReference:
+    """Float outputs of a reference model: a float .tflite runs in LiteRT (its state reset or
+    kept between samples as ``stateful`` says), anything else in Keras."""
     if model_kind(path) == "tflite":
         from qcheck.tflite.run import run
 
-        result = run(read_regular(path, "reference model"), x)
+        result = run(read_regular(path, "reference model"), x, stateful=stateful)
         return FloatReference({k: v.values for k, v in result.outputs.items()}, tuple(result.outputs))
     return predict(load_float_model(path, unsafe=unsafe), x)

@@ -32,6 +32,7 @@ class TensorInfo:
     quantized_dimension: int
     constant: bool  # backed by data in the file (weights, biases, shapes)
     data_bytes: int
+    variable: bool = False  # state the runtime keeps between invocations (e.g. an LSTM's)
 
     @property
     def elements(self) -> int:
@@ -99,6 +100,11 @@ class ModelInfo:
 
     def tensor(self, subgraph: int, index: int) -> TensorInfo:
         return self._by_key[(subgraph, index)]
+
+    @property
+    def stateful(self) -> bool:
+        """The model has variable tensors: state that carries from one invocation to the next."""
+        return any(t.variable for t in self.tensors)
 
     @cached_property
     def _by_key(self) -> dict[tuple[int, int], TensorInfo]:
@@ -314,6 +320,7 @@ def _tensor(model: Any, t: Any, subgraph: int, index: int, dtype_names: dict[int
         quantized_dimension=qdim,
         constant=data_bytes > 0,
         data_bytes=data_bytes,
+        variable=bool(t.IsVariable()),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,7 +18,13 @@ from qcheck.lazy_arrays import LazyArray, as_chunks
 from qcheck.tflite.quant import QuantParams, dequantize, quantize
 from qcheck.tflite.tensor_stats import Analysis, CountingBehind, TensorTracker
 
+if TYPE_CHECKING:
+    from qcheck.tflite.inspect import ModelInfo
+
 ANALYSIS_SAMPLES = 256  # samples over which intermediate tensors are gathered
+# How a model with variable tensors (state) is run over the samples: "reset" before each
+# (independent samples, the default) or "keep" (the samples are one long sequence).
+STATEFUL_MODES = ("reset", "keep")
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +45,9 @@ class RunResult:
     input_values: int
     input_params: QuantParams | None
     analysis: Analysis | None = None
+    # Where input clipping was measured when the model's input is float32: the integer output
+    # of the QUANTIZE at its entry (a model "int8 inside, float32 at the input"), by name.
+    input_entry: str | None = None
 
     @property
     def input_clipped_share(self) -> float:
@@ -87,19 +96,27 @@ def run(
     float_tflite: bytes | None = None,
     calibration: np.ndarray | None = None,
     analysis_samples: int = 0,
+    stateful: str = "reset",
 ) -> RunResult:
     """Run the model on every sample of ``x`` (float inputs as the float model takes them).
 
     With ``analysis_samples``, the intermediate tensors of the first samples are gathered in the
     same pass (and compared with ``float_tflite``, the same model unquantized), and those of up
     to as many ``calibration`` samples, for :mod:`qcheck.tflite.tensor_stats`.
-    """
-    tracker = None
-    if analysis_samples > 0:
-        from qcheck.tflite.inspect import inspect_model
 
-        float_info = inspect_model(float_tflite) if float_tflite else None
-        tracker = TensorTracker(inspect_model(tflite), float_info)
+    A model with variable tensors (an LSTM's state) keeps them from one ``invoke()`` to the
+    next: with ``stateful="reset"`` they are reset before every sample, which makes the samples
+    independent; with ``"keep"`` the samples of ``x`` are one sequence, run in order on one
+    interpreter with the state carried from each to the next.
+    """
+    from qcheck.tflite.inspect import inspect_model
+
+    if stateful not in STATEFUL_MODES:
+        raise ValueError(f"stateful must be one of {STATEFUL_MODES}, not {stateful!r}")
+    info = inspect_model(tflite)
+    float_info = inspect_model(float_tflite) if float_tflite else None
+    reset = stateful == "reset"
+    tracker = TensorTracker(info, float_info) if analysis_samples > 0 else None
     # Reads the model's input and outputs; with analysis, runs the analysed samples too.
     interpreter = _make_interpreter(tflite, keep_tensors=tracker is not None)
     inputs, outputs = _io_indices(interpreter)
@@ -113,10 +130,17 @@ def run(
     if tuple(x.shape[1:]) != sample_shape:
         raise ValueError(f"data samples have shape {tuple(x.shape[1:])}, the model takes {sample_shape}")
 
+    entry_params, entry_name = _entry_params(info) if in_params is None else (None, None)
     float_interpreter = float_index = None
     if tracker is not None and float_tflite:
         float_interpreter = _make_interpreter(float_tflite, keep_tensors=True)
         float_index = next(iter(_io_indices(float_interpreter)[0].values()))
+    stateful_model = info.stateful or (float_info is not None and float_info.stateful)
+
+    def invoke(it: Any) -> None:
+        if reset and stateful_model:
+            it.reset_all_variables()  # each sample starts from the initial state, as alone
+        it.invoke()
 
     raw = {name: np.empty((len(x), *details[i]["shape"][1:]), dtype=details[i]["dtype"]) for name, i in outputs.items()}
     n = clipped = fed = 0
@@ -126,24 +150,37 @@ def run(
             cal_feed, _ = _feed(calibration[:analysis_samples], in_params, in_detail)
             for sample in cal_feed:
                 interpreter.set_tensor(in_index, sample[None])
-                interpreter.invoke()
+                invoke(interpreter)
                 behind.observe(interpreter, calibration=True)
+            if stateful_model:
+                interpreter.reset_all_variables()  # the evaluation starts from the initial state
 
         for chunk in as_chunks(x):  # memory stays bounded whatever the data set's size
             feed, chunk_clipped = _feed(chunk, in_params, in_detail)
+            if entry_params is not None:  # float input: clipped where the model quantizes it
+                chunk_clipped = quantize(np.asarray(chunk, dtype=np.float32), entry_params)[1]
             clipped, fed = clipped + chunk_clipped, fed + feed.size
             i = 0
             while i < len(chunk):
                 if behind is not None and n < analysis_samples:
                     # One sample at a time, every tensor kept, beside the float twin.
                     interpreter.set_tensor(in_index, feed[i : i + 1])
-                    interpreter.invoke()
+                    invoke(interpreter)
                     for name, index in outputs.items():
                         raw[name][n] = interpreter.get_tensor(index)[0]
                     if float_interpreter is not None:
                         float_interpreter.set_tensor(float_index, chunk[i : i + 1])
-                        float_interpreter.invoke()
+                        invoke(float_interpreter)
                     behind.observe(interpreter, float_interpreter)
+                    i, n = i + 1, n + 1
+                    continue
+                if info.stateful:
+                    # One interpreter, one sample per invoke and in order: a batch would run
+                    # from one state, and a second interpreter would lose the kept state.
+                    interpreter.set_tensor(in_index, feed[i : i + 1])
+                    invoke(interpreter)
+                    for name, index in outputs.items():
+                        raw[name][n] = interpreter.get_tensor(index)[0]
                     i, n = i + 1, n + 1
                     continue
                 if rest is None:
@@ -159,7 +196,17 @@ def run(
         values = dequantize(raw[name], params) if params else raw[name].astype(np.float32)
         heads[name] = HeadOutput(raw[name], values, params)
     analysis = tracker.analysis() if tracker is not None else None
-    return RunResult(heads, int(clipped), int(fed), in_params, analysis)
+    return RunResult(heads, int(clipped), int(fed), in_params or entry_params, analysis, entry_name)
+
+
+def _entry_params(info: ModelInfo) -> tuple[QuantParams | None, str | None]:
+    """The parameters and name of the integer tensor a float input is quantized into, if any."""
+    from qcheck.tflite.census import entry_quantize
+
+    entry = entry_quantize(info, info.inputs[0].tensor) if len(info.inputs) == 1 else None
+    if entry is None:
+        return None, None
+    return QuantParams(entry.scale[0], entry.zero_point[0], entry.dtype), entry.name
 
 
 BATCH = 8  # samples per invoke past the analysed ones, where the model allows it
