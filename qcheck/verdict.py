@@ -30,9 +30,9 @@ def judge(model: str, check: CheckDef, spec: CheckSpec, measurement: Measurement
                            f"{check.name} failed: the measured value is {value}. {measurement.details}",
                            variant, measurement.sections)
     failures = list(measurement.failures)
-    if spec.max is not None and value > spec.max:
+    if spec.max is not None and value > spec.max and not _same(value, spec.max):
         failures.append(f"{fmt(value)} > max {fmt(spec.max)}")
-    if spec.min is not None and value < spec.min:
+    if spec.min is not None and value < spec.min and not _same(value, spec.min):
         failures.append(f"{fmt(value)} < min {fmt(spec.min)}")
     details = measurement.details + _resolution(measurement, spec, fmt)
     if failures:
@@ -47,6 +47,13 @@ def judge(model: str, check: CheckDef, spec: CheckSpec, measurement: Measurement
         passed = True
     return CheckResult(model, check.name, passed, value, threshold, check.unit, message, variant,
                        measurement.sections)
+
+
+def _same(value: float, bound: float) -> bool:
+    """Equal but for floating-point rounding: 1 - 0.97 is 0.030000000000000027, and a drop of
+    exactly 3 points must meet a threshold of 3%, as the message's "3.00% > max 3.00%" would
+    otherwise claim the opposite of what it shows."""
+    return math.isclose(value, bound, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _resolution(measurement: Measurement, spec: CheckSpec, fmt: Callable[[float | None], str]) -> str:
