@@ -28,6 +28,7 @@ TensorFlow 2.21. Instead the child volunteers for the kernel's out-of-memory kil
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import os
 import re
@@ -172,13 +173,19 @@ def _run_folder() -> Path:
     with _run_lock:
         if _run and _run[0].is_dir():
             return _run[0]
-        root = _temporary_root()
-        if root is None:  # the shared root is not safe to use: a private folder, removed at exit
-            folder = Path(tempfile.mkdtemp(prefix="qcheck-"))
-            lock = None
+        for _ in range(3):  # another process may remove the shared root when it empties
+            root = _temporary_root()
+            if root is None:  # the shared root is not safe to use: a private folder, removed at exit
+                folder, lock = Path(tempfile.mkdtemp(prefix="qcheck-")), None
+                break
+            try:
+                _remove_stale_runs(root)
+                folder, lock = _new_run(root)
+                break
+            except FileNotFoundError:
+                continue
         else:
-            _remove_stale_runs(root)
-            folder, lock = _new_run(root)
+            folder, lock = Path(tempfile.mkdtemp(prefix="qcheck-")), None
         _run[:] = [folder]
         atexit.register(_remove_run, folder, lock)
         return folder
@@ -239,6 +246,10 @@ def _remove_run(folder: Path, lock: int | None) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     if lock is not None:
         os.close(lock)
+        # The shared root goes too once no run is left in it (rmdir refuses a folder that is
+        # not empty); a process making its run folder at that moment tries again (_run_folder).
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()
 
 
 def _crash_message(what: str, returncode: int, stderr: str) -> str:

@@ -71,8 +71,9 @@ def test_the_child_is_the_first_the_kernel_kills_when_memory_runs_out() -> None:
 
 def test_a_step_over_its_time_limit_fails_its_checks_and_the_session_goes_on(tmp_path: Path) -> None:
     """A conversion cannot finish in a second (TensorFlow alone takes longer to import)."""
+    # No cache: a conversion another test left in the shared cache would need no time at all.
     run = run_qcheck(tmp_path, f"--qcheck-model={FIXTURES / 'digits_cnn.keras'}", f"--qcheck-model={VWW}",
-                     "--qcheck-timeout=1", "-k", "fully_quantized")
+                     "--qcheck-timeout=1", "--qcheck-no-cache", "-k", "fully_quantized")
     assert run.check("digits_cnn.keras", "fully_quantized")["message"] == (
         f"fully_quantized could not be measured: converting {FIXTURES / 'digits_cnn.keras'} did not finish "
         "within 1 s and was stopped (raise the limit with --qcheck-timeout)")
@@ -172,7 +173,7 @@ def test_no_process_of_the_run_tries_the_network(guarded: GuardedRun) -> None:
 
 
 def test_temporary_files_are_removed(guarded: GuardedRun) -> None:
-    assert list(guarded.tmpdir.iterdir()) == []
+    assert list(guarded.tmpdir.iterdir()) == []  # the shared qcheck-<uid> folder too, once empty
 
 
 def test_nothing_is_written_outside_the_output_folder_whatever_the_model_is_called(guarded: GuardedRun) -> None:
