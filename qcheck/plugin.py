@@ -145,6 +145,10 @@ def session_of(config: pytest.Config) -> QcheckSession:
     except QcheckError as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
     settings = replace(settings, quantization=suite.quantization_for(settings.activations))
+    if settings.quantization.activations == "int16" and config.option.qcheck_io:
+        raise pytest.UsageError(f"qcheck: --qcheck-io={config.option.qcheck_io} does not apply to int16 activations: "
+                                "an int16x8 model takes and returns int16 (drop --qcheck-io, or convert with int8 "
+                                "activations)")
     qsession = QcheckSession(settings, suite, Progress(config))
     _check_outputs(config, settings, qsession)
     _prepare_cache(config, qsession)

@@ -198,3 +198,13 @@ def test_int16x8_with_float_io_is_told_to_use_int16_io(mistakes: Path, tmp_path:
     hint = check["message"].split("try: ", 1)[1]
     assert "inference_input_type = tf.int16" in hint and "inference_output_type = tf.int16" in hint
     assert "tf.int8" not in hint
+
+
+def test_an_int8_io_with_int16_activations_is_a_usage_error(tmp_path: Path) -> None:
+    suite = write(tmp_path / "int16.toml", """
+        [quantization]
+        activations = "int16"
+    """)
+    run = run_qcheck(tmp_path, f"--qcheck-model={DIGITS}", f"--qcheck-suite={suite}", "--qcheck-io=int8")
+    assert run.returncode == 4
+    assert "--qcheck-io=int8 does not apply to int16 activations" in run.stdout
