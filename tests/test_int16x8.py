@@ -208,3 +208,26 @@ def test_an_int8_io_with_int16_activations_is_a_usage_error(tmp_path: Path) -> N
     run = run_qcheck(tmp_path, f"--qcheck-model={DIGITS}", f"--qcheck-suite={suite}", "--qcheck-io=int8")
     assert run.returncode == 4
     assert "--qcheck-io=int8 does not apply to int16 activations" in run.stdout
+
+
+def test_a_users_marked_test_and_the_python_api_convert_int16_too(tmp_path: Path) -> None:
+    # The marker's test takes the run's activations; the API takes its suite's [quantization].
+    write(tmp_path / "test_user.py", f"""
+        import pytest
+
+        @pytest.mark.qcheck(model="{DIGITS}", data="{DATA}")
+        def test_kind(qcheck_quantized):
+            assert qcheck_quantized.quantization_info["quantization"] == "int16x8"
+            assert qcheck_quantized.input_params["image"].dtype == "int16"
+    """)
+    marked = run_qcheck(tmp_path, "test_user.py", "--qcheck-activations=int16")
+    assert marked.returncode == 0, marked.stdout[-3000:]
+    suite = write(tmp_path / "int16.toml", """
+        [quantization]
+        activations = "int16"
+    """)
+    script = (f"import qcheck\nq = qcheck.quantize({str(DIGITS)!r}, {str(DATA)!r}, suite={str(suite)!r})\n"
+              "print(q.quantization_info['quantization'])\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["int16x8"]
