@@ -80,7 +80,8 @@ def quantize(
         data_path = _data_path(data, out_dir, "data")
         calibration_path = _data_path(calibration, out_dir, "calibration")
         spec = RunSpec(model_path, data_path, calibration_path, calibration_samples,
-                       str(Path(reference).resolve()) if reference is not None else None, io, unsafe_deserialization)
+                       str(Path(reference).resolve()) if reference is not None else None, io, unsafe_deserialization,
+                       quantization=thresholds.quantization_for())
         source = DataSource(data_path, calibration_path, calibration_samples)
         cache = Cache(Path(cache_dir).resolve() if cache_dir is not None else None)
         run = ModelRun(spec, safe_stem(Path(model_path).stem), out_dir, source, timeout, cache)

@@ -52,6 +52,28 @@ class ImageOptions:
     mode: str = "RGB"  # Pillow mode: "RGB" (3 channels) or "L" (1 channel)
 
 
+# What ``[quantization] activations`` and ``--qcheck-activations`` take: int8 (full integer) or
+# int16 (int16x8: int16 activations, int8 weights).
+ACTIVATIONS = ("int8", "int16")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a float model is quantized: a suite's ``[quantization]`` table with the command line
+    over it, defaults filled in. Part of the conversion's cache key."""
+
+    activations: str = "int8"  # one of ACTIVATIONS
+
+    @property
+    def kind(self) -> str:
+        """What the conversion makes, as the census names it."""
+        return "int16x8" if self.activations == "int16" else "full-integer"
+
+    def key(self) -> str:
+        """The settings as a stable string, for the cache key."""
+        return ",".join(f"{name}={value}" for name, value in sorted(vars(self).items()))
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """What one model is checked with: the model, its data and how it is quantized.
@@ -70,6 +92,7 @@ class RunSpec:
     # A model with state (variable tensors): "reset" it before each sample, or "keep" it when
     # the data is one long sequence (qcheck.tflite.run.STATEFUL_MODES).
     stateful: str = "reset"
+    quantization: Quantization = Quantization()
 
 
 @dataclass(frozen=True)
@@ -96,7 +119,10 @@ class Settings:
     images: ImageOptions = ImageOptions()
     notes: tuple[str, ...] = ()  # what qcheck decided for the user, for the terminal summary
     stateful: str = "reset"
+    activations: str | None = None  # --qcheck-activations; None: the suite's (or int8)
+    quantization: Quantization = Quantization()  # the run's suite's, with --qcheck-activations over it
 
     def run_spec(self, model: str) -> RunSpec:
         return RunSpec(model, self.data, self.calibration, self.calibration_samples, self.reference,
-                       self.io_dtype, self.unsafe_deserialization, self.images, self.stateful)
+                       self.io_dtype, self.unsafe_deserialization, self.images, self.stateful,
+                       self.quantization)

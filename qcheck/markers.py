@@ -114,6 +114,7 @@ def parametrization(definition: pytest.Item, settings: Settings,
         settings.unsafe_deserialization,
         settings.images,
         settings.stateful,
+        settings.quantization,
     )
     return [spec], [request.model_as_written or request.model]
 

@@ -201,7 +201,8 @@ class ModelRun:
             self.kind  # a FIFO or a device is refused before it is copied
             with private_copy(self._path) as model:  # hashed and converted: the same bytes
                 key = digest("convert", versions("tensorflow", "keras"), model, calibration,
-                             evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization))
+                             evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization),
+                             self.spec.quantization.key())
 
                 def convert() -> Quantized:
                     self._step("converting")
@@ -209,6 +210,7 @@ class ModelRun:
                         converted: Quantized = call_isolated(
                             "qcheck.tflite.convert:quantize", model, calibration, evaluation,
                             io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
+                            activations=self.spec.quantization.activations,
                             calibration_file=split.calibration_path if split else "",
                             what=f"converting {self.model}", timeout=self._timeout,
                         )
@@ -217,6 +219,9 @@ class ModelRun:
                 quantized, hit = self._cache.get_or_make(key, convert)
             if hit:
                 self.notes.append("quantized model and float outputs taken from the cache")
+            if self.spec.quantization.activations == "int16":
+                self.notes.append("converted to int16x8 (int16 activations, int8 weights; int16 input and output), "
+                                  "as activations = \"int16\" asks")
             if split is not None:
                 from qcheck.data import few_calibration_samples
 
@@ -237,6 +242,9 @@ class ModelRun:
                 data = read_regular(self._path, "model file")
                 if not data:
                     raise QcheckError(self._path, "model file is empty")
+                if self.spec.quantization.activations != "int8":
+                    self.notes.append(f"activations = \"{self.spec.quantization.activations}\" is not applied: "
+                                      "a .tflite is checked as it is, converted already")
                 return data
             data = self._quantized().tflite
             atomic_write(self.out_dir / f"{self.stem}_quant.tflite", data, never=self._inputs)

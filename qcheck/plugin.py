@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, DEFAULT_OUT, THRESHOLD_OPTIONS, ImageOptions, RunSpec, Settings, with_default_unit
+from qcheck.config import ACTIVATIONS, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_OUT, THRESHOLD_OPTIONS, ImageOptions, RunSpec, Settings, with_default_unit
 
 if TYPE_CHECKING:
     from qcheck.data import Dataset
@@ -52,6 +53,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="colour mode of images: RGB (3 channels, default) or L (1 channel)")
     group.addoption("--qcheck-io", dest="qcheck_io", choices=("uint8", "int8"),
                     help="dtype of the quantized model's input and output (default uint8)")
+    group.addoption("--qcheck-activations", dest="qcheck_activations", choices=ACTIVATIONS,
+                    help="activations of the conversion: int8 (full integer, default) or int16 (int16x8: int16 "
+                         "activations and I/O, int8 weights); over the suite's [quantization] activations")
     group.addoption("--qcheck-stateful", dest="qcheck_stateful", choices=("reset", "keep"),
                     help="a model with state (variable tensors, e.g. an LSTM): reset it before each sample "
                          "(default), or keep it when the data is one long sequence")
@@ -140,6 +144,11 @@ def session_of(config: pytest.Config) -> QcheckSession:
         suite = load_suite(settings.suite).with_overrides(settings.overrides, "the command line")
     except QcheckError as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
+    settings = replace(settings, quantization=suite.quantization_for(settings.activations))
+    if settings.quantization.activations == "int16" and config.option.qcheck_io:
+        raise pytest.UsageError(f"qcheck: --qcheck-io={config.option.qcheck_io} does not apply to int16 activations: "
+                                "an int16x8 model takes and returns int16 (drop --qcheck-io, or convert with int8 "
+                                "activations)")
     qsession = QcheckSession(settings, suite, Progress(config))
     _check_outputs(config, settings, qsession)
     _prepare_cache(config, qsession)
@@ -256,6 +265,7 @@ def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
         io_dtype=opt.qcheck_io or "uint8",
         unsafe_deserialization=bool(opt.qcheck_unsafe_deserialization),
         stateful=opt.qcheck_stateful or "reset",
+        activations=opt.qcheck_activations,
         suite=opt.qcheck_suite or project.suite or "default",
         accelerators=accelerators,
         out_dir=Path(out),

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, RunSpec, Settings
+from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, Quantization, RunSpec, Settings
 from qcheck.errors import QcheckError
 from qcheck.items import QcheckItem
 from qcheck.project import ProjectConfig, looks_like_path
@@ -96,12 +96,14 @@ def read_suite_file(path: Path, source: str, settings: Settings, project: Projec
         suite = suite.with_overrides(command_line.overrides, "the command line")
     checks_doc = doc.get("checks", {})
     own = frozenset(name for name, table in checks_doc.items() if "accelerator" in table)
-    return SuiteFile(suite, _models(doc, path.parent, source, settings, project, command_line), own,
+    models = _models(doc, path.parent, source, settings, project, command_line,
+                     suite.quantization_for(settings.activations))
+    return SuiteFile(suite, models, own,
                      _table_lines(text, set(checks_doc)))
 
 
 def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, project: ProjectConfig,
-            command_line: CommandLine) -> tuple[tuple[str, RunSpec], ...]:
+            command_line: CommandLine, quantization: Quantization) -> tuple[tuple[str, RunSpec], ...]:
     if "model" in doc and "models" in doc:
         raise QcheckError(source, "sets both 'model' and 'models'; keep one")
     if "model" in doc:
@@ -137,7 +139,7 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
                                       "list it once")
         seen[resolved] = model
         specs.append((model, RunSpec(resolved, data, calibration, samples, reference, settings.io_dtype,
-                                     settings.unsafe_deserialization, settings.images, stateful)))
+                                     settings.unsafe_deserialization, settings.images, stateful, quantization)))
     return tuple(specs)
 
 

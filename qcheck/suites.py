@@ -2,8 +2,9 @@
 
 A suite has an optional ``extends`` (a built-in suite's name or a path relative to the file),
 an optional ``description`` and one ``[checks.<name>]`` table per check, with ``max``/``min``
-thresholds (units allowed: "3%", "300KB"), ``enabled`` and the check's own options. Every error
-names the file and the key, and a misspelt check name gets a suggestion.
+thresholds (units allowed: "3%", "300KB"), ``enabled`` and the check's own options, and an
+optional ``[quantization]`` table saying how a float model is converted (``activations = "int16"``
+for int16x8). Every error names the file and the key, and a misspelt name gets a suggestion.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from qcheck.checks import CheckDef, registry
+from qcheck.config import ACTIVATIONS, Quantization
 from qcheck.errors import QcheckError
 from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
 from qcheck.units import parse_quantity
 
-_SUITE_KEYS = {"extends", "description", "checks"}
+_SUITE_KEYS = {"extends", "description", "checks", "quantization"}
+# [quantization] key -> the values it takes (the fields of qcheck.config.Quantization).
+QUANTIZATION_KEYS: dict[str, tuple[str, ...]] = {"activations": ACTIVATIONS}
 _COMMON_CHECK_KEYS = {"max", "min", "enabled"}
 MAX_EXTENDS = 32  # suites in one ``extends`` chain; each is read with Python's stack
 
@@ -43,6 +47,15 @@ class Suite:
     source: str
     description: str
     checks: dict[str, CheckSpec]
+    # The [quantization] keys this suite or one it extends sets; unset keys take their defaults.
+    quantization: dict[str, Any] = field(default_factory=dict)
+
+    def quantization_for(self, activations: str | None = None) -> Quantization:
+        """How a float model is converted under this suite, ``activations`` (the command line's) over it."""
+        table = dict(self.quantization)
+        if activations is not None:
+            table["activations"] = activations
+        return Quantization(**table)
 
     def enabled(self) -> list[CheckSpec]:
         return [spec for spec in self.checks.values() if spec.enabled is not False]
@@ -104,7 +117,23 @@ def suite_from_document(doc: dict[str, Any], source: str, name: str, here: Path,
             raise QcheckError(source, f"'checks.{check_name}' must be a table, not {shown(table)}")
         checks[check_name] = _merge(checks.get(check_name), _parse_table(check_name, table, source, f"checks.{check_name}"))
     description = doc.get("description", parent.description if parent else "")
-    return Suite(name, source, description, checks)
+    quantization = {**(parent.quantization if parent else {}), **_quantization_table(doc.get("quantization", {}), source)}
+    return Suite(name, source, description, checks, quantization)
+
+
+def _quantization_table(table: Any, source: str) -> dict[str, Any]:
+    """The validated ``[quantization]`` table of a suite."""
+    if not isinstance(table, dict):
+        raise QcheckError(source, f"'quantization' must be a table ([quantization]), not {shown(table)}")
+    for key, value in table.items():
+        if key not in QUANTIZATION_KEYS:
+            raise QcheckError(source, f"[quantization]: unknown key {shown(key)}{suggest(key, QUANTIZATION_KEYS)}",
+                              "[quantization] takes: " + ", ".join(sorted(QUANTIZATION_KEYS)))
+        allowed = QUANTIZATION_KEYS[key]
+        if value not in allowed:
+            raise QcheckError(source, f"quantization.{key} must be one of " + ", ".join(f'"{a}"' for a in allowed)
+                              + f", not {shown(value)}")
+    return dict(table)
 
 
 def _read(ref: str, base_dir: Path) -> tuple[str, str, str, Path]:

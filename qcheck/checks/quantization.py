@@ -43,8 +43,10 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     hint = ""
     if census.float_io and census.kind in ("full-integer", "int16x8"):
         # The body is integer already: only the converter's I/O types are left at float32.
-        hint = ("convert with converter.inference_input_type = tf.int8 (or tf.uint8) and "
-                "converter.inference_output_type = tf.int8 (or tf.uint8), so that the model takes and "
+        # An int16x8 conversion takes int16 I/O only (TensorFlow refuses int8 and uint8 there).
+        io = "tf.int16" if census.kind == "int16x8" else "tf.int8 (or tf.uint8)"
+        hint = (f"convert with converter.inference_input_type = {io} and "
+                f"converter.inference_output_type = {io}, so that the model takes and "
                 "returns integers and the entry QUANTIZE and exit DEQUANTIZE go")
     elif evidence.kind == "tflite":
         hint = ("re-convert with optimizations=[Optimize.DEFAULT], a representative_dataset and "

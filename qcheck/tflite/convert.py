@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from qcheck.config import ACTIVATIONS
 from qcheck.errors import QcheckError
 from qcheck.inputs import check_folder_entries, check_regular, not_regular, read_regular
 from qcheck.lazy_arrays import LazyArray, as_chunks
@@ -303,15 +304,19 @@ def quantize(
     io_dtype: str = "uint8",
     unsafe: bool = False,
     calibration_file: str = "",
+    activations: str = "int8",
 ) -> Quantized:
     """Load the float model once, quantize it to full integer and run the float pass.
 
     Ops with no int8 kernel do not abort the conversion: they stay float and the checks
     report them. Without ``calibration`` samples, synthetic ones are used so that the model
-    still converts (and the result says so).
+    still converts (and the result says so). ``activations="int16"`` converts to int16x8
+    (int16 activations, int8 weights) with int16 I/O, whatever ``io_dtype`` says.
     """
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"io dtype must be one of {IO_DTYPES}, not {io_dtype!r}")
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"activations must be one of {ACTIVATIONS}, not {activations!r}")
     # Loading first: a damaged or unsafe file is refused before TensorFlow's seconds-long import.
     model = load_float_model(path, unsafe=unsafe)
     tf = _quiet_tensorflow()
@@ -334,9 +339,7 @@ def quantize(
     converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter.inference_input_type = getattr(tf, io_dtype)
-    converter.inference_output_type = getattr(tf, io_dtype)
+    _set_integer_target(tf, converter, activations, io_dtype)
     caught = catch_float_model(converter)
     try:
         with warnings.catch_warnings():
@@ -350,6 +353,23 @@ def quantize(
     if evaluation is not None:
         reference = predict(model, evaluation)
     return Quantized(tflite, reference, synthetic, float_tflite)
+
+
+def _set_integer_target(tf: Any, converter: Any, activations: str, io_dtype: str) -> None:
+    """The op set and I/O types of a full-integer (int8) or int16x8 conversion.
+
+    Ops without an integer kernel stay float (TFLITE_BUILTINS) so that the checks name them.
+    An int16x8 conversion takes only float32 or int16 I/O (TensorFlow 2.21 refuses int8 and
+    uint8 there); int16 keeps the model integer end to end, where float32 would add a float
+    QUANTIZE and DEQUANTIZE that Ethos-U and an integer-only build run on the CPU.
+    """
+    if activations == "int16":
+        integer_ops, io_type = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.int16
+    else:
+        integer_ops, io_type = tf.lite.OpsSet.TFLITE_BUILTINS_INT8, getattr(tf, io_dtype)
+    converter.target_spec.supported_ops = [integer_ops, tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.inference_input_type = io_type
+    converter.inference_output_type = io_type
 
 
 def catch_float_model(converter: Any) -> list[bytes]:
