@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import pytest
 
-from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, RunSpec
-from qcheck.errors import QcheckError, StepFailed
+from qcheck.config import DEFAULT_ACCELERATOR, DEFAULT_CALIBRATION_SAMPLES, RunSpec
+from qcheck.errors import QcheckError, StepFailed, suggest
 from qcheck.isolation import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
@@ -176,8 +176,7 @@ def run_check(name: str, q: QuantizedModel, data: DataLike | None = None, *, max
     ``options`` override ``q``'s suite, with units as in a suite ("2%", "300KB").
     """
     from qcheck.checks import registry
-    from qcheck.checks.vela import DEFAULT_ACCELERATOR
-    from qcheck.suites import CheckSpec, suggest, load_suite
+    from qcheck.suites import CheckSpec, load_suite
     from qcheck.verdict import error_result, judge
 
     checks = registry()

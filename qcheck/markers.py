@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from qcheck.config import RunSpec, Settings
-from qcheck.errors import QcheckError
+from qcheck.errors import QcheckError, suggest
 
 if TYPE_CHECKING:
     from qcheck.project import ProjectConfig
@@ -45,7 +45,7 @@ class MarkerRequest:
 def read_marker(mark: pytest.Mark, here: Path, origin: str) -> MarkerRequest:
     """Validate the marker's arguments; every problem is a QcheckError naming ``origin``."""
     from qcheck.checks import registry
-    from qcheck.suites import Suite, suggest
+    from qcheck.suites import Suite
 
     if mark.args:
         raise QcheckError(origin, "takes keyword arguments only, e.g. model=\"model.keras\", accuracy_drop=\"2%\"")

@@ -62,10 +62,8 @@ class QuantizedModel:
 
     def probabilities(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Softmax of the dequantized outputs, unless the graph already ends in a softmax."""
-        from qcheck.checks.saturation import source_op
-
         outputs = self(x)
-        ends_in_softmax = {io.name: source_op(self.info, io.tensor) == "SOFTMAX" for io in self.info.outputs}
+        ends_in_softmax = {io.name: self.info.source_op(io.tensor) == "SOFTMAX" for io in self.info.outputs}
         return {name: v if ends_in_softmax.get(name) else _softmax(v) for name, v in outputs.items()}
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from qcheck.cache import Cache
 from qcheck.checks import CheckDef, registry
-from qcheck.config import RunSpec, Settings
+from qcheck.config import DEFAULT_ACCELERATOR, RunSpec, Settings
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import InputFiles, safe_stem
 from qcheck.pipeline import DataSource, ModelRun
@@ -86,7 +86,7 @@ class QcheckSession:
         if self.settings.accelerators:
             return self.settings.accelerators
         vela = self.suite.checks.get("vela")
-        fallback = vela.options.get("accelerator", "ethos-u55-128") if vela is not None else "ethos-u55-128"
+        fallback = vela.options.get("accelerator", DEFAULT_ACCELERATOR) if vela is not None else DEFAULT_ACCELERATOR
         return (str(spec.options.get("accelerator", fallback)),)
 
     # -- running -----------------------------------------------------------------------------

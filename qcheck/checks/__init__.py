@@ -7,8 +7,10 @@ them is cheap (numpy and qcheck only).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from qcheck.checks.evidence import Evidence
@@ -58,11 +60,29 @@ def check(
     return register
 
 
-def registry() -> dict[str, CheckDef]:
-    """All checks, with the built-in families loaded."""
-    from qcheck.checks import accuracy, quantization, saturation, size, vela  # noqa: F401
-    from qcheck.checks import memory, tflm  # noqa: F401
-    from qcheck.checks import layers, shapes  # noqa: F401
-    from qcheck.checks import properties  # noqa: F401
+# The built-in families, loaded as a third party's are: each module registers its checks on import.
+BUILTIN_MODULES = ("accuracy", "quantization", "saturation", "size", "vela", "memory", "tflm", "layers", "shapes",
+                   "properties")
+# Another distribution adds checks by naming a module in this entry-point group (pyproject.toml:
+# [project.entry-points."qcheck.checks"] mychecks = "my_package.checks"); importing it registers them.
+ENTRY_POINT_GROUP = "qcheck.checks"
+_loaded = False
 
+
+def registry() -> dict[str, CheckDef]:
+    """All checks: the built-in families and those of installed distributions' ``qcheck.checks``
+    entry points. A plugin that fails to load is an error naming its entry point."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in BUILTIN_MODULES:
+            importlib.import_module(f"qcheck.checks.{module}")
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                entry.load()
+            except Exception as exc:
+                _loaded = False
+                raise RuntimeError(f"the {ENTRY_POINT_GROUP} entry point {entry.name} = {entry.value!r} "
+                                   f"(distribution {entry.dist.name if entry.dist else '?'}) failed to load: "
+                                   f"{type(exc).__name__}: {exc}") from exc
     return REGISTRY

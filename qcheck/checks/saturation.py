@@ -11,25 +11,12 @@ from qcheck.checks import check
 from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.evidence import Evidence
 from qcheck.checks.layers import layer_sections
-from qcheck.errors import QcheckError
 from qcheck.results import Measurement
 from qcheck.tflite.inspect import ModelInfo, TensorInfo
+from qcheck.units import one_of
 
-# Ops that move or requantize values without computing: look through them for the real source.
-_PASS_THROUGH = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 # After these, values at the limits are the function's own range, not clipping.
 _BOUNDED_OPS = frozenset({"SOFTMAX", "LOG_SOFTMAX"})
-
-
-def source_op(info: ModelInfo, tensor: TensorInfo) -> str | None:
-    """The computing op behind ``tensor``, looking through requantize and reshape."""
-    seen = set()
-    while (op := info.producer(tensor)) is not None and op.op in _PASS_THROUGH and op.inputs:
-        if (op.subgraph, op.index) in seen:
-            break
-        seen.add((op.subgraph, op.index))
-        tensor = info.tensor(op.subgraph, op.inputs[0])
-    return op.op if op is not None else None
 
 
 def _at_limits(raw: np.ndarray, dtype: str, zero_point: int, float_values: np.ndarray | None,
@@ -48,7 +35,7 @@ def _at_limits(raw: np.ndarray, dtype: str, zero_point: int, float_values: np.nd
     return float(np.mean(np.isin(raw, limits)))
 
 
-@check("saturation", unit="fraction", options={"scope": str})
+@check("saturation", unit="fraction", options={"scope": one_of("io", "all")})
 def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Share of input and output values clipped at the integer limits.
 
@@ -57,9 +44,7 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     harmless (the bundled digits CNN clips 10% of them and loses no accuracy); they are still
     listed in the report and named in the message.
     """
-    scope = str(options.get("scope", "io"))
-    if scope not in ("io", "all"):
-        raise QcheckError(None, f"saturation.scope must be 'io' or 'all', not {scope!r}")
+    scope = str(options.get("scope", "io"))  # validated when the suite loads
     run = evidence.evaluation()
     if run is None:
         return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
@@ -77,7 +62,7 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         tensor = outputs.get(head)
         if out.params is None or tensor is None:
             continue
-        if source_op(info, tensor) in _BOUNDED_OPS:
+        if info.source_op(tensor) in _BOUNDED_OPS:
             exempt.append(head)
             continue
         f = reference.outputs.get(head) if reference is not None else None
@@ -91,7 +76,7 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     sections: dict[str, Any] = {"saturation": dict(shares)}
     analysis = run.analysis
     if analysis is not None:
-        bounded = {t.name for t in info.tensors if t.subgraph == 0 and source_op(info, t) in _BOUNDED_OPS}
+        bounded = {t.name for t in info.tensors if t.subgraph == 0 and info.source_op(t) in _BOUNDED_OPS}
         clipped = sorted((r for r in analysis.tensors if r.rmse_steps is not None and (r.saturation or 0.0) > 0
                           and r.name not in bounded), key=lambda r: -(r.saturation or 0.0))
         if clipped:

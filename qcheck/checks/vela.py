@@ -12,21 +12,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from qcheck.checks import check
+from qcheck.checks import OptionKind, check
 from qcheck.checks.evidence import Evidence
+from qcheck.config import DEFAULT_ACCELERATOR
 from qcheck.errors import QcheckError
 from qcheck.results import Measurement
+from qcheck.units import one_of
+from qcheck.vela import ACCELERATORS
 
 if TYPE_CHECKING:
     from qcheck.vela import VelaConfig, VelaOperator, VelaResult
 
-TARGET_OPTIONS: Final[dict[str, type]] = {
-    "accelerator": str,
+TARGET_OPTIONS: Final[dict[str, OptionKind]] = {
+    "accelerator": one_of(*ACCELERATORS),
     "system_config": str,
     "memory_mode": str,
     "config_file": str,
 }
-DEFAULT_ACCELERATOR: Final = "ethos-u55-128"
 _LISTED = 5  # operators named in a message; the JSON report has every one with its full reason
 _REASON_CHARS = 160
 

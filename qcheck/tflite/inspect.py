@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _TFLITE_IDENTIFIER = b"TFL3"
+# Ops that move or requantize values without computing: look through them for the real source.
+_PASS_THROUGH = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,16 @@ class ModelInfo:
     def producer(self, tensor: TensorInfo) -> OperatorInfo | None:
         """The operator that writes ``tensor``, or None for inputs and constants."""
         return self._producers.get((tensor.subgraph, tensor.index))
+
+    def source_op(self, tensor: TensorInfo) -> str | None:
+        """The computing op behind ``tensor``, looking through requantize and reshape."""
+        seen = set()
+        while (op := self.producer(tensor)) is not None and op.op in _PASS_THROUGH and op.inputs:
+            if (op.subgraph, op.index) in seen:
+                break
+            seen.add((op.subgraph, op.index))
+            tensor = self.tensor(op.subgraph, op.inputs[0])
+        return op.op if op is not None else None
 
     def consumers(self, tensor: TensorInfo) -> list[OperatorInfo]:
         return [
