@@ -7,6 +7,7 @@ them is cheap (numpy and qcheck only).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class CheckDef:
     # Run by the session on a background thread once the model's first check starts, so that
     # e.g. Vela compiles while the evaluation runs; errors are left for the check to meet.
     prepare: Prepare | None = None
+    # The model-level report sections its measurements may carry; the JSON report keeps these.
+    sections: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -47,17 +50,39 @@ REGISTRY: dict[str, CheckDef] = {}
 
 def check(
     name: str, *, unit: str, options: Mapping[str, OptionKind] | None = None, per_accelerator: bool = False,
-    prepare: Prepare | None = None,
+    prepare: Prepare | None = None, sections: tuple[str, ...] = (),
 ) -> Callable[[Measure], Measure]:
-    """Register ``measure`` under ``name``."""
+    """Register ``measure`` under ``name``.
+
+    ``options``: the keys its suite table takes beyond max/min/enabled, each with a type or a
+    validator (such as :func:`qcheck.units.one_of`), applied when the suite loads. ``sections``:
+    the report sections its measurements carry (a section it does not declare is an error).
+    """
 
     def register(measure: Measure) -> Measure:
         if name in REGISTRY:
             raise RuntimeError(f"check {name!r} registered twice")
-        REGISTRY[name] = CheckDef(name, unit, measure, dict(options or {}), per_accelerator, prepare)
+        REGISTRY[name] = CheckDef(name, unit, _declared_sections(name, measure, sections), dict(options or {}),
+                                  per_accelerator, prepare, tuple(sections))
         return measure
 
     return register
+
+
+def _declared_sections(name: str, measure: Measure, sections: tuple[str, ...]) -> Measure:
+    """``measure``, refusing a measurement whose report sections the check did not declare (the
+    JSON report keeps declared sections only, so an undeclared one would be lost silently)."""
+
+    @functools.wraps(measure)
+    def measured(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+        measurement = measure(evidence, options)
+        undeclared = sorted(set(measurement.sections) - set(sections))
+        if undeclared:
+            raise TypeError(f"check {name!r} reports section(s) {', '.join(undeclared)} that it does not declare: "
+                            f"add them to @check({name!r}, sections=...)")
+        return measurement
+
+    return measured
 
 
 # The built-in families, loaded as a third party's are: each module registers its checks on import.

@@ -94,6 +94,10 @@ def layer_hint(analysis: Analysis) -> str:
             "weights, or clip it in training) or quantize that activation per channel")
 
 
+# The report sections layer_sections() makes.
+LAYER_SECTIONS = ("tensors", "layers", "reference_weights")
+
+
 def layer_sections(analysis: Analysis) -> dict[str, Any]:
     """The per-tensor and per-layer tables for reports."""
     tensors = [r.to_dict() for r in analysis.tensors]
@@ -104,7 +108,7 @@ def layer_sections(analysis: Analysis) -> dict[str, Any]:
     return sections
 
 
-@check("layer_error", unit="count")
+@check("layer_error", unit="count", sections=LAYER_SECTIONS)
 def layer_error(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Worst per-layer error in quantization steps (rmse/scale vs the float model)."""
     run = evidence.evaluation()

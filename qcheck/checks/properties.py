@@ -49,7 +49,7 @@ def _input_kind(evidence: Evidence) -> str:
     return describe_unquantized_input(info.inputs[0].tensor)
 
 
-@check("robustness", unit="count", options={"examples": positive_int})
+@check("robustness", unit="count", options={"examples": positive_int}, sections=("robustness",))
 def robustness(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Properties some valid input breaks: it runs, outputs stay in range, same input same output."""
     from qcheck.property_search import RobustnessOutcome
@@ -92,7 +92,8 @@ def float_model(evidence: Evidence) -> Path | None:
     return Path(spec.reference).resolve() if spec.reference else None
 
 
-@check("consistency", unit="fraction", options={"steps": numbers.Real, "samples": positive_int, "examples": positive_int})
+@check("consistency", unit="fraction", options={"steps": numbers.Real, "samples": positive_int, "examples": positive_int},
+       sections=("consistency",))
 def consistency(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Share of perturbed evaluation samples on which the float and quantized top-1 agree."""
     from qcheck.property_search import ConsistencyOutcome

@@ -10,7 +10,7 @@ import numpy as np
 from qcheck.checks import check
 from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.evidence import Evidence
-from qcheck.checks.layers import layer_sections
+from qcheck.checks.layers import LAYER_SECTIONS, layer_sections
 from qcheck.results import Measurement
 from qcheck.tflite.inspect import ModelInfo, TensorInfo
 from qcheck.units import one_of
@@ -35,7 +35,8 @@ def _at_limits(raw: np.ndarray, dtype: str, zero_point: int, float_values: np.nd
     return float(np.mean(np.isin(raw, limits)))
 
 
-@check("saturation", unit="fraction", options={"scope": one_of("io", "all")})
+@check("saturation", unit="fraction", options={"scope": one_of("io", "all")},
+       sections=("saturation", "calibration", *LAYER_SECTIONS))
 def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Share of input and output values clipped at the integer limits.
 

@@ -79,7 +79,7 @@ def compile_ahead(evidence: Evidence, options: Mapping[str, Any]) -> None:
         evidence.vela(vela_config(options))
 
 
-@check("vela", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
+@check("vela", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead, sections=("vela",))
 def vela(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Operators that Vela places on the CPU instead of the Ethos-U NPU."""
     if already_compiled(evidence):
