@@ -20,8 +20,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_stem(name: str) -> str:
-    """A file-name stem from untrusted text (a model or tensor name): no separators, no '..'."""
-    stem = _UNSAFE.sub("_", name).strip("._") or "model"
+    """A file-name stem from untrusted text (a model or tensor name): no separators, no '..',
+    and no leading '-' that a tool could read as an option."""
+    stem = _UNSAFE.sub("_", name).strip("._-") or "model"
     return stem[:80]
 
 

@@ -241,17 +241,20 @@ def _remove_run(folder: Path, lock: int | None) -> None:
         os.close(lock)
 
 
+def crashed(signum: int) -> str:
+    """How a child process killed by signal ``signum`` ended, in words (children of every kind:
+    qcheck's own workers and Vela)."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    if name == "SIGKILL":
+        return f"crashed with {name} (killed, most likely by the system because memory ran out)"
+    return f"crashed with {name}"
+
+
 def _crash_message(what: str, returncode: int, stderr: str) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        cause = f"crashed with {name}"
-        if name == "SIGKILL":
-            cause += " (killed, most likely by the system because memory ran out)"
-    else:
-        cause = f"exited with code {returncode}"
+    cause = crashed(-returncode) if returncode < 0 else f"exited with code {returncode}"
     tail = "\n    ".join(_meaningful_lines(stderr)[-_TAIL_LINES:])
     return f"{what} {cause}" + (f":\n    {tail}" if tail else "")
 

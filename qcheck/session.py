@@ -227,7 +227,7 @@ class QcheckSession:
             if elapsed >= _SLOW_STEP:
                 self.progress.step(planned.model, f"check {label} measured in {elapsed:.1f} s")
         result = judge(planned.model, check, planned.spec, measurement, planned.variant)
-        return _with_sections(result, {**evidence.sections(), "artifacts": artifacts(evidence)})
+        return _with_sections(result, {**evidence.sections(), "artifacts": evidence.artifacts()})
 
     # -- gathering ---------------------------------------------------------------------------
 
@@ -301,28 +301,6 @@ def _broken_suite_files(config: pytest.Config) -> dict[str, str]:
     from qcheck.plugin import SUITE_ERRORS_KEY
 
     return config.stash.get(SUITE_ERRORS_KEY, {})
-
-
-def artifacts(run: ModelRun) -> dict[str, str]:
-    """The files this model's pipeline has written so far (absolute paths), and its artifact stem.
-
-    Checks on one model run at different times, so each result lists what exists when it is
-    made; the report merges them.
-    """
-    out = run.out_dir
-    found = {"stem": run.stem}
-    candidates = {
-        "quantized_model": out / f"{run.stem}_quant.tflite",
-        "quantization_info": out / f"{run.stem}_quantization_info.json",
-        "vela": out / f"{run.stem}_vela",
-    }
-    model = Path(run.model)
-    if model.suffix.lower() == ".tflite":
-        candidates["quantized_model"] = model.resolve()  # checked as it is, not converted
-    for key, path in candidates.items():
-        if path.exists():
-            found[key] = str(path)
-    return found
 
 
 def _attach_summary(report: pytest.TestReport, entry: dict[str, Any]) -> None:

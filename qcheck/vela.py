@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,8 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from qcheck.errors import StepFailed
-from qcheck.files import atomic_write
+from qcheck.files import atomic_write, safe_stem
+from qcheck.isolation import crashed
 
 ACCELERATORS: Final[tuple[str, ...]] = (
     "ethos-u55-32",
@@ -129,7 +129,7 @@ class VelaConfig:
         parts = [self.accelerator, self.system_config, self.memory_mode]
         if self.config_file != BUILTIN_CONFIG_FILE:
             parts.append(Path(self.config_file).stem)
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts)).strip("._-")
+        return safe_stem("_".join(parts))
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: fl
         console = done.stdout + done.stderr
         if done.returncode != 0:
             # Keep the log for the user; leave no artifacts of an earlier run beside it.
-            _write_files(VelaFiles(console, None, None, None, None), out_dir, _safe_stem(model))
+            _write_files(VelaFiles(console, None, None, None, None), out_dir, safe_stem(model.stem))
             _check_exit(done, model, config)
         vela_out = scratch / "out"
         summaries = sorted(vela_out.glob(f"{_STAGED_STEM}_summary_*.csv"))
@@ -281,7 +281,7 @@ def read_result(model: Path, config: VelaConfig, files: VelaFiles, out_dir: Path
     """Write ``files`` into ``out_dir`` under the model's stem and read the placement from them
     (``model`` is the model given to Vela, whose operators placement is counted in)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = _write_files(files, out_dir, _safe_stem(model))
+    outputs = _write_files(files, out_dir, safe_stem(model.stem))
     return _build_result(model, config, outputs, files.console)
 
 
@@ -304,10 +304,6 @@ def is_vela_compiled(model_bytes: bytes) -> bool:
 
 
 # --- running Vela -------------------------------------------------------------------------
-
-
-def _safe_stem(model: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model.stem).strip("._-") or "model"
 
 
 def _stage(model: Path, scratch: Path) -> Path:
@@ -365,7 +361,7 @@ def _run(
 def _check_exit(done: subprocess.CompletedProcess[str], model: Path, config: VelaConfig) -> None:
     if done.returncode < 0:
         raise StepFailed(
-            f"{model}: Vela ({_describe(config)}) crashed ({_signal_name(-done.returncode)}):\n"
+            f"{model}: Vela ({_describe(config)}) {crashed(-done.returncode)}:\n"
             + _failure_excerpt(done.stdout, done.stderr)
         )
     if done.returncode != 0:
@@ -373,13 +369,6 @@ def _check_exit(done: subprocess.CompletedProcess[str], model: Path, config: Vel
             f"{model}: Vela ({_describe(config)}) failed with exit code {done.returncode}:\n"
             + _failure_excerpt(done.stdout, done.stderr)
         )
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _describe(config: VelaConfig) -> str:
