@@ -121,6 +121,11 @@ class VelaConfig:
         )
 
     @property
+    def described(self) -> str:
+        """The configuration in messages: ``ethos-u55-128, Ethos_U55_High_End_Embedded, Shared_Sram``."""
+        return f"{self.accelerator}, {self.system_config}, {self.memory_mode}"
+
+    @property
     def label(self) -> str:
         """A folder name for this configuration's outputs: the accelerator for its defaults,
         else the accelerator, system configuration and memory mode (and config file stem)."""
@@ -354,25 +359,21 @@ def _run(
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
         raise StepFailed(
-            f"{model}: Vela ({_describe(config)}) did not finish within {timeout:g} s"
+            f"{model}: Vela ({config.described}) did not finish within {timeout:g} s"
         ) from exc
 
 
 def _check_exit(done: subprocess.CompletedProcess[str], model: Path, config: VelaConfig) -> None:
     if done.returncode < 0:
         raise StepFailed(
-            f"{model}: Vela ({_describe(config)}) {crashed(-done.returncode)}:\n"
+            f"{model}: Vela ({config.described}) {crashed(-done.returncode)}:\n"
             + _failure_excerpt(done.stdout, done.stderr)
         )
     if done.returncode != 0:
         raise StepFailed(
-            f"{model}: Vela ({_describe(config)}) failed with exit code {done.returncode}:\n"
+            f"{model}: Vela ({config.described}) failed with exit code {done.returncode}:\n"
             + _failure_excerpt(done.stdout, done.stderr)
         )
-
-
-def _describe(config: VelaConfig) -> str:
-    return f"{config.accelerator}, {config.system_config}, {config.memory_mode}"
 
 
 def _failure_excerpt(stdout: str, stderr: str, max_lines: int = 6) -> str:

@@ -12,7 +12,7 @@ from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.evidence import Evidence
 from qcheck.checks.layers import LAYER_SECTIONS, layer_sections
 from qcheck.results import Measurement
-from qcheck.tflite.inspect import ModelInfo, TensorInfo
+from qcheck.tflite.inspect import ModelInfo, TensorInfo, layer_name
 from qcheck.units import one_of
 
 # After these, values at the limits are the function's own range, not clipping.
@@ -81,11 +81,11 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         clipped = sorted((r for r in analysis.tensors if r.rmse_steps is not None and (r.saturation or 0.0) > 0
                           and r.name not in bounded), key=lambda r: -(r.saturation or 0.0))
         if clipped:
-            listed = ", ".join(f"{r.op} '{r.name.split(';')[0]}' {r.saturation:.2%}" for r in clipped[:3])
+            listed = ", ".join(f"{r.op} '{layer_name(r.name)}' {r.saturation:.2%}" for r in clipped[:3])
             notes.append(f"most clipped intermediate tensors: {listed}")
             if scope == "all":
                 for r in clipped:
-                    shares[f"{r.op} '{r.name.split(';')[0]}'"] = r.saturation or 0.0
+                    shares[f"{r.op} '{layer_name(r.name)}'"] = r.saturation or 0.0
         sections.update(layer_sections(analysis))
     calibration = calibration_diagnosis(evidence)
     if calibration is not None:

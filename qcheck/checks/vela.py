@@ -69,8 +69,7 @@ def already_compiled(evidence: Evidence) -> bool:
 
 
 def describe_config(result: VelaResult) -> str:
-    config = result.config
-    return f"{config.accelerator}, {config.system_config}, {config.memory_mode}; vela {result.vela_version}"
+    return f"{result.config.described}; vela {result.vela_version}"
 
 
 def compile_ahead(evidence: Evidence, options: Mapping[str, Any]) -> None:

@@ -187,16 +187,21 @@ def unnamed_tensor_label(subgraph: int, index: int) -> str:
     return f"tensor #{index}" if subgraph == 0 else f"tensor #{subgraph}:{index}"
 
 
+def layer_name(tensor_name: str) -> str:
+    """A tensor's name as reports show it: converters join a fused tensor's names with ';'
+    (every op folded into it), and the first part names the layer."""
+    return tensor_name.split(";")[0]
+
+
 def operator_label(op: str, name: str, index: int | None, subgraph: int = 0) -> str:
     """How reports name an operator of type ``op`` that writes the tensor ``name``.
 
     Converters may leave every tensor unnamed (TFLite Micro's keyword_scrambled), so an
     operator whose output has no name is named by its position in the model, ``#12 SVDF``,
-    never as ``''``. A fused tensor name lists every op folded into it; the first part
-    names the layer.
+    never as ``''``; a fused tensor is named by its layer (:func:`layer_name`).
     """
     if name:
-        return f"{op} '{name.split(';')[0]}'"
+        return f"{op} '{layer_name(name)}'"
     if index is None:
         return f"an unnamed {op}"
     return f"#{index} {op}" if subgraph == 0 else f"#{subgraph}:{index} {op}"
