@@ -12,7 +12,7 @@ from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.evidence import Evidence
 from qcheck.checks.layers import LAYER_SECTIONS, layer_sections
 from qcheck.results import Measurement
-from qcheck.tflite.inspect import ModelInfo, TensorInfo, layer_name
+from qcheck.tflite.inspect import layer_name
 from qcheck.units import one_of
 
 # After these, values at the limits are the function's own range, not clipping.
