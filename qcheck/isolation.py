@@ -32,7 +32,6 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -42,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qcheck.errors import QcheckError, StepFailed
+from qcheck.errors import QcheckError, StepFailed, crashed
 
 DEFAULT_TIMEOUT = 900.0
 # No CPU time used for this long means hung. A working conversion or interpreter never sits
@@ -239,18 +238,6 @@ def _remove_run(folder: Path, lock: int | None) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     if lock is not None:
         os.close(lock)
-
-
-def crashed(signum: int) -> str:
-    """How a child process killed by signal ``signum`` ended, in words (children of every kind:
-    qcheck's own workers and Vela)."""
-    try:
-        name = signal.Signals(signum).name
-    except ValueError:
-        name = f"signal {signum}"
-    if name == "SIGKILL":
-        return f"crashed with {name} (killed, most likely by the system because memory ran out)"
-    return f"crashed with {name}"
 
 
 def _crash_message(what: str, returncode: int, stderr: str) -> str:

@@ -33,9 +33,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from qcheck.errors import StepFailed
+from qcheck.errors import StepFailed, crashed
 from qcheck.files import atomic_write, safe_stem
-from qcheck.isolation import crashed
 
 ACCELERATORS: Final[tuple[str, ...]] = (
     "ethos-u55-32",
