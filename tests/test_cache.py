@@ -135,7 +135,8 @@ def _poisoned(folder: Path, *names: str) -> dict[str, str]:
     for name in names:
         (folder / name).mkdir(parents=True)
         (folder / name / "__init__.py").write_text(f"raise ImportError('{name} imported in a warm run')\n")
-    return {"PYTHONPATH": str(folder)}
+    # In front of the PYTHONPATH that may point at the source under test, not instead of it.
+    return {"PYTHONPATH": os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def test_warm_run_takes_vela_from_the_cache_and_writes_its_files_again(tmp_path: Path) -> None:
