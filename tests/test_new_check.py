@@ -84,7 +84,7 @@ def test_a_plugin_checks_option_is_validated_when_the_suite_loads(tmp_path: Path
     assert "(did you mean 'outputs'?)" in run.stdout
 
 
-def test_a_plugin_check_has_its_assertion_helper(site: Path) -> None:
+def test_a_plugin_check_has_its_assertion_helper(tmp_path: Path, site: Path) -> None:
     code = textwrap.dedent(f"""
         import qcheck
         q = qcheck.quantize({str(VWW)!r})
@@ -96,7 +96,7 @@ def test_a_plugin_check_has_its_assertion_helper(site: Path) -> None:
         print("assert_io_count" in dir(qcheck))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, **_env(site)})
+                         env={**os.environ, **_env(site)}, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["1.0", out.stdout.splitlines()[1], "True"]
     assert out.stdout.splitlines()[1].startswith("failed: ") and "1 inputs" in out.stdout
@@ -109,7 +109,7 @@ def test_a_broken_plugin_is_named(tmp_path: Path, site: Path) -> None:
     write(broken / "qcheck_broken-0.1.dist-info" / "entry_points.txt", "[qcheck.checks]\nbroken = qcheck_broken\n")
     code = "from qcheck.checks import registry\nregistry()\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, **_env(broken)})
+                         env={**os.environ, **_env(broken)}, cwd=tmp_path)
     assert out.returncode != 0
     assert "qcheck.checks entry point broken = 'qcheck_broken' (distribution qcheck-broken) failed to load" in out.stderr
     assert "needs a library that is not installed" in out.stderr
