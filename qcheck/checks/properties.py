@@ -92,7 +92,14 @@ def float_model(evidence: Evidence) -> Path | None:
     return Path(spec.reference).resolve() if spec.reference else None
 
 
-@check("consistency", unit="fraction", options={"steps": numbers.Real, "samples": positive_int, "examples": positive_int},
+def _steps(value: Any) -> float:
+    """consistency.steps: how far samples are perturbed, in quantization steps (0 < steps <= 1000)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) <= 1000:
+        raise ValueError(f"must be a number of quantization steps above 0 (at most 1000), not {value!r}")
+    return float(value)
+
+
+@check("consistency", unit="fraction", options={"steps": _steps, "samples": positive_int, "examples": positive_int},
        sections=("consistency",))
 def consistency(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Share of perturbed evaluation samples on which the float and quantized top-1 agree."""
@@ -100,9 +107,7 @@ def consistency(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     from qcheck.stats import proportion_interval
 
     _needs_hypothesis("consistency")
-    steps = options.get("steps", DEFAULT_STEPS)
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Real) or not 0 < float(steps) <= 1000:
-        raise QcheckError(None, f"consistency.steps must be a number of quantization steps above 0, not {steps!r}")
+    steps = float(options.get("steps", DEFAULT_STEPS))  # validated when the suite loads
     samples = int(options.get("samples", DEFAULT_SAMPLES))
     examples = int(options.get("examples", DEFAULT_EXAMPLES))
     data = evidence.evaluation_data()
