@@ -15,18 +15,20 @@ for the fixture, the ``suite`` of :func:`quantize` otherwise.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import numpy as np
 import pytest
 
-from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, RunSpec
-from qcheck.errors import QcheckError, StepFailed
+from qcheck.checks import registry
+from qcheck.config import DEFAULT_ACCELERATOR, DEFAULT_CALIBRATION_SAMPLES, RunSpec
+from qcheck.errors import QcheckError, StepFailed, suggest
 from qcheck.isolation import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
@@ -176,9 +178,7 @@ def run_check(name: str, q: QuantizedModel, data: DataLike | None = None, *, max
     ``data``: the samples to measure on (default: ``q``'s evaluation set). ``max``/``min`` and
     ``options`` override ``q``'s suite, with units as in a suite ("2%", "300KB").
     """
-    from qcheck.checks import registry
-    from qcheck.checks.vela import DEFAULT_ACCELERATOR
-    from qcheck.suites import CheckSpec, suggest, load_suite
+    from qcheck.suites import CheckSpec, load_suite
     from qcheck.verdict import error_result, judge
 
     checks = registry()
@@ -217,120 +217,37 @@ def assert_check(name: str, q: QuantizedModel, data: DataLike | None = None, *, 
     return result
 
 
-def assert_fully_quantized(q: QuantizedModel, *, max: Threshold = None) -> CheckResult:  # noqa: A002
-    """Every activation and weight is integer, with no float QUANTIZE/DEQUANTIZE."""
-    __tracebackhide__ = True
-    return assert_check("fully_quantized", q, max=max)
+class AssertCheck(Protocol):
+    """The type of every ``qcheck.assert_<check>``: made from the check registry, so that a new
+    check (built-in or a plugin's) has its helper without another line anywhere."""
+
+    def __call__(self, q: QuantizedModel, data: DataLike | None = None, *, max: Threshold = None,  # noqa: A002
+                 min: Threshold = None, **options: Any) -> CheckResult:  # noqa: A002
+        ...
 
 
-def assert_float32_tensors(q: QuantizedModel, *, max: Threshold = None) -> CheckResult:  # noqa: A002
-    """No more float32 tensors than ``max`` (the suite's, 0 by default)."""
-    __tracebackhide__ = True
-    return assert_check("float32_tensors", q, max=max)
+@functools.cache
+def _assert_helper(check_name: str) -> AssertCheck:
+    def helper(q: QuantizedModel, data: DataLike | None = None, *, max: Threshold = None,  # noqa: A002
+               min: Threshold = None, **options: Any) -> CheckResult:  # noqa: A002
+        __tracebackhide__ = True
+        return assert_check(check_name, q, data, max=max, min=min, **options)
+
+    check = registry()[check_name]
+    helper.__name__ = helper.__qualname__ = f"assert_{check_name}"
+    options = ", ".join(f"{key}=" for key in check.options)
+    helper.__doc__ = (f"{check.title}\n\nAssert that check ``{check_name}`` passes on ``q`` (see :func:`assert_check`)"
+                      + (f"; its options: {options}" if options else "") + ".")
+    return helper
 
 
-def assert_accuracy_drop(q: QuantizedModel, data: DataLike | None = None, *,
-                         max: Threshold = None, **options: Any) -> CheckResult:  # noqa: A002
-    """Accuracy lost by quantization on ``data``, each output head in its task's metric
-    (``task="regression"``, ``tasks={"head": "embedding"}``: the suite's options)."""
-    __tracebackhide__ = True
-    return assert_check("accuracy_drop", q, data, max=max, **options)
-
-
-def assert_saturation(q: QuantizedModel, data: DataLike | None = None, *, max: Threshold = None,  # noqa: A002
-                      **options: Any) -> CheckResult:
-    """Share of input and output values clipped at the integer limits on ``data``."""
-    __tracebackhide__ = True
-    return assert_check("saturation", q, data, max=max, **options)
-
-
-def assert_size(q: QuantizedModel, *, max: Threshold = None) -> CheckResult:  # noqa: A002
-    """The ``.tflite`` file fits its budget ("300KB")."""
-    __tracebackhide__ = True
-    return assert_check("size", q, max=max)
-
-
-def assert_vela(q: QuantizedModel, *, max: Threshold = None, **target: Any) -> CheckResult:  # noqa: A002
-    """No more than ``max`` operators on the CPU after Vela; ``accelerator=``, ``system_config=``..."""
-    __tracebackhide__ = True
-    return assert_check("vela", q, max=max, **target)
-
-
-def assert_sram(q: QuantizedModel, *, max: Threshold = None, **target: Any) -> CheckResult:  # noqa: A002
-    """SRAM that Vela allocates for the NPU fits ``max``."""
-    __tracebackhide__ = True
-    return assert_check("sram", q, max=max, **target)
-
-
-def assert_flash(q: QuantizedModel, *, max: Threshold = None, **target: Any) -> CheckResult:  # noqa: A002
-    """Flash (or DRAM) holding the compiled network fits ``max``."""
-    __tracebackhide__ = True
-    return assert_check("flash", q, max=max, **target)
-
-
-def assert_npu_weights(q: QuantizedModel, *, max: Threshold = None, **target: Any) -> CheckResult:  # noqa: A002
-    """Weights as Vela encodes them for the NPU fit ``max``."""
-    __tracebackhide__ = True
-    return assert_check("npu_weights", q, max=max, **target)
-
-
-def assert_inference_time(q: QuantizedModel, *, max: Threshold = None, **target: Any) -> CheckResult:  # noqa: A002
-    """Vela's estimate of the time per inference fits ``max`` ("10ms")."""
-    __tracebackhide__ = True
-    return assert_check("inference_time", q, max=max, **target)
-
-
-def assert_tflm_ops(q: QuantizedModel, *, max: Threshold = None) -> CheckResult:  # noqa: A002
-    """Every operator has a TensorFlow Lite Micro kernel."""
-    __tracebackhide__ = True
-    return assert_check("tflm_ops", q, max=max)
-
-
-def assert_arena(q: QuantizedModel, *, max: Threshold = None) -> CheckResult:  # noqa: A002
-    """The activations alive at once (a lower bound of the TFLM arena) fit ``max``."""
-    __tracebackhide__ = True
-    return assert_check("arena", q, max=max)
-
-
-def assert_robustness(q: QuantizedModel, *, max: Threshold = None,  # noqa: A002
-                      examples: int | None = None) -> CheckResult:
-    """No valid input (drawn by Hypothesis) fails to run, leaves its outputs' range or gives two answers."""
-    __tracebackhide__ = True
-    return assert_check("robustness", q, max=max, examples=examples)
-
-
-def assert_consistency(q: QuantizedModel, data: DataLike | None = None, *, min: Threshold = None,  # noqa: A002
-                       steps: float | None = None, samples: int | None = None,
-                       examples: int | None = None) -> CheckResult:
-    """Float and quantized top-1 agree on ``data``'s samples perturbed by up to ``steps`` input steps."""
-    __tracebackhide__ = True
-    return assert_check("consistency", q, data, min=min, steps=steps, samples=samples, examples=examples)
-
-
-def assert_static_shapes(q: QuantizedModel, *, max: Threshold = None) -> CheckResult:  # noqa: A002
-    """No dynamic dimension (shape_signature -1) in the model's inputs and outputs."""
-    __tracebackhide__ = True
-    return assert_check("static_shapes", q, max=max)
-
-
-def assert_layer_error(q: QuantizedModel, data: DataLike | None = None, *,
-                       max: Threshold = None) -> CheckResult:  # noqa: A002
-    """The worst layer's error, in its quantization steps, stays within ``max``."""
-    __tracebackhide__ = True
-    return assert_check("layer_error", q, data, max=max)
-
-
-def __getattr__(name: str) -> Any:
-    """``assert_<check>`` for a registered check without a helper of its own (a plugin's check)."""
-    from qcheck.checks import registry
-
+def __getattr__(name: str) -> AssertCheck:
+    """``assert_<check>`` for every registered check: built-in, or registered by a plugin."""
     check_name = name.removeprefix("assert_")
     if name.startswith("assert_") and check_name in registry():
-        def helper(q: QuantizedModel, data: DataLike | None = None, **thresholds: Any) -> CheckResult:
-            __tracebackhide__ = True
-            return assert_check(check_name, q, data, **thresholds)
-
-        helper.__name__ = helper.__qualname__ = name
-        helper.__doc__ = registry()[check_name].title
-        return helper
+        return _assert_helper(check_name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *(f"assert_{name}" for name in registry())})

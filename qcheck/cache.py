@@ -46,6 +46,7 @@ import numpy as np
 
 from qcheck import __version__, codec
 from qcheck.errors import QcheckError
+from qcheck.files import content_digest
 
 T = TypeVar("T")
 FORMAT = 1
@@ -80,18 +81,6 @@ def digest(*parts: Any) -> str:
             h.update(b"\0str" + part.encode())
         else:
             h.update(b"\0bytes" + part)
-    return h.hexdigest()
-
-
-def content_digest(path: Path) -> str:
-    """sha256 of a file, or of every file of a folder (a SavedModel) with its relative name."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        h.update(file.relative_to(path).as_posix().encode() if file != path else b"")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                h.update(block)
     return h.hexdigest()
 
 

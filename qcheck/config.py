@@ -8,6 +8,8 @@ from typing import Any
 
 DEFAULT_OUT = "qcheck-out"
 DEFAULT_CALIBRATION_SAMPLES = 200
+# The Ethos-U configuration the target checks compile for when nothing names one.
+DEFAULT_ACCELERATOR = "ethos-u55-128"
 
 # Command-line shortcuts for the thresholds people change most: option dest -> (check, key).
 THRESHOLD_OPTIONS = {

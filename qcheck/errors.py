@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import signal
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -28,3 +31,21 @@ class StepFailed(Exception):
 
     Checks that need the step fail with this message; other checks and models go on.
     """
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when one of ``choices`` is close to ``word``, else ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def crashed(signum: int) -> str:
+    """How a child process killed by signal ``signum`` ended, in words (children of every kind:
+    qcheck's own workers and Vela)."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    if name == "SIGKILL":
+        return f"crashed with {name} (killed, most likely by the system because memory ran out)"
+    return f"crashed with {name}"

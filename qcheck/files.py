@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -19,9 +20,22 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_stem(name: str) -> str:
-    """A file-name stem from untrusted text (a model or tensor name): no separators, no '..'."""
-    stem = _UNSAFE.sub("_", name).strip("._") or "model"
+    """A file-name stem from untrusted text (a model or tensor name): no separators, no '..',
+    and no leading '-' that a tool could read as an option."""
+    stem = _UNSAFE.sub("_", name).strip("._-") or "model"
     return stem[:80]
+
+
+def content_digest(path: Path) -> str:
+    """sha256 of a file, or of every file of a folder (a SavedModel) with its relative name."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        h.update(file.relative_to(path).as_posix().encode() if file != path else b"")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 class InputFiles:

@@ -33,7 +33,6 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qcheck.errors import QcheckError, StepFailed
+from qcheck.errors import QcheckError, StepFailed, crashed
 
 DEFAULT_TIMEOUT = 900.0
 # No CPU time used for this long means hung. A working conversion or interpreter never sits
@@ -253,16 +252,7 @@ def _remove_run(folder: Path, lock: int | None) -> None:
 
 
 def _crash_message(what: str, returncode: int, stderr: str) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        cause = f"crashed with {name}"
-        if name == "SIGKILL":
-            cause += " (killed, most likely by the system because memory ran out)"
-    else:
-        cause = f"exited with code {returncode}"
+    cause = crashed(-returncode) if returncode < 0 else f"exited with code {returncode}"
     tail = "\n    ".join(_meaningful_lines(stderr)[-_TAIL_LINES:])
     return f"{what} {cause}" + (f":\n    {tail}" if tail else "")
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from qcheck.config import ImageOptions
+from qcheck.files import content_digest
 
 CHUNK = 256  # samples read at a time
 
@@ -75,8 +76,6 @@ class LazyArray:
 
     def digest(self) -> str:
         """A hash of the files' content and the selected samples (for cache keys)."""
-        from qcheck.cache import content_digest
-
         h = hashlib.sha256(self.kind.encode())
         for name in self.files:
             h.update(content_digest(Path(name)).encode())

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from qcheck.config import RunSpec, Settings
-from qcheck.errors import QcheckError
+from qcheck.errors import QcheckError, suggest
 
 if TYPE_CHECKING:
     from qcheck.project import ProjectConfig
@@ -45,7 +45,7 @@ class MarkerRequest:
 def read_marker(mark: pytest.Mark, here: Path, origin: str) -> MarkerRequest:
     """Validate the marker's arguments; every problem is a QcheckError naming ``origin``."""
     from qcheck.checks import registry
-    from qcheck.suites import Suite, suggest
+    from qcheck.suites import Suite
 
     if mark.args:
         raise QcheckError(origin, "takes keyword arguments only, e.g. model=\"model.keras\", accuracy_drop=\"2%\"")
@@ -82,7 +82,19 @@ class InvalidMarker:
     message: str
 
 
-def _request(node: pytest.Item) -> MarkerRequest | InvalidMarker | None:
+class MarkedNode(Protocol):
+    """What qcheck reads of a test's node (a ``pytest.Item`` has it): its marker, file and id."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def nodeid(self) -> str: ...
+
+    def get_closest_marker(self, name: str) -> pytest.Mark | None: ...
+
+
+def _request(node: MarkedNode) -> MarkerRequest | InvalidMarker | None:
     mark = node.get_closest_marker(MARKER)
     if mark is None:
         return None
@@ -92,7 +104,7 @@ def _request(node: pytest.Item) -> MarkerRequest | InvalidMarker | None:
         return InvalidMarker(str(exc))
 
 
-def parametrization(definition: pytest.Item, settings: Settings,
+def parametrization(definition: MarkedNode, settings: Settings,
                     project: ProjectConfig) -> tuple[list[RunSpec | InvalidMarker], list[str]]:
     """The run specs a test using qcheck's fixtures runs with, and their test ids.
 

@@ -126,6 +126,10 @@ class DataSource:
         return self._memo.get("split", make)
 
 
+# What a model run writes into its output folder, named by its stem: report key -> name ending.
+ARTIFACTS = {"quantized_model": "_quant.tflite", "quantization_info": "_quantization_info.json", "vela": "_vela"}
+
+
 class ModelRun:
     """The evidence about one model (implements :class:`qcheck.checks.evidence.Evidence`)."""
 
@@ -164,6 +168,22 @@ class ModelRun:
     @property
     def out_dir(self) -> Path:
         return self._out_dir.resolve()
+
+    def artifact(self, key: str) -> Path:
+        """Where this run writes its artifact ``key`` (of :data:`ARTIFACTS`)."""
+        return self.out_dir / f"{self.stem}{ARTIFACTS[key]}"
+
+    def artifacts(self) -> dict[str, str]:
+        """The files this run has written so far (absolute paths), and its artifact stem.
+
+        Checks on one model run at different times, so each result lists what exists when it is
+        made; the report merges them. A .tflite model is checked as it is: it is its own
+        quantized model.
+        """
+        paths = {key: self.artifact(key) for key in ARTIFACTS}
+        if self._path.suffix.lower() == ".tflite":
+            paths["quantized_model"] = self._path.resolve()
+        return {"stem": self.stem, **{key: str(path) for key, path in paths.items() if path.exists()}}
 
     def sections(self) -> dict[str, Any]:
         """Model-level facts already computed, for the report (nothing is computed here)."""
@@ -247,14 +267,14 @@ class ModelRun:
                                       "a .tflite is checked as it is, converted already")
                 return data
             data = self._quantized().tflite
-            atomic_write(self.out_dir / f"{self.stem}_quant.tflite", data, never=self._inputs)
+            atomic_write(self.artifact("quantized_model"), data, never=self._inputs)
             return data
 
         return self._memo.get("tflite", make)
 
     def tflite_path(self) -> Path:
         self.tflite()
-        return self._path.resolve() if self.kind == "tflite" else self.out_dir / f"{self.stem}_quant.tflite"
+        return self._path.resolve() if self.kind == "tflite" else self.artifact("quantized_model")
 
     def info(self) -> ModelInfo:
         def make() -> ModelInfo:
@@ -266,7 +286,7 @@ class ModelRun:
             except ValueError as exc:
                 raise QcheckError(self._path if self.kind == "tflite" else None, str(exc)) from None
             census = self._memo.get("census", lambda: take_census(info))  # once, for the file and the checks
-            write_json(self.out_dir / f"{self.stem}_quantization_info.json", quantization_info(info, census),
+            write_json(self.artifact("quantization_info"), quantization_info(info, census),
                        never=self._inputs)
             self.notes.extend(census.io_notes)
             return info
@@ -387,7 +407,7 @@ class ModelRun:
             from qcheck.vela import VelaFiles, compile_model, read_result
 
             self.info()
-            folder = self.out_dir / f"{self.stem}_vela" / safe_stem(config.label)
+            folder = self.artifact("vela") / safe_stem(config.label)
             self._inputs.refuse_inside(folder)  # Vela's files there are replaced, stale ones removed
             model = self.tflite_path()
             # The config file counts by name and, when it is the user's file, by content.

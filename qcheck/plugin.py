@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from qcheck.config import ACTIVATIONS, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_OUT, THRESHOLD_OPTIONS, ImageOptions, RunSpec, Settings, with_default_unit
+from qcheck.config import ACTIVATIONS, DEFAULT_ACCELERATOR, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_OUT, THRESHOLD_OPTIONS, ImageOptions, RunSpec, Settings, with_default_unit
 
 if TYPE_CHECKING:
     from qcheck.data import Dataset
@@ -64,7 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qcheck-suite", dest="qcheck_suite", metavar="NAME|PATH",
                     help="suite of checks and thresholds: a built-in name or a .toml path (default: default)")
     group.addoption("--qcheck-accelerator", dest="qcheck_accelerator", metavar="LIST",
-                    help="Ethos-U configuration(s) for the vela check, comma separated (default ethos-u55-128)")
+                    help=f"Ethos-U configuration(s) for the vela check, comma separated (default {DEFAULT_ACCELERATOR})")
     group.addoption("--qcheck-out", dest="qcheck_out", metavar="DIR",
                     help=f"artifact folder: quantized models, quantization info, Vela output (default {DEFAULT_OUT})")
     group.addoption("--qcheck-json", dest="qcheck_json", metavar="PATH", help="write the JSON report here")

@@ -7,14 +7,14 @@ in both places is an error, not a silent choice. The command line, ``@pytest.mar
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qcheck.errors import QcheckError
+from qcheck.errors import QcheckError, suggest
 from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
+from qcheck.units import positive_int
 
 # [tool.qcheck] key -> the ini key that sets the same thing.
 INI_KEYS = {
@@ -128,9 +128,7 @@ def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
     here = pyproject.parent
     where = f"[tool.qcheck] {key}"
     if key not in TOOL_KEYS:
-        close = difflib.get_close_matches(key, sorted(TOOL_KEYS), n=1)
-        suggestion = f" (did you mean '{close[0]}'?)" if close else ""
-        raise QcheckError(pyproject, f"[tool.qcheck]: unknown key '{key}'{suggestion}",
+        raise QcheckError(pyproject, f"[tool.qcheck]: unknown key '{key}'{suggest(key, sorted(TOOL_KEYS))}",
                           "known keys: " + ", ".join(sorted(TOOL_KEYS)))
     if key == "models":
         models = [value] if isinstance(value, str) else value
@@ -138,9 +136,10 @@ def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
             raise QcheckError(pyproject, f"{where} must be a list of model paths, not {shown(value)}")
         return [str(resolve(here, m, pyproject, where)) for m in models]
     if key == "calibration_samples":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise QcheckError(pyproject, f"{where} must be a whole number of at least 1, not {shown(value)}")
-        return value
+        try:
+            return positive_int(value)
+        except ValueError as exc:
+            raise QcheckError(pyproject, f"{where} {exc}") from None
     if key == "accelerator":
         names = value.split(",") if isinstance(value, str) else value
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

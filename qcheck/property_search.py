@@ -101,7 +101,6 @@ def _loads(tflite: bytes) -> None:
 def search_robustness(tflite: bytes, examples: int) -> RobustnessOutcome:
     """Look for a valid input that fails to run, drives an output out of range, or gives a
     different output when it is run again."""
-    from qcheck.checks.saturation import source_op
     from qcheck.strategies import input_params, inputs
     from qcheck.tflite.inspect import inspect_model
 
@@ -111,7 +110,7 @@ def search_robustness(tflite: bytes, examples: int) -> RobustnessOutcome:
         raise QcheckError(None, f"{describe_unquantized_input(info.inputs[0].tensor)}: robustness draws from "
                           "the quantized input's range")
     _loads(tflite)
-    fixed = {io.name for io in info.outputs if source_op(info, io.tensor) in _FIXED_RANGE_OPS}
+    fixed = {io.name for io in info.outputs if info.source_op(io.tensor) in _FIXED_RANGE_OPS}
     other = np.full((1, *info.inputs[0].tensor.shape[1:]), params.float_range[1], np.float32)
 
     def broken(x: np.ndarray) -> list[Violation]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qcheck.tflite.inspect import ModelInfo
-from qcheck.tflite.quant import QuantParams
+from qcheck.tflite.quant import QuantParams, tensor_params
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,11 +42,11 @@ class QuantizedModel:
 
     @property
     def input_params(self) -> dict[str, QuantParams | None]:
-        return {io.name: _params(io.tensor.dtype, io.tensor.scale, io.tensor.zero_point) for io in self.info.inputs}
+        return {io.name: tensor_params(io.tensor) for io in self.info.inputs}
 
     @property
     def output_params(self) -> dict[str, QuantParams | None]:
-        return {io.name: _params(io.tensor.dtype, io.tensor.scale, io.tensor.zero_point) for io in self.info.outputs}
+        return {io.name: tensor_params(io.tensor) for io in self.info.outputs}
 
     @cached_property
     def quantization_info(self) -> dict[str, Any]:
@@ -62,17 +62,9 @@ class QuantizedModel:
 
     def probabilities(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Softmax of the dequantized outputs, unless the graph already ends in a softmax."""
-        from qcheck.checks.saturation import source_op
-
         outputs = self(x)
-        ends_in_softmax = {io.name: source_op(self.info, io.tensor) == "SOFTMAX" for io in self.info.outputs}
+        ends_in_softmax = {io.name: self.info.source_op(io.tensor) == "SOFTMAX" for io in self.info.outputs}
         return {name: v if ends_in_softmax.get(name) else _softmax(v) for name, v in outputs.items()}
-
-
-def _params(dtype: str, scale: tuple[float, ...], zero_point: tuple[int, ...]) -> QuantParams | None:
-    if not scale or dtype not in ("int8", "uint8", "int16"):
-        return None
-    return QuantParams(scale[0], zero_point[0], dtype)
 
 
 def _softmax(v: np.ndarray) -> np.ndarray:

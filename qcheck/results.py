@@ -8,6 +8,9 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 RESULT_PROPERTY = "qcheck_result"  # the user property a check item's result travels in (xdist too)
+# Report sections about the model itself, added to every result by the session: notes and
+# quantization_info (ModelRun.sections), artifacts (session.artifacts). Checks declare their own.
+MODEL_SECTIONS = ("notes", "quantization_info", "artifacts")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pytest
 
 from qcheck.cache import Cache
 from qcheck.checks import CheckDef, registry
-from qcheck.config import RunSpec, Settings
+from qcheck.config import DEFAULT_ACCELERATOR, RunSpec, Settings
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import InputFiles, safe_stem
 from qcheck.pipeline import DataSource, ModelRun
@@ -87,7 +87,7 @@ class QcheckSession:
         if self.settings.accelerators:
             return self.settings.accelerators
         vela = self.suite.checks.get("vela")
-        fallback = vela.options.get("accelerator", "ethos-u55-128") if vela is not None else "ethos-u55-128"
+        fallback = vela.options.get("accelerator", DEFAULT_ACCELERATOR) if vela is not None else DEFAULT_ACCELERATOR
         return (str(spec.options.get("accelerator", fallback)),)
 
     # -- running -----------------------------------------------------------------------------
@@ -229,7 +229,7 @@ class QcheckSession:
             if elapsed >= _SLOW_STEP:
                 self.progress.step(planned.model, f"check {label} measured in {elapsed:.1f} s")
         result = judge(planned.model, check, planned.spec, measurement, planned.variant)
-        return _with_sections(result, {**evidence.sections(), "artifacts": artifacts(evidence)})
+        return _with_sections(result, {**evidence.sections(), "artifacts": evidence.artifacts()})
 
     def _first_to_report(self, model: str, cause: BaseException, label: str) -> str:
         """The check that already reported ``cause`` for ``model`` in full, or "" if this one is first.
@@ -318,28 +318,6 @@ def _broken_suite_files(config: pytest.Config) -> dict[str, str]:
     from qcheck.plugin import SUITE_ERRORS_KEY
 
     return config.stash.get(SUITE_ERRORS_KEY, {})
-
-
-def artifacts(run: ModelRun) -> dict[str, str]:
-    """The files this model's pipeline has written so far (absolute paths), and its artifact stem.
-
-    Checks on one model run at different times, so each result lists what exists when it is
-    made; the report merges them.
-    """
-    out = run.out_dir
-    found = {"stem": run.stem}
-    candidates = {
-        "quantized_model": out / f"{run.stem}_quant.tflite",
-        "quantization_info": out / f"{run.stem}_quantization_info.json",
-        "vela": out / f"{run.stem}_vela",
-    }
-    model = Path(run.model)
-    if model.suffix.lower() == ".tflite":
-        candidates["quantized_model"] = model.resolve()  # checked as it is, not converted
-    for key, path in candidates.items():
-        if path.exists():
-            found[key] = str(path)
-    return found
 
 
 def _attach_summary(report: pytest.TestReport, entry: dict[str, Any]) -> None:

@@ -26,13 +26,13 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qcheck.tflite.quant import QuantParams, dequantize
+from qcheck.tflite.quant import INTEGER_DTYPES, QuantParams, dequantize, tensor_params
 
 if TYPE_CHECKING:
     from qcheck.quantized import QuantizedModel
     from qcheck.tflite.inspect import ModelInfo
 
-DTYPES = ("int8", "uint8", "int16")
+DTYPES = INTEGER_DTYPES
 _SEEDS = 2**32 - 1
 
 
@@ -47,10 +47,7 @@ def input_params(model: QuantizedModel | ModelInfo) -> QuantParams | None:
     info = _info(model)
     if len(info.inputs) != 1:
         raise ValueError(f"the model has {len(info.inputs)} inputs; qcheck's strategies handle one input")
-    tensor = info.inputs[0].tensor
-    if tensor.dtype not in DTYPES or not tensor.scale:
-        return None
-    return QuantParams(tensor.scale[0], tensor.zero_point[0], tensor.dtype)
+    return tensor_params(info.inputs[0].tensor)
 
 
 def sample_shape(model: QuantizedModel | ModelInfo) -> tuple[int, ...]:

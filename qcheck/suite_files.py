@@ -26,13 +26,14 @@ from typing import Any
 
 import pytest
 
-from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, Quantization, RunSpec, Settings
+from qcheck.config import DEFAULT_ACCELERATOR, DEFAULT_CALIBRATION_SAMPLES, Quantization, RunSpec, Settings
 from qcheck.errors import QcheckError
 from qcheck.items import QcheckItem
 from qcheck.project import ProjectConfig, looks_like_path
 from qcheck.session import PlannedCheck, QcheckSession
 from qcheck.suites import CheckSpec, Suite, suite_from_document
 from qcheck.toml_files import parse_toml, read_text, resolve, shown
+from qcheck.units import positive_int
 
 RUN_KEYS = frozenset({"model", "models", "data", "calibration", "calibration_samples", "reference", "stateful"})
 
@@ -71,8 +72,6 @@ class SuiteFile:
 
     def accelerators(self, spec: CheckSpec, command_line: CommandLine, project: ProjectConfig) -> tuple[str, ...]:
         """The command line's, else this file's own table's, else the project's, else the suite's."""
-        from qcheck.checks.vela import DEFAULT_ACCELERATOR
-
         if command_line.accelerators:
             return command_line.accelerators
         if spec.name in self.own_accelerators or not project.accelerators:
@@ -123,8 +122,11 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
     calibration = _path(doc, "calibration", here, source) or project.calibration
     reference = _path(doc, "reference", here, source) or project.reference
     samples = doc.get("calibration_samples")
-    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
-        raise QcheckError(source, f"calibration_samples must be a whole number of at least 1, not {shown(samples)}")
+    if samples is not None:
+        try:
+            positive_int(samples)
+        except ValueError as exc:
+            raise QcheckError(source, f"calibration_samples {exc}") from None
     samples = command_line.calibration_samples or samples or project.calibration_samples or DEFAULT_CALIBRATION_SAMPLES
     stateful = doc.get("stateful", settings.stateful)
     if stateful not in ("reset", "keep"):

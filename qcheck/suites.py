@@ -9,7 +9,6 @@ for int16x8). Every error names the file and the key, and a misspelt name gets a
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from qcheck.checks import CheckDef, registry
 from qcheck.config import ACTIVATIONS, Quantization
-from qcheck.errors import QcheckError
+from qcheck.errors import QcheckError, suggest
 from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
 from qcheck.units import parse_quantity
 
@@ -202,8 +201,3 @@ def _merge(base: CheckSpec | None, override: CheckSpec) -> CheckSpec:
         enabled=override.enabled if override.enabled is not None else base.enabled,
         options={**base.options, **override.options},
     )
-
-
-def suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
+
+from qcheck.errors import suggest
+from qcheck.toml_files import shown
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-z%]*)\s*$")
@@ -77,3 +82,22 @@ def format_quantity(value: float | None, unit: str) -> str:
     if float(value).is_integer():
         return f"{value:.0f}"
     return f"{value:.4g}"
+
+
+def positive_int(value: Any) -> int:
+    """``value`` if it is a whole number of at least 1 (a count of samples, examples, ...)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"must be a whole number of at least 1, not {shown(value)}")
+    return value
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    """A check option's validator: the value must be one of ``choices`` (a typo names the closest)."""
+
+    def validate(value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            near = suggest(value, choices) if isinstance(value, str) else ""
+            raise ValueError(f"must be one of {', '.join(repr(c) for c in choices)}, not {shown(value)}{near}")
+        return value
+
+    return validate

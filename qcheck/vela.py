@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from qcheck.errors import StepFailed
-from qcheck.files import atomic_write
+from qcheck.errors import StepFailed, crashed
+from qcheck.files import atomic_write, safe_stem
 
 ACCELERATORS: Final[tuple[str, ...]] = (
     "ethos-u55-32",
@@ -121,6 +120,11 @@ class VelaConfig:
         )
 
     @property
+    def described(self) -> str:
+        """The configuration in messages: ``ethos-u55-128, Ethos_U55_High_End_Embedded, Shared_Sram``."""
+        return f"{self.accelerator}, {self.system_config}, {self.memory_mode}"
+
+    @property
     def label(self) -> str:
         """A folder name for this configuration's outputs: the accelerator for its defaults,
         else the accelerator, system configuration and memory mode (and config file stem)."""
@@ -129,7 +133,7 @@ class VelaConfig:
         parts = [self.accelerator, self.system_config, self.memory_mode]
         if self.config_file != BUILTIN_CONFIG_FILE:
             parts.append(Path(self.config_file).stem)
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts)).strip("._-")
+        return safe_stem("_".join(parts))
 
 
 @dataclass(frozen=True)
@@ -264,7 +268,7 @@ def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: fl
         console = done.stdout + done.stderr
         if done.returncode != 0:
             # Keep the log for the user; leave no artifacts of an earlier run beside it.
-            _write_files(VelaFiles(console, None, None, None, None), out_dir, _safe_stem(model))
+            _write_files(VelaFiles(console, None, None, None, None), out_dir, safe_stem(model.stem))
             _check_exit(done, model, config)
         vela_out = scratch / "out"
         summaries = sorted(vela_out.glob(f"{_STAGED_STEM}_summary_*.csv"))
@@ -281,7 +285,7 @@ def read_result(model: Path, config: VelaConfig, files: VelaFiles, out_dir: Path
     """Write ``files`` into ``out_dir`` under the model's stem and read the placement from them
     (``model`` is the model given to Vela, whose operators placement is counted in)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = _write_files(files, out_dir, _safe_stem(model))
+    outputs = _write_files(files, out_dir, safe_stem(model.stem))
     return _build_result(model, config, outputs, files.console)
 
 
@@ -304,10 +308,6 @@ def is_vela_compiled(model_bytes: bytes) -> bool:
 
 
 # --- running Vela -------------------------------------------------------------------------
-
-
-def _safe_stem(model: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model.stem).strip("._-") or "model"
 
 
 def _stage(model: Path, scratch: Path) -> Path:
@@ -358,32 +358,21 @@ def _run(
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
         raise StepFailed(
-            f"{model}: Vela ({_describe(config)}) did not finish within {timeout:g} s"
+            f"{model}: Vela ({config.described}) did not finish within {timeout:g} s"
         ) from exc
 
 
 def _check_exit(done: subprocess.CompletedProcess[str], model: Path, config: VelaConfig) -> None:
     if done.returncode < 0:
         raise StepFailed(
-            f"{model}: Vela ({_describe(config)}) crashed ({_signal_name(-done.returncode)}):\n"
+            f"{model}: Vela ({config.described}) {crashed(-done.returncode)}:\n"
             + _failure_excerpt(done.stdout, done.stderr)
         )
     if done.returncode != 0:
         raise StepFailed(
-            f"{model}: Vela ({_describe(config)}) failed with exit code {done.returncode}:\n"
+            f"{model}: Vela ({config.described}) failed with exit code {done.returncode}:\n"
             + _failure_excerpt(done.stdout, done.stderr)
         )
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _describe(config: VelaConfig) -> str:
-    return f"{config.accelerator}, {config.system_config}, {config.memory_mode}"
 
 
 def _failure_excerpt(stdout: str, stderr: str, max_lines: int = 6) -> str:

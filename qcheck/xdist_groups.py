@@ -46,6 +46,8 @@ class ModelGroups:
 
 
 def _set_nodeid(item: pytest.Item, nodeid: str) -> None:
+    # Private attributes, and pytest's private coerce_node_id: pytest has no public way to rename
+    # a collected item, which is what xdist itself does here (see the module's docstring).
     if hasattr(item, "_id"):  # pytest >= 9.2: a structured id, printed back as the same string
         from _pytest.nodeid import coerce_node_id
 

@@ -26,11 +26,20 @@ class QcheckRun:
     out_dir: Path
 
     def model(self, name: str) -> dict[str, Any]:
-        matches = [m for m in self.report["models"] if Path(m["model"]).name == name]
+        matches: list[dict[str, Any]] = [m for m in self.report["models"] if Path(m["model"]).name == name]
         assert len(matches) == 1, f"{name} not in {[m['model'] for m in self.report['models']]}"
         return matches[0]
 
+    def messages(self, check: str) -> dict[str, str]:
+        """The message of ``check`` for every model of the run, keyed by the model as given."""
+        found = {}
+        for model in self.report["models"]:
+            (result,) = [c for c in model["checks"] if c["name"] == check]
+            found[model["model"]] = str(result["message"])
+        return found
+
     def check(self, model: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any]
         (found,) = [c for c in self.model(model)["checks"] if c["name"] == name]
         return found
 

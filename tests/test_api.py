@@ -16,6 +16,7 @@ import qcheck
 from qcheck.checks import registry
 from qcheck.data import load_npz
 from qcheck.errors import QcheckError
+from qcheck.pipeline import ModelRun
 from qcheck.quantized import QuantizedModel
 
 VWW = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
@@ -111,7 +112,7 @@ def test_helper_errors_are_clear(vww: QuantizedModel) -> None:
 def test_the_temporary_folder_goes_with_the_model() -> None:
     q = qcheck.quantize(VWW, np.zeros((2, 96, 96, 3), np.float32))
     evidence = q._evidence
-    assert evidence is not None
+    assert isinstance(evidence, ModelRun)
     folder = evidence.out_dir
     assert (folder / "data.npz").is_file()
     del q, evidence

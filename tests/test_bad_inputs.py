@@ -34,15 +34,6 @@ HELLO_WORLD = REAL / "tflm" / "hello_world_int8.tflite"
 NOT_MEASURED = "fully_quantized could not be measured: "
 
 
-def messages(run: QcheckRun, check: str) -> dict[str, str]:
-    """The message of ``check`` for every model of the run, keyed by the model as given."""
-    found = {}
-    for model in run.report["models"]:
-        (result,) = [c for c in model["checks"] if c["name"] == check]
-        found[model["model"]] = result["message"]
-    return found
-
-
 def assert_clean(run: QcheckRun) -> None:
     """Failures are reported as results: no pytest internal error, no traceback of qcheck's."""
     assert "INTERNALERROR" not in run.stdout
@@ -131,7 +122,7 @@ def _expected_model_messages(cwd: Path) -> dict[str, str]:
 @pytest.mark.parametrize("model", MODEL_CASES)
 def test_a_broken_model_file_fails_with_its_message(model_corpus_run: QcheckRun, model: str) -> None:
     cwd = model_corpus_run.out_dir.parent
-    assert messages(model_corpus_run, "fully_quantized")[model] == NOT_MEASURED + _expected_model_messages(cwd)[model]
+    assert model_corpus_run.messages("fully_quantized")[model] == NOT_MEASURED + _expected_model_messages(cwd)[model]
 
 
 def test_broken_model_files_leave_the_good_model_and_the_session_alone(model_corpus_run: QcheckRun) -> None:

@@ -16,6 +16,12 @@ from qcheck.cache import Cache, digest
 from qcheck.tflite.convert import FloatReference, Quantized
 
 
+def _counted(made: list[int]) -> Quantized:
+    """_value(), counting the calls in ``made``."""
+    made.append(1)
+    return _value()
+
+
 def _value() -> Quantized:
     outputs = {"zeta": np.arange(12, dtype=np.float32).reshape(3, 4)}
     return Quantized(b"TFL3 model bytes", FloatReference(outputs, ("zeta",)), False)
@@ -27,12 +33,13 @@ def _entry_files(root: Path) -> list[Path]:
 
 def test_a_stored_value_comes_back_equal(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    made = []
-    first, hit = cache.get_or_make("k" * 64, lambda: made.append(1) or _value())
-    second, hit2 = cache.get_or_make("k" * 64, lambda: made.append(1) or _value())
+    made: list[int] = []
+    first, hit = cache.get_or_make("k" * 64, lambda: _counted(made))
+    second, hit2 = cache.get_or_make("k" * 64, lambda: _counted(made))
     assert (hit, hit2, len(made)) == (False, True, 1)
     assert second.tflite == first.tflite and second.synthetic_calibration is False
-    assert second.reference is not None and second.reference.output_names == ("zeta",)
+    assert first.reference is not None and second.reference is not None
+    assert second.reference.output_names == ("zeta",)
     np.testing.assert_array_equal(second.reference.outputs["zeta"], first.reference.outputs["zeta"])
 
 
@@ -58,8 +65,8 @@ def test_a_damaged_entry_is_discarded_and_rebuilt(tmp_path: Path, damage: str) -
         target.write_bytes(data[: len(data) // 2])
     else:
         target.unlink()
-    made = []
-    value, hit = cache.get_or_make("d" * 64, lambda: made.append(1) or _value())
+    made: list[int] = []
+    value, hit = cache.get_or_make("d" * 64, lambda: _counted(made))
     assert not hit and made == [1] and value.tflite == b"TFL3 model bytes"
     assert cache.get_or_make("d" * 64, _value)[1]  # rebuilt entry is whole again
 
@@ -72,10 +79,11 @@ def test_a_writer_killed_mid_write_leaves_nothing_trusted(tmp_path: Path) -> Non
     deadline = time.monotonic() + 20
     while not (tmp_path / "started").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert proc.pid is not None
     os.kill(proc.pid, 9)
     proc.join()
-    made = []
-    _, hit = Cache(tmp_path).get_or_make("w" * 64, lambda: made.append(1) or _value())
+    made: list[int] = []
+    _, hit = Cache(tmp_path).get_or_make("w" * 64, lambda: _counted(made))
     assert not hit and made == [1]
 
 
@@ -127,7 +135,8 @@ def _poisoned(folder: Path, *names: str) -> dict[str, str]:
     for name in names:
         (folder / name).mkdir(parents=True)
         (folder / name / "__init__.py").write_text(f"raise ImportError('{name} imported in a warm run')\n")
-    return {"PYTHONPATH": str(folder)}
+    # In front of the PYTHONPATH that may point at the source under test, not instead of it.
+    return {"PYTHONPATH": os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def test_warm_run_takes_vela_from_the_cache_and_writes_its_files_again(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def test_npy_folder_is_memory_mapped_and_pickles_as_a_recipe(tmp_path: Path) -> 
     # What crosses to a child process is the file name and the indices, not the samples.
     assert len(pickle.dumps(data.x)) < 10_000 < DIGITS["x"].nbytes
     parts = split(data, 200)
+    assert isinstance(parts.evaluation.x, LazyArray)
     np.testing.assert_array_equal(np.asarray(parts.evaluation.x), DIGITS["x"][np.asarray(parts.evaluation.x.indices)])
     same = split(load_data(FIXTURES / "digits.npz"), 200)
     np.testing.assert_array_equal(parts.calibration, same.calibration)
@@ -45,6 +46,7 @@ def test_shards_read_across_boundaries(tmp_path: Path) -> None:
     rows = np.array([0, 179, 180, 181, 359, 360, 539])
     np.testing.assert_array_equal(data.x[rows], DIGITS["x"][rows])
     np.testing.assert_array_equal(data.labels["digit"], DIGITS["y"])
+    assert isinstance(data.x, LazyArray)
     chunks = list(data.x.chunks(100))
     assert [len(c) for c in chunks] == [100] * 5 + [40]
 
@@ -62,6 +64,7 @@ def test_image_folders_give_labels_from_sorted_folder_names(tmp_path: Path) -> N
     data = load_data(root, ImageOptions(mode="L"))
     present = sorted({int(y) for y in DIGITS["y"][:30]})
     assert data.x.shape == (30, 8, 8, 1)
+    assert isinstance(data.x, LazyArray)
     files = [Path(f) for f in data.x.files]
     assert [present[y] for y in data.labels[""]] == [int(f.parent.name.split("_")[1]) for f in files]
     first = int(files[0].stem)

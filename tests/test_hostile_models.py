@@ -107,14 +107,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def messages(run: QcheckRun, check: str) -> dict[str, str]:
-    found = {}
-    for model in run.report["models"]:
-        (result,) = [c for c in model["checks"] if c["name"] == check]
-        found[model["model"]] = result["message"]
-    return found
-
-
 # -- a SavedModel runs its own functions when loaded: only with the opt-in ----------------------------
 
 
@@ -166,9 +158,9 @@ def test_a_savedmodel_is_loaded_only_with_the_opt_in_and_runs_nothing_without_it
            "qcheck the Keras model as a .keras file (as a reference, a float .tflite also does)")
     saved = folder / "hostile_savedmodel"
     # As the model: converted in a child process, which is given the full path.
-    assert messages(refused_run, "fully_quantized")["hostile_savedmodel"] == NOT_MEASURED + str(saved) + why
+    assert refused_run.messages("fully_quantized")["hostile_savedmodel"] == NOT_MEASURED + str(saved) + why
     # As the reference of an already quantized model: that model's accuracy check says why.
-    accuracy = messages(refused_run, "accuracy_drop")[str(HELLO_WORLD)]
+    accuracy = refused_run.messages("accuracy_drop")[str(HELLO_WORLD)]
     assert str(saved) + why in accuracy
     # The quantized model itself is still checked.
     assert refused_run.check(HELLO_WORLD.name, "fully_quantized")["passed"] is True
@@ -199,7 +191,7 @@ def special_files_run(made: Path) -> Iterator[QcheckRun]:
 def test_models_that_are_not_regular_files_are_refused_by_name_and_the_others_run(
         special_files_run: QcheckRun) -> None:
     hint = NOT_REGULAR_HINT.format(what="model file")
-    found = messages(special_files_run, "fully_quantized")
+    found = special_files_run.messages("fully_quantized")
     for model, what in (("fifo.tflite", "a FIFO (named pipe)"), ("fifo.keras", "a FIFO (named pipe)"),
                         ("socket.h5", "a socket"), ("zero.tflite", "a character device")):
         assert found[model] == NOT_MEASURED + f"{model}: is {what}, not a regular file\n  hint: {hint}"
@@ -289,7 +281,7 @@ def keras_errors_run(made: Path) -> QcheckRun:
 
 def test_a_keras2_file_keras3_cannot_load_shows_the_sentence_that_says_why(made: Path,
                                                                         keras_errors_run: QcheckRun) -> None:
-    message = messages(keras_errors_run, "fully_quantized")["keras2_depthwise.h5"]
+    message = keras_errors_run.messages("fully_quantized")["keras2_depthwise.h5"]
     assert message.startswith(NOT_MEASURED + f"{made / 'keras2_depthwise.h5'}: Keras 3.")
     first_line = message.splitlines()[0]
     assert first_line.endswith(" could not load the model: Unrecognized keyword arguments passed to "
@@ -301,7 +293,7 @@ def test_a_keras2_file_keras3_cannot_load_shows_the_sentence_that_says_why(made:
 @pytest.mark.parametrize(("model", "layer"), [("keras2_custom.h5", "Scale"), ("keras3_custom.keras", "Twice")])
 def test_a_custom_layer_says_the_model_needs_its_python_class(made: Path, keras_errors_run: QcheckRun,
                                                               model: str, layer: str) -> None:
-    message = messages(keras_errors_run, "fully_quantized")[model]
+    message = keras_errors_run.messages("fully_quantized")[model]
     first_line = message.splitlines()[0]
     assert first_line.startswith(NOT_MEASURED + f"{made / model}: needs the Python class of its custom layer or "
                                  f"object '{layer}', which Keras 3.")

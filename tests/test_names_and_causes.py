@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import FIXTURES, REAL, QcheckRun, run_qcheck, write
-from tflite_edits import edit_model, with_unknown_last_op
+from tflite_edits import append_after_output, edit_model, with_unknown_last_op
 
 MICRO_SPEECH = REAL / "tflm" / "micro_speech_quantized.tflite"
 HELLO_INT8 = REAL / "tflm" / "hello_world_int8.tflite"
@@ -41,23 +41,7 @@ def with_int32_quantize_last(source: Path, target: Path) -> Path:
         code = schema.OperatorCodeT()
         code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
         code.version = 1
-        model.operatorCodes.append(code)
-        graph = model.subgraphs[0]
-        old_output = int(graph.outputs[0])
-        tensor = schema.TensorT()
-        tensor.name = b"as_int32"
-        tensor.type = schema.TensorType.INT32
-        tensor.shape = np.array(graph.tensors[old_output].shape, dtype=np.int32)
-        tensor.quantization = graph.tensors[old_output].quantization
-        tensor.buffer = 0
-        graph.tensors.append(tensor)
-        op = schema.OperatorT()
-        op.opcodeIndex = len(model.operatorCodes) - 1
-        op.inputs = np.array([old_output], dtype=np.int32)
-        op.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
-        graph.operators.append(op)
-        graph.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
-        model.signatureDefs = []
+        append_after_output(model, schema, code, b"as_int32", schema.TensorType.INT32)
 
     return edit_model(source, target, change)
 

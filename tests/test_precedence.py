@@ -297,8 +297,10 @@ def test_marker_data_over_pyproject_data_and_models_over_the_command_lines(tmp_p
     thresholds_only = parametrization(Node(marker(size="1MB")), settings, project)
     assert thresholds_only == unmarked
     (spec,), ids = parametrization(Node(marker(model="m.tflite")), settings, project)
+    assert isinstance(spec, RunSpec)
     assert (spec.model, spec.data, ids) == (str(model), "/p/val.npz", ["m.tflite"])  # pyproject data
     (spec,), _ = parametrization(Node(marker(model="m.tflite", data="own.npz")), settings, project)
+    assert isinstance(spec, RunSpec)
     assert spec.data == str(data)  # the marker's own
 
 

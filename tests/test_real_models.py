@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from helpers import REAL
 
 
-def _report(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, dict[str, dict]]]:
+def _report(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, dict[str, dict[str, Any]]]]:
     result = pytester.runpytest("-p", "no:cacheprovider", "--qcheck-json=r.json", *args)
     report = json.loads((pytester.path / "r.json").read_text())
     checks = {Path(m["model"]).name: {c["name"]: c for c in m["checks"]} | {"_model": m} for m in report["models"]}

@@ -184,11 +184,11 @@ def test_option_of_another_check_is_unknown(tmp_path: Path) -> None:
 def test_option_of_the_wrong_type(tmp_path: Path) -> None:
     path = write(tmp_path / "s.toml", """
         [checks.vela]
-        accelerator = 128
+        system_config = 128
     """)
     message = load_error(path)
     assert str(path.resolve()) in message
-    assert "checks.vela.accelerator must be a str" in message
+    assert "checks.vela.system_config must be a str" in message
 
 
 @pytest.mark.parametrize(("check", "value", "words"), [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -230,7 +231,7 @@ def sine_run(tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
                       "--qcheck-data=sine.npz", "-k", "accuracy_drop")
 
 
-def _head(run: QcheckRun, model: str, head: str) -> dict[str, object]:
+def _head(run: QcheckRun, model: str, head: str) -> dict[str, Any]:
     section = run.model(model)["accuracy"]
     assert head in section, section
     return dict(section[head])

@@ -108,7 +108,7 @@ def test_huge_integer_is_refused_with_value_error() -> None:
 
 
 @pytest.mark.parametrize("value", ["101%", "100.01%", 1.5, "1.0001", 2])
-def test_fraction_above_one_is_refused(value: object) -> None:
+def test_fraction_above_one_is_refused(value: str | float) -> None:
     with pytest.raises(ValueError, match="more than 100%"):
         parse_quantity(value, "fraction")
 

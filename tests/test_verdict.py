@@ -23,7 +23,7 @@ def _unused(evidence: object, options: object) -> Measurement:
     raise AssertionError("never measured here")
 
 
-AGREEMENT = CheckDef("agreement", "fraction", _unused)  # type: ignore[arg-type]
+AGREEMENT = CheckDef("agreement", "fraction", _unused)
 
 finite = st.floats(min_value=0, max_value=1e12)
 

@@ -48,25 +48,31 @@ def with_unknown_last_op(source: Path, target: Path, builtin: str = "STABLEHLO_T
         code.builtinCode = getattr(schema.BuiltinOperator, builtin)
         code.deprecatedBuiltinCode = schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
         code.version = 1
-        model.operatorCodes.append(code)
-        graph = model.subgraphs[0]
-        old_output = int(graph.outputs[0])
-        tensor = schema.TensorT()
-        tensor.name = b"appended"
-        tensor.type = graph.tensors[old_output].type
-        tensor.shape = np.array(graph.tensors[old_output].shape, dtype=np.int32)
-        tensor.quantization = graph.tensors[old_output].quantization
-        tensor.buffer = 0
-        graph.tensors.append(tensor)
-        op = schema.OperatorT()
-        op.opcodeIndex = len(model.operatorCodes) - 1
-        op.inputs = np.array([old_output], dtype=np.int32)
-        op.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
-        graph.operators.append(op)
-        graph.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
-        model.signatureDefs = []
+        append_after_output(model, schema, code, b"appended")
 
     return edit_model(source, target, change)
+
+
+def append_after_output(model: Any, schema: Any, code: Any, name: bytes, tensor_type: int | None = None) -> None:
+    """Inside an edit: an operator of ``code`` reads the graph's output and writes a new tensor
+    ``name`` (of ``tensor_type``, else the output's type), which becomes the output."""
+    model.operatorCodes.append(code)
+    graph = model.subgraphs[0]
+    old_output = int(graph.outputs[0])
+    tensor = schema.TensorT()
+    tensor.name = name
+    tensor.type = graph.tensors[old_output].type if tensor_type is None else tensor_type
+    tensor.shape = np.array(graph.tensors[old_output].shape, dtype=np.int32)
+    tensor.quantization = graph.tensors[old_output].quantization
+    tensor.buffer = 0
+    graph.tensors.append(tensor)
+    op = schema.OperatorT()
+    op.opcodeIndex = len(model.operatorCodes) - 1
+    op.inputs = np.array([old_output], dtype=np.int32)
+    op.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
+    graph.operators.append(op)
+    graph.outputs = np.array([len(graph.tensors) - 1], dtype=np.int32)
+    model.signatureDefs = []
 
 
 def with_mismatched_weights(source: Path, target: Path) -> Path:

@@ -7,8 +7,11 @@ them is cheap (numpy and qcheck only).
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from qcheck.checks.evidence import Evidence
@@ -34,6 +37,8 @@ class CheckDef:
     # Run by the session on a background thread once the model's first check starts, so that
     # e.g. Vela compiles while the evaluation runs; errors are left for the check to meet.
     prepare: Prepare | None = None
+    # The model-level report sections its measurements may carry; the JSON report keeps these.
+    sections: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -45,24 +50,64 @@ REGISTRY: dict[str, CheckDef] = {}
 
 def check(
     name: str, *, unit: str, options: Mapping[str, OptionKind] | None = None, per_accelerator: bool = False,
-    prepare: Prepare | None = None,
+    prepare: Prepare | None = None, sections: tuple[str, ...] = (),
 ) -> Callable[[Measure], Measure]:
-    """Register ``measure`` under ``name``."""
+    """Register ``measure`` under ``name``.
+
+    ``options``: the keys its suite table takes beyond max/min/enabled, each with a type or a
+    validator (such as :func:`qcheck.units.one_of`), applied when the suite loads. ``sections``:
+    the report sections its measurements carry (a section it does not declare is an error).
+    """
 
     def register(measure: Measure) -> Measure:
         if name in REGISTRY:
             raise RuntimeError(f"check {name!r} registered twice")
-        REGISTRY[name] = CheckDef(name, unit, measure, dict(options or {}), per_accelerator, prepare)
+        REGISTRY[name] = CheckDef(name, unit, _declared_sections(name, measure, sections), dict(options or {}),
+                                  per_accelerator, prepare, tuple(sections))
         return measure
 
     return register
 
 
-def registry() -> dict[str, CheckDef]:
-    """All checks, with the built-in families loaded."""
-    from qcheck.checks import accuracy, quantization, saturation, size, vela  # noqa: F401
-    from qcheck.checks import memory, tflm  # noqa: F401
-    from qcheck.checks import layers, shapes  # noqa: F401
-    from qcheck.checks import properties  # noqa: F401
+def _declared_sections(name: str, measure: Measure, sections: tuple[str, ...]) -> Measure:
+    """``measure``, refusing a measurement whose report sections the check did not declare (the
+    JSON report keeps declared sections only, so an undeclared one would be lost silently)."""
 
+    @functools.wraps(measure)
+    def measured(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+        measurement = measure(evidence, options)
+        undeclared = sorted(set(measurement.sections) - set(sections))
+        if undeclared:
+            raise TypeError(f"check {name!r} reports section(s) {', '.join(undeclared)} that it does not declare: "
+                            f"add them to @check({name!r}, sections=...)")
+        return measurement
+
+    return measured
+
+
+# The built-in families, loaded as a third party's are: each module registers its checks on import.
+BUILTIN_MODULES = ("accuracy", "quantization", "saturation", "size", "vela", "memory", "tflm", "layers", "shapes",
+                   "properties")
+# Another distribution adds checks by naming a module in this entry-point group (pyproject.toml:
+# [project.entry-points."qcheck.checks"] mychecks = "my_package.checks"); importing it registers them.
+ENTRY_POINT_GROUP = "qcheck.checks"
+_loaded = False
+
+
+def registry() -> dict[str, CheckDef]:
+    """All checks: the built-in families and those of installed distributions' ``qcheck.checks``
+    entry points. A plugin that fails to load is an error naming its entry point."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in BUILTIN_MODULES:
+            importlib.import_module(f"qcheck.checks.{module}")
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                entry.load()
+            except Exception as exc:
+                _loaded = False
+                raise RuntimeError(f"the {ENTRY_POINT_GROUP} entry point {entry.name} = {entry.value!r} "
+                                   f"(distribution {entry.dist.name if entry.dist else '?'}) failed to load: "
+                                   f"{type(exc).__name__}: {exc}") from exc
     return REGISTRY

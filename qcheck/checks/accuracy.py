@@ -67,7 +67,8 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
 
 @check("accuracy_drop", unit="fraction",
        options={"strict": bool, "task": task_name, "tasks": task_table, "max_score_change": share,
-                "min_cosine": cosine_bound})
+                "min_cosine": cosine_bound},
+       sections=("accuracy",))
 def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Accuracy lost by quantization, in each output head's task metric (worst head).
 

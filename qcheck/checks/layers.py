@@ -9,6 +9,7 @@ from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
 from qcheck.errors import QcheckError
 from qcheck.results import Measurement
+from qcheck.tflite.inspect import layer_name
 from qcheck.tflite.tensor_stats import (
     ROUNDING_ONLY,
     SUSPICIOUS,
@@ -18,11 +19,6 @@ from qcheck.tflite.tensor_stats import (
     likely_cause,
     worst_layers,
 )
-
-
-def _short(name: str) -> str:
-    # Fused tensor names list every op folded into them; the first is the layer's output.
-    return name.split(";")[0]
 
 
 def _spans(spread: ChannelSpread, samples: int) -> str:
@@ -37,7 +33,7 @@ def _cause(report: TensorReport, samples: int) -> str:
     spread = report.spread
     assert spread is not None
     if report.range_from is None:
-        return (f"likely cause: {report.op} '{_short(report.name)}' - channel {spread.widest} "
+        return (f"likely cause: {report.op} '{layer_name(report.name)}' - channel {spread.widest} "
                 f"{_spans(spread, samples)}, so its per-tensor scale ({report.scale:.4g}) leaves "
                 f"{spread.under_one_step} of {spread.channels} channels less than one quantization step")
     # The crushed tensor was written by an operator that must keep its input's scale: the
@@ -46,7 +42,7 @@ def _cause(report: TensorReport, samples: int) -> str:
     passed_on = (f"{kinds[0]} keeps its input's scale" if len(kinds) == 1
                  else f"{', '.join(kinds[:-1])} and {kinds[-1]} keep their input's scale")
     where = f" (channel {report.range_channel} of its output)" if report.range_channel is not None else ""
-    return (f"likely cause: {report.range_from}, which chose the range that {report.op} '{_short(report.name)}' "
+    return (f"likely cause: {report.range_from}, which chose the range that {report.op} '{layer_name(report.name)}' "
             f"shares ({passed_on} and cannot choose one): there channel {spread.widest}"
             f"{where} {_spans(spread, samples)}, so the shared per-tensor scale ({report.scale:.4g}) leaves "
             f"{spread.under_one_step} of {spread.channels} channels less than one quantization step")
@@ -71,7 +67,7 @@ def explain_layers(analysis: Analysis) -> str:
     worst = [r for r in worst_layers(analysis) if (r.rmse_steps or 0) > SUSPICIOUS]
     parts = []
     if worst:
-        listed = ", ".join(f"{r.op} '{_short(r.name)}' ({r.rmse_steps:.2f} steps)" for r in worst)
+        listed = ", ".join(f"{r.op} '{layer_name(r.name)}' ({r.rmse_steps:.2f} steps)" for r in worst)
         parts.append(f"layers with the largest error vs the float model: {listed}")
     cause = likely_cause(analysis)
     if cause is not None:
@@ -90,8 +86,12 @@ def layer_hint(analysis: Analysis) -> str:
         channel = f" (channel {cause.range_channel})" if cause.range_channel is not None else ""
         return (f"rebalance the outlier channel{channel} of {cause.range_from} (e.g. equalize it with the next "
                 "layer's weights, or clip it in training) or quantize that operator's output per channel")
-    return (f"rebalance the outlier channel of '{_short(cause.name)}' (e.g. equalize it with the next layer's "
+    return (f"rebalance the outlier channel of '{layer_name(cause.name)}' (e.g. equalize it with the next layer's "
             "weights, or clip it in training) or quantize that activation per channel")
+
+
+# The report sections layer_sections() makes.
+LAYER_SECTIONS = ("tensors", "layers", "reference_weights")
 
 
 def layer_sections(analysis: Analysis) -> dict[str, Any]:
@@ -104,7 +104,7 @@ def layer_sections(analysis: Analysis) -> dict[str, Any]:
     return sections
 
 
-@check("layer_error", unit="count")
+@check("layer_error", unit="count", sections=LAYER_SECTIONS)
 def layer_error(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Worst per-layer error in quantization steps (rmse/scale vs the float model)."""
     run = evidence.evaluation()
@@ -118,7 +118,7 @@ def layer_error(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if mismatch is not None:
         raise QcheckError(None, mismatch, layer_hint(analysis))
     worst = worst_layers(analysis, 1)[0]
-    details = (f"worst layer {worst.op} '{_short(worst.name)}': {worst.rmse_steps:.2f} steps "
+    details = (f"worst layer {worst.op} '{layer_name(worst.name)}': {worst.rmse_steps:.2f} steps "
                f"(rounding alone is {ROUNDING_ONLY:.2f}, above {SUSPICIOUS} is suspicious; SQNR {worst.sqnr_db or 0:.1f} dB) over "
                f"{analysis.samples} samples, {analysis.matched} layers compared")
     explanation = explain_layers(analysis)

@@ -47,7 +47,8 @@ def _measure(
                        sections=sections)
 
 
-@check("sram", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
+@check("sram", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
+       sections=("vela",))
 def sram(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """SRAM that Vela allocates for the NPU (feature maps, and weights it buffers)."""
     return _measure(
@@ -58,7 +59,8 @@ def sram(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     )  # fmt: skip
 
 
-@check("flash", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
+@check("flash", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
+       sections=("vela",))
 def flash(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Memory holding the compiled network: off-chip flash or DRAM, as the memory mode has it."""
 
@@ -71,7 +73,8 @@ def flash(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                     f"fewer or smaller weights: {_SHRINK}")
 
 
-@check("npu_weights", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
+@check("npu_weights", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
+       sections=("vela",))
 def npu_weights(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Weights as Vela encodes them for the NPU, in bytes."""
     return _measure(
@@ -81,7 +84,8 @@ def npu_weights(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     )  # fmt: skip
 
 
-@check("inference_time", unit="seconds", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
+@check("inference_time", unit="seconds", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
+       sections=("vela",))
 def inference_time(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Time per inference on the NPU, as Vela estimates it."""
 

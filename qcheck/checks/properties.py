@@ -20,6 +20,7 @@ from qcheck.config import RunSpec
 from qcheck.errors import QcheckError
 from qcheck.isolation import call_isolated
 from qcheck.results import Measurement
+from qcheck.units import positive_int
 
 DEFAULT_EXAMPLES = 100
 DEFAULT_SAMPLES = 200
@@ -30,13 +31,6 @@ def _needs_hypothesis(name: str) -> None:
     if importlib.util.find_spec("hypothesis") is None:
         raise QcheckError(None, f"the {name} check needs Hypothesis, which is not installed",
                           "pip install hypothesis")
-
-
-def _count(options: Mapping[str, Any], key: str, default: int, check_name: str) -> int:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise QcheckError(None, f"{check_name}.{key} must be a whole number of at least 1, not {value!r}")
-    return value
 
 
 def _quantized_input(evidence: Evidence) -> bool:
@@ -55,13 +49,13 @@ def _input_kind(evidence: Evidence) -> str:
     return describe_unquantized_input(info.inputs[0].tensor)
 
 
-@check("robustness", unit="count", options={"examples": int})
+@check("robustness", unit="count", options={"examples": positive_int}, sections=("robustness",))
 def robustness(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Properties some valid input breaks: it runs, outputs stay in range, same input same output."""
     from qcheck.property_search import RobustnessOutcome
 
     _needs_hypothesis("robustness")
-    examples = _count(options, "examples", DEFAULT_EXAMPLES, "robustness")
+    examples = int(options.get("examples", DEFAULT_EXAMPLES))
     if not _quantized_input(evidence):
         return Measurement(None, skip="needs one quantized (integer) input to draw valid inputs from "
                                       f"({_input_kind(evidence)}; see fully_quantized)")
@@ -98,18 +92,24 @@ def float_model(evidence: Evidence) -> Path | None:
     return Path(spec.reference).resolve() if spec.reference else None
 
 
-@check("consistency", unit="fraction", options={"steps": numbers.Real, "samples": int, "examples": int})
+def _steps(value: Any) -> float:
+    """consistency.steps: how far samples are perturbed, in quantization steps (0 < steps <= 1000)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) <= 1000:
+        raise ValueError(f"must be a number of quantization steps above 0 (at most 1000), not {value!r}")
+    return float(value)
+
+
+@check("consistency", unit="fraction", options={"steps": _steps, "samples": positive_int, "examples": positive_int},
+       sections=("consistency",))
 def consistency(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Share of perturbed evaluation samples on which the float and quantized top-1 agree."""
     from qcheck.property_search import ConsistencyOutcome
     from qcheck.stats import proportion_interval
 
     _needs_hypothesis("consistency")
-    steps = options.get("steps", DEFAULT_STEPS)
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Real) or not 0 < float(steps) <= 1000:
-        raise QcheckError(None, f"consistency.steps must be a number of quantization steps above 0, not {steps!r}")
-    samples = _count(options, "samples", DEFAULT_SAMPLES, "consistency")
-    examples = _count(options, "examples", DEFAULT_EXAMPLES, "consistency")
+    steps = float(options.get("steps", DEFAULT_STEPS))  # validated when the suite loads
+    samples = int(options.get("samples", DEFAULT_SAMPLES))
+    examples = int(options.get("examples", DEFAULT_EXAMPLES))
     data = evidence.evaluation_data()
     if data is None:
         return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")

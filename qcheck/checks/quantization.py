@@ -18,7 +18,7 @@ def _listing(names: list[str], quote: bool = True) -> str:
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
 
 
-@check("fully_quantized", unit="count")
+@check("fully_quantized", unit="count", sections=("quantization_info",))
 def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Every activation and weight is integer, with no float QUANTIZE/DEQUANTIZE."""
     census = evidence.census()

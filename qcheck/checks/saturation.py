@@ -10,10 +10,11 @@ import numpy as np
 from qcheck.checks import check
 from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.evidence import Evidence
-from qcheck.checks.layers import layer_sections
+from qcheck.checks.layers import LAYER_SECTIONS, layer_sections
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
-from qcheck.tflite.inspect import ModelInfo, TensorInfo
+from qcheck.tflite.inspect import layer_name
+from qcheck.units import one_of
 
 if TYPE_CHECKING:
     from qcheck.tflite.convert import FloatReference
@@ -22,17 +23,6 @@ if TYPE_CHECKING:
 _PASS_THROUGH = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 # After these, values at the limits are the function's own range, not clipping.
 _BOUNDED_OPS = frozenset({"SOFTMAX", "LOG_SOFTMAX"})
-
-
-def source_op(info: ModelInfo, tensor: TensorInfo) -> str | None:
-    """The computing op behind ``tensor``, looking through requantize and reshape."""
-    seen = set()
-    while (op := info.producer(tensor)) is not None and op.op in _PASS_THROUGH and op.inputs:
-        if (op.subgraph, op.index) in seen:
-            break
-        seen.add((op.subgraph, op.index))
-        tensor = info.tensor(op.subgraph, op.inputs[0])
-    return op.op if op is not None else None
 
 
 def _at_limits(raw: np.ndarray, dtype: str, zero_point: int, float_values: np.ndarray | None,
@@ -62,7 +52,8 @@ def _optional_reference(evidence: Evidence) -> tuple[FloatReference | None, str]
         return None, f", because the float model could not be run: {cause}"
 
 
-@check("saturation", unit="fraction", options={"scope": str})
+@check("saturation", unit="fraction", options={"scope": one_of("io", "all")},
+       sections=("saturation", "calibration", *LAYER_SECTIONS))
 def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Share of input and output values clipped at the integer limits.
 
@@ -71,9 +62,7 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     harmless (the bundled digits CNN clips 10% of them and loses no accuracy); they are still
     listed in the report and named in the message.
     """
-    scope = str(options.get("scope", "io"))
-    if scope not in ("io", "all"):
-        raise QcheckError(None, f"saturation.scope must be 'io' or 'all', not {scope!r}")
+    scope = str(options.get("scope", "io"))  # validated when the suite loads
     run = evidence.evaluation()
     if run is None:
         return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
@@ -95,7 +84,7 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         tensor = outputs.get(head)
         if out.params is None or tensor is None:
             continue
-        if source_op(info, tensor) in _BOUNDED_OPS:
+        if info.source_op(tensor) in _BOUNDED_OPS:
             exempt.append(head)
             continue
         f = reference.outputs.get(head) if reference is not None else None
@@ -109,15 +98,15 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     sections: dict[str, Any] = {"saturation": dict(shares)}
     analysis = run.analysis
     if analysis is not None:
-        bounded = {t.name for t in info.tensors if t.subgraph == 0 and source_op(info, t) in _BOUNDED_OPS}
+        bounded = {t.name for t in info.tensors if t.subgraph == 0 and info.source_op(t) in _BOUNDED_OPS}
         clipped = sorted((r for r in analysis.tensors if r.rmse_steps is not None and (r.saturation or 0.0) > 0
                           and r.name not in bounded), key=lambda r: -(r.saturation or 0.0))
         if clipped:
-            listed = ", ".join(f"{r.op} '{r.name.split(';')[0]}' {r.saturation:.2%}" for r in clipped[:3])
+            listed = ", ".join(f"{r.op} '{layer_name(r.name)}' {r.saturation:.2%}" for r in clipped[:3])
             notes.append(f"most clipped intermediate tensors: {listed}")
             if scope == "all":
                 for r in clipped:
-                    shares[f"{r.op} '{r.name.split(';')[0]}'"] = r.saturation or 0.0
+                    shares[f"{r.op} '{layer_name(r.name)}'"] = r.saturation or 0.0
         sections.update(layer_sections(analysis))
     calibration = calibration_diagnosis(evidence)
     if calibration is not None:

@@ -13,7 +13,7 @@ from qcheck.units import format_quantity
 _TOP = 3  # layers named in the hint; the JSON report has them all
 
 
-@check("size", unit="bytes")
+@check("size", unit="bytes", sections=("size_breakdown",))
 def size(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Size of the .tflite file in bytes (not the flash or NPU-encoded weights Vela reports)."""
     from qcheck.tflite.breakdown import constant_bytes, size_breakdown

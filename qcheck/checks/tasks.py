@@ -18,7 +18,6 @@ judges, whatever the task:
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from qcheck.errors import suggest
 from qcheck.stats import (bootstrap_interval, mean_interval, paired_auc_drop_interval, paired_drop_interval,
                           proportion_interval, ranks)
 from qcheck.units import parse_quantity
@@ -108,17 +108,12 @@ class HeadResult:
 # -- options ---------------------------------------------------------------------------------
 
 
-def _suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def task_name(value: Any) -> str:
     """Validate one task name (a suite, marker or API option)."""
     if not isinstance(value, str):
         raise ValueError(f"must be a task name, not {value!r}; tasks: {', '.join(TASKS)}")
     if value not in TASKS:
-        raise ValueError(f"unknown task '{value}'{_suggest(value, TASKS)}; tasks: {', '.join(TASKS)}")
+        raise ValueError(f"unknown task '{value}'{suggest(value, TASKS)}; tasks: {', '.join(TASKS)}")
     return value
 
 
@@ -152,7 +147,7 @@ def declared_tasks(options: Mapping[str, Any], heads: tuple[str, ...]) -> dict[s
     table: Mapping[str, str] = options.get("tasks") or {}
     unknown = sorted(set(table) - set(heads))
     if unknown:
-        raise TaskError(f"tasks names output '{unknown[0]}'{_suggest(unknown[0], heads)}, which the model does not "
+        raise TaskError(f"tasks names output '{unknown[0]}'{suggest(unknown[0], heads)}, which the model does not "
                         f"have; its outputs are " + ", ".join(f"'{h}'" for h in heads))
     default: str | None = options.get("task")
     declared = {h: table.get(h, default) for h in heads}

@@ -15,7 +15,7 @@ _LISTED = 8
 HYBRID_REFUSED = "Hybrid models are not supported on TFLite Micro"
 
 
-@check("tflm_ops", unit="count")
+@check("tflm_ops", unit="count", sections=("tflm",))
 def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Operators with no TensorFlow Lite Micro kernel, and custom operators."""
     from qcheck.tflm_kernels import BUILTIN_KERNELS, CUSTOM_KERNELS, SOURCE
@@ -71,7 +71,7 @@ def _custom_reason(code: str, method: str | None) -> str:
     return "custom op with no TFLite Micro kernel"
 
 
-@check("arena", unit="bytes")
+@check("arena", unit="bytes", sections=("arena",))
 def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Activation memory: the largest set of tensors alive at once (lower bound of the TFLM arena)."""
     from qcheck.tflite.arena import estimate_arena

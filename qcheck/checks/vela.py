@@ -12,21 +12,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from qcheck.checks import check
+from qcheck.checks import OptionKind, check
 from qcheck.checks.evidence import Evidence
+from qcheck.config import DEFAULT_ACCELERATOR
 from qcheck.errors import QcheckError
 from qcheck.results import Measurement
+from qcheck.units import one_of
+from qcheck.vela import ACCELERATORS
 
 if TYPE_CHECKING:
     from qcheck.vela import VelaConfig, VelaOperator, VelaResult
 
-TARGET_OPTIONS: Final[dict[str, type]] = {
-    "accelerator": str,
+TARGET_OPTIONS: Final[dict[str, OptionKind]] = {
+    "accelerator": one_of(*ACCELERATORS),
     "system_config": str,
     "memory_mode": str,
     "config_file": str,
 }
-DEFAULT_ACCELERATOR: Final = "ethos-u55-128"
 _LISTED = 5  # operators named in a message; the JSON report has every one with its full reason
 _REASON_CHARS = 160
 
@@ -67,8 +69,7 @@ def already_compiled(evidence: Evidence) -> bool:
 
 
 def describe_config(result: VelaResult) -> str:
-    config = result.config
-    return f"{config.accelerator}, {config.system_config}, {config.memory_mode}; vela {result.vela_version}"
+    return f"{result.config.described}; vela {result.vela_version}"
 
 
 def compile_ahead(evidence: Evidence, options: Mapping[str, Any]) -> None:
@@ -77,7 +78,7 @@ def compile_ahead(evidence: Evidence, options: Mapping[str, Any]) -> None:
         evidence.vela(vela_config(options))
 
 
-@check("vela", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
+@check("vela", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead, sections=("vela",))
 def vela(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Operators that Vela places on the CPU instead of the Ethos-U NPU."""
     if already_compiled(evidence):

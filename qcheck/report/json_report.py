@@ -8,14 +8,17 @@ from typing import Any
 
 from qcheck import __version__
 from qcheck.files import write_json
-from qcheck.results import SCHEMA_VERSION, CheckResult
+from qcheck.checks import registry
+from qcheck.results import MODEL_SECTIONS, SCHEMA_VERSION, CheckResult
 from qcheck.suites import Suite
 
-# Model-level sections that checks contribute, merged across the checks of one model
-# (docs/report-schema.md describes each).
-_SECTIONS = ("quantization_info", "accuracy", "saturation", "vela", "notes", "layers", "tensors",
-             "size_breakdown", "calibration", "tflm", "arena", "artifacts", "robustness", "consistency",
-             "reference_weights")
+
+
+def report_sections() -> tuple[str, ...]:
+    """Model-level sections, merged across the checks of one model (docs/report-schema.md
+    describes each): the model run's own, and those each registered check declares."""
+    declared = {section for check in registry().values() for section in check.sections}
+    return tuple(sorted(declared | set(MODEL_SECTIONS)))
 
 
 def build_report(results: Iterable[CheckResult], suite: Suite,
@@ -29,11 +32,12 @@ def build_report(results: Iterable[CheckResult], suite: Suite,
     # One entry per model and suite file: the same model in two suite files is checked twice,
     # perhaps with other data and thresholds, and its results must not merge.
     models: dict[tuple[str, str], dict[str, Any]] = {}
+    sections = report_sections()
     for r in sorted(results, key=lambda r: (r.model, r.suite_file, r.check, r.variant)):
         entry = models.setdefault((r.model, r.suite_file), {"model": r.model, "suite": r.suite_file or suite.name,
                                                             "suite_file": r.suite_file, "checks": []})
         entry["checks"].append(r.to_dict())
-        for key in _SECTIONS:
+        for key in sections:
             if key not in r.sections:
                 continue
             value = r.sections[key]

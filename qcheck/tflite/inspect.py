@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _TFLITE_IDENTIFIER = b"TFL3"
+# Ops that move or requantize values without computing: look through them for the real source.
+_PASS_THROUGH = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,16 @@ class ModelInfo:
         """The operator that writes ``tensor``, or None for inputs and constants."""
         return self._producers.get((tensor.subgraph, tensor.index))
 
+    def source_op(self, tensor: TensorInfo) -> str | None:
+        """The computing op behind ``tensor``, looking through requantize and reshape."""
+        seen = set()
+        while (op := self.producer(tensor)) is not None and op.op in _PASS_THROUGH and op.inputs:
+            if (op.subgraph, op.index) in seen:
+                break
+            seen.add((op.subgraph, op.index))
+            tensor = self.tensor(op.subgraph, op.inputs[0])
+        return op.op if op is not None else None
+
     def consumers(self, tensor: TensorInfo) -> list[OperatorInfo]:
         return [
             op
@@ -181,16 +193,21 @@ def unnamed_tensor_label(subgraph: int, index: int) -> str:
     return f"tensor #{index}" if subgraph == 0 else f"tensor #{subgraph}:{index}"
 
 
+def layer_name(tensor_name: str) -> str:
+    """A tensor's name as reports show it: converters join a fused tensor's names with ';'
+    (every op folded into it), and the first part names the layer."""
+    return tensor_name.split(";")[0]
+
+
 def operator_label(op: str, name: str, index: int | None, subgraph: int = 0) -> str:
     """How reports name an operator of type ``op`` that writes the tensor ``name``.
 
     Converters may leave every tensor unnamed (TFLite Micro's keyword_scrambled), so an
     operator whose output has no name is named by its position in the model, ``#12 SVDF``,
-    never as ``''``. A fused tensor name lists every op folded into it; the first part
-    names the layer.
+    never as ``''``; a fused tensor is named by its layer (:func:`layer_name`).
     """
     if name:
-        return f"{op} '{name.split(';')[0]}'"
+        return f"{op} '{layer_name(name)}'"
     if index is None:
         return f"an unnamed {op}"
     return f"#{index} {op}" if subgraph == 0 else f"#{subgraph}:{index} {op}"

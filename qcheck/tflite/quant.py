@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from qcheck.tflite.inspect import TensorInfo
+
+INTEGER_DTYPES = ("int8", "uint8", "int16")
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,11 @@ def quantize(x: np.ndarray, params: QuantParams) -> tuple[np.ndarray, int]:
 def dequantize(q: np.ndarray, params: QuantParams) -> np.ndarray:
     """Real values of quantized integers: ``(q - zero_point) * scale``."""
     return ((q.astype(np.int32) - params.zero_point) * params.scale).astype(np.float32)
+
+
+def tensor_params(tensor: TensorInfo) -> QuantParams | None:
+    """A tensor's (per-tensor, or first channel's) quantization parameters; None for a float
+    or unquantized tensor."""
+    if not tensor.scale or tensor.dtype not in INTEGER_DTYPES:
+        return None
+    return QuantParams(tensor.scale[0], tensor.zero_point[0], tensor.dtype)

@@ -9,6 +9,7 @@ from typing import Any
 
 from qcheck.report.charts import LABEL_CHARS, BarRow, bar_chart, shorten
 from qcheck.report.view.values import ChartBlock, Table, fixed, number
+from qcheck.tflite.inspect import layer_name
 from qcheck.units import format_quantity
 
 # The values of qcheck.tflite.tensor_stats, which the report does not import (numpy).
@@ -29,8 +30,7 @@ def _worst_in_order(rows: Sequence[Mapping[str, Any]], key: str) -> list[Mapping
 
 
 def _name(row: Mapping[str, Any]) -> str:
-    # Converters join fused tensors' names with ';': the first part names the layer.
-    return str(row.get("name", "")).split(";")[0]
+    return layer_name(str(row.get("name", "")))
 
 
 def _scope(rows: Sequence[Mapping[str, Any]]) -> str:
