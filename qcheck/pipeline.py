@@ -299,6 +299,32 @@ class ModelRun:
 
         return self._memo.get("evaluation", make)
 
+    def application_evaluation(self, scale: float, zero_point: int) -> RunResult | None:
+        """The model run on inputs the application quantized with its own ``scale`` and
+        ``zero_point`` (the ``input_contract`` check); None without data or an integer input."""
+        def make() -> RunResult | None:
+            data, own = self.evaluation_data(), self.evaluation()
+            if data is None or own is None or own.input_params is None:
+                return None
+            tflite, params = self.tflite(), own.input_params
+            key = digest("contract", versions("ai-edge-litert"), tflite, data.x, repr((scale, zero_point)))
+
+            def evaluate() -> RunResult:
+                self._step(f"evaluating {len(data)} samples fed the application's way")
+                evaluated: RunResult = call_isolated(
+                    "qcheck.tflite.contract:run_as_application", tflite, data.x, model_scale=params.scale,
+                    model_zero_point=params.zero_point, dtype=params.dtype, contract_scale=scale,
+                    contract_zero_point=zero_point, what=f"running {self.model} on the application's inputs",
+                    timeout=self._timeout,
+                )
+                return evaluated
+
+            result, _ = self._cache.get_or_make(key, evaluate)
+            reference = self.reference()
+            return align_heads(result, reference, self.model) if reference is not None else result
+
+        return self._memo.get(f"contract:{scale!r}:{zero_point}", make)
+
     def _float_tflite(self) -> bytes | None:
         """The unquantized twin whose tensors the per-layer error is measured against."""
         if self.kind != "tflite":

@@ -61,5 +61,6 @@ def registry() -> dict[str, CheckDef]:
     from qcheck.checks import memory, tflm  # noqa: F401
     from qcheck.checks import layers, shapes  # noqa: F401
     from qcheck.checks import properties  # noqa: F401
+    from qcheck.checks import contract  # noqa: F401
 
     return REGISTRY
