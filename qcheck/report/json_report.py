@@ -14,7 +14,8 @@ from qcheck.suites import Suite
 # Model-level sections that checks contribute, merged across the checks of one model
 # (docs/report-schema.md describes each).
 _SECTIONS = ("quantization_info", "accuracy", "saturation", "vela", "notes", "layers", "tensors",
-             "size_breakdown", "calibration", "tflm", "arena", "artifacts", "robustness", "consistency")
+             "size_breakdown", "calibration", "tflm", "arena", "artifacts", "robustness", "consistency",
+             "input_contract")
 
 
 def build_report(results: Iterable[CheckResult], suite: Suite,
