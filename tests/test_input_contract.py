@@ -117,3 +117,24 @@ def test_a_scale_that_is_not_a_number_is_named(tmp_path: Path) -> None:
     result = run.check(RESNET.name, "input_contract")
     assert result["passed"] is False
     assert "[checks.input_contract] scale 'one/255' is not a number or a fraction like \"1/255\"" in result["message"]
+
+
+def test_an_image_folder_states_the_contract_by_its_pixel_scale(tmp_path: Path) -> None:
+    """Images whose brightest pixel is 250 calibrate the input to 250/255: the application feeding
+    the same raw pixels with the folder's ``pixel * 1/255`` is 2% off, and no suite key is needed."""
+    from PIL import Image
+
+    digits = np.load(FIXTURES / "digits.npz")
+    for n, (x, y) in enumerate(zip(digits["x"][:300], digits["y"][:300])):
+        folder = tmp_path / "images" / str(int(y))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(x[..., 0] * 250).astype(np.uint8), mode="L").save(folder / f"{n:03d}.png")
+    run = run_qcheck(tmp_path, f"--qcheck-model={FIXTURES / 'digits_cnn.keras'}", f"--qcheck-data={tmp_path / 'images'}",
+                     "--qcheck-image-mode=L", f"--qcheck-suite={_suite(tmp_path, '')}")
+    result = run.check("digits_cnn.keras", "input_contract")
+    assert result["passed"] is False and result["value"] == 1, result["message"]
+    section = run.model("digits_cnn.keras")["input_contract"]
+    assert section["contract"] == {"scale": pytest.approx(1 / 255), "zero_point": 0,
+                                   "source": "the image-folder options (pixel * scale + offset)"}
+    assert section["model"]["scale"] == pytest.approx(250 / 255 / 255, rel=1e-3)
+    assert "cost" in section
