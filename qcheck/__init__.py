@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         assert_float32_tensors,
         assert_fully_quantized,
         assert_inference_time,
+        assert_input_contract,
         assert_layer_error,
         assert_npu_weights,
         assert_robustness,

@@ -317,6 +317,14 @@ def assert_layer_error(q: QuantizedModel, data: DataLike | None = None, *,
     return assert_check("layer_error", q, data, max=max)
 
 
+def assert_input_contract(q: QuantizedModel, data: DataLike | None = None, *,
+                          scale: str | float | None = None, zero_point: int | None = None) -> CheckResult:
+    """The model's input scale and zero point are the application's mapping (``scale="1/255"``,
+    ``zero_point=0``); a mismatch reports what feeding the application's integers costs on ``data``."""
+    __tracebackhide__ = True
+    return assert_check("input_contract", q, data, max=0, scale=scale, zero_point=zero_point)
+
+
 def __getattr__(name: str) -> Any:
     """``assert_<check>`` for a registered check without a helper of its own (a plugin's check)."""
     from qcheck.checks import registry

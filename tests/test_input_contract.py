@@ -138,3 +138,14 @@ def test_an_image_folder_states_the_contract_by_its_pixel_scale(tmp_path: Path) 
                                    "source": "the image-folder options (pixel * scale + offset)"}
     assert section["model"]["scale"] == pytest.approx(250 / 255 / 255, rel=1e-3)
     assert "cost" in section
+
+
+def test_the_assertion_helper_states_the_contract_in_python(tmp_path: Path) -> None:
+    """``qcheck.assert_input_contract`` on the vww model, whose input is pixel/255 into int8."""
+    import qcheck
+
+    vww = qcheck.quantize(REAL / "mlperf_tiny" / "vww_96_int8.tflite", out=tmp_path)
+    result = qcheck.assert_input_contract(vww, scale="1/255", zero_point=-128)
+    assert result.passed is True and result.value == 0
+    with pytest.raises(AssertionError, match=r"zero point off by -128"):
+        qcheck.assert_input_contract(vww, scale="1/255", zero_point=0)
