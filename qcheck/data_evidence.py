@@ -69,6 +69,23 @@ class DataEvidence:
     def no_reference_reason(self) -> str:
         return self._base.no_reference_reason()
 
+    def application_evaluation(self, scale: float, zero_point: int) -> RunResult | None:
+        from qcheck.pipeline import same_heads
+
+        def make() -> RunResult | None:
+            params = self.evaluation().input_params
+            if params is None:
+                return None
+            result = cast("RunResult", call_isolated(
+                "qcheck.tflite.contract:run_as_application", self.tflite(), self._data.x,
+                model_scale=params.scale, model_zero_point=params.zero_point, dtype=params.dtype,
+                contract_scale=scale, contract_zero_point=zero_point,
+                what=f"running {self.model} on the application's inputs", timeout=self.timeout,
+            ))
+            return same_heads(result, self.evaluation())
+
+        return self._memo.get(f"contract:{scale!r}:{zero_point}", make)
+
     def evaluation_data(self) -> Dataset:
         return self._data
 

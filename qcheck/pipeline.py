@@ -376,6 +376,31 @@ class ModelRun:
 
         return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model)
 
+    def application_evaluation(self, scale: float, zero_point: int) -> RunResult | None:
+        """The model run on inputs the application quantized with its own ``scale`` and
+        ``zero_point`` (the ``input_contract`` check); None without data or an integer input."""
+        def make() -> RunResult | None:
+            data, own = self.evaluation_data(), self.evaluation()
+            if data is None or own is None or own.input_params is None:
+                return None
+            tflite, params = self.tflite(), own.input_params
+            key = digest("contract", versions("ai-edge-litert"), tflite, data.x, repr((scale, zero_point)))
+
+            def evaluate() -> RunResult:
+                self._step(f"evaluating {len(data)} samples fed the application's way")
+                evaluated: RunResult = call_isolated(
+                    "qcheck.tflite.contract:run_as_application", tflite, data.x, model_scale=params.scale,
+                    model_zero_point=params.zero_point, dtype=params.dtype, contract_scale=scale,
+                    contract_zero_point=zero_point, what=f"running {self.model} on the application's inputs",
+                    timeout=self._timeout,
+                )
+                return evaluated
+
+            result, _ = self._cache.get_or_make(key, evaluate)
+            return same_heads(result, own)
+
+        return self._memo.get(f"contract:{scale!r}:{zero_point}", make)
+
     def _float_tflite(self) -> bytes | None:
         """The unquantized twin whose tensors the per-layer error is measured against."""
         if self.kind != "tflite":
@@ -493,6 +518,16 @@ def with_reference_names(result: RunResult | None, reference: Callable[[], Float
     except (QcheckError, StepFailed):
         return result
     return align_heads(result, outputs, model) if outputs is not None else result
+
+
+def same_heads(result: RunResult, like: RunResult) -> RunResult:
+    """``result`` of the same model keyed as ``like`` (whose single head may carry the float
+    model's name), without asking for the float model again."""
+    from dataclasses import replace
+
+    if set(result.outputs) != set(like.outputs) and len(result.outputs) == len(like.outputs) == 1:
+        return replace(result, outputs={next(iter(like.outputs)): next(iter(result.outputs.values()))})
+    return result
 
 
 def align_heads(result: RunResult, reference: FloatReference, model: str) -> RunResult:
