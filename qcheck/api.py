@@ -129,7 +129,7 @@ def _data_path(data: DataLike | None, out_dir: Path, name: str) -> str | None:
         return str(Path(data).resolve())
     arrays: dict[str, Any]
     if isinstance(data, Dataset):  # possibly a subset of its file (qcheck_data is): save what it holds
-        arrays = {"x": data.x, **{f"y_{k}" if k else "y": v for k, v in data.labels.items()}}
+        arrays = data.arrays()
     else:
         arrays = _arrays(data)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 An ``.npz`` holds ``x`` (as the float model takes it: float32, or uint8 that the float model
 casts) and optional labels: ``y`` for a single-output model, ``y_<output name>`` per output of a
-multi-output model. Arrays load with ``allow_pickle=False``: nothing in a data file runs code.
+multi-output model; an embedding head's verification pairs are ``pairs``/``pairs_<output name>``
+(sample indices into ``x``) with ``same``/``same_<output name>`` (1: the same identity). Arrays load with ``allow_pickle=False``: nothing in a data file runs code.
 
 For data sets too large for memory, a folder: ``x.npy`` (memory-mapped) with ``y*.npy`` label
 files, a set of ``.npz`` shards, or images in one sub-folder per class
@@ -18,6 +19,7 @@ import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,20 +32,50 @@ SPLIT_SEED = 0
 
 
 @dataclass(frozen=True, eq=False)
+class Pairs:
+    """Verification pairs of an embedding head: ``index`` [P, 2] positions of samples in the
+    dataset, ``same`` [P] whether both are the same identity. ``given``: how many pairs the file
+    held (a split keeps only the pairs whose two samples are both evaluated)."""
+
+    index: np.ndarray
+    same: np.ndarray
+    given: int
+
+    def subset(self, indices: np.ndarray) -> Pairs:
+        """The pairs among the samples ``indices`` (sorted positions), renumbered to the subset's."""
+        position = np.full(int(max(indices.max(initial=-1), self.index.max(initial=-1))) + 1, -1, np.int64)
+        position[indices] = np.arange(len(indices))
+        renumbered = position[self.index]
+        kept = np.all(renumbered >= 0, axis=1)
+        return Pairs(renumbered[kept], self.same[kept], self.given)
+
+
+@dataclass(frozen=True, eq=False)
 class Dataset:
-    """Inputs and labels read from one file. ``labels`` is keyed by output name ('' = ``y``)."""
+    """Inputs and labels read from one file. ``labels`` and ``pairs`` are keyed by output name
+    ('' = ``y``, ``pairs``)."""
 
     path: str
     x: np.ndarray | LazyArray  # a LazyArray reads from disk on demand
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     sha256: str = ""
+    pairs: dict[str, Pairs] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def subset(self, indices: np.ndarray) -> Dataset:
         x = self.x.subset(indices) if isinstance(self.x, LazyArray) else self.x[indices]
-        return Dataset(self.path, x, {k: v[indices] for k, v in self.labels.items()}, self.sha256)
+        return Dataset(self.path, x, {k: v[indices] for k, v in self.labels.items()}, self.sha256,
+                       {k: v.subset(indices) for k, v in self.pairs.items()})
+
+    def arrays(self) -> dict[str, Any]:
+        """The arrays of an .npz file that loads back as this dataset."""
+        arrays = {"x": np.asarray(self.x), **{f"y_{k}" if k else "y": v for k, v in self.labels.items()}}
+        for key, pairs in self.pairs.items():
+            suffix = f"_{key}" if key else ""
+            arrays.update({f"pairs{suffix}": pairs.index, f"same{suffix}": pairs.same.astype(np.int64)})
+        return arrays
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,6 +179,9 @@ def _load_shards(p: Path, shards: list[Path]) -> Dataset:
         if shape is not None and data.x.shape[1:] != shape:
             raise QcheckError(shard, f"samples have shape {data.x.shape[1:]}, the first shard's have {shape}")
         shape = data.x.shape[1:]
+        if data.pairs:
+            raise QcheckError(shard, "holds verification pairs, which qcheck reads only from a single .npz file",
+                              "put x, the labels and the pairs in one .npz")
         if parts and set(parts) != set(data.labels):
             raise QcheckError(shard, "has other label arrays than the first shard")
         counts.append(len(data))
@@ -216,7 +251,44 @@ def _validate(p: Path, arrays: dict[str, np.ndarray], sha256: str) -> Dataset:
         else:
             continue
         labels[key] = _labels(p, name, arr, len(x))
-    return Dataset(str(p), x.astype(np.float32, copy=False), labels, sha256)
+    return Dataset(str(p), x.astype(np.float32, copy=False), labels, sha256, _all_pairs(p, arrays, len(x)))
+
+
+def _all_pairs(p: Path, arrays: dict[str, np.ndarray], n: int) -> dict[str, Pairs]:
+    """``pairs``/``pairs_<output>`` with their ``same``/``same_<output>``, keyed by output ('' alone)."""
+    keys = {name[len(prefix) + 1:] for name in arrays for prefix in ("pairs", "same")
+            if name == prefix or name.startswith(prefix + "_")}
+    result = {}
+    for key in sorted(keys):
+        suffix = f"_{key}" if key else ""
+        pairs_name, same_name = f"pairs{suffix}", f"same{suffix}"
+        missing = [name for name in (pairs_name, same_name) if name not in arrays]
+        if missing:
+            raise QcheckError(p, f"has '{same_name if missing[0] == pairs_name else pairs_name}' without "
+                              f"'{missing[0]}'", f"give both: '{pairs_name}' (sample indices, shape [pairs, 2]) "
+                              f"and '{same_name}' (1 = same identity, 0 = different, shape [pairs])")
+        result[key] = _pairs(p, pairs_name, arrays[pairs_name], same_name, arrays[same_name], n)
+    return result
+
+
+def _pairs(p: Path, pairs_name: str, index: np.ndarray, same_name: str, same: np.ndarray, n: int) -> Pairs:
+    """Validate one head's verification pairs: indices of samples in 'x', and 0/1 same labels."""
+    if index.dtype.kind not in "iu" or index.ndim != 2 or index.shape[1] != 2 or len(index) == 0:
+        raise QcheckError(p, f"'{pairs_name}' has shape {index.shape} and dtype {index.dtype}; expected integer "
+                          "sample indices into 'x' of shape [pairs, 2]")
+    if index.min() < 0 or index.max() >= n:
+        bad = int(index.min()) if index.min() < 0 else int(index.max())
+        raise QcheckError(p, f"'{pairs_name}' holds sample index {bad}, outside 'x' (0 to {n - 1})")
+    if same.shape not in ((len(index),), (len(index), 1)):
+        raise QcheckError(p, f"'{same_name}' has shape {same.shape}; expected one 0/1 label per pair of "
+                          f"'{pairs_name}' ({len(index)},)")
+    if same.dtype.kind not in "biuf" or not np.all((same == 0) | (same == 1)):
+        raise QcheckError(p, f"'{same_name}' must hold 0 (different identities) or 1 (the same identity)")
+    same = same.reshape(len(index)).astype(bool)
+    if same.all() or not same.any():
+        raise QcheckError(p, f"'{same_name}' holds only {'1' if same.all() else '0'}s; verification needs "
+                          "pairs of the same identity and pairs of different ones")
+    return Pairs(index.astype(np.int64), same, len(index))
 
 
 def _labels(p: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:

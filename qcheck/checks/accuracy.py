@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from qcheck.checks.layers import explain_layers, layer_hint
 from qcheck.results import Measurement
 from qcheck.checks.tasks import (HeadResult, Limits, TaskError, cosine_bound, declared_tasks, judge_head, share,
                                  task_name, task_table)
+
+if TYPE_CHECKING:
+    from qcheck.data import Pairs
 
 
 def head_labels(evidence: Evidence, heads: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -36,6 +39,24 @@ def head_labels(evidence: Evidence, heads: tuple[str, ...]) -> dict[str, np.ndar
     return labels
 
 
+def head_pairs(evidence: Evidence, heads: tuple[str, ...]) -> dict[str, Pairs]:
+    """Verification pairs keyed by head; ``pairs`` alone names the only head. Unknown names are errors."""
+    data = evidence.evaluation_data()
+    if data is None:
+        return {}
+    pairs = dict(data.pairs)
+    if "" in pairs:
+        if len(heads) != 1:
+            raise QcheckError(data.path, f"'pairs' is ambiguous for a model with {len(heads)} outputs",
+                              "name them " + ", ".join(f"'pairs_{h}'/'same_{h}'" for h in heads))
+        pairs[heads[0]] = pairs.pop("")
+    unknown = sorted(set(pairs) - set(heads))
+    if unknown:
+        raise QcheckError(data.path, f"has verification pairs for unknown output(s) {', '.join(unknown)}",
+                          "the model's outputs are " + ", ".join(f"'pairs_{h}'" for h in heads))
+    return pairs
+
+
 def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadResult] | str:
     """Per-head results by each head's task, or the reason nothing can be measured."""
     data = evidence.evaluation_data()
@@ -47,6 +68,7 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
     run = evidence.evaluation()
     assert run is not None  # data is present, so the quantized model ran
     labels = head_labels(evidence, reference.output_names)
+    pairs = head_pairs(evidence, reference.output_names)
     try:
         declared = declared_tasks(options, reference.output_names)
     except TaskError as exc:
@@ -59,7 +81,8 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
         q = output.values.reshape(f.shape)
         scale = output.params.scale if output.params is not None else None
         try:
-            results.append(judge_head(head, f, q, labels.get(head), data.x, declared.get(head), limits, scale))
+            results.append(judge_head(head, f, q, labels.get(head), data.x, declared.get(head), limits, scale,
+                                      pairs.get(head)))
         except TaskError as exc:
             raise QcheckError(data.path, str(exc)) from None
     return results
@@ -74,8 +97,8 @@ def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement
 
     Each head is judged by its task (declared with ``task``/``tasks``, or inferred): top-1 drop
     (classification), decision drop (binary), added error as a share of the output range
-    (regression), anomaly-score AUC drop or rank agreement (reconstruction), cosine distance
-    (embedding); ``max`` bounds that share for every head, and ``max_score_change`` /
+    (regression), anomaly-score AUC drop or rank agreement (reconstruction), cosine distance or,
+    with verification pairs, the pairs' AUC drop (embedding); ``max`` bounds that share for every head, and ``max_score_change`` /
     ``min_cosine`` bound a reconstruction's mean score and an embedding's mean cosine. By default the point estimate is
     judged; with ``strict = true`` the upper end of its 95% interval is, so that a small
     evaluation set cannot pass by luck.

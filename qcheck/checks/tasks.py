@@ -13,7 +13,8 @@ judges, whatever the task:
   per-sample reconstruction error); without, 1 - Spearman's rank correlation of the quantized
   scores with the float scores; the mean score's change is judged on its own threshold;
 - embedding: the mean cosine distance (1 - cosine) of the quantized embeddings to the float ones,
-  and the mean cosine on its own threshold.
+  and the mean cosine on its own threshold; with verification pairs (same/different identity), the
+  AUC points lost by the pairs' cosine similarity, the mean cosine still on its own threshold.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from qcheck.errors import suggest
 from qcheck.stats import (bootstrap_interval, mean_interval, paired_auc_drop_interval, paired_drop_interval,
                           proportion_interval, ranks)
 from qcheck.units import parse_quantity
+
+if TYPE_CHECKING:
+    from qcheck.data import Pairs
 
 TASKS = ("classification", "binary", "regression", "reconstruction", "embedding")
 # A head whose float top-1 is this one index on at least this share of samples says nothing by top-1.
@@ -347,8 +351,57 @@ def reconstruction(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None
                       why, numbers, failures)
 
 
-def embedding(head: str, f: np.ndarray, q: np.ndarray, why: str, min_cosine: float = Limits.min_cosine) -> HeadResult:
-    """Cosine similarity and relative error of the quantized embeddings to the float ones."""
+def pair_cosines(e: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Cosine similarity of the two embeddings of each pair (0 where one is all zeros)."""
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    unit = e / np.where(norms > 0, norms, 1.0)
+    return np.asarray(np.sum(unit[index[:, 0]] * unit[index[:, 1]], axis=1))
+
+
+def best_threshold(similarity: np.ndarray, same: np.ndarray) -> float:
+    """The similarity threshold (``same`` when at or above it) with the highest accuracy on these pairs;
+    midway between two observed similarities, the lowest of equally good ones."""
+    s = np.sort(similarity)
+    values = np.unique(s)
+    candidates = np.r_[values[0] - 1.0, (values[:-1] + values[1:]) / 2.0, values[-1] + 1.0]
+    below = np.searchsorted(s, candidates, side="left")  # pairs called "different" at each threshold
+    ordered = same[np.argsort(similarity, kind="mergesort")]
+    same_below = np.r_[0, np.cumsum(ordered)][below]
+    correct = (below - same_below) + (int(ordered.sum()) - same_below)
+    return float(candidates[int(np.argmax(correct))])
+
+
+def verification(head: str, f: np.ndarray, q: np.ndarray,
+                 pairs: Pairs) -> tuple[float, float, float, dict[str, float | None], str]:
+    """(AUC drop, its DeLong interval, numbers, summary) of same/different-identity pairs
+    told apart by cosine similarity, and the accuracy of both at the float model's best threshold."""
+    index, same = pairs.index, pairs.same
+    if int(same.sum()) < 2 or int((~same).sum()) < 2:
+        raise TaskError(f"only {len(same)} of the {pairs.given} verification pairs for '{head}' have both samples "
+                        f"in the evaluation set ({int(same.sum())} same, {int((~same).sum())} different; 2 of each "
+                        "are needed): give more pairs, or a separate calibration set (--qcheck-calibration) so that "
+                        "every sample is evaluated")
+    sf, sq = pair_cosines(f, index), pair_cosines(q, index)
+    auc_f, auc_q = auc(sf, same), auc(sq, same)
+    low, high = paired_auc_drop_interval(sf, sq, same)
+    threshold = best_threshold(sf, same)
+    acc_f, acc_q = float(np.mean((sf >= threshold) == same)), float(np.mean((sq >= threshold) == same))
+    numbers: dict[str, float | None] = {
+        "float": auc_f, "quantized": auc_q, "pairs": len(same), "pairs_given": pairs.given,
+        "verification_threshold": threshold, "verification_accuracy_float": acc_f,
+        "verification_accuracy_quantized": acc_q}
+    left = pairs.given - len(same)
+    used = f"{len(same)} pairs" + (f" of {pairs.given} ({left} with a sample used to calibrate)" if left else "")
+    summary = (f"verification AUC of the pairs' cosine similarity float {auc_f:.3f} -> quantized {auc_q:.3f} on "
+               f"{used}; accuracy at the float model's best threshold {threshold:.3f}: float {acc_f:.1%} -> "
+               f"quantized {acc_q:.1%}")
+    return auc_f - auc_q, low, high, numbers, summary
+
+
+def embedding(head: str, f: np.ndarray, q: np.ndarray, why: str, min_cosine: float = Limits.min_cosine,
+              pairs: Pairs | None = None) -> HeadResult:
+    """Cosine similarity and relative error of the quantized embeddings to the float ones; with
+    verification ``pairs``, judged by the AUC points the pairs' cosine similarity loses."""
     n = len(f)
     f2, q2 = f.reshape(n, -1).astype(np.float64), q.reshape(n, -1).astype(np.float64)
     norm_f, norm_q = np.linalg.norm(f2, axis=1), np.linalg.norm(q2, axis=1)
@@ -363,24 +416,36 @@ def embedding(head: str, f: np.ndarray, q: np.ndarray, why: str, min_cosine: flo
     failures: tuple[str, ...] = ()
     if cosine.mean() < min_cosine:
         failures = (f"'{head}' mean cosine to the float embeddings {cosine.mean():.4f} < min_cosine {min_cosine:g}",)
+    summary = (f"cosine to the float embeddings mean {cosine.mean():.4f}, worst {cosine.min():.4f}; relative "
+               f"error mean {relative.mean():.1%}, worst {relative.max():.1%}")
+    if pairs is not None:
+        drop, low, high, pair_numbers, pair_summary = verification(head, f2, q2, pairs)
+        numbers.update(pair_numbers)
+        return HeadResult(head, "embedding", "verification AUC drop", drop, low, high, n, True,
+                          f"{pair_summary}; {summary}", why, numbers, failures)
     return HeadResult(head, "embedding", "cosine distance (1 - mean cosine)", float(1.0 - cosine.mean()), low, high,
-                      n, False,
-                      f"cosine to the float embeddings mean {cosine.mean():.4f}, worst {cosine.min():.4f}; relative "
-                      f"error mean {relative.mean():.1%}, worst {relative.max():.1%}", why, numbers, failures)
+                      n, False, summary, why, numbers, failures)
 
 
 def judge_head(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, x: Any,
-               declared: str | None, limits: Limits = Limits(), output_scale: float | None = None) -> HeadResult:
+               declared: str | None, limits: Limits = Limits(), output_scale: float | None = None,
+               pairs: Pairs | None = None) -> HeadResult:
     """Measure one head by its declared or inferred task.
 
     ``f``/``q``: float and dequantized quantized outputs (samples first); ``y``: its labels or None;
     ``x``: the evaluation inputs, an array or a lazily read one (read only for a reconstruction);
-    ``output_scale``: the quantized output's scale, when it is an integer tensor.
+    ``output_scale``: the quantized output's scale, when it is an integer tensor; ``pairs``: its
+    verification pairs (which make it an embedding head), or None.
     """
     n = len(f)
     input_shape = tuple(x.shape[1:]) if x is not None else None
+    if pairs is not None and declared not in (None, "embedding"):
+        raise TaskError(f"has verification pairs for '{head}', which is declared {declared}; pairs judge an "
+                        "embedding head (declare it task = \"embedding\", or leave the pairs out)")
     if declared is not None:
         task, why = declared, "declared"
+    elif pairs is not None:
+        task, why = "embedding", "inferred: verification pairs"
     else:
         # TFLite fixes a LOGISTIC output's scale: 1/256 in int8/uint8, 1/32768 in int16.
         sigmoid = None if output_scale is None else any(
@@ -412,5 +477,5 @@ def judge_head(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, x:
         return reconstruction(head, f, q, y, why, x, limits.max_score_change)
     if y is not None:
         why += " (its labels are not used: embeddings are compared with the float model's)"
-    return embedding(head, flat_f, flat_q, why, limits.min_cosine)
+    return embedding(head, flat_f, flat_q, why, limits.min_cosine, pairs)
 
