@@ -10,6 +10,7 @@ verdict the way users get it, by running qcheck on the closed-form embedding fix
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -121,7 +122,8 @@ def test_pairs_index_the_files_samples_and_keep_only_evaluated_ones(tmp_path: Pa
 ])
 def test_bad_pairs_are_named(tmp_path: Path, arrays: dict[str, np.ndarray], message: str) -> None:
     path = tmp_path / "bad.npz"
-    np.savez(path, x=np.zeros((6, 2), np.float32), **arrays)
+    contents: dict[str, Any] = {"x": np.zeros((6, 2), np.float32), **arrays}
+    np.savez(path, **contents)
     with pytest.raises(QcheckError, match=message) as info:
         load_npz(path)
     assert str(path) in str(info.value)
@@ -155,7 +157,7 @@ def pairs_run(tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
                       "-k", "accuracy_drop", "--qcheck-html=report.html")
 
 
-def _head(run: QcheckRun, model: str) -> dict[str, object]:
+def _head(run: QcheckRun, model: str) -> dict[str, Any]:
     return dict(run.model(model)["accuracy"]["signature"])
 
 

@@ -164,7 +164,8 @@ def test_an_int8_lstm_keeps_state_in_variable_tensors_between_invokes() -> None:
     x = np.load(KINDS / "lstm.npz")["x"]
     interpreter = _make_interpreter(tflite)
     detail = interpreter.get_input_details()[0]
-    params = QuantParams(*detail["quantization"], "int8")
+    scale, zero_point = detail["quantization"]
+    params = QuantParams(float(scale), int(zero_point), "int8")
     out = interpreter.get_output_details()[0]["index"]
 
     def once(sample: np.ndarray, reset: bool = False) -> np.ndarray:
@@ -212,7 +213,8 @@ def test_keep_runs_the_data_as_one_sequence() -> None:
 
     interpreter = _make_interpreter(tflite)
     detail = interpreter.get_input_details()[0]
-    params = QuantParams(*detail["quantization"], "int8")
+    scale, zero_point = detail["quantization"]
+    params = QuantParams(float(scale), int(zero_point), "int8")
     in_order = []
     for sample in x:
         interpreter.set_tensor(detail["index"], quantize(sample[None], params)[0])
