@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import FIXTURES, QcheckRun, run_qcheck
+from helpers import FIXTURES, QcheckRun, run_qcheck
+
+import qcheck
 
 MODEL = FIXTURES / "two_input.keras"
 DATA = FIXTURES / "two_input.npz"
@@ -113,3 +115,28 @@ def test_a_single_x_array_for_a_two_input_model_lists_the_models_inputs(tmp_path
     message = check["error"] or check["message"]
     assert check["status"] == "error" and str(bad) in message, check
     assert "the model has 2 inputs ('level', 'pixels')" in message and "x_level, x_pixels" in message
+
+
+def test_the_python_api_takes_a_dict_of_arrays_keyed_by_input_name(tmp_path: Path) -> None:
+    arrays = _arrays()
+    data = {"level": arrays["x_level"], "pixels": arrays["x_pixels"], "y": arrays["y"]}
+    q = qcheck.quantize(MODEL, data, out=tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert set(q.input_params) == {"level", "pixels"}
+    qcheck.assert_fully_quantized(q)
+    qcheck.assert_accuracy_drop(q, max="3%")
+    assert qcheck.run_check("saturation", q).passed
+    # Another data set, as (inputs by name, labels), measured through the same helpers.
+    held = qcheck.run_check("accuracy_drop", q, ({"pixels": arrays["x_pixels"][:200], "level": arrays["x_level"][:200]},
+                                                 arrays["y"][:200]), max="3%")
+    assert held.passed, held.message
+    (probabilities,) = q({"pixels": arrays["x_pixels"], "level": arrays["x_level"]}).values()
+    assert np.mean(probabilities.argmax(axis=1) == arrays["y"]) > 0.9
+    with pytest.raises(ValueError, match="the model's inputs are 'level', 'pixels'"):
+        q({"pixels": arrays["x_pixels"]})
+
+
+def test_the_property_checks_say_multi_input_is_not_supported_yet(tmp_path: Path) -> None:
+    q = qcheck.quantize(MODEL, DATA, out=tmp_path / "out", cache_dir=tmp_path / "cache")
+    result = qcheck.run_check("robustness", q)
+    assert result.passed is None
+    assert "2 inputs ('level', 'pixels'): multi-input models are not supported by this check yet" in result.message
