@@ -58,6 +58,8 @@ def test_saturation_is_measured_per_input(two_input_run: QcheckRun) -> None:
     shares = two_input_run.model(NAME)["saturation"]
     assert set(shares) >= {"input 'level'", "input 'pixels'"}
     assert "input" not in shares
+    spreads = two_input_run.model(NAME)["calibration"]["inputs"]
+    assert spreads["level"]["evaluation_input"]["high"] < spreads["pixels"]["evaluation_input"]["high"]
 
 
 def test_an_input_beyond_its_calibrated_range_is_named_by_saturation(tmp_path: Path) -> None:

@@ -50,17 +50,24 @@ class Spread:
 class CalibrationDiagnosis:
     samples: int
     calibration: Spread | None
-    evaluation: Spread | None  # both None for a multi-input model: its warnings name each input
+    evaluation: Spread | None  # both None for a multi-input model: see ``inputs``
     constant_outputs: tuple[str, ...]
     warnings: tuple[str, ...] = field(default=())
+    # A multi-input model's (calibration, evaluation) spreads by input name.
+    inputs: dict[str, tuple[Spread | None, Spread]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         def spread(s: Spread | None) -> dict[str, float] | None:
             return None if s is None else {"low": s.low, "high": s.high, "mean": s.mean}
 
-        return {"samples": self.samples, "calibration_input": spread(self.calibration),
-                "evaluation_input": spread(self.evaluation), "constant_outputs": list(self.constant_outputs),
-                "warnings": list(self.warnings)}
+        table: dict[str, Any] = {
+            "samples": self.samples, "calibration_input": spread(self.calibration),
+            "evaluation_input": spread(self.evaluation), "constant_outputs": list(self.constant_outputs),
+            "warnings": list(self.warnings)}
+        if self.inputs:
+            table["inputs"] = {name: {"calibration_input": spread(cal), "evaluation_input": spread(ev)}
+                               for name, (cal, ev) in self.inputs.items()}
+        return table
 
 
 def _per_input(calibration: Any, evaluation: Any) -> list[tuple[str, Any, Any]]:
@@ -110,4 +117,4 @@ def calibration_diagnosis(evidence: Evidence) -> CalibrationDiagnosis | None:
     for head in constant:
         warnings.append(f"output '{head}' is the same for all {len(data)} evaluation samples")
     return CalibrationDiagnosis(len(calibration) if calibration is not None else 0, cal, ev, constant,
-                                tuple(warnings))
+                                tuple(warnings), {name: pair for name, pair in spreads.items() if name})
