@@ -38,8 +38,10 @@ if TYPE_CHECKING:
     from qcheck.results import CheckResult
 
 # Data as the helpers take it: a Dataset (the qcheck_data fixture), an .npz path, inputs alone,
-# (inputs, labels), or arrays named as in an .npz ({"x": ..., "y_<head>": ...}).
-DataLike = Union["Dataset", str, Path, np.ndarray, tuple[np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
+# (inputs, labels), or arrays named as in an .npz ({"x": ..., "y_<head>": ...}); a multi-input
+# model's inputs as a dict keyed by input name ({"image": ..., "level": ..., "y": ...}), or
+# x_<input name> as in an .npz.
+DataLike = Union["Dataset", str, Path, np.ndarray, tuple[Any, np.ndarray], Mapping[str, np.ndarray]]
 Threshold = Union[str, int, float, None]
 
 
@@ -62,7 +64,8 @@ def quantize(
     ``model`` is a ``.keras``/``.h5`` file, a SavedModel folder (only with
     ``unsafe_deserialization=True``: loading one runs functions stored in it), an already
     quantized ``.tflite`` (checked as it is) or an in-memory Keras model. ``data`` is evaluation data (an ``.npz`` path,
-    a Dataset, an array of inputs, ``(x, y)`` or named arrays); calibration takes a seeded split
+    a Dataset, an array of inputs, ``(x, y)`` or named arrays; for a multi-input model the inputs as a
+    dict keyed by input name, alone, in ``(inputs, y)`` or beside ``y``); calibration takes a seeded split
     of it unless ``calibration`` is given. The conversion runs in a child process. Artifacts go
     to ``out`` (a temporary folder, removed with the returned model, when not given).
     """
@@ -109,14 +112,26 @@ def _model_path(model: str | Path | Any, out_dir: Path) -> str:
     return str(path)
 
 
-def _arrays(data: np.ndarray | tuple[np.ndarray, np.ndarray] | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _arrays(data: np.ndarray | tuple[Any, np.ndarray] | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if isinstance(data, np.ndarray):
         return {"x": data}
     if isinstance(data, tuple):
         if len(data) != 2:
             raise QcheckError(None, f"data as a tuple must be (inputs, labels), not {len(data)} arrays")
-        return {"x": np.asarray(data[0]), "y": np.asarray(data[1])}
-    return {str(name): np.asarray(value) for name, value in data.items()}
+        return {**_inputs(data[0]), "y": np.asarray(data[1])}
+    arrays = {str(name): np.asarray(value) for name, value in data.items()}
+    if any(name == "x" or name.startswith("x_") for name in arrays):
+        return arrays  # named as in an .npz
+    # Inputs keyed by input name (a multi-input model), labels as in an .npz.
+    labels = {name: a for name, a in arrays.items() if name == "y" or name.startswith("y_")}
+    return {**_inputs({name: a for name, a in arrays.items() if name not in labels}), **labels}
+
+
+def _inputs(x: Any) -> dict[str, np.ndarray]:
+    """A model's inputs as an .npz names them: ``x``, or ``x_<input name>`` for a dict keyed by input name."""
+    if isinstance(x, Mapping):
+        return {f"x_{name}": np.asarray(value) for name, value in x.items()}
+    return {"x": np.asarray(x)}
 
 
 def _data_path(data: DataLike | None, out_dir: Path, name: str) -> str | None:

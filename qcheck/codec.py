@@ -103,13 +103,15 @@ def qcheck_values() -> dict[str, type]:
     one allow-list, so that a value a step returns can always be both cached and sent back."""
     from qcheck.config import ImageOptions
     from qcheck.lazy_arrays import LazyArray
+    from qcheck.named_inputs import NamedInputs
     from qcheck.property_search import ConsistencyOutcome, RobustnessOutcome, Violation
     from qcheck.tflite.convert import FloatReference, Quantized
     from qcheck.tflite.quant import QuantParams
-    from qcheck.tflite.run import HeadOutput, RunResult
+    from qcheck.tflite.run import HeadOutput, InputClipping, RunResult
     from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport, WeightsComparison
     from qcheck.vela import VelaFiles
 
     classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
-               WeightsComparison, VelaFiles, LazyArray, ImageOptions, RobustnessOutcome, ConsistencyOutcome, Violation)
+               WeightsComparison, VelaFiles, LazyArray, ImageOptions, RobustnessOutcome, ConsistencyOutcome, Violation,
+               NamedInputs, InputClipping)
     return {cls.__name__: cls for cls in classes}

@@ -1,11 +1,13 @@
 """Load and validate the evaluation and calibration data a user gives qcheck.
 
 An ``.npz`` holds ``x`` (as the float model takes it: float32, or uint8 that the float model
-casts) and optional labels: ``y`` for a single-output model, ``y_<output name>`` per output of a
+casts; ``x_<input name>`` per input of a multi-input model, :mod:`qcheck.named_inputs`) and
+optional labels: ``y`` for a single-output model, ``y_<output name>`` per output of a
 multi-output model; an embedding head's verification pairs are ``pairs``/``pairs_<output name>``
-(sample indices into ``x``) with ``same``/``same_<output name>`` (1: the same identity). Arrays load with ``allow_pickle=False``: nothing in a data file runs code.
+(sample indices into ``x``) with ``same``/``same_<output name>`` (1: the same identity). Arrays
+load with ``allow_pickle=False``: nothing in a data file runs code.
 
-For data sets too large for memory, a folder: ``x.npy`` (memory-mapped) with ``y*.npy`` label
+For data sets too large for memory, a folder: ``x.npy`` or ``x_<input name>.npy`` (memory-mapped) with ``y*.npy`` label
 files, a set of ``.npz`` shards, or images in one sub-folder per class
 (:mod:`qcheck.lazy_arrays`); those are read in chunks, on demand.
 """
@@ -27,6 +29,7 @@ from qcheck.errors import QcheckError
 from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, ImageOptions
 from qcheck.inputs import check_regular, read_regular
 from qcheck.lazy_arrays import CHUNK, LazyArray
+from qcheck.named_inputs import PREFIX, NamedInputs, Samples
 
 SPLIT_SEED = 0
 
@@ -56,7 +59,7 @@ class Dataset:
     ('' = ``y``, ``pairs``)."""
 
     path: str
-    x: np.ndarray | LazyArray  # a LazyArray reads from disk on demand
+    x: Samples  # a LazyArray reads from disk on demand; NamedInputs for a multi-input model
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     sha256: str = ""
     pairs: dict[str, Pairs] = field(default_factory=dict)
@@ -71,7 +74,9 @@ class Dataset:
 
     def arrays(self) -> dict[str, Any]:
         """The arrays of an .npz file that loads back as this dataset."""
-        arrays = {"x": np.asarray(self.x), **{f"y_{k}" if k else "y": v for k, v in self.labels.items()}}
+        x = ({f"x_{k}": np.asarray(v) for k, v in self.x.arrays.items()} if isinstance(self.x, NamedInputs)
+             else {"x": np.asarray(self.x)})
+        arrays = {**x, **{f"y_{k}" if k else "y": v for k, v in self.labels.items()}}
         for key, pairs in self.pairs.items():
             suffix = f"_{key}" if key else ""
             arrays.update({f"pairs{suffix}": pairs.index, f"same{suffix}": pairs.same.astype(np.int64)})
@@ -82,7 +87,7 @@ class Dataset:
 class Split:
     """The samples used to calibrate the quantization and, kept apart, those used to evaluate."""
 
-    calibration: np.ndarray
+    calibration: np.ndarray | NamedInputs
     evaluation: Dataset
     calibration_source: str  # a sentence for reports: where the calibration samples came from
     calibration_path: str = ""  # the file (or folder) they were read from
@@ -98,6 +103,8 @@ def load_data(path: str | Path, images: ImageOptions | None = None) -> Dataset:
         return load_npz(p)
     if os.path.lexists(p / "x.npy"):
         return _load_npy_folder(p)
+    if any(p.glob(f"{PREFIX}*.npy")):
+        return _load_npy_folder(p, sorted(p.glob(f"{PREFIX}*.npy")))
     shards = sorted(p.glob("*.npz"))
     if shards:
         return _load_shards(p, shards)
@@ -143,20 +150,14 @@ def load_npz(path: str | Path) -> Dataset:
     return _validate(p, arrays, hashlib.sha256(raw).hexdigest())
 
 
-def _load_npy_folder(p: Path) -> Dataset:
-    check_regular(p / "x.npy", "data file")
-    try:
-        x = np.load(p / "x.npy", mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise QcheckError(p / "x.npy", f"cannot be read as a .npy array: {exc}") from None
-    _check_layout(p / "x.npy", x)
-    lazy = LazyArray("npy", (str(p / "x.npy"),), (len(x),), tuple(x.shape[1:]), np.arange(len(x)))
-    if x.dtype.kind == "f":
-        # Chunk by chunk through the LazyArray, which maps the file only while it reads, so
-        # checking a file larger than memory does not keep it all resident.
-        bad = sum(int(np.count_nonzero(~np.isfinite(chunk))) for chunk in lazy.chunks())
-        if bad:
-            raise QcheckError(p / "x.npy", f"'x' contains {bad} NaN or Inf values", "clean or drop those samples")
+def _load_npy_folder(p: Path, files: list[Path] | None = None) -> Dataset:
+    """``x.npy``, or ``x_<input name>.npy`` per input of a multi-input model, and label files."""
+    inputs = {file.stem[len(PREFIX):]: _lazy_npy(file) for file in files or [p / "x.npy"]}
+    x: Samples = inputs[""] if files is None else NamedInputs(dict(inputs))
+    if files is not None and len({len(a) for a in inputs.values()}) > 1:
+        counts = ", ".join(f"{PREFIX}{name}.npy {len(a)}" for name, a in sorted(inputs.items()))
+        raise QcheckError(p, f"input files hold different numbers of samples ({counts})",
+                          "give every input's file the same samples, in the same order")
     labels: dict[str, np.ndarray] = {}
     for file in sorted(p.glob("y*.npy")):
         name = file.stem
@@ -168,7 +169,25 @@ def _load_npy_folder(p: Path) -> Dataset:
         except ValueError as exc:
             raise QcheckError(file, f"cannot be read as a .npy array: {exc}") from None
         labels["" if name == "y" else name[2:]] = _labels(file, name, y, len(x))
-    return Dataset(str(p), lazy, labels)
+    return Dataset(str(p), x, labels)
+
+
+def _lazy_npy(file: Path) -> LazyArray:
+    """One input's samples in a .npy file, validated and read on demand."""
+    check_regular(file, "data file")
+    try:
+        x = np.load(file, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise QcheckError(file, f"cannot be read as a .npy array: {exc}") from None
+    _check_layout(file, x, file.stem)
+    lazy = LazyArray("npy", (str(file),), (len(x),), tuple(x.shape[1:]), np.arange(len(x)))
+    if x.dtype.kind == "f":
+        # Chunk by chunk through the LazyArray, which maps the file only while it reads, so
+        # checking a file larger than memory does not keep it all resident.
+        bad = sum(int(np.count_nonzero(~np.isfinite(chunk))) for chunk in lazy.chunks())
+        if bad:
+            raise QcheckError(file, f"'{file.stem}' contains {bad} NaN or Inf values", "clean or drop those samples")
+    return lazy
 
 
 def _load_shards(p: Path, shards: list[Path]) -> Dataset:
@@ -176,6 +195,9 @@ def _load_shards(p: Path, shards: list[Path]) -> Dataset:
     parts: dict[str, list[np.ndarray]] = {}
     for shard in shards:
         data = load_npz(shard)  # validates the shard, one at a time
+        if isinstance(data.x, NamedInputs):
+            raise QcheckError(shard, "holds one array per input (x_<input name>): .npz shards hold 'x' only",
+                              "for a multi-input model give one .npz, or a folder of x_<input name>.npy files")
         if shape is not None and data.x.shape[1:] != shape:
             raise QcheckError(shard, f"samples have shape {data.x.shape[1:]}, the first shard's have {shape}")
         shape = data.x.shape[1:]
@@ -219,29 +241,48 @@ def _load_images(p: Path, classes: list[Path], options: ImageOptions) -> Dataset
     return Dataset(str(p), lazy, {"": np.array(y, dtype=np.int64)})
 
 
-def _check_layout(p: Path, x: np.ndarray) -> None:
+def _check_layout(p: Path, x: np.ndarray, name: str = "x") -> None:
     """A numeric dtype and at least one sample."""
     if x.dtype.kind not in "fiu":
-        raise QcheckError(p, f"'x' has dtype {x.dtype}; expected float32 or uint8")
+        raise QcheckError(p, f"'{name}' has dtype {x.dtype}; expected float32 or uint8")
     if x.ndim < 1 or x.shape[0] == 0:
-        raise QcheckError(p, f"'x' holds no samples (shape {x.shape})")
+        raise QcheckError(p, f"'{name}' holds no samples (shape {x.shape})")
 
 
-def _check_inputs(p: Path, x: np.ndarray) -> None:
+def _check_inputs(p: Path, x: np.ndarray, name: str = "x") -> None:
     """Layout and finiteness of an in-memory ``x``, read in chunks."""
-    _check_layout(p, x)
+    _check_layout(p, x, name)
     if x.dtype.kind == "f":
         bad = sum(int(np.count_nonzero(~np.isfinite(x[i : i + CHUNK]))) for i in range(0, len(x), CHUNK))
         if bad:
-            raise QcheckError(p, f"'x' contains {bad} NaN or Inf values", "clean or drop those samples")
+            raise QcheckError(p, f"'{name}' contains {bad} NaN or Inf values", "clean or drop those samples")
+
+
+def _inputs(p: Path, arrays: dict[str, np.ndarray]) -> Samples:
+    """``x``, or ``x_<input name>`` per input of a multi-input model, validated, as float32."""
+    named = {name[len(PREFIX):]: a for name, a in arrays.items() if name.startswith(PREFIX)}
+    if "x" in arrays and named:
+        raise QcheckError(p, f"has both 'x' and {', '.join(PREFIX + n for n in sorted(named))}",
+                          "use 'x' for a single-input model, x_<input name> per input for a multi-input one")
+    if "x" in arrays:
+        _check_inputs(p, arrays["x"])
+        return arrays["x"].astype(np.float32, copy=False)
+    if not named:
+        found = ", ".join(sorted(arrays)) or "nothing"
+        raise QcheckError(p, f"has no array 'x' (found: {found})",
+                          "name the model inputs 'x' (x_<input name> per input of a multi-input model)")
+    for name, a in named.items():
+        _check_inputs(p, a, PREFIX + name)
+    counts = {len(a) for a in named.values()}
+    if len(counts) > 1:
+        listed = ", ".join(f"{PREFIX}{n} {len(a)}" for n, a in sorted(named.items()))
+        raise QcheckError(p, f"input arrays hold different numbers of samples ({listed})",
+                          "give every input the same samples, in the same order")
+    return NamedInputs({name: a.astype(np.float32, copy=False) for name, a in named.items()})
 
 
 def _validate(p: Path, arrays: dict[str, np.ndarray], sha256: str) -> Dataset:
-    if "x" not in arrays:
-        found = ", ".join(sorted(arrays)) or "nothing"
-        raise QcheckError(p, f"has no array 'x' (found: {found})", "name the model inputs 'x'")
-    x = arrays["x"]
-    _check_inputs(p, x)
+    x = _inputs(p, arrays)
     labels: dict[str, np.ndarray] = {}
     for name, arr in arrays.items():
         if name == "y":
@@ -251,7 +292,7 @@ def _validate(p: Path, arrays: dict[str, np.ndarray], sha256: str) -> Dataset:
         else:
             continue
         labels[key] = _labels(p, name, arr, len(x))
-    return Dataset(str(p), x.astype(np.float32, copy=False), labels, sha256, _all_pairs(p, arrays, len(x)))
+    return Dataset(str(p), x, labels, sha256, _all_pairs(p, arrays, len(x)))
 
 
 def _all_pairs(p: Path, arrays: dict[str, np.ndarray], n: int) -> dict[str, Pairs]:
@@ -321,7 +362,7 @@ def split(data: Dataset, samples: int, calibration: Dataset | None = None) -> Sp
     """
     if calibration is not None:
         n = min(samples, len(calibration))
-        return Split(np.asarray(calibration.x[:n], dtype=np.float32), data, f"{n} samples from {calibration.path}",
+        return Split(_float32(calibration.x[:n]), data, f"{n} samples from {calibration.path}",
                      calibration.path)
     order = np.random.default_rng(SPLIT_SEED).permutation(len(data))
     n = min(samples, len(data) // 2)
@@ -331,7 +372,11 @@ def split(data: Dataset, samples: int, calibration: Dataset | None = None) -> Sp
     note = f"{n} samples split from {data.path} (seed {SPLIT_SEED}); {len(rest)} kept apart for evaluation"
     if n < samples:
         note += f" (asked for {samples}: at most half of the data is used to calibrate)"
-    return Split(np.asarray(data.x[cal], dtype=np.float32), data.subset(rest), note, data.path)
+    return Split(_float32(data.x[cal]), data.subset(rest), note, data.path)
+
+
+def _float32(x: np.ndarray | NamedInputs) -> np.ndarray | NamedInputs:
+    return x if isinstance(x, NamedInputs) else np.asarray(x, dtype=np.float32)
 
 
 def few_calibration_samples(samples: int) -> str | None:

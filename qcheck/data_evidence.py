@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from qcheck.data import Dataset
+    from qcheck.named_inputs import NamedInputs
     from qcheck.pipeline import ModelRun
     from qcheck.tflite.census import Census
     from qcheck.tflite.convert import FloatReference
@@ -63,7 +64,7 @@ class DataEvidence:
     def vela(self, config: VelaConfig) -> VelaResult:
         return self._base.vela(config)
 
-    def calibration_data(self) -> np.ndarray | None:
+    def calibration_data(self) -> np.ndarray | NamedInputs | None:
         return self._base.calibration_data()
 
     def no_reference_reason(self) -> str:

@@ -26,6 +26,7 @@ from qcheck.progress import Progress
 
 if TYPE_CHECKING:
     from qcheck.data import Dataset, Split
+    from qcheck.named_inputs import NamedInputs
     from qcheck.tflite.census import Census
     from qcheck.tflite.convert import FloatReference, Quantized
     from qcheck.tflite.inspect import ModelInfo
@@ -420,7 +421,7 @@ class ModelRun:
             return twin
         return None
 
-    def calibration_data(self) -> np.ndarray | None:
+    def calibration_data(self) -> np.ndarray | NamedInputs | None:
         """The samples the model was calibrated with (None for an already quantized .tflite)."""
         split = self._data.split()
         return split.calibration if split is not None and self.kind != "tflite" else None
@@ -483,6 +484,12 @@ def data_notes(info: ModelInfo, evaluated: int, spec: RunSpec) -> list[str]:
             notes.append(f"the model keeps state in {count} variable tensor(s) (e.g. an LSTM's): reset before "
                          "each sample, so that samples are independent; for data that is one long sequence "
                          "set stateful = \"keep\"")
+    if len(info.inputs) > 1:
+        each = ", ".join(f"'{io.name}' ({io.tensor.dtype}" + (f", scale {io.tensor.scale[0]:.4g}, zero point "
+                                                             f"{io.tensor.zero_point[0]}" if io.tensor.scale else "")
+                         + ")" for io in sorted(info.inputs, key=lambda io: io.name))
+        notes.append(f"{len(info.inputs)} inputs, each fed from the data's x_<input name> array by name and "
+                     f"quantized with its own parameters: {each}")
     if evaluated < FEW_EVALUATION_SAMPLES:
         notes.append(f"only {evaluated} evaluation sample(s): one sample is {100 / evaluated:.3g} points of "
                      "accuracy, too few to judge a drop of a few points (give a few hundred)")
@@ -490,17 +497,24 @@ def data_notes(info: ModelInfo, evaluated: int, spec: RunSpec) -> list[str]:
 
 
 def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
-    """The data's samples must have the shape of the model's (single) input, and the model
-    must not be Vela's output, whose 'ethos-u' operators the interpreter cannot run."""
+    """The data's samples must have the shape of the model's input (of each input, matched by
+    name, for a model with several), and the model must not be Vela's output, whose 'ethos-u'
+    operators the interpreter cannot run."""
     if any(op.custom and op.op == "ethos-u" for op in info.operators):
         raise QcheckError(model, "was compiled by Vela: its 'ethos-u' operators run only on an Ethos-U NPU, "
                           "not in the LiteRT interpreter", "give qcheck the model you gave Vela, not Vela's output")
-    if len(info.inputs) != 1:
-        raise QcheckError(model, f"has {len(info.inputs)} inputs; qcheck handles one input for now")
-    expected = info.inputs[0].tensor.shape[1:]
-    if tuple(data.x.shape[1:]) != expected:
-        raise QcheckError(data.path, f"does not fit the model {model}: samples have shape "
-                          f"{tuple(data.x.shape[1:])}, the model's input '{info.inputs[0].name}' takes {expected}")
+    from qcheck.named_inputs import NamedInputs, by_input
+
+    expected = {io.name: io.tensor.shape[1:] for io in info.inputs}
+    try:
+        arrays = by_input(data.x, expected)
+    except ValueError as exc:
+        raise QcheckError(data.path, f"does not fit the model {model}: {exc}") from None
+    for name, x in arrays.items():
+        if tuple(x.shape[1:]) != expected[name]:
+            array = f"array 'x_{name}' has" if isinstance(data.x, NamedInputs) else "samples have"
+            raise QcheckError(data.path, f"does not fit the model {model}: {array} shape "
+                              f"{tuple(x.shape[1:])}, the model's input '{name}' takes {expected[name]}")
 
 
 def with_reference_names(result: RunResult | None, reference: Callable[[], FloatReference | None],

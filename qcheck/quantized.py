@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,13 +55,17 @@ class QuantizedModel:
 
         return quantization_info(self.info)
 
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Run on float inputs (as the float model takes them); dequantized outputs by name."""
+    def __call__(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run on float inputs (as the float model takes them; for a model with several inputs, a
+        dict of arrays keyed by input name); dequantized outputs by name."""
+        from qcheck.named_inputs import NamedInputs
         from qcheck.tflite.run import run
 
-        return {name: head.values for name, head in run(self.tflite, np.asarray(x, dtype=np.float32)).outputs.items()}
+        samples = (NamedInputs({str(k): np.asarray(v, dtype=np.float32) for k, v in x.items()})
+                   if isinstance(x, Mapping) else np.asarray(x, dtype=np.float32))
+        return {name: head.values for name, head in run(self.tflite, samples).outputs.items()}
 
-    def probabilities(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def probabilities(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Softmax of the dequantized outputs, unless the graph already ends in a softmax."""
         outputs = self(x)
         ends_in_softmax = {io.name: self.info.source_op(io.tensor) == "SOFTMAX" for io in self.info.outputs}

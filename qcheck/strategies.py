@@ -42,19 +42,24 @@ def _info(model: QuantizedModel | ModelInfo) -> ModelInfo:
     return model if isinstance(model, ModelInfo) else model.info
 
 
+def _one_input(info: ModelInfo) -> None:
+    if len(info.inputs) != 1:
+        names = ", ".join(f"'{io.name}'" for io in sorted(info.inputs, key=lambda io: io.name))
+        raise ValueError(f"the model has {len(info.inputs)} inputs ({names}): multi-input models are not "
+                         "supported by qcheck's strategies yet; draw each input with hypothesis.extra.numpy.arrays")
+
+
 def input_params(model: QuantizedModel | ModelInfo) -> QuantParams | None:
     """The quantization parameters of the model's (single) input; None for a float input."""
     info = _info(model)
-    if len(info.inputs) != 1:
-        raise ValueError(f"the model has {len(info.inputs)} inputs; qcheck's strategies handle one input")
+    _one_input(info)
     return tensor_params(info.inputs[0].tensor)
 
 
 def sample_shape(model: QuantizedModel | ModelInfo) -> tuple[int, ...]:
     """The shape of one input sample (the input's shape without its batch dimension)."""
     info = _info(model)
-    if len(info.inputs) != 1:
-        raise ValueError(f"the model has {len(info.inputs)} inputs; qcheck's strategies handle one input")
+    _one_input(info)
     return tuple(max(int(d), 1) for d in info.inputs[0].tensor.shape[1:])
 
 

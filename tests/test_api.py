@@ -18,6 +18,7 @@ from qcheck.data import load_npz
 from qcheck.errors import QcheckError
 from qcheck.pipeline import ModelRun
 from qcheck.quantized import QuantizedModel
+from qcheck.named_inputs import NamedInputs
 
 VWW = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
 
@@ -85,6 +86,7 @@ def test_other_data_is_measured_on_those_samples(digits: QuantizedModel) -> None
     result = qcheck.run_check("accuracy_drop", digits, (x, y))
     (head,) = result.sections["accuracy"].values()
     assert head["samples"] == 60 and head["labelled"] is True
+    assert not isinstance(x, NamedInputs)
     unlabelled = qcheck.run_check("accuracy_drop", digits, x[:30])
     (head,) = unlabelled.sections["accuracy"].values()
     assert head["samples"] == 30 and head["labelled"] is False

@@ -28,6 +28,7 @@ from qcheck.errors import QcheckError
 from qcheck.results import CheckResult
 from qcheck.session import QcheckSession
 from qcheck.suites import load_suite
+from qcheck.named_inputs import NamedInputs
 
 BAD = FIXTURES / "bad"
 HELLO_WORLD = REAL / "tflm" / "hello_world_int8.tflite"
@@ -418,5 +419,6 @@ def test_damaged_npz_members_are_loaded_or_refused(
     except QcheckError as exc:
         assert exc.path == str(path) and str(exc).startswith(f"{path}: ")
     else:
+        assert not isinstance(data.x, NamedInputs)
         assert data.x.dtype == np.float32 and len(data) >= 1
         assert all(len(labels) == len(data) for labels in data.labels.values())

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from qcheck.data import SPLIT_SEED, Dataset, load_npz, split
 from qcheck.errors import QcheckError
+from qcheck.named_inputs import NamedInputs
 
 N = 12
 
@@ -56,6 +57,7 @@ def test_good_file_loads(tmp_path: Path) -> None:
     assert isinstance(data, Dataset)
     assert len(data) == N
     assert data.path == str(path)
+    assert not isinstance(data.x, NamedInputs)
     assert data.x.dtype == np.float32
     np.testing.assert_array_equal(data.x, x)
     assert set(data.labels) == {""}
@@ -74,6 +76,7 @@ def test_accepts_a_string_path_and_no_labels(tmp_path: Path) -> None:
 def test_uint8_inputs_become_float32(tmp_path: Path) -> None:
     x = np.arange(N * 4, dtype=np.uint8).reshape(N, 4)
     data = load_npz(save(tmp_path / "u8.npz", x=x))
+    assert not isinstance(data.x, NamedInputs)
     assert data.x.dtype == np.float32
     np.testing.assert_array_equal(data.x, x.astype(np.float32))
 
@@ -281,6 +284,7 @@ def numbered(n: int, path: str = "data.npz") -> Dataset:
 def test_split_is_disjoint_covering_and_at_most_half(n: int, samples: int) -> None:
     data = numbered(n)
     s = split(data, samples)
+    assert not isinstance(s.calibration, NamedInputs) and not isinstance(s.evaluation.x, NamedInputs)
     cal = s.calibration[:, 0].astype(int).tolist()
     ev = s.evaluation.x[:, 0].astype(int).tolist()
     assert len(cal) == min(samples, n // 2)
@@ -307,6 +311,7 @@ def test_split_is_deterministic(n: int, samples: int) -> None:
 
 def test_split_is_not_just_the_first_samples() -> None:
     s = split(numbered(100), 50)
+    assert not isinstance(s.calibration, NamedInputs)
     assert s.calibration[:, 0].tolist() != list(range(50))
 
 
@@ -337,5 +342,6 @@ def test_one_sample_cannot_be_split() -> None:
 def test_subset_keeps_labels_aligned() -> None:
     data = numbered(6)
     sub = data.subset(np.array([4, 1]))
+    assert not isinstance(sub.x, NamedInputs)
     assert sub.x[:, 0].tolist() == [4, 1]
     assert sub.labels[""].tolist() == [1004, 1001]

@@ -12,6 +12,7 @@ from helpers import FIXTURES, QcheckRun, run_qcheck
 from qcheck.config import ImageOptions
 from qcheck.data import load_data, split
 from qcheck.lazy_arrays import LazyArray
+from qcheck.named_inputs import NamedInputs
 
 DIGITS = np.load(FIXTURES / "digits.npz")
 
@@ -70,6 +71,7 @@ def test_image_folders_give_labels_from_sorted_folder_names(tmp_path: Path) -> N
     first = int(files[0].stem)
     np.testing.assert_allclose(data.x[0], DIGITS["x"][first], atol=0.5 / 255)
     resized = load_data(root, ImageOptions(size=(16, 16), mode="L", scale=1.0))
+    assert not isinstance(resized.x, NamedInputs)
     assert resized.x[0].shape == (16, 16, 1) and resized.x[0].max() > 1
 
 

@@ -42,7 +42,7 @@ def _batch_size(tflite: bytes) -> int:
     it = Interpreter(model_content=tflite)
     (inp,) = it.get_input_details()
     outputs = {d["name"]: d["index"] for d in it.get_output_details()}
-    return _Batched(tflite, inp["index"], outputs, tuple(inp["shape"][1:])).size
+    return _Batched(tflite, {"x": inp["index"]}, outputs, {"x": tuple(inp["shape"][1:])}).size
 
 
 @pytest.mark.parametrize("model", ["mlperf_tiny/ad01_int8.tflite", "tflm/micro_speech_quantized.tflite",

@@ -50,17 +50,51 @@ class Spread:
 class CalibrationDiagnosis:
     samples: int
     calibration: Spread | None
-    evaluation: Spread
+    evaluation: Spread | None  # both None for a multi-input model: see ``inputs``
     constant_outputs: tuple[str, ...]
     warnings: tuple[str, ...] = field(default=())
+    # A multi-input model's (calibration, evaluation) spreads by input name.
+    inputs: dict[str, tuple[Spread | None, Spread]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         def spread(s: Spread | None) -> dict[str, float] | None:
             return None if s is None else {"low": s.low, "high": s.high, "mean": s.mean}
 
-        return {"samples": self.samples, "calibration_input": spread(self.calibration),
-                "evaluation_input": spread(self.evaluation), "constant_outputs": list(self.constant_outputs),
-                "warnings": list(self.warnings)}
+        table: dict[str, Any] = {
+            "samples": self.samples, "calibration_input": spread(self.calibration),
+            "evaluation_input": spread(self.evaluation), "constant_outputs": list(self.constant_outputs),
+            "warnings": list(self.warnings)}
+        if self.inputs:
+            table["inputs"] = {name: {"calibration_input": spread(cal), "evaluation_input": spread(ev)}
+                               for name, (cal, ev) in self.inputs.items()}
+        return table
+
+
+def _per_input(calibration: Any, evaluation: Any) -> list[tuple[str, Any, Any]]:
+    """(input name, calibration samples, evaluation samples) per input; the name is "" for a
+    single-input model."""
+    from qcheck.named_inputs import NamedInputs
+
+    if not isinstance(evaluation, NamedInputs):
+        return [("", calibration, evaluation)]
+    cal = calibration.arrays if isinstance(calibration, NamedInputs) else {}
+    return [(name, cal.get(name), evaluation.arrays[name]) for name in evaluation.names]
+
+
+def _spreads(calibration: Any, evaluation: Any, name: str, warnings: list[str]) -> tuple[Spread | None, Spread]:
+    """The spreads of one input's calibration and evaluation samples, warning when they differ."""
+    cal = Spread.of(calibration) if calibration is not None and len(calibration) else None
+    ev = Spread.of(evaluation)
+    if cal is not None and cal.width > 0 and ev.width > 0:
+        ratio = ev.width / cal.width
+        if ratio > _RANGE_RATIO or ratio < 1 / _RANGE_RATIO:
+            where = f"input '{name}': " if name else ""
+            warnings.append(
+                f"{where}calibration inputs span {cal.describe()} but evaluation inputs {ev.describe()} "
+                f"(0.1th to 99.9th percentiles of their values; the evaluation span is {ratio:.2f}x the calibration "
+                "span): the representative set looks preprocessed differently from inference "
+                "(scaled, or normalized twice)")
+    return cal, ev
 
 
 def calibration_diagnosis(evidence: Evidence) -> CalibrationDiagnosis | None:
@@ -72,23 +106,15 @@ def calibration_diagnosis(evidence: Evidence) -> CalibrationDiagnosis | None:
     if data is None or run is None:
         return None
     calibration = evidence.calibration_data()
-    cal = Spread.of(calibration) if calibration is not None and len(calibration) else None
-    ev = Spread.of(data.x)
     warnings = []
     few = few_calibration_samples(len(calibration)) if calibration is not None else None
     if few:
         warnings.append(few)
-    if cal is not None and cal.width > 0 and ev.width > 0:
-        ratio = ev.width / cal.width
-        if ratio > _RANGE_RATIO or ratio < 1 / _RANGE_RATIO:
-            warnings.append(
-                f"calibration inputs span {cal.describe()} but evaluation inputs {ev.describe()} "
-                f"(0.1th to 99.9th percentiles of their values; the evaluation span is {ratio:.2f}x the calibration "
-                "span): the representative set looks preprocessed differently from inference "
-                "(scaled, or normalized twice)")
+    spreads = {name: _spreads(cal_x, ev_x, name, warnings) for name, cal_x, ev_x in _per_input(calibration, data.x)}
+    cal, ev = spreads[""] if "" in spreads else (None, None)
     constant = tuple(head for head, out in run.outputs.items()
                      if len(out.raw) > 1 and np.all(out.raw == out.raw[:1]))
     for head in constant:
         warnings.append(f"output '{head}' is the same for all {len(data)} evaluation samples")
     return CalibrationDiagnosis(len(calibration) if calibration is not None else 0, cal, ev, constant,
-                                tuple(warnings))
+                                tuple(warnings), {name: pair for name, pair in spreads.items() if name})

@@ -45,7 +45,9 @@ def _input_kind(evidence: Evidence) -> str:
 
     info = evidence.info()
     if len(info.inputs) != 1:
-        return f"the model has {len(info.inputs)} inputs"
+        names = ", ".join(f"'{io.name}'" for io in sorted(info.inputs, key=lambda io: io.name))
+        return (f"the model has {len(info.inputs)} inputs ({names}): multi-input models are not supported by "
+                "this check yet")
     return describe_unquantized_input(info.inputs[0].tensor)
 
 

@@ -13,7 +13,8 @@ from qcheck.checks.evidence import Evidence
 from qcheck.checks.layers import LAYER_SECTIONS, layer_sections
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
-from qcheck.tflite.inspect import layer_name
+from qcheck.tflite.inspect import ModelInfo, TensorInfo, layer_name
+from qcheck.tflite.run import InputClipping
 from qcheck.units import one_of
 
 if TYPE_CHECKING:
@@ -70,14 +71,19 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     reference, unavailable = _optional_reference(evidence)
     shares: dict[str, float] = {}
     notes = []
-    if run.input_params is not None:
-        shares["input"] = run.input_clipped_share
-        lo, hi = run.input_params.float_range
+    # One input: "input"; several: each by name, with its own scale and zero point.
+    inputs = {f"input '{name}'": c for name, c in sorted(run.inputs.items())} or {
+        "input": InputClipping(run.input_clipped, run.input_values, run.input_params, run.input_entry)}
+    for label, clipping in inputs.items():
+        if clipping.params is None:
+            continue
+        shares[label] = clipping.share
+        lo, hi = clipping.params.float_range
         where = ""
-        if run.input_entry is not None:  # int8 inside, float32 at the input: clipped by the entry QUANTIZE
-            where = (f" at the entry QUANTIZE's {run.input_params.dtype} output '{run.input_entry}', "
+        if clipping.entry is not None:  # int8 inside, float32 at the input: clipped by the entry QUANTIZE
+            where = (f" at the entry QUANTIZE's {clipping.params.dtype} output '{clipping.entry}', "
                      "where the float32 input is quantized")
-        notes.append(f"input: {run.input_clipped_share:.2%} clipped{where} (representable {lo:.4g}..{hi:.4g})")
+        notes.append(f"{label}: {clipping.share:.2%} clipped{where} (representable {lo:.4g}..{hi:.4g})")
     exempt = []
     outputs = {io.name: io.tensor for io in info.outputs}
     for head, out in run.outputs.items():

@@ -22,7 +22,8 @@ import numpy as np
 from qcheck.config import ACTIVATIONS
 from qcheck.errors import QcheckError
 from qcheck.inputs import check_folder_entries, check_regular, not_regular, read_regular
-from qcheck.lazy_arrays import LazyArray, as_chunks
+from qcheck.lazy_arrays import LazyArray
+from qcheck.named_inputs import NamedInputs, by_input, chunked
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 IO_DTYPES = ("uint8", "int8")
@@ -261,21 +262,30 @@ def output_names(model: Any) -> tuple[str, ...]:
     return tuple(f"output_{i}" for i in range(len(outputs)))
 
 
+def input_names(model: Any) -> tuple[str, ...]:
+    """The Keras model's input names, in its declared order ("input" for an unnamed single input)."""
+    names = tuple(str(t.name).split(":")[0] for t in model.inputs)
+    return ("input",) if names == ("",) else names
+
+
 def _static_batch_wrapper(model: Any, path: Path) -> Any:
-    """The same model behind an Input with batch size 1, outputs keyed by name.
+    """The same model behind Inputs with batch size 1 (named as the model's), outputs keyed by name.
 
     Converting the wrapper gives static shapes, which Vela and TFLite Micro need, and dict
     outputs make the converted model's signature name each output as Keras does.
     """
     import keras
 
-    if len(model.inputs) != 1:
-        raise QcheckError(path, f"the model has {len(model.inputs)} inputs; qcheck handles one input for now")
-    shape = tuple(model.inputs[0].shape)[1:]
-    if any(d is None for d in shape):
-        raise QcheckError(path, f"the input has unknown dimensions {('batch',) + shape}",
-                          "give the Input a fixed shape, e.g. keras.Input((96, 96, 3))")
-    inp = keras.Input(batch_shape=(1, *shape), name=model.inputs[0].name.split(":")[0] or "input")
+    inputs = []
+    for name, tensor in zip(input_names(model), model.inputs, strict=True):
+        shape = tuple(tensor.shape)[1:]
+        if any(d is None for d in shape):
+            what = "the input" if len(model.inputs) == 1 else f"the input '{name}'"
+            raise QcheckError(path, f"{what} has unknown dimensions {('batch',) + shape}",
+                              "give the Input a fixed shape, e.g. keras.Input((96, 96, 3))")
+        # Named as in Keras: the converted model's signature names its inputs so.
+        inputs.append(keras.Input(batch_shape=(1, *shape), name=name))
+    inp = inputs[0] if len(inputs) == 1 else inputs
     outs = model(inp)
     if isinstance(outs, dict):
         named = outs
@@ -285,11 +295,31 @@ def _static_batch_wrapper(model: Any, path: Path) -> Any:
     return keras.Model(inp, named)
 
 
+def _calibration_inputs(calibration: np.ndarray | NamedInputs | None, wrapper: Any, path: Path,
+                        file: str) -> dict[str, np.ndarray]:
+    """The calibration samples of each of the wrapper's inputs, by name, checked against its shapes
+    (synthetic ones when none are given)."""
+    shapes = {str(t.name): tuple(t.shape)[1:] for t in wrapper.inputs}
+    if calibration is None:
+        from qcheck.data import synthetic_calibration
+
+        return {name: synthetic_calibration(shape) for name, shape in shapes.items()}
+    try:
+        arrays = by_input(calibration, shapes)
+    except ValueError as exc:
+        raise QcheckError(file or path, f"the calibration data does not fit {path.name}: {exc}") from None
+    for name, x in arrays.items():
+        if tuple(x.shape[1:]) != shapes[name]:
+            array = None if len(shapes) == 1 else f"array 'x_{name}'"
+            raise calibration_mismatch(file, tuple(x.shape[1:]), path, name, shapes[name], array)
+    return {name: np.asarray(x, dtype=np.float32) for name, x in arrays.items()}
+
+
 def calibration_mismatch(file: str, shape: tuple[int, ...], model: Path, input_name: str,
-                         expected: tuple[Any, ...]) -> QcheckError:
+                         expected: tuple[Any, ...], array: str | None = None) -> QcheckError:
     """The error for calibration samples that do not fit the model: it names the data file, the
     array and the input the samples were meant for (not only the model)."""
-    array = "images" if file and not file.endswith(".npz") else "array 'x'"
+    array = array or ("images" if file and not file.endswith(".npz") else "array 'x'")
     return QcheckError(file or model, f"the calibration samples ({array}) have shape {tuple(shape)}, but the input "
                        f"'{input_name}' of {model.name} takes {tuple(expected)}",
                        "give calibration data (--qcheck-data or --qcheck-calibration) whose samples have the shape "
@@ -298,8 +328,8 @@ def calibration_mismatch(file: str, shape: tuple[int, ...], model: Path, input_n
 
 def quantize(
     path: Path,
-    calibration: np.ndarray | None,
-    evaluation: np.ndarray | LazyArray | None,
+    calibration: np.ndarray | NamedInputs | None,
+    evaluation: np.ndarray | LazyArray | NamedInputs | None,
     *,
     io_dtype: str = "uint8",
     unsafe: bool = False,
@@ -321,20 +351,14 @@ def quantize(
     model = load_float_model(path, unsafe=unsafe)
     tf = _quiet_tensorflow()
     wrapper = _static_batch_wrapper(model, path)
-    sample_shape = tuple(wrapper.inputs[0].shape)[1:]
     synthetic = calibration is None
-    if calibration is None:
-        from qcheck.data import synthetic_calibration
+    samples = _calibration_inputs(calibration, wrapper, path, calibration_file)
 
-        calibration = synthetic_calibration(sample_shape)
-    if calibration.shape[1:] != sample_shape:
-        raise calibration_mismatch(calibration_file, calibration.shape[1:], path, wrapper.inputs[0].name, sample_shape)
-
-    samples = calibration
-
-    def representative() -> Iterator[list[np.ndarray]]:
-        for sample in samples:
-            yield [sample[None].astype(np.float32)]
+    def representative() -> Iterator[dict[str, np.ndarray] | list[np.ndarray]]:
+        for i in range(len(next(iter(samples.values())))):
+            batch = {name: x[i][None].astype(np.float32) for name, x in samples.items()}
+            # Several inputs by signature name, never by position: the converter orders them its own way.
+            yield batch if len(batch) > 1 else list(batch.values())
 
     converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -403,12 +427,21 @@ def _convert_float(tf: Any, wrapper: Any, path: Path) -> bytes:
         raise QcheckError(path, f"the TFLite converter failed on the float model: {_first_line(exc)}") from None
 
 
-def predict(model: Any, x: np.ndarray | LazyArray) -> FloatReference:
-    """The float model's outputs on ``x``, keyed by output name, computed chunk by chunk."""
+def predict(model: Any, x: np.ndarray | LazyArray | NamedInputs) -> FloatReference:
+    """The float model's outputs on ``x``, keyed by output name, computed chunk by chunk
+    (a multi-input model's inputs given by name, passed in its declared order)."""
     names = output_names(model)
+    inputs = input_names(model)
     parts: dict[str, list[np.ndarray]] = {}
-    for chunk in as_chunks(x):
-        raw = model(chunk, training=False)
+    for chunk in chunked(x):
+        if isinstance(chunk, NamedInputs):
+            try:
+                arrays = by_input(chunk, inputs)
+            except ValueError as exc:
+                raise QcheckError(None, f"the data does not fit the float model: {exc}") from None
+            raw = model([arrays[name] for name in inputs] if len(inputs) > 1 else arrays[inputs[0]], training=False)
+        else:
+            raw = model(chunk, training=False)
         if isinstance(raw, dict):
             named = {k: np.asarray(v) for k, v in raw.items()}
         else:
@@ -422,7 +455,7 @@ def predict(model: Any, x: np.ndarray | LazyArray) -> FloatReference:
     return FloatReference(outputs, names)
 
 
-def reference_outputs(path: Path, x: np.ndarray | LazyArray, *, unsafe: bool = False,
+def reference_outputs(path: Path, x: np.ndarray | LazyArray | NamedInputs, *, unsafe: bool = False,
                       stateful: str = "reset") -> FloatReference:
     """Float outputs of a reference model: a float .tflite runs in LiteRT (its state reset or
     kept between samples as ``stateful`` says), anything else in Keras."""
