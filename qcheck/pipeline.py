@@ -174,7 +174,7 @@ class ModelRun:
             evaluation = split.evaluation.x if split else None
             if not self._path.exists():
                 raise QcheckError(self._path, "model file does not exist")
-            key = digest("convert", versions("tensorflow", "keras"), self._path.resolve(), calibration,
+            key = digest("convert", versions("tensorflow", "keras", "tf-keras"), self._path.resolve(), calibration,
                          evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization))
 
             def convert() -> Quantized:
@@ -189,6 +189,7 @@ class ModelRun:
             quantized, hit = self._cache.get_or_make(key, convert)
             if hit:
                 self.notes.append("quantized model and float outputs taken from the cache")
+            self.notes.extend(quantized.notes)  # e.g. which loader or converter took the model
             if split is not None:
                 self.notes.append(f"calibration: {split.calibration_source}")
             else:
@@ -255,7 +256,7 @@ class ModelRun:
             from qcheck.tflite.convert import model_kind
 
             model_kind(path)  # a FIFO or a device is refused before it is read
-            key = digest("reference", versions("tensorflow", "keras", "ai-edge-litert"), path, data.x,
+            key = digest("reference", versions("tensorflow", "keras", "tf-keras", "ai-edge-litert"), path, data.x,
                          str(self.spec.unsafe_deserialization))
 
             def predict() -> FloatReference:

@@ -45,6 +45,7 @@ class Quantized:
     # The same wrapper converted without quantization: its tensors carry the same names as the
     # quantized model's, which is how per-layer error is measured.
     float_tflite: bytes | None = None
+    notes: tuple[str, ...] = ()  # how the model was loaded, when not the usual way, for the report
 
 
 def model_kind(path: Path) -> str:
@@ -86,11 +87,18 @@ def _quiet_tensorflow() -> Any:
 def load_keras(path: Path, *, unsafe: bool = False) -> Any:
     """Load a Keras 3 (.keras) or legacy HDF5 model in safe mode.
 
-    Lambda layers carry Python bytecode; they are refused unless ``unsafe`` is set.
+    Lambda layers carry Python bytecode; they are refused unless ``unsafe`` is set. An .h5
+    file that Keras 3 cannot load is loaded with tf_keras (Keras 2), when it is installed.
     """
+    return _load_keras_noted(path, unsafe=unsafe)[0]
+
+
+def _load_keras_noted(path: Path, *, unsafe: bool) -> tuple[Any, tuple[str, ...]]:
+    """The model and, when Keras 3 could not load it, a note saying which loader did."""
     if check_regular(path, "model file").st_size == 0:
         raise QcheckError(path, "model file is empty")
     config = _keras_config(path)
+    # Before any loader: tf_keras loads an .h5 Lambda (and runs its bytecode) even in safe mode.
     if not unsafe and _has_lambda(config):
         raise QcheckError(
             path,
@@ -98,37 +106,97 @@ def load_keras(path: Path, *, unsafe: bool = False) -> Any:
             "rewrite it as a built-in or registered layer, or pass --qcheck-unsafe-deserialization "
             "if you trust the file",
         )
-    _quiet_tensorflow()
+    tf = _quiet_tensorflow()
     import keras
 
     try:
-        if path.suffix.lower() == ".keras":
-            return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False, safe_mode=not unsafe), ()
     except Exception as exc:  # Keras raises many types; the user needs the text, named by file
-        raise _keras_load_error(path, exc, keras.__version__) from None
+        if path.suffix.lower() == ".keras":
+            raise _keras_load_error(path, exc, keras.__version__) from None
+        keras3_error = exc
+    model = _load_keras2(path, keras3_error, keras.__version__, tf.__version__, unsafe=unsafe)
+    note = (f"loaded with {loader_name(model)}: Keras {keras.__version__} could not load it "
+            f"({_cause(keras3_error)})")
+    return model, (note,)
+
+
+def _load_keras2(path: Path, keras3_error: BaseException, keras3_version: str, tf_version: str, *,
+                 unsafe: bool) -> Any:
+    """An .h5 file Keras 3 refused, loaded with tf_keras, the official Keras 2 (files written by
+    tf.keras 2.x carry arguments and layers Keras 3 does not take, e.g. DepthwiseConv2D's groups)."""
+    try:
+        import tf_keras
+    except ImportError:
+        raise _keras_load_error(path, keras3_error, keras3_version, tf_keras_missing=tf_version) from None
+    try:
+        return tf_keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+    except Exception as exc:
+        raise _keras_load_error(path, keras3_error, keras3_version, keras2=(exc, tf_keras.__version__)) from None
+
+
+def loader_name(model: Any) -> str:
+    """Which Keras holds ``model``: 'Keras 3.x' or 'tf_keras 2.x (Keras 2)'."""
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras
+
+        return f"tf_keras {tf_keras.__version__} (Keras 2)"
+    import keras
+
+    return f"Keras {keras.__version__}"
+
+
+def _keras_module(model: Any) -> Any:
+    """The Keras package ``model`` belongs to: wrappers must be built with the same one."""
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras
+
+        return tf_keras
+    import keras
+
+    return keras
 
 
 # Keras's words for a class its registry does not know (Keras 3 files, then legacy .h5 files).
 _UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object|class): '([^']+)'")
 
 
-def _keras_load_error(path: Path, exc: BaseException, version: str) -> QcheckError:
-    """What Keras says is wrong, without the configuration dumps that come before and after it."""
-    text = str(exc)
+def _keras_load_error(path: Path, exc: BaseException, version: str, *,
+                      keras2: tuple[BaseException, str] | None = None, tf_keras_missing: str = "") -> QcheckError:
+    """What Keras says is wrong, without the configuration dumps that come before and after it.
+
+    ``keras2`` is tf_keras's own failure and version, when it was tried after Keras 3;
+    ``tf_keras_missing`` the TensorFlow version, when tf_keras would have been tried but is not
+    installed.
+    """
+    text = str(keras2[0] if keras2 else exc)
     unknown = _UNKNOWN_CLASS.search(text)
     if unknown:
         name = unknown.group(1) or unknown.group(2)
+        knowers = f"Keras {version} and tf_keras {keras2[1]} do" if keras2 else f"Keras {version} does"
         return QcheckError(
             path,
-            f"needs the Python class of its custom layer or object '{name}', which Keras {version} does not "
+            f"needs the Python class of its custom layer or object '{name}', which {knowers} not "
             "know: the file holds only its configuration and weights",
             "qcheck does not import your code: rebuild the layer from built-in Keras layers, or, where the "
             "class is defined, export the model as a SavedModel (model.export(path)) and give qcheck that "
             "with --qcheck-unsafe-deserialization",
         )
+    if keras2:
+        return QcheckError(
+            path,
+            f"neither Keras {version} nor tf_keras {keras2[1]} (Keras 2) could load the model: "
+            f"tf_keras: {_cause(keras2[0])}; Keras {version}: {_cause(exc)}",
+            "check it loads with tf_keras.models.load_model or keras.saving.load_model; if it was written by "
+            "another Keras, load it there and export a SavedModel (model.export(path)) to give qcheck with "
+            "--qcheck-unsafe-deserialization",
+        )
     hint = "check it loads with keras.saving.load_model in this Keras version"
-    if "Unrecognized keyword arguments" in text:
+    if tf_keras_missing:
+        major_minor = ".".join(tf_keras_missing.split(".")[:2])
+        hint = (f"if it was written by Keras 2 (tf.keras), qcheck loads it with tf_keras, which is not installed: "
+                f'pip install "tf-keras~={major_minor}.0" (the version of your TensorFlow)')
+    elif "Unrecognized keyword arguments" in text:
         hint = ("the file was probably written by Keras 2 (tf.keras), whose layers take arguments Keras 3 "
                 "does not: load it there and export a SavedModel (model.export(path)) to give qcheck with "
                 "--qcheck-unsafe-deserialization, or rebuild the model in Keras 3")
@@ -193,25 +261,43 @@ def load_float_model(path: Path, *, unsafe: bool = False) -> Any:
     """A Keras model for a .keras/.h5 file or a SavedModel directory."""
     if model_kind(path) == "savedmodel":
         _check_savedmodel(path, unsafe=unsafe)
-        import keras
-
         try:
-            layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
-        except Exception as exc:
-            if "Error parsing message" in str(exc):  # protobuf's words for a damaged file
-                raise QcheckError(path, "saved_model.pb is damaged or truncated: TensorFlow cannot parse it",
-                                  "export the model again, e.g. with model.export(path)") from None
-            raise QcheckError(path, f"SavedModel could not be loaded: {_first_line(exc)}",
-                              "SavedModels from TF 1.x/2.3 need the TF1 converter; export it again with a recent TF") from None
-        spec = _savedmodel_input_spec(layer, path)
-        inp = keras.Input(shape=spec[1:], name="input")
-        out = layer(inp)
-        return keras.Model(inp, out)
+            return _savedmodel_as_keras(path)
+        except _Tf2LoadFailed as failed:
+            raise QcheckError(path, f"SavedModel could not be loaded: {failed.cause}",
+                              "qcheck quantizes such SavedModels (from TF 1.x or early TF 2) with the TF1 converter, "
+                              "but cannot run them as a Keras model; export it again with a recent TF") from None
     return load_keras(path, unsafe=unsafe)
 
 
-def _check_savedmodel(path: Path, *, unsafe: bool) -> None:
-    """Refuse a damaged SavedModel, and any SavedModel unless ``unsafe`` is set.
+class _Tf2LoadFailed(Exception):
+    """TensorFlow 2's loader refused a SavedModel that parses: a TF1 or early-TF2 export."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+def _savedmodel_as_keras(path: Path) -> Any:
+    """The SavedModel's serving signature as a Keras 3 model (through ``TFSMLayer``)."""
+    import keras
+
+    try:
+        layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
+    except Exception as exc:
+        if "Error parsing message" in str(exc):  # protobuf's words for a damaged file
+            raise QcheckError(path, "saved_model.pb is damaged or truncated: TensorFlow cannot parse it",
+                              "export the model again, e.g. with model.export(path)") from None
+        raise _Tf2LoadFailed(_first_line(exc)) from None
+    spec = _savedmodel_input_spec(layer, path)
+    inp = keras.Input(shape=spec[1:], name="input")
+    out = layer(inp)
+    return keras.Model(inp, out)
+
+
+def _check_savedmodel(path: Path, *, unsafe: bool) -> Any:
+    """Refuse a damaged SavedModel, and any SavedModel unless ``unsafe`` is set; returns the
+    parsed saved_model.pb (None for a saved_model.pbtxt).
 
     Every TensorFlow route into a SavedModel (``tf.saved_model.load``, Keras's ``TFSMLayer``,
     even ``TFLiteConverter.from_saved_model`` before it converts) runs the model's own
@@ -220,6 +306,7 @@ def _check_savedmodel(path: Path, *, unsafe: bool) -> None:
     ``Lambda`` layer. Parsing saved_model.pb to find damage runs nothing of the model.
     """
     graph = path / "saved_model.pb"
+    proto = None
     if graph.exists():
         raw = read_regular(graph, "saved_model.pb")
         if not raw:
@@ -229,7 +316,7 @@ def _check_savedmodel(path: Path, *, unsafe: bool) -> None:
         from tensorflow.core.protobuf import saved_model_pb2
 
         try:
-            saved_model_pb2.SavedModel.FromString(raw)
+            proto = saved_model_pb2.SavedModel.FromString(raw)
         except DecodeError:
             raise QcheckError(path, "saved_model.pb is damaged or truncated: TensorFlow cannot parse it",
                               "export the model again, e.g. with model.export(path)") from None
@@ -242,6 +329,7 @@ def _check_savedmodel(path: Path, *, unsafe: bool) -> None:
             "qcheck the Keras model as a .keras file (as a reference, a float .tflite also does)",
         )
     _quiet_tensorflow()
+    return proto
 
 
 def _savedmodel_input_spec(layer: Any, path: Path) -> tuple[int | None, ...]:
@@ -264,10 +352,10 @@ def _static_batch_wrapper(model: Any, path: Path) -> Any:
     """The same model behind an Input with batch size 1, outputs keyed by name.
 
     Converting the wrapper gives static shapes, which Vela and TFLite Micro need, and dict
-    outputs make the converted model's signature name each output as Keras does.
+    outputs make the converted model's signature name each output as Keras does. The wrapper is
+    built with the model's own Keras (Keras 3 or tf_keras), which the converter takes alike.
     """
-    import keras
-
+    keras = _keras_module(model)
     if len(model.inputs) != 1:
         raise QcheckError(path, f"the model has {len(model.inputs)} inputs; qcheck handles one input for now")
     shape = tuple(model.inputs[0].shape)[1:]
@@ -281,6 +369,8 @@ def _static_batch_wrapper(model: Any, path: Path) -> Any:
     else:
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         named = dict(zip(output_names(model), outs, strict=True))
+    if keras.__name__ == "tf_keras":  # its signatures name outputs by their layers, not by dict keys
+        named = {name: keras.layers.Identity(name=name)(out) for name, out in named.items()}
     return keras.Model(inp, named)
 
 
@@ -296,30 +386,54 @@ def quantize(
 
     Ops with no int8 kernel do not abort the conversion: they stay float and the checks
     report them. Without ``calibration`` samples, synthetic ones are used so that the model
-    still converts (and the result says so).
+    still converts (and the result says so). A SavedModel that TensorFlow 2 cannot load (a
+    TF1 or early-TF2 export) is converted by the TF1 converter instead, and the notes say so.
     """
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"io dtype must be one of {IO_DTYPES}, not {io_dtype!r}")
     # Loading first: a damaged or unsafe file is refused before TensorFlow's seconds-long import.
-    model = load_float_model(path, unsafe=unsafe)
+    notes: tuple[str, ...] = ()
+    if model_kind(path) == "savedmodel":
+        proto = _check_savedmodel(path, unsafe=unsafe)
+        try:
+            model = _savedmodel_as_keras(path)
+        except _Tf2LoadFailed as failed:
+            return _quantize_tf1(path, proto, failed.cause, calibration, evaluation, io_dtype)
+    else:
+        model, notes = _load_keras_noted(path, unsafe=unsafe)
     tf = _quiet_tensorflow()
     wrapper = _static_batch_wrapper(model, path)
     sample_shape = tuple(wrapper.inputs[0].shape)[1:]
     synthetic = calibration is None
+    calibration = _calibration_for(path, calibration, sample_shape)
+    converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
+    tflite, caught = _convert_int8(tf, converter, calibration, io_dtype, path)
+    float_tflite = caught[0] if caught else _convert_float(tf, wrapper, path)
+    reference = None
+    if evaluation is not None:
+        reference = predict(model, evaluation)
+    return Quantized(tflite, reference, synthetic, float_tflite, notes)
+
+
+def _calibration_for(path: Path, calibration: np.ndarray | None, sample_shape: tuple[Any, ...]) -> np.ndarray:
+    """The calibration samples, synthetic ones when none are given, checked against the input."""
     if calibration is None:
         from qcheck.data import synthetic_calibration
 
         calibration = synthetic_calibration(sample_shape)
     if calibration.shape[1:] != sample_shape:
         raise QcheckError(path, f"calibration samples have shape {calibration.shape[1:]}, the model takes {sample_shape}")
+    return calibration
 
-    samples = calibration
+
+def _convert_int8(tf: Any, converter: Any, calibration: np.ndarray, io_dtype: str,
+                  path: Path) -> tuple[bytes, list[bytes]]:
+    """Full-integer conversion (int8 inside, ``io_dtype`` at the edges) and the float twin caught."""
 
     def representative() -> Iterator[list[np.ndarray]]:
-        for sample in samples:
+        for sample in calibration:
             yield [sample[None].astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -333,11 +447,79 @@ def quantize(
             tflite = converter.convert()
     except Exception as exc:
         raise QcheckError(path, f"the TFLite converter failed: {_first_line(exc)}") from None
-    float_tflite = caught[0] if caught else _convert_float(tf, wrapper, path)
+    return bytes(tflite), caught
+
+
+# -- SavedModels that only the TF1 converter takes -------------------------------------------------
+
+
+def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarray | None,
+                  evaluation: np.ndarray | LazyArray | None, io_dtype: str) -> Quantized:
+    """Quantize a SavedModel through ``tf.compat.v1.lite.TFLiteConverter.from_saved_model``.
+
+    TF 2's loader revives the model's Python objects (a TF 2.3 Keras optimizer fails there:
+    "'_UserObject' object has no attribute 'add_slot'"); the TF1 converter reads only the
+    graph of the serving signature, with the input shape given (batch 1). The float outputs
+    come from the float model the same converter makes (its twin), run in LiteRT.
+    """
+    tf = _quiet_tensorflow()
+    key, tags, tensor, shape = _serving_input(path, proto)
+
+    def converter() -> Any:
+        try:
+            return tf.compat.v1.lite.TFLiteConverter.from_saved_model(
+                str(path), input_shapes={tensor: list(shape)}, signature_key=key, tag_set=tags)
+        except Exception as exc:
+            raise QcheckError(path, f"TensorFlow 2 could not load the SavedModel ({tf2_cause}), nor could the TF1 "
+                              f"converter: {_first_line(exc)}", "export it again with a recent TensorFlow") from None
+
+    synthetic = calibration is None
+    calibration = _calibration_for(path, calibration, shape[1:])
+    tflite, caught = _convert_int8(tf, converter(), calibration, io_dtype, path)
+    if caught:
+        float_tflite = caught[0]
+    else:
+        try:
+            float_tflite = bytes(converter().convert())
+        except Exception as exc:
+            raise QcheckError(path, f"the TF1 converter failed on the float model: {_first_line(exc)}") from None
     reference = None
     if evaluation is not None:
-        reference = predict(model, evaluation)
-    return Quantized(tflite, reference, synthetic, float_tflite)
+        from qcheck.tflite.run import run
+
+        outputs = run(float_tflite, evaluation).outputs
+        reference = FloatReference({k: v.values for k, v in outputs.items()}, tuple(outputs))
+    notes = (f"converted with the TF1 converter (tf.compat.v1.lite.TFLiteConverter.from_saved_model, signature "
+             f"'{key}', input '{tensor}' {list(shape)}): TensorFlow {tf.__version__} could not load the "
+             f"SavedModel ({tf2_cause})",
+             "float outputs: the float model of the same TF1 conversion, run in LiteRT")
+    return Quantized(tflite, reference, synthetic, float_tflite, notes)
+
+
+def _serving_input(path: Path, proto: Any) -> tuple[str, set[str], str, tuple[int, ...]]:
+    """Signature key, tags, input tensor name and shape (batch 1) of a SavedModel's serving
+    signature, read from saved_model.pb."""
+    graphs = list(proto.meta_graphs) if proto is not None else []
+    graphs.sort(key=lambda g: "serve" not in g.meta_info_def.tags)
+    for graph in graphs:
+        signatures = dict(graph.signature_def)
+        key = "serving_default" if "serving_default" in signatures else next(iter(sorted(signatures)), None)
+        if key is None:
+            continue
+        inputs = signatures[key].inputs
+        if len(inputs) != 1:
+            raise QcheckError(path, f"SavedModel signature '{key}' has {len(inputs)} inputs; qcheck handles one")
+        (spec,) = inputs.values()
+        dims = [d.size for d in spec.tensor_shape.dim]
+        if spec.tensor_shape.unknown_rank or not dims:
+            raise QcheckError(path, f"the input '{spec.name}' of signature '{key}' has no known shape",
+                              "export the model again with a fixed input shape")
+        if any(d < 0 for d in dims[1:]):
+            raise QcheckError(path, f"the input '{spec.name}' has unknown dimensions {dims}",
+                              "export the model again with a fixed input shape")
+        return key, set(graph.meta_info_def.tags), spec.name.split(":")[0], (1, *dims[1:])
+    raise QcheckError(path, "the SavedModel has no signature to convert",
+                      "export it again with a serving signature, e.g. with model.export(path)")
 
 
 def catch_float_model(converter: Any) -> list[bytes]:
