@@ -213,6 +213,9 @@ def _cause(exc: BaseException) -> str:
     text = str(exc).strip()
     if "Exception encountered:" in text:
         text = text.rsplit("Exception encountered:", 1)[1]
+    elif text.startswith("Exception encountered when calling layer"):
+        # tf_keras: 'Exception encountered when calling layer "x" (type T).', a blank line, the cause.
+        text = " ".join(text.split("\n\n")[:2])
     for dump in (" Full object config:", "config={", "\n\n"):
         head = text.split(dump, 1)[0].strip()
         text = head or text
