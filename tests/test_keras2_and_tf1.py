@@ -73,6 +73,11 @@ inp = tf_keras.Input((8, 8, 1), name="image")
 h = L.Lambda(plant, name="plant")(L.DepthwiseConv2D(3, name="depthwise")(inp))
 tf_keras.Model(inp, L.Dense(10, activation="softmax")(L.Flatten()(h))).save(os.path.join(out, "keras2_lambda.h5"))
 
+# TensorFlow calls on Keras tensors, recorded as TFOpLambda / SlicingOpLambda layers naming the function.
+inp = tf_keras.Input((8, 8, 1), name="image")
+h = tf.nn.relu6(L.DepthwiseConv2D(3, padding="same", name="depthwise")(inp) * 2.0)[:, 1:, 1:, :]
+tf_keras.Model(inp, L.Dense(10, activation="softmax")(L.Flatten()(h))).save(os.path.join(out, "keras2_tf_ops.h5"))
+
 # A Keras 2 model trained with a (legacy) optimizer and saved as a SavedModel, as TF 2.3 did:
 # the optimizer's slot variables are in the object graph.
 tf_keras.utils.set_random_seed(0)
@@ -192,6 +197,26 @@ def test_an_h5_lambda_loads_through_tf_keras_with_the_opt_in(made: Path) -> None
     assert any(note.startswith("loaded with tf_keras") for note in notes(run, "keras2_lambda.h5"))
     assert (made / "lambda_ran").read_text() == "written by the Lambda layer"
     (made / "lambda_ran").unlink()
+
+
+def test_tf_calls_in_an_h5_load_when_tensor_math_and_are_refused_otherwise(made: Path, tmp_path: Path) -> None:
+    import h5py
+
+    # The same file naming tf.io.write_file where it named tf.nn.relu6: tf_keras would look it up
+    # among all of TensorFlow and run it with the model.
+    shutil.copy(made / "keras2_tf_ops.h5", tmp_path / "writes.h5")
+    with h5py.File(tmp_path / "writes.h5", "r+") as h5:
+        config = h5.attrs["model_config"]
+        config = config.decode() if isinstance(config, bytes) else str(config)
+        assert '"nn.relu6"' in config
+        h5.attrs["model_config"] = config.replace('"nn.relu6"', '"io.write_file"')
+    run = run_qcheck(tmp_path, f"--qcheck-model={made / 'keras2_tf_ops.h5'}", "--qcheck-model=writes.h5",
+                     "-k", "fully_quantized", timeout=300)
+    assert run.check("keras2_tf_ops.h5", "fully_quantized")["passed"] is True, run.stdout
+    message = run.check("writes.h5", "fully_quantized")["message"]
+    assert (f"{tmp_path / 'writes.h5'}: calls TensorFlow functions by name that are not tensor math, which would "
+            "run with the model: tf.io.write_file") in message
+    assert "math.multiply" not in message and "--qcheck-unsafe-deserialization" in message
 
 
 def test_without_tf_keras_the_message_says_how_to_get_it(made: Path, tmp_path: Path) -> None:

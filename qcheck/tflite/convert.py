@@ -106,6 +106,14 @@ def _load_keras_noted(path: Path, *, unsafe: bool) -> tuple[Any, tuple[str, ...]
             "rewrite it as a built-in or registered layer, or pass --qcheck-unsafe-deserialization "
             "if you trust the file",
         )
+    calls = _tf_calls_beyond_tensor_math(config)
+    if not unsafe and calls:
+        raise QcheckError(
+            path,
+            "calls TensorFlow functions by name that are not tensor math, which would run with the model: "
+            + ", ".join(f"tf.{name}" for name in calls),
+            "pass --qcheck-unsafe-deserialization if you trust the file",
+        )
     tf = _quiet_tensorflow()
     import keras
 
@@ -253,6 +261,47 @@ def _has_lambda(node: Any) -> bool:
     if isinstance(node, list):
         return any(_has_lambda(v) for v in node)
     return False
+
+
+# tf.keras 2 files record TensorFlow calls made on Keras tensors (x = tf.nn.relu6(x)) as TFOpLambda
+# and SlicingOpLambda layers naming the function (ClassMethod layers: a class and its method), which tf_keras looks up among ALL public
+# TensorFlow symbols (tf.io.write_file too) and runs with the model: safe mode takes tensor math only.
+_TENSOR_MATH_NAMESPACES = frozenset({"__operators__", "math", "nn", "linalg", "bitwise", "signal", "image",
+                                     "strings", "random", "sparse", "ragged", "dtypes"})
+_TENSOR_MATH_FUNCTIONS = frozenset({
+    "abs", "add", "add_n", "argmax", "argmin", "argsort", "boolean_mask", "broadcast_to", "cast", "clip_by_norm",
+    "clip_by_value", "concat", "constant", "convert_to_tensor", "cumsum", "divide", "einsum", "ensure_shape",
+    "equal", "exp", "expand_dims", "fill", "floor", "floordiv", "gather", "gather_nd", "greater", "greater_equal",
+    "identity", "less", "less_equal", "linspace", "logical_and", "logical_not", "logical_or", "matmul", "maximum",
+    "meshgrid", "minimum", "multiply", "norm", "not_equal", "one_hot", "ones", "ones_like", "pad", "pow", "range",
+    "rank", "realdiv", "reduce_all", "reduce_any", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod",
+    "reduce_sum", "repeat", "reshape", "reverse", "roll", "round", "scatter_nd", "searchsorted", "shape", "sigmoid",
+    "sign", "size", "slice", "sort", "split", "sqrt", "square", "squeeze", "stack", "stop_gradient",
+    "strided_slice", "subtract", "tanh", "tensor_scatter_nd_update", "tensordot", "tile", "transpose", "truediv",
+    "unstack", "where", "zeros", "zeros_like",
+})
+_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
+
+
+def _tf_calls_beyond_tensor_math(node: Any) -> list[str]:
+    """The TensorFlow functions an (.h5) model config calls by name that are not tensor math."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        config = node.get("config")
+        if node.get("class_name") in _OP_LAYERS and isinstance(config, dict):
+            name = str(config.get("function", ""))
+            short = name.removeprefix("compat.v1.")
+            if short.split(".")[0] not in _TENSOR_MATH_NAMESPACES and short not in _TENSOR_MATH_FUNCTIONS:
+                found.append(name)
+        if node.get("class_name") == "ClassMethod" and isinstance(config, dict):  # e.g. RaggedTensor.from_...
+            if config.get("cls_symbol") not in ("RaggedTensor", "SparseTensor"):
+                found.append(f"{config.get('cls_symbol')}.{config.get('method_name')}")
+        for value in node.values():
+            found.extend(_tf_calls_beyond_tensor_math(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_tf_calls_beyond_tensor_math(value))
+    return list(dict.fromkeys(found))
 
 
 def _first_line(exc: BaseException) -> str:
