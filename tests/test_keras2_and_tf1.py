@@ -79,13 +79,15 @@ h = tf.nn.relu6(L.DepthwiseConv2D(3, padding="same", name="depthwise")(inp) * 2.
 tf_keras.Model(inp, L.Dense(10, activation="softmax")(L.Flatten()(h))).save(os.path.join(out, "keras2_tf_ops.h5"))
 
 # A Keras 2 model trained with a (legacy) optimizer and saved as a SavedModel, as TF 2.3 did:
-# the optimizer's slot variables are in the object graph.
+# the optimizer's slot variables are in the object graph. Two heads, declared zeta first.
 tf_keras.utils.set_random_seed(0)
 inp = tf_keras.Input((8, 8, 1), name="image")
 h = L.Flatten()(L.MaxPooling2D(2)(L.Conv2D(8, 3, padding="same", activation="relu")(inp)))
-model = tf_keras.Model(inp, L.Dense(10, activation="softmax", name="digit")(h))
-model.compile(tf_keras.optimizers.legacy.Adam(), "sparse_categorical_crossentropy")
-model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+h = L.Dense(32, activation="relu")(h)
+model = tf_keras.Model(inp, [L.Dense(10, activation="softmax", name="zeta")(h),
+                             L.Dense(2, activation="softmax", name="alpha")(h)])
+model.compile(tf_keras.optimizers.legacy.Adam(), ["sparse_categorical_crossentropy"] * 2)
+model.fit(x, [y, (y % 2 == 0).astype(np.int64)], epochs=15, batch_size=32, verbose=0)
 model.save(os.path.join(out, "optimizer_savedmodel"), save_format="tf")
 
 # A TF1 graph: placeholders, variables, a Session, simple_save.
@@ -267,13 +269,15 @@ def optimizer_run(made: Path, tmp_path_factory: pytest.TempPathFactory) -> Qchec
     TF 2.3 keyword-spotting model."""
     hidden = tmp_path_factory.mktemp("hidden")
     return run_qcheck(made / "optimizer_run", f"--qcheck-model={made / 'optimizer_savedmodel'}",
-                      "--qcheck-unsafe-deserialization", f"--qcheck-data={FIXTURES / 'digits.npz'}",
+                      "--qcheck-unsafe-deserialization", f"--qcheck-data={FIXTURES / 'multihead.npz'}",
                       "-k", "fully_quantized or accuracy_drop", env=without_tf_keras(hidden), timeout=600)
 
 
 def test_a_savedmodel_tf2_cannot_load_is_converted_with_the_tf1_converter(optimizer_run: QcheckRun) -> None:
     assert optimizer_run.returncode == 0, optimizer_run.stdout
-    assert_quantized_and_accurate(optimizer_run, "optimizer_savedmodel", {"StatefulPartitionedCall"})
+    # Outputs named by the signature's keys (the TF1 converter writes no signature), paired by
+    # name with the labels y_zeta and y_alpha: by position, accuracy would collapse.
+    assert_quantized_and_accurate(optimizer_run, "optimizer_savedmodel", {"zeta", "alpha"})
     said = notes(optimizer_run, "optimizer_savedmodel")
     assert any(note.startswith("converted with the TF1 converter (tf.compat.v1.lite.TFLiteConverter.from_saved_model")
                and "[1, 8, 8, 1]" in note and "'_UserObject' object has no attribute 'add_slot'" in note

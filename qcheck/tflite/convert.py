@@ -516,6 +516,7 @@ def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarra
     """
     tf = _quiet_tensorflow()
     key, tags, tensor, shape = _serving_input(path, proto)
+    input_key, output_keys = _signature_keys(proto, key, tags)
 
     def converter() -> Any:
         try:
@@ -535,6 +536,9 @@ def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarra
             float_tflite = bytes(converter().convert())
         except Exception as exc:
             raise QcheckError(path, f"the TF1 converter failed on the float model: {_first_line(exc)}") from None
+    # The TF1 converter writes no signature: name inputs and outputs by the SavedModel's, as the
+    # TF 2 route does, so that labels are y_<output key> and the float and int8 outputs pair by name.
+    tflite, float_tflite = (_with_signature(model, key, input_key, output_keys) for model in (tflite, float_tflite))
     reference = None
     if evaluation is not None:
         from qcheck.tflite.run import run
@@ -546,6 +550,42 @@ def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarra
              f"SavedModel ({tf2_cause})",
              "float outputs: the float model of the same TF1 conversion, run in LiteRT")
     return Quantized(tflite, reference, synthetic, float_tflite, notes)
+
+
+def _signature_keys(proto: Any, key: str, tags: set[str]) -> tuple[str, list[str]]:
+    """The serving signature's input key and its output keys in the order the TF1 converter
+    gives the outputs: sorted by tensor name (``convert_saved_model._get_tensors``, TF 2.21)."""
+    graph = next(g for g in proto.meta_graphs if set(g.meta_info_def.tags) == tags)
+    signature = graph.signature_def[key]
+    (input_key,) = signature.inputs
+    by_tensor = sorted(signature.outputs.items(), key=lambda item: item[1].name)
+    return input_key, [output_key for output_key, _ in by_tensor]
+
+
+def _with_signature(tflite: bytes, key: str, input_key: str, output_keys: list[str]) -> bytes:
+    """``tflite`` with a signature ``key`` naming its one input and its outputs, in order; as it
+    was when the converter gave other outputs than the signature has."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
+    graph = model.subgraphs[0]
+    if model.signatureDefs or len(graph.inputs) != 1 or len(graph.outputs) != len(output_keys):
+        return tflite
+
+    def tensor_map(name: str, index: int) -> Any:
+        mapped = schema.TensorMapT()
+        mapped.name, mapped.tensorIndex = name, int(index)
+        return mapped
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = key, 0
+    signature.inputs = [tensor_map(input_key, graph.inputs[0])]
+    signature.outputs = [tensor_map(name, index) for name, index in zip(output_keys, graph.outputs, strict=True)]
+    model.signatureDefs = [signature]
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _serving_input(path: Path, proto: Any) -> tuple[str, set[str], str, tuple[int, ...]]:
