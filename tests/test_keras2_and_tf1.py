@@ -302,3 +302,17 @@ def test_a_savedmodel_with_damaged_variables_names_both_failures(made: Path, tmp
     message = run.check("damaged_savedmodel", "fully_quantized")["message"]
     assert f"{damaged}: TensorFlow 2 could not load the SavedModel (" in message
     assert "nor could the TF1 converter: " in message
+
+
+def test_a_savedmodel_tf2_cannot_load_serves_as_the_reference_of_a_quantized_model(
+        made: Path, optimizer_run: QcheckRun, tmp_path: Path) -> None:
+    # The MLPerf Tiny case: the int8 .tflite checked against the float SavedModel it came from.
+    (quantized,) = optimizer_run.out_dir.rglob("*_quant.tflite")
+    shutil.copy(quantized, tmp_path / "int8.tflite")
+    run = run_qcheck(tmp_path, "--qcheck-model=int8.tflite", f"--qcheck-reference={made / 'optimizer_savedmodel'}",
+                     "--qcheck-unsafe-deserialization", f"--qcheck-data={FIXTURES / 'multihead.npz'}",
+                     "-k", "accuracy_drop", env=without_tf_keras(tmp_path / "hidden"), timeout=600)
+    assert run.check("int8.tflite", "accuracy_drop")["passed"] is True, run.stdout
+    accuracy = run.model("int8.tflite")["accuracy"]
+    assert set(accuracy) == {"zeta", "alpha"}
+    assert all(head["float"] > 0.85 and abs(head["drop"]) < 0.03 for head in accuracy.values())

@@ -515,41 +515,60 @@ def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarra
     come from the float model the same converter makes (its twin), run in LiteRT.
     """
     tf = _quiet_tensorflow()
-    key, tags, tensor, shape = _serving_input(path, proto)
-    input_key, output_keys = _signature_keys(proto, key, tags)
-
-    def converter() -> Any:
-        try:
-            return tf.compat.v1.lite.TFLiteConverter.from_saved_model(
-                str(path), input_shapes={tensor: list(shape)}, signature_key=key, tag_set=tags)
-        except Exception as exc:
-            raise QcheckError(path, f"TensorFlow 2 could not load the SavedModel ({tf2_cause}), nor could the TF1 "
-                              f"converter: {_first_line(exc)}", "export it again with a recent TensorFlow") from None
-
+    route = _Tf1Route(path, proto, tf2_cause)
     synthetic = calibration is None
-    calibration = _calibration_for(path, calibration, shape[1:])
-    tflite, caught = _convert_int8(tf, converter(), calibration, io_dtype, path)
-    if caught:
-        float_tflite = caught[0]
-    else:
-        try:
-            float_tflite = bytes(converter().convert())
-        except Exception as exc:
-            raise QcheckError(path, f"the TF1 converter failed on the float model: {_first_line(exc)}") from None
+    calibration = _calibration_for(path, calibration, route.shape[1:])
+    tflite, caught = _convert_int8(tf, route.converter(), calibration, io_dtype, path)
     # The TF1 converter writes no signature: name inputs and outputs by the SavedModel's, as the
     # TF 2 route does, so that labels are y_<output key> and the float and int8 outputs pair by name.
-    tflite, float_tflite = (_with_signature(model, key, input_key, output_keys) for model in (tflite, float_tflite))
-    reference = None
-    if evaluation is not None:
-        from qcheck.tflite.run import run
-
-        outputs = run(float_tflite, evaluation).outputs
-        reference = FloatReference({k: v.values for k, v in outputs.items()}, tuple(outputs))
-    notes = (f"converted with the TF1 converter (tf.compat.v1.lite.TFLiteConverter.from_saved_model, signature "
-             f"'{key}', input '{tensor}' {list(shape)}): TensorFlow {tf.__version__} could not load the "
-             f"SavedModel ({tf2_cause})",
-             "float outputs: the float model of the same TF1 conversion, run in LiteRT")
+    tflite = route.named(tflite)
+    float_tflite = route.named(caught[0]) if caught else route.float_tflite()
+    reference = _run_float(float_tflite, evaluation) if evaluation is not None else None
+    notes = (route.note(), "float outputs: the float model of the same TF1 conversion, run in LiteRT")
     return Quantized(tflite, reference, synthetic, float_tflite, notes)
+
+
+def _run_float(float_tflite: bytes, x: np.ndarray | LazyArray) -> FloatReference:
+    from qcheck.tflite.run import run
+
+    outputs = run(float_tflite, x).outputs
+    return FloatReference({k: v.values for k, v in outputs.items()}, tuple(outputs))
+
+
+class _Tf1Route:
+    """A SavedModel's serving signature through the TF1 converter, at batch 1."""
+
+    def __init__(self, path: Path, proto: Any, tf2_cause: str) -> None:
+        self.path, self.tf2_cause = path, tf2_cause
+        self.key, self.tags, self.tensor, self.shape = _serving_input(path, proto)
+        self.input_key, self.output_keys = _signature_keys(proto, self.key, self.tags)
+
+    def converter(self) -> Any:
+        tf = _quiet_tensorflow()
+        try:
+            return tf.compat.v1.lite.TFLiteConverter.from_saved_model(
+                str(self.path), input_shapes={self.tensor: list(self.shape)}, signature_key=self.key,
+                tag_set=self.tags)
+        except Exception as exc:
+            raise QcheckError(self.path, f"TensorFlow 2 could not load the SavedModel ({self.tf2_cause}), nor could "
+                              f"the TF1 converter: {_first_line(exc)}", "export it again with a recent TensorFlow") from None
+
+    def float_tflite(self) -> bytes:
+        try:
+            return self.named(bytes(self.converter().convert()))
+        except QcheckError:
+            raise
+        except Exception as exc:
+            raise QcheckError(self.path, f"the TF1 converter failed on the float model: {_first_line(exc)}") from None
+
+    def named(self, tflite: bytes) -> bytes:
+        return _with_signature(tflite, self.key, self.input_key, self.output_keys)
+
+    def note(self) -> str:
+        tf = _quiet_tensorflow()
+        return (f"converted with the TF1 converter (tf.compat.v1.lite.TFLiteConverter.from_saved_model, signature "
+                f"'{self.key}', input '{self.tensor}' {list(self.shape)}): TensorFlow {tf.__version__} could not "
+                f"load the SavedModel ({self.tf2_cause})")
 
 
 def _signature_keys(proto: Any, key: str, tags: set[str]) -> tuple[str, list[str]]:
@@ -665,10 +684,15 @@ def predict(model: Any, x: np.ndarray | LazyArray) -> FloatReference:
 
 
 def reference_outputs(path: Path, x: np.ndarray | LazyArray, *, unsafe: bool = False) -> FloatReference:
-    """Float outputs of a reference model: a float .tflite runs in LiteRT, anything else in Keras."""
-    if model_kind(path) == "tflite":
-        from qcheck.tflite.run import run
-
-        result = run(read_regular(path, "reference model"), x)
-        return FloatReference({k: v.values for k, v in result.outputs.items()}, tuple(result.outputs))
+    """Float outputs of a reference model: a float .tflite runs in LiteRT, anything else in Keras
+    (a SavedModel TensorFlow 2 cannot load: its float TF1 conversion, in LiteRT)."""
+    kind = model_kind(path)
+    if kind == "tflite":
+        return _run_float(read_regular(path, "reference model"), x)
+    if kind == "savedmodel":
+        proto = _check_savedmodel(path, unsafe=unsafe)
+        try:
+            return predict(_savedmodel_as_keras(path), x)
+        except _Tf2LoadFailed as failed:
+            return _run_float(_Tf1Route(path, proto, failed.cause).float_tflite(), x)
     return predict(load_float_model(path, unsafe=unsafe), x)
