@@ -264,8 +264,9 @@ def _has_lambda(node: Any) -> bool:
 
 
 # tf.keras 2 files record TensorFlow calls made on Keras tensors (x = tf.nn.relu6(x)) as TFOpLambda
-# and SlicingOpLambda layers naming the function (ClassMethod layers: a class and its method), which tf_keras looks up among ALL public
-# TensorFlow symbols (tf.io.write_file too) and runs with the model: safe mode takes tensor math only.
+# and SlicingOpLambda layers naming the function (ClassMethod layers: a class and its method),
+# which tf_keras looks up among ALL public TensorFlow symbols (tf.io.write_file too) and runs
+# with the model: safe mode takes tensor math only.
 _TENSOR_MATH_NAMESPACES = frozenset({"__operators__", "math", "nn", "linalg", "bitwise", "signal", "image",
                                      "strings", "random", "sparse", "ragged", "dtypes"})
 _TENSOR_MATH_FUNCTIONS = frozenset({
@@ -474,7 +475,8 @@ def _calibration_for(path: Path, calibration: np.ndarray | None, sample_shape: t
 
         calibration = synthetic_calibration(sample_shape)
     if calibration.shape[1:] != sample_shape:
-        raise QcheckError(path, f"calibration samples have shape {calibration.shape[1:]}, the model takes {sample_shape}")
+        raise QcheckError(path, f"calibration samples have shape {calibration.shape[1:]}, "
+                          f"the model takes {sample_shape}")
     return calibration
 
 
@@ -551,7 +553,8 @@ class _Tf1Route:
                 tag_set=self.tags)
         except Exception as exc:
             raise QcheckError(self.path, f"TensorFlow 2 could not load the SavedModel ({self.tf2_cause}), nor could "
-                              f"the TF1 converter: {_first_line(exc)}", "export it again with a recent TensorFlow") from None
+                              f"the TF1 converter: {_first_line(exc)}",
+                              "export it again with a recent TensorFlow") from None
 
     def float_tflite(self) -> bytes:
         try:
