@@ -221,7 +221,7 @@ class ModelRun:
                 raise QcheckError(self._path, "model file does not exist")
             self.kind  # a FIFO or a device is refused before it is copied
             with private_copy(self._path) as model:  # hashed and converted: the same bytes
-                key = digest("convert", versions("tensorflow", "keras"), model, calibration,
+                key = digest("convert", versions("tensorflow", "keras", "tf-keras"), model, calibration,
                              evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization),
                              self.spec.quantization.key())
 
@@ -243,6 +243,7 @@ class ModelRun:
             if self.spec.quantization.activations == "int16":
                 self.notes.append("converted to int16x8 (int16 activations, int8 weights; int16 input and output), "
                                   "as activations = \"int16\" asks")
+            self.notes.extend(quantized.notes)  # e.g. which loader or converter took the model
             if split is not None:
                 from qcheck.data import few_calibration_samples
 
@@ -328,7 +329,7 @@ class ModelRun:
 
             model_kind(path)  # a FIFO or a device is refused before it is read
             with private_copy(path) as copy:  # hashed and run: the same bytes
-                key = digest("reference", versions("tensorflow", "keras", "ai-edge-litert"), copy, data.x,
+                key = digest("reference", versions("tensorflow", "keras", "tf-keras", "ai-edge-litert"), copy, data.x,
                              str(self.spec.unsafe_deserialization), self.spec.stateful)
 
                 def predict() -> FloatReference:

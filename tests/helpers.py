@@ -79,3 +79,13 @@ def touch(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
     return path
+
+
+def without_tf_keras(folder: Path) -> dict[str, str]:
+    """An environment in which ``import tf_keras`` fails as when it is not installed (for qcheck's
+    processes and their children): a package of that name first on the path that raises."""
+    package = folder / "tf_keras"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'tf_keras'\", name='tf_keras')\n", encoding="utf-8")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p)}
