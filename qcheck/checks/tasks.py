@@ -272,6 +272,9 @@ def classification(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None
                           f"top-1 agrees with the float model on {agreement:.1%} (no labels)", why,
                           {"agreement": agreement})
     y = y.reshape(n).astype(np.int64)
+    if int(y.min()) < 0:
+        raise TaskError(f"labels for '{head}' go down to {int(y.min())}: class indices are never negative; "
+                        "declare its task (e.g. task = \"regression\") if they are targets")
     if int(y.max()) >= f.shape[1]:
         raise TaskError(f"labels for '{head}' go up to {int(y.max())} but the head has {f.shape[1]} classes")
     fa, qa = float(np.mean(f_top == y)), float(np.mean(q_top == y))
