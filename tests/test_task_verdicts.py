@@ -51,7 +51,8 @@ _BUILD = textwrap.dedent('''
     p = (x @ W + b).clip(0) @ W2
     W2 = W2 * 0.3 / (p.max() - p.min()); b2[:] = 0.05 - p.min() * 0.3 / (p.max() - p.min())
     m.layers[2].set_weights([W2, b2]); m.save(f"{out}/level.keras"); float_io(m, "level")
-    i = keras.Input((8,)); o = keras.layers.Dense(1, activation="sigmoid", name="p")(keras.layers.Dense(16, activation="relu")(i))
+    i = keras.Input((8,)); h = keras.layers.Dense(16, activation="relu")(i)
+    o = keras.layers.Dense(1, activation="sigmoid", name="p")(h)
     m = keras.Model(i, o); m.save(f"{out}/sigmoid.keras"); float_io(m, "sigmoid")
 
     # 2: the outlier autoencoder fixture behind its own Rescaling(1/255), on frames in 0..255.

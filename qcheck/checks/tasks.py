@@ -199,8 +199,10 @@ def infer_task(f: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...]
     # By shape alone an output that does not follow its input (a sigmoid mask) is no reconstruction.
     reconstruction = same_as_input and not softmax and (x is None or reconstructs(f, x))
     if y is not None:
-        if not _integral(y) or _targets(y):
-            return "regression", "inferred: float labels" if not _integral(y) else "inferred: several label values per sample"
+        if not _integral(y):
+            return "regression", "inferred: float labels"
+        if _targets(y):
+            return "regression", "inferred: several label values per sample"
         if reconstruction:
             return "reconstruction", "inferred: the output has the input's shape; labels are normal/anomaly"
         if values == 1:
