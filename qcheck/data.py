@@ -216,6 +216,11 @@ def _load_shards(p: Path, shards: list[Path]) -> Dataset:
 
 
 def _load_images(p: Path, classes: list[Path], options: ImageOptions) -> Dataset:
+    """Images labelled by sub-folder in name order (as Keras' image_dataset_from_directory does).
+
+    For anomaly data that order is often the wrong way round (anomaly/ < normal/, defect/ < good/
+    make 1 = normal); accuracy_drop fails a reconstruction whose float AUC is below 0.5 and says so.
+    """
     from qcheck.lazy_arrays import read_image
 
     files: list[str] = []
@@ -333,7 +338,12 @@ def _pairs(p: Path, pairs_name: str, index: np.ndarray, same_name: str, same: np
 
 
 def _labels(p: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
-    """Class indices from integer labels or one-hot rows; float targets (regression) as they are."""
+    """Class indices from integer labels or one-hot rows; targets (regression) as float32.
+
+    Integer-valued labels are class indices only as one index per sample (never negative) or as
+    one-hot rows; other whole-number rows (coordinates) and negative values are targets;
+    multi-hot rows are refused with a message.
+    """
     if y.shape[:1] != (n,):
         raise QcheckError(p, f"'{name}' has {y.shape[0] if y.ndim else 0} labels for {n} samples in 'x'")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
@@ -341,16 +351,29 @@ def _labels(p: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
     if y.dtype.kind == "f" and not np.all(y == np.round(y)):
         # Fractional values are regression targets; accuracy_drop checks their shape against the head.
         return y.astype(np.float32, copy=False)
+    if y.dtype.kind not in "iubf":
+        raise QcheckError(p, f"'{name}' has dtype {y.dtype}; expected integer class indices, one-hot rows or "
+                          "numeric targets")
     if y.ndim == 2 and y.shape[1] > 1:
-        indices: np.ndarray = np.argmax(y, axis=1).astype(np.int64)
-        return indices
-    if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
-        raise QcheckError(p, f"'{name}' has shape {y.shape}; expected class indices (N,) or one-hot rows (N, classes)")
+        zero_one = bool(np.all((y == 0) | (y == 1)))
+        if zero_one and bool(np.all(y.sum(axis=1) == 1)):
+            indices: np.ndarray = np.argmax(y, axis=1).astype(np.int64)  # one-hot rows
+            return indices
+        if zero_one:
+            # Several 1s in a row: multi-label tags, not one class; top-1 against them means nothing.
+            raise QcheckError(p, f"'{name}' holds multi-hot rows (several 1s per sample): multi-label tags, which "
+                              "qcheck does not judge as classification",
+                              f"drop '{name}' to compare the quantized outputs with the float model's, or declare "
+                              "the head's task (e.g. task = \"regression\") and store the labels as float32")
+        # Whole-number values that are not 0/1 rows (pixel coordinates, counts): regression targets.
+        return y.astype(np.float32)
+    if y.ndim > 2:
+        raise QcheckError(p, f"'{name}' has shape {y.shape}; expected class indices (N,), one-hot rows "
+                          "(N, classes) or targets")
     y = y.reshape(n)
-    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
-        raise QcheckError(p, f"'{name}' has dtype {y.dtype}; expected integer class indices or one-hot rows")
     if (y < 0).any():
-        raise QcheckError(p, f"'{name}' has negative class indices (smallest {int(y.min())})")
+        # Class indices are never negative: whole-number values below zero are regression targets.
+        return y.astype(np.float32)
     return y.astype(np.int64)
 
 

@@ -115,9 +115,24 @@ def suite_from_document(doc: dict[str, Any], source: str, name: str, here: Path,
         if not isinstance(table, dict):
             raise QcheckError(source, f"'checks.{check_name}' must be a table, not {shown(table)}")
         checks[check_name] = _merge(checks.get(check_name), _parse_table(check_name, table, source, f"checks.{check_name}"))
+    if parent is None and source != _DEFAULT_SOURCE:
+        checks = _default_thresholds(checks)
     description = doc.get("description", parent.description if parent else "")
     quantization = {**(parent.quantization if parent else {}), **_quantization_table(doc.get("quantization", {}), source)}
     return Suite(name, source, description, checks, quantization)
+
+
+_DEFAULT_SOURCE = "<built-in suite default>"
+
+
+def _default_thresholds(checks: dict[str, CheckSpec]) -> dict[str, CheckSpec]:
+    """A suite without ``extends`` that sets a check's options but no threshold (only ``task``,
+    say) keeps the default suite's ``max``/``min``: a check without one would pass whatever it
+    measures."""
+    default = _load("default", Path.cwd(), ()).checks
+    return {name: replace(spec, max=default[name].max, min=default[name].min)
+            if spec.max is None and spec.min is None and name in default else spec
+            for name, spec in checks.items()}
 
 
 def _quantization_table(table: Any, source: str) -> dict[str, Any]:

@@ -128,7 +128,9 @@ def test_tasks_are_inferred_from_outputs_and_labels() -> None:
     assert infer_task(rng.normal(size=(20, 8)), None, (8,))[0] == "reconstruction"
     assert infer_task(rng.normal(size=(20, 8)), np.arange(20) % 2, (8,))[0] == "reconstruction"
     assert infer_task(rng.normal(size=(20, 1)), None, (1,))[0] == "regression"
-    assert infer_task(rng.random((20, 1)), None, (3,))[0] == "binary"
+    assert infer_task(rng.random((20, 1)), None, (3,), sigmoid=True)[0] == "binary"
+    # Values in [0, 1] alone, with the output scale unknown, are not taken for a sigmoid.
+    assert infer_task(rng.random((20, 1)), None, (3,))[0] == "regression"
     # In [0, 1] but without the sigmoid's fixed int8 scale of 1/256: a regression.
     assert infer_task(rng.random((20, 1)), None, (3,), sigmoid=False)[0] == "regression"
     assert judge_head("p", rng.random((20, 1)), rng.random((20, 1)), None, np.zeros((20, 3)), None,

@@ -14,6 +14,7 @@ from qcheck.errors import QcheckError
 from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.layers import explain_layers, layer_hint
 from qcheck.results import Measurement
+from qcheck.tflite.inspect import ModelInfo
 from qcheck.checks.tasks import (HeadResult, Limits, TaskError, cosine_bound, declared_tasks, judge_head, share,
                                  task_name, task_table)
 
@@ -57,6 +58,27 @@ def head_pairs(evidence: Evidence, heads: tuple[str, ...]) -> dict[str, Pairs]:
     return pairs
 
 
+# Ops that requantize or reshape without computing: an output's integer scale is found through them.
+_PASS_THROUGH = frozenset({"DEQUANTIZE", "QUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+
+
+def integer_output_scale(info: ModelInfo, name: str) -> float | None:
+    """The scale of the integer tensor behind output ``name``: its own, or, for a float output
+    (a DEQUANTIZE at the exit), the int8 tensor's the DEQUANTIZE reads. A float-output model is
+    then judged like its int8-output twin (a sigmoid's fixed 1/256 scale shows through)."""
+    tensor = next((io.tensor for io in info.outputs if io.name == name), None)
+    if tensor is None and len(info.outputs) == 1:
+        tensor = info.outputs[0].tensor  # a single output keyed by the reference's name (align_heads)
+    seen = set()
+    while tensor is not None and tensor.dtype not in ("int8", "uint8", "int16"):
+        op = info.producer(tensor)
+        if op is None or op.op not in _PASS_THROUGH or not op.inputs or (op.subgraph, op.index) in seen:
+            return None
+        seen.add((op.subgraph, op.index))
+        tensor = info.tensor(op.subgraph, op.inputs[0])
+    return tensor.scale[0] if tensor is not None and tensor.scale else None
+
+
 def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadResult] | str:
     """Per-head results by each head's task, or the reason nothing can be measured."""
     data = evidence.evaluation_data()
@@ -79,7 +101,7 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
         f = reference.outputs[head]
         output = run.outputs[head]
         q = output.values.reshape(f.shape)
-        scale = output.params.scale if output.params is not None else None
+        scale = output.params.scale if output.params is not None else integer_output_scale(evidence.info(), head)
         try:
             results.append(judge_head(head, f, q, labels.get(head), data.x, declared.get(head), limits, scale,
                                       pairs.get(head)))

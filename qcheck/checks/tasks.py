@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -169,18 +169,40 @@ def _softmax_like(f: np.ndarray) -> bool:
     return f.shape[1] >= 2 and bool(np.all(f >= -1e-6)) and bool(np.allclose(f.sum(axis=1), 1.0, atol=1e-3))
 
 
+def _targets(y: np.ndarray) -> bool:
+    """Labels with several values per sample: targets of the output's shape (class labels are
+    one index per sample once :func:`qcheck.data._labels` has read one-hot rows)."""
+    return y.ndim >= 2 and math.prod(y.shape[1:]) > 1
+
+
+def reconstructs(f: np.ndarray, x: Any) -> bool:
+    """Whether the float output follows its input: an affine map of the input explains at least
+    half of the output's variance (a segmentation mask or a per-pixel class map does not)."""
+    if x is None or len(x) != len(f) or math.prod(x.shape[1:]) != math.prod(f.shape[1:]):
+        return False
+    _, _, explained = _affine_fit(np.asarray(x, dtype=np.float64).reshape(-1), f.astype(np.float64).reshape(-1))
+    return explained >= 0.5
+
+
 def infer_task(f: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...] | None,
-               sigmoid: bool | None = None) -> tuple[str, str]:
+               sigmoid: bool | None = None, x: Any = None) -> tuple[str, str]:
     """(task, why) for a head with float outputs ``f`` (samples, ...), labels ``y`` and the
     model's per-sample input shape (None for several inputs). ``sigmoid``: whether the quantized
-    output has a sigmoid's fixed scale, None when unknown."""
+    output has a sigmoid's fixed scale, None when unknown. ``x``: the inputs, when given, show
+    whether an output of the input's shape reconstructs it."""
     flat = f.reshape(len(f), -1)
     values = flat.shape[1]
     same_as_input = input_shape is not None and values >= 2 and tuple(f.shape[1:]) == tuple(input_shape)
+    # A softmax is a classifier whatever its shape (10 features, 10 classes).
+    softmax = _softmax_like(flat)
+    # By shape alone an output that does not follow its input (a sigmoid mask) is no reconstruction.
+    reconstruction = same_as_input and not softmax and (x is None or reconstructs(f, x))
     if y is not None:
         if not _integral(y):
             return "regression", "inferred: float labels"
-        if same_as_input:
+        if _targets(y):
+            return "regression", "inferred: several label values per sample"
+        if reconstruction:
             return "reconstruction", "inferred: the output has the input's shape; labels are normal/anomaly"
         if values == 1:
             if set(np.unique(y).tolist()) <= {0, 1}:
@@ -188,14 +210,17 @@ def infer_task(f: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...]
             return "regression", "inferred: one value per sample and numeric labels"
         return "classification", "inferred: class labels"
     if values == 1:
-        # A sigmoid's quantized output has a fixed scale; a regression that stays in [0, 1] does not.
-        if sigmoid or (sigmoid is None and bool(np.all((flat >= 0) & (flat <= 1)))):
-            return "binary", "inferred: one value in [0, 1] per sample (a sigmoid)"
+        # A sigmoid's quantized output has a fixed scale; a regression that stays in [0, 1] does not,
+        # so values in [0, 1] alone are not taken for a sigmoid.
+        if sigmoid:
+            return "binary", "inferred: one value per sample with a sigmoid's fixed output scale"
         return "regression", "inferred: one value per sample"
-    if same_as_input:
-        return "reconstruction", "inferred: the output has the input's shape"
-    if _softmax_like(flat):
+    if softmax:
         return "classification", "inferred: a softmax output"
+    if reconstruction:
+        return "reconstruction", "inferred: the output has the input's shape and follows it"
+    if same_as_input:
+        return "regression", "inferred: the output has the input's shape but does not reconstruct it (e.g. a mask)"
     return "embedding", "inferred: no softmax, no labels, several values per sample"
 
 
@@ -248,6 +273,9 @@ def classification(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None
                           f"top-1 agrees with the float model on {agreement:.1%} (no labels)", why,
                           {"agreement": agreement})
     y = y.reshape(n).astype(np.int64)
+    if int(y.min()) < 0:
+        raise TaskError(f"labels for '{head}' go down to {int(y.min())}: class indices are never negative; "
+                        "declare its task (e.g. task = \"regression\") if they are targets")
     if int(y.max()) >= f.shape[1]:
         raise TaskError(f"labels for '{head}' go up to {int(y.max())} but the head has {f.shape[1]} classes")
     fa, qa = float(np.mean(f_top == y)), float(np.mean(q_top == y))
@@ -310,8 +338,38 @@ def regression(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, wh
                       summary, why, numbers)
 
 
+def _affine_fit(x: np.ndarray, f: np.ndarray) -> tuple[float, float, float]:
+    """(a, b, share of f's variance explained) of the least-squares fit f ~ a x + b."""
+    x, f = x.astype(np.float64), f.astype(np.float64)
+    var_x, var_f = float(np.var(x)), float(np.var(f))
+    if var_x == 0 or var_f == 0:
+        return 1.0, 0.0, 1.0 if np.allclose(f, x) else 0.0
+    a = float(np.mean((x - x.mean()) * (f - f.mean()))) / var_x
+    b = float(f.mean()) - a * float(x.mean())
+    return a, b, 1.0 - float(np.mean((f - (a * x + b)) ** 2)) / var_f
+
+
+def reconstruction_target(f: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, str]:
+    """The input in the output's units, and how it was put there.
+
+    An autoencoder that preprocesses its input (a Rescaling(1/255) in the model, uint8 frames)
+    reconstructs ``x`` in other units: its error against raw ``x`` would be ``x`` itself, the same
+    for the float and the quantized model. When the float output's range is not the input's
+    (beyond a factor of 2), ``x`` is mapped into the output's units by the least-squares affine fit
+    of the float output on it, and both models' errors are measured against that.
+    """
+    n = len(f)
+    xf, ff = x.reshape(n, -1).astype(np.float64), f.reshape(n, -1).astype(np.float64)
+    span_x, span_f = float(xf.max() - xf.min()), float(ff.max() - ff.min())
+    if span_x == 0 or span_f == 0 or 0.5 <= span_f / span_x <= 2.0:
+        return xf, ""
+    a, b, _ = _affine_fit(xf.reshape(-1), ff.reshape(-1))
+    return a * xf + b, f"the input mapped into the output's units ({a:.4g} x {b:+.4g})"
+
+
 def anomaly_scores(out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Per-sample reconstruction error: the mean squared difference between output and input."""
+    """Per-sample reconstruction error: the mean squared difference between output and input
+    (the input as :func:`reconstruction_target` puts it in the output's units)."""
     n = len(out)
     return np.asarray(np.mean((out.reshape(n, -1).astype(np.float64) - x.reshape(n, -1)) ** 2, axis=1))
 
@@ -323,13 +381,18 @@ def reconstruction(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None
     if x is None or len(x) != n or math.prod(x.shape[1:]) != math.prod(f.shape[1:]):
         raise TaskError(f"'{head}' is judged as a reconstruction, but the model's input does not have its shape "
                         f"{tuple(f.shape[1:])}; declare its task (e.g. task = \"regression\")")
-    x = np.asarray(x, dtype=np.float64)
-    sf, sq = anomaly_scores(f, x), anomaly_scores(q, x)
+    target, units = reconstruction_target(f, np.asarray(x, dtype=np.float64))
+    sf, sq = anomaly_scores(f, target), anomaly_scores(q, target)
     mean_f, mean_q = float(sf.mean()), float(sq.mean())
     change = mean_q / mean_f - 1.0 if mean_f > 0 else (0.0 if mean_q == 0 else math.inf)
     numbers: dict[str, float | None] = {"mean_score_float": mean_f, "mean_score_quantized": mean_q,
                                         "mean_score_change": change}
     scores = f"mean anomaly score (reconstruction MSE) float {mean_f:.4g} -> quantized {mean_q:.4g} ({change:+.1%})"
+    if units:
+        scores += f", against {units}"
+    failures: tuple[str, ...] = ()
+    if abs(change) > max_score_change:
+        failures = (f"'{head}' mean anomaly score changed {change:+.1%} > max_score_change {max_score_change:.0%}",)
     if y is not None:
         truth = y.reshape(n).astype(np.int64)
         if not set(np.unique(truth).tolist()) <= {0, 1} or len(np.unique(truth)) < 2:
@@ -338,14 +401,18 @@ def reconstruction(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None
         auc_f, auc_q = auc(sf, truth), auc(sq, truth)
         low, high = paired_auc_drop_interval(sf, sq, truth.astype(bool))
         numbers.update({"float": auc_f, "quantized": auc_q})
+        if auc_f < 0.5:
+            # Scores rank the 'anomalies' below the normal samples: the labels are the wrong way
+            # round (image folders are labelled in name order: anomaly/ < normal/, defect/ < good/).
+            # An AUC drop against reversed labels rewards a model that gets worse.
+            failures += (f"'{head}': the float model's anomaly AUC is {auc_f:.3f} < 0.5, so the labels look "
+                         "reversed (1 must mean anomaly, 0 normal; image sub-folders are numbered in name order, "
+                         "e.g. anomaly/ = 0, normal/ = 1): swap them (y = 1 - y) or drop them",)
         return HeadResult(head, "reconstruction", "AUC drop", auc_f - auc_q, low, high, n, True,
-                          f"anomaly AUC float {auc_f:.3f} -> quantized {auc_q:.3f}; {scores}", why, numbers)
+                          f"anomaly AUC float {auc_f:.3f} -> quantized {auc_q:.3f}; {scores}", why, numbers, failures)
     rho = spearman(sf, sq)
     low, high = bootstrap_interval(lambda i: 1.0 - spearman(sf[i], sq[i]), n, np.random.default_rng(0))
     numbers["spearman"] = rho
-    failures: tuple[str, ...] = ()
-    if abs(change) > max_score_change:
-        failures = (f"'{head}' mean anomaly score changed {change:+.1%} > max_score_change {max_score_change:.0%}",)
     return HeadResult(head, "reconstruction", "1 - Spearman of the anomaly scores", 1.0 - rho, low, high, n, False,
                       f"Spearman {rho:.4f} of quantized against float anomaly scores (no labels); {scores}",
                       why, numbers, failures)
@@ -450,7 +517,7 @@ def judge_head(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, x:
         # TFLite fixes a LOGISTIC output's scale: 1/256 in int8/uint8, 1/32768 in int16.
         sigmoid = None if output_scale is None else any(
             math.isclose(output_scale, fixed, rel_tol=1e-6) for fixed in (1 / 256, 1 / 32768))
-        task, why = infer_task(f, y, input_shape, sigmoid)
+        task, why = infer_task(f, y, input_shape, sigmoid, x if input_shape == tuple(f.shape[1:]) else None)
     flat_f, flat_q = f.reshape(n, -1), q.reshape(n, -1)
     if task == "classification" and y is None and flat_f.shape[1] >= 2:
         counts = np.bincount(flat_f.argmax(axis=1), minlength=flat_f.shape[1])
@@ -462,6 +529,43 @@ def judge_head(head: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, x:
             task = "embedding"
     if task in ("classification", "binary") and y is not None and not _integral(y):
         raise TaskError(f"labels for '{head}' are not class indices, but its task is {task}")
+    result = _judge_task(head, task, why, f, q, y, x, limits, pairs)
+    collapse = collapsed(head, flat_f, flat_q)
+    if collapse is None:
+        return result
+    return replace(result, failures=(*result.failures, collapse))
+
+
+def collapsed(head: str, f: np.ndarray, q: np.ndarray) -> str | None:
+    """A failure when the quantized output is (nearly) constant while the float output varies.
+
+    One or two distinct quantized outputs over the evaluation data, explaining less than half of
+    the float output's variation (averaged over the values that vary, each against its own
+    variance): whatever the task's metric says (a cosine dominated by one large constant value, a
+    top-1 on an index the float model rarely leaves), such a head has lost what it computes. A
+    binary head whose int8 output is 0 or 1 where its float output is near 0 or 1 is not this.
+    """
+    n = len(f)
+    distinct_q = len(np.unique(q, axis=0))
+    if n < 3 or distinct_q > 2 or len(np.unique(f, axis=0)) <= 2:
+        return None
+    f64, q64 = f.astype(np.float64), q.astype(np.float64)
+    variance = np.sum((f64 - f64.mean(axis=0)) ** 2, axis=0)
+    varying = variance > 0
+    explained = 1.0 - np.sum((q64 - f64) ** 2, axis=0)[varying] / variance[varying]
+    share = float(np.mean(explained))
+    if share >= 0.5:
+        return None
+    same = "the same for all" if distinct_q == 1 else "one of two values on all"
+    return (f"'{head}' quantized output is {same} {n} samples while the float output varies (it explains "
+            f"{max(share, 0.0):.0%} of the float output's variation): quantization has collapsed this output, "
+            "usually because one large value sets the output's scale")
+
+
+def _judge_task(head: str, task: str, why: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None, x: Any,
+                limits: Limits, pairs: Pairs | None = None) -> HeadResult:
+    n = len(f)
+    flat_f, flat_q = f.reshape(n, -1), q.reshape(n, -1)
     if task == "classification":
         if flat_f.shape[1] < 2:
             raise TaskError(f"'{head}' has one value per sample: top-1 needs two classes or more; "
