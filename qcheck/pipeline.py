@@ -247,7 +247,7 @@ class ModelRun:
                                       "a .tflite is checked as it is, converted already")
                 return data
             data = self._quantized().tflite
-            atomic_write(self.out_dir / f"{self.stem}_quant.tflite", data, never=self._inputs)
+            atomic_write(self.out_dir / f"{self.stem}_quant.tflite", data, never=self._inputs, root=self.out_dir)
             return data
 
         return self._memo.get("tflite", make)
@@ -267,7 +267,7 @@ class ModelRun:
                 raise QcheckError(self._path if self.kind == "tflite" else None, str(exc)) from None
             census = self._memo.get("census", lambda: take_census(info))  # once, for the file and the checks
             write_json(self.out_dir / f"{self.stem}_quantization_info.json", quantization_info(info, census),
-                       never=self._inputs)
+                       never=self._inputs, root=self.out_dir)
             self.notes.extend(census.io_notes)
             return info
 
@@ -399,10 +399,11 @@ class ModelRun:
                 self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
                 # Vela compiles the bytes of the key, not the file as it may be by now.
                 with private_file(self.tflite(), model.name) as staged, named_as(staged, model):
-                    return compile_model(staged, config, folder, timeout=self._timeout)
+                    return compile_model(staged, config, folder, timeout=self._timeout, root=self.out_dir,
+                                         never=self._inputs)
 
             files, _ = self._cache.get_or_make(key, compile)
-            return read_result(model, config, files, folder)
+            return read_result(model, config, files, folder, root=self.out_dir, never=self._inputs)
 
         # One compilation per configuration, shared by the vela check and the memory checks.
         return self._memo.get(f"vela:{config}", make)
