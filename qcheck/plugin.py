@@ -232,8 +232,12 @@ def _project(config: pytest.Config) -> ProjectConfig:
     from qcheck.project import INI_KEYS, find_pyproject, project_config
 
     ini = {key: config.getini(key) for key in INI_KEYS.values()}
+    opt = config.option
+    # A folder the command line gives is trusted; the configuration's, then unused, is not confined.
+    overridden = frozenset({*(["out"] if opt.qcheck_out else []),
+                            *(["cache_dir"] if opt.qcheck_cache_dir or opt.qcheck_no_cache else [])})
     try:
-        return project_config(find_pyproject(config.rootpath, config.inipath), ini, config.inipath)
+        return project_config(find_pyproject(config.rootpath, config.inipath), ini, config.inipath, overridden)
     except QcheckError as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
 
