@@ -443,3 +443,20 @@ def test_a_cache_folder_from_a_configuration_file_stays_in_its_project_unless_th
     assert config.data == str(tmp_path / "shared" / "val.npz")  # only read: may be anywhere
     with pytest.raises(QcheckError, match=r"qcheck_cache_dir leads to /, outside the project"):
         project_config(None, {"qcheck_cache_dir": "/"}, tmp_path / "tox.ini")
+
+
+def test_a_default_output_folder_that_is_a_link_out_of_the_folder_is_a_usage_error_unless_given(
+        tmp_path: Path) -> None:
+    """qcheck-out is nobody's choice when it is the default: a repository can commit it as a link."""
+    repo = tmp_path / "repo"
+    model_here(repo)
+    victim = tmp_path / "victim"
+    model_here(victim, "hw_quantization_info.json")  # a user's file with the artifact's name
+    (repo / "qcheck-out").symlink_to("../victim")
+    run = run_qcheck(repo, "--qcheck-model=hw.tflite", "-k", "size")
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout
+    assert "qcheck: qcheck-out: the default output folder is a symbolic link leading out of" in run.stdout
+    assert (victim / "hw_quantization_info.json").read_bytes() == HELLO.read_bytes()
+    run = run_qcheck(repo, "--qcheck-model=hw.tflite", "-k", "size", "--qcheck-out=qcheck-out")  # now chosen
+    assert run.check("hw.tflite", "size")["passed"] is True, run.stdout
+    assert (victim / "hw_quantization_info.json").read_bytes() != HELLO.read_bytes()
