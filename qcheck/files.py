@@ -47,7 +47,7 @@ class InputFiles:
 
     def __init__(self) -> None:
         self._known: dict[tuple[int, int], str] = {}
-        self._paths: dict[Path, str] = {}
+        self._paths: dict[Path, str] = {}  # as written (made absolute) and with links resolved
 
     def add(self, path: str | Path | None, what: str) -> None:
         """Protect ``path`` (described as ``what``, e.g. "model"); missing paths are ignored."""
@@ -62,6 +62,7 @@ class InputFiles:
             return  # nothing there to lose; the step that reads it reports what is wrong
         self._known.setdefault((info.st_dev, info.st_ino), f"{what} {path}")
         self._paths[absolute] = f"{what} {path}"
+        self._paths.setdefault(Path(os.path.realpath(path)), f"{what} {path}")
 
     def owner(self, target: Path) -> str | None:
         """What ``target`` is when it is one of the inputs ("model m.keras"), else None."""
@@ -80,14 +81,73 @@ class InputFiles:
 
     def refuse_inside(self, folder: Path) -> None:
         """Raise QcheckError when an input lies inside ``folder``, whose files qcheck replaces."""
-        inside = Path(os.path.abspath(folder))
+        # Both spellings of the folder: a link on its way (the output root may be one) must not hide an input.
+        spellings = {Path(os.path.abspath(folder)), Path(os.path.realpath(folder))}
         for path, owner in self._paths.items():
-            if path.is_relative_to(inside) and path != inside:
+            if any(path.is_relative_to(inside) and path != inside for inside in spellings):
                 raise QcheckError(folder, f"holds the {owner} of this run, and qcheck writes its files there; "
                                   "it never writes over its inputs", "choose another --qcheck-out, or move the input")
 
 
-def atomic_write(path: Path, data: bytes, *, named_by_user: bool = False, never: InputFiles | None = None) -> None:
+def output_folder(root: Path, folder: Path) -> Path:
+    """Make ``folder``, which lies below the output root ``root``, and return it.
+
+    Every part of ``folder`` below ``root`` must be a real folder: a symbolic link there (one
+    committed to a repository, say ``qcheck-out/m_vela/ethos-u55-128 -> ../../../elsewhere``)
+    would send qcheck's writes and removals anywhere, so it is refused with QcheckError naming
+    it, never followed nor removed (it may be the user's own; removing it is theirs to decide).
+    ``root`` itself may be a link: the user chose it (the command line is trusted; a root from a
+    configuration file was confined to its project when it was read).
+    """
+    base = Path(os.path.abspath(root))
+    target = Path(os.path.abspath(folder))
+    if not target.is_relative_to(base):
+        raise QcheckError(folder, f"is not inside qcheck's output folder {root}")
+    base.mkdir(parents=True, exist_ok=True)
+    here = base
+    for part in target.relative_to(base).parts:
+        here = here / part
+        try:
+            found = here.lstat()
+        except FileNotFoundError:
+            try:
+                os.mkdir(here, 0o777)
+            except FileExistsError:
+                pass  # another worker made it meanwhile; it is checked below all the same
+            found = here.lstat()
+        if stat.S_ISLNK(found.st_mode):
+            raise QcheckError(here, f"is a symbolic link inside qcheck's output folder {root} (to "
+                              f"{os.readlink(here)}); qcheck does not write through links below its output "
+                              "folder, which could send its files anywhere",
+                              "remove the link (qcheck makes the folder itself), or choose another --qcheck-out")
+        if not stat.S_ISDIR(found.st_mode):
+            raise QcheckError(here, f"is {_kind(found.st_mode)}, not a folder; qcheck writes its files in a "
+                              "folder of this name", "remove it, or choose another --qcheck-out")
+    # The walk saw no link; the folder found must be the one walked (a second look, no trust in the first).
+    if os.path.realpath(target) != os.path.join(os.path.realpath(base), *target.relative_to(base).parts):
+        raise QcheckError(folder, f"does not lead where it says inside qcheck's output folder {root}",
+                          "choose another --qcheck-out")
+    return folder
+
+
+def remove_stale(path: Path, *, root: Path, never: InputFiles | None = None) -> None:
+    """Remove the stale artifact ``path`` below the output root ``root`` (see :func:`output_folder`),
+    if it is there: only a regular file that is not one of the run's inputs (``never``)."""
+    output_folder(root, path.parent)
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(found.st_mode):
+        raise QcheckError(path, f"is {_kind(found.st_mode)}, not a file qcheck wrote; qcheck removes only "
+                          "regular files in its output folders", "remove it, or choose another folder")
+    if never is not None:
+        never.refuse(path)
+    path.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, data: bytes, *, named_by_user: bool = False, never: InputFiles | None = None,
+                 root: Path | None = None) -> None:
     """Write ``data`` so that readers see the old file or the whole new one, never a part.
 
     A regular file is replaced atomically. ``path`` is never one of the run's inputs (``never``)
@@ -98,7 +158,12 @@ def atomic_write(path: Path, data: bytes, *, named_by_user: bool = False, never:
       ``/dev/stdout`` prints, a link stays a link and its target gets the text.
     - otherwise (an artifact name qcheck chose): anything but a regular file is refused with
       QcheckError, so that a link planted in the output folder cannot redirect a write.
+
+    ``root``: ``path`` is an artifact below this output root; no part of its folder below the root
+    may be a link (see :func:`output_folder`).
     """
+    if root is not None:
+        output_folder(root, path.parent)
     if never is not None:
         never.refuse(path)
     try:
@@ -222,10 +287,11 @@ def _why_not_creatable(option: str, folder: Path, target: Path | None = None) ->
     return None
 
 
-def write_json(path: Path, payload: Any, *, named_by_user: bool = False, never: InputFiles | None = None) -> None:
+def write_json(path: Path, payload: Any, *, named_by_user: bool = False, never: InputFiles | None = None,
+               root: Path | None = None) -> None:
     """Deterministic JSON (sorted keys, indent 2), written atomically (see :func:`atomic_write`)."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=_default) + "\n"
-    atomic_write(path, text.encode(), named_by_user=named_by_user, never=never)
+    atomic_write(path, text.encode(), named_by_user=named_by_user, never=never, root=root)
 
 
 def _default(value: Any) -> Any:

@@ -269,7 +269,7 @@ class ModelRun:
                                       "a .tflite is checked as it is, converted already")
                 return data
             data = self._quantized().tflite
-            atomic_write(self.artifact("quantized_model"), data, never=self._inputs)
+            atomic_write(self.artifact("quantized_model"), data, never=self._inputs, root=self.out_dir)
             return data
 
         return self._memo.get("tflite", make)
@@ -289,7 +289,7 @@ class ModelRun:
                 raise QcheckError(self._path if self.kind == "tflite" else None, str(exc)) from None
             census = self._memo.get("census", lambda: take_census(info))  # once, for the file and the checks
             write_json(self.artifact("quantization_info"), quantization_info(info, census),
-                       never=self._inputs)
+                       never=self._inputs, root=self.out_dir)
             self.notes.extend(census.io_notes)
             return info
 
@@ -446,10 +446,11 @@ class ModelRun:
                 self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
                 # Vela compiles the bytes of the key, not the file as it may be by now.
                 with private_file(self.tflite(), model.name) as staged, named_as(staged, model):
-                    return compile_model(staged, config, folder, timeout=self._timeout)
+                    return compile_model(staged, config, folder, timeout=self._timeout, root=self.out_dir,
+                                         never=self._inputs)
 
             files, _ = self._cache.get_or_make(key, compile)
-            return read_result(model, config, files, folder)
+            return read_result(model, config, files, folder, root=self.out_dir, never=self._inputs)
 
         # One compilation per configuration, shared by the vela check and the memory checks.
         return self._memo.get(f"vela:{config}", make)

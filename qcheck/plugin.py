@@ -163,6 +163,13 @@ def _check_outputs(config: pytest.Config, settings: Settings, qsession: QcheckSe
 
     out_option = "--qcheck-out" if config.option.qcheck_out else "qcheck_out ([tool.qcheck] out)"
     problems = [check_output_folder(out_option, settings.out_dir)]
+    out = settings.out_dir
+    if (not config.option.qcheck_out and not project_of(config).out and out.is_symlink()
+            and not out.resolve().is_relative_to(Path.cwd().resolve())):
+        # The default folder is nobody's choice: a repository could commit it as a link to elsewhere.
+        problems.append(f"{out}: the default output folder is a symbolic link leading out of {Path.cwd()} (to "
+                        f"{os.readlink(out)}); qcheck writes through such a link only when you give it: "
+                        f"pass --qcheck-out={out} to use it, or remove the link")
     for option, path in (("--qcheck-json", settings.json_path), ("--qcheck-html", settings.html_path)):
         if path is not None:
             owner = qsession.inputs.owner(path)
@@ -232,8 +239,12 @@ def _project(config: pytest.Config) -> ProjectConfig:
     from qcheck.project import INI_KEYS, find_pyproject, project_config
 
     ini = {key: config.getini(key) for key in INI_KEYS.values()}
+    opt = config.option
+    # A folder the command line gives is trusted; the configuration's, then unused, is not confined.
+    overridden = frozenset({*(["out"] if opt.qcheck_out else []),
+                            *(["cache_dir"] if opt.qcheck_cache_dir or opt.qcheck_no_cache else [])})
     try:
-        return project_config(find_pyproject(config.rootpath, config.inipath), ini, config.inipath)
+        return project_config(find_pyproject(config.rootpath, config.inipath), ini, config.inipath, overridden)
     except QcheckError as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
 

@@ -28,6 +28,9 @@ INI_KEYS = {
 }
 MAX_PYPROJECT_BYTES = 16 * 1024 * 1024  # pytest has read it already; only a bound against the absurd
 _PATH_KEYS = ("data", "calibration", "reference", "out", "cache_dir")
+# Folders qcheck writes into: from a configuration file (which an untrusted repository may hold),
+# they must stay inside that file's folder, the project; only the command line may send them elsewhere.
+_WRITTEN_KEYS = ("out", "cache_dir")
 TOOL_KEYS = frozenset({*INI_KEYS, "calibration_samples", "reference"})
 
 
@@ -70,22 +73,26 @@ def read_tool_table(pyproject: Path) -> dict[str, Any]:
     return table
 
 
-def project_config(pyproject: Path | None, ini: Mapping[str, Any], ini_file: Path | None) -> ProjectConfig:
+def project_config(pyproject: Path | None, ini: Mapping[str, Any], ini_file: Path | None,
+                   overridden: frozenset[str] = frozenset()) -> ProjectConfig:
     """Merge ``[tool.qcheck]`` of ``pyproject`` and the ini keys' values (keyed like ``qcheck_data``).
 
     ``ini`` values are as pytest returns them: ``qcheck_models`` already absolute paths, the others
-    strings relative to ``ini_file``'s folder; empty means not set.
+    strings relative to ``ini_file``'s folder; empty means not set. Folders qcheck writes into
+    (``out``, ``cache_dir``) must lie inside the configuration file's folder, unless the command
+    line sets them instead (their keys in ``overridden``).
     """
     values: dict[str, Any] = {}
     if pyproject is not None:
-        values = {key: _tool_value(pyproject, key, value) for key, value in read_tool_table(pyproject).items()}
+        values = {key: _tool_value(pyproject, key, value, overridden)
+                  for key, value in read_tool_table(pyproject).items()}
     for key, ini_key in INI_KEYS.items():
         raw = ini.get(ini_key)
         if not raw:
             continue
         if key in values:
             raise QcheckError(pyproject, f"[tool.qcheck] {key} is also set by {ini_key} in {ini_file}; keep one")
-        values[key] = _ini_value(key, raw, ini_file.parent if ini_file else Path.cwd())
+        values[key] = _ini_value(key, raw, ini_file.parent if ini_file else Path.cwd(), ini_file, overridden)
     return ProjectConfig(
         models=tuple(values.get("models", ())),
         data=values.get("data"),
@@ -124,7 +131,7 @@ def unique_models(models: tuple[str, ...], here: Path) -> tuple[tuple[str, ...],
     return tuple(kept), tuple(dict.fromkeys(notes))
 
 
-def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
+def _tool_value(pyproject: Path, key: str, value: Any, overridden: frozenset[str]) -> Any:
     here = pyproject.parent
     where = f"[tool.qcheck] {key}"
     if key not in TOOL_KEYS:
@@ -150,10 +157,14 @@ def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
     if key == "suite":
         return str(resolve(here, value, pyproject, where)) if looks_like_path(value) else value
     assert key in _PATH_KEYS
-    return str(resolve(here, value, pyproject, where))
+    path = resolve(here, value, pyproject, where)
+    if key in _WRITTEN_KEYS and key not in overridden:
+        _confine(path, here, pyproject, where, f"--qcheck-{key.replace('_', '-')}")
+    return str(path)
 
 
-def _ini_value(key: str, raw: Any, here: Path) -> Any:
+def _ini_value(key: str, raw: Any, here: Path, ini_file: Path | None = None,
+               overridden: frozenset[str] = frozenset()) -> Any:
     if key == "models":
         return [str(Path(p).resolve()) for p in raw]
     text = str(raw)
@@ -161,4 +172,20 @@ def _ini_value(key: str, raw: Any, here: Path) -> Any:
         return [n.strip() for n in text.split(",") if n.strip()]
     if key == "suite" and not looks_like_path(text):
         return text
-    return str((here / text).resolve())
+    path = (here / text).resolve()
+    if key in _WRITTEN_KEYS and key not in overridden:
+        _confine(path, here, ini_file, INI_KEYS[key], f"--qcheck-{key.replace('_', '-')}")
+    return str(path)
+
+
+def _confine(path: Path, project: Path, source: Path | None, where: str, option: str) -> None:
+    """Raise QcheckError unless ``path`` (links resolved) lies inside the ``project`` folder.
+
+    A configuration file may come with an untrusted repository: ``out = "../victim"``, an absolute
+    path, or a link inside the project that leads out, would have qcheck write and replace files
+    anywhere. Paths qcheck only reads (models, data, ...) may point anywhere.
+    """
+    if not path.is_relative_to(project.resolve()):
+        raise QcheckError(source, f"{where} leads to {path}, outside the project folder {project}; qcheck writes there, "
+                          "and a configuration file may only send its writes inside its own project",
+                          f"use a folder inside {project}, or give {option} on the command line")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from qcheck.errors import StepFailed, crashed
-from qcheck.files import atomic_write, safe_stem
+from qcheck.files import InputFiles, atomic_write, output_folder, remove_stale, safe_stem
 
 ACCELERATORS: Final[tuple[str, ...]] = (
     "ethos-u55-32",
@@ -240,25 +240,31 @@ class VelaFiles:
 
 
 def run_vela(
-    model: Path, config: VelaConfig, out_dir: Path, *, timeout: float = 600.0
+    model: Path, config: VelaConfig, out_dir: Path, *, timeout: float = 600.0, root: Path | None = None,
+    never: InputFiles | None = None,
 ) -> VelaResult:
     """Compile ``model`` with Vela for ``config`` and read the result.
 
     Writes ``<stem>_vela.tflite``, ``<stem>_per-layer.csv``, ``<stem>_summary.csv``,
     ``<stem>_debug.xml`` and ``<stem>_vela.log`` (Vela's console output) into ``out_dir``, where
     ``<stem>`` is the model's file name with unusual characters replaced; files of those names
-    are replaced.
+    are replaced. ``out_dir`` lies below the output root ``root`` (itself by default), and no
+    part of it below the root may be a link (QcheckError); nothing written or removed is one of
+    the inputs ``never``.
     Raises StepFailed naming the model when Vela fails or does not finish in ``timeout`` s.
     """
-    return read_result(model, config, compile_model(model, config, out_dir, timeout=timeout), out_dir)
+    files = compile_model(model, config, out_dir, timeout=timeout, root=root, never=never)
+    return read_result(model, config, files, out_dir, root=root, never=never)
 
 
-def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: float = 600.0) -> VelaFiles:
+def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: float = 600.0,
+                  root: Path | None = None, never: InputFiles | None = None) -> VelaFiles:
     """Run Vela in a scratch folder inside ``out_dir`` and collect what it wrote.
 
     On failure, Vela's console output is kept as ``<stem>_vela.log`` and StepFailed raised.
+    ``root`` and ``never``: as for :func:`run_vela`.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(root or out_dir, out_dir)  # the scratch folder goes there too
     with tempfile.TemporaryDirectory(prefix=".vela-", dir=out_dir) as scratch_dir:
         scratch = Path(scratch_dir).resolve()  # Vela runs inside it: a relative path would not lead back
         staged = _stage(model, scratch)
@@ -268,7 +274,7 @@ def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: fl
         console = done.stdout + done.stderr
         if done.returncode != 0:
             # Keep the log for the user; leave no artifacts of an earlier run beside it.
-            _write_files(VelaFiles(console, None, None, None, None), out_dir, safe_stem(model.stem))
+            _write_files(VelaFiles(console, None, None, None, None), out_dir, safe_stem(model.stem), root or out_dir, never)
             _check_exit(done, model, config)
         vela_out = scratch / "out"
         summaries = sorted(vela_out.glob(f"{_STAGED_STEM}_summary_*.csv"))
@@ -281,21 +287,23 @@ def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: fl
         )
 
 
-def read_result(model: Path, config: VelaConfig, files: VelaFiles, out_dir: Path) -> VelaResult:
+def read_result(model: Path, config: VelaConfig, files: VelaFiles, out_dir: Path, *, root: Path | None = None,
+                never: InputFiles | None = None) -> VelaResult:
     """Write ``files`` into ``out_dir`` under the model's stem and read the placement from them
-    (``model`` is the model given to Vela, whose operators placement is counted in)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = _write_files(files, out_dir, safe_stem(model.stem))
+    (``model`` is the model given to Vela, whose operators placement is counted in).
+    ``root`` and ``never``: as for :func:`run_vela`."""
+    outputs = _write_files(files, out_dir, safe_stem(model.stem), root or out_dir, never)
     return _build_result(model, config, outputs, files.console)
 
 
-def _write_files(files: VelaFiles, out_dir: Path, stem: str) -> _Outputs:
-    atomic_write(out_dir / f"{stem}_vela.log", files.console.encode("utf-8"))  # runs may share out_dir
+def _write_files(files: VelaFiles, out_dir: Path, stem: str, root: Path, never: InputFiles | None) -> _Outputs:
+    # runs may share out_dir
+    atomic_write(out_dir / f"{stem}_vela.log", files.console.encode("utf-8"), root=root, never=never)
     return _Outputs(
-        compiled=_write(files.compiled, out_dir / f"{stem}_vela.tflite"),
-        per_layer=_write(files.per_layer, out_dir / f"{stem}_per-layer.csv"),
-        summary=_write(files.summary, out_dir / f"{stem}_summary.csv"),
-        debug_db=_write(files.debug_db, out_dir / f"{stem}_debug.xml"),
+        compiled=_write(files.compiled, out_dir / f"{stem}_vela.tflite", root, never),
+        per_layer=_write(files.per_layer, out_dir / f"{stem}_per-layer.csv", root, never),
+        summary=_write(files.summary, out_dir / f"{stem}_summary.csv", root, never),
+        debug_db=_write(files.debug_db, out_dir / f"{stem}_debug.xml", root, never),
     )
 
 
@@ -408,12 +416,12 @@ def _read(path: Path) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
-def _write(data: bytes | None, target: Path) -> Path | None:
+def _write(data: bytes | None, target: Path, root: Path, never: InputFiles | None) -> Path | None:
     """Write ``data`` to ``target``; without data, drop a stale ``target``."""
     if data is None:
-        target.unlink(missing_ok=True)
+        remove_stale(target, root=root, never=never)
         return None
-    atomic_write(target, data)
+    atomic_write(target, data, root=root, never=never)
     return target
 
 

@@ -252,7 +252,7 @@ def test_a_file_where_an_artifact_folder_goes_fails_that_check_with_the_path_not
     run = run_qcheck(tmp_path, f"--qcheck-model={model_here(tmp_path)}", "-k", "vela or size")
     assert run.returncode == 1
     message = run.check("hw.tflite", "vela")["message"]
-    assert f"{tmp_path / 'qcheck-out' / 'hw_vela' / 'ethos-u55-128'}: Not a directory" in message
+    assert f"{tmp_path / 'qcheck-out' / 'hw_vela'}: is a file, not a folder" in message
     assert "internal error" not in message
     assert run.check("hw.tflite", "size")["passed"] is True
     assert (tmp_path / "qcheck-out" / "hw_vela").read_text() == "mine\n"
@@ -297,3 +297,166 @@ def test_an_error_message_carries_no_object_address() -> None:
     messages = {error_result("m", size, CheckSpec("size"), RuntimeError(f"cannot use {object()!r} here")).message
                 for _ in range(3)}
     assert messages == {"size could not be measured: cannot use <object object> here"}
+
+
+# -- review item 7: a link below the output folder never redirects a write or a removal -------------
+
+
+def _listing(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` (links not followed) with its content's digest."""
+    return {str(entry.relative_to(folder)): sha256(entry) if entry.is_file() else "folder"
+            for entry in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("link, target", [("hw_vela/ethos-u55-128", "../../../victim"), ("hw_vela", "../victim")],
+                         ids=["config-folder", "model-folder"])
+def test_a_link_planted_below_the_output_folder_is_refused_and_vela_writes_nothing_through_it(
+        tmp_path: Path, link: str, target: str) -> None:
+    """A repository can commit qcheck-out/hw_vela/ethos-u55-128 -> ../../../victim: Vela's files
+    (and removals of stale ones) would land in victim/, over a user's files."""
+    repo = tmp_path / "repo"
+    model_here(repo)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "hw_vela.tflite").write_bytes(b"the user's model\n")
+    (victim / "hw_summary.csv").write_text("the user's table\n")
+    (victim / "hw_vela").mkdir()
+    (victim / "hw_vela" / "hw_summary.csv").write_text("the user's table\n")
+    planted = repo / "qcheck-out" / link
+    planted.parent.mkdir(parents=True)
+    planted.symlink_to(target)
+    before = _listing(victim)
+    run = run_qcheck(repo, "--qcheck-model=hw.tflite", "-k", "vela or size")
+    assert _listing(victim) == before
+    assert planted.is_symlink()  # refused, not removed: it may be the user's
+    assert run.returncode == 1, run.stdout
+    message = run.check("hw.tflite", "vela")["message"]
+    assert f"{planted}: is a symbolic link inside qcheck's output folder" in message
+    assert "internal error" not in message
+    assert run.check("hw.tflite", "size")["passed"] is True  # one check's refusal ends nothing else
+    # Without the link, the same run compiles with Vela into the output folder.
+    planted.unlink()
+    run = run_qcheck(repo, "--qcheck-model=hw.tflite", "-k", "vela")
+    assert run.check("hw.tflite", "vela")["passed"] is True, run.stdout
+    assert (repo / "qcheck-out" / "hw_vela" / "ethos-u55-128" / "hw_vela.tflite").is_file()
+    assert _listing(victim) == before
+
+
+@pytest.mark.slow
+def test_a_linked_vela_folder_holding_an_input_model_keeps_it_and_the_other_model_is_checked(tmp_path: Path) -> None:
+    """The review's scenario: the link leads to a folder with another model of the run, whose name
+    is Vela's output name: refuse_inside saw only the link's spelling and the model was replaced."""
+    repo = tmp_path / "repo"
+    model_here(repo)
+    victim = tmp_path / "victim"
+    model_here(victim, "hw_vela.tflite")
+    (victim / "hw_per-layer.csv").write_text("the user's table\n")
+    planted = repo / "qcheck-out" / "hw_vela" / "ethos-u55-128"
+    planted.parent.mkdir(parents=True)
+    planted.symlink_to("../../../victim")
+    before = _listing(victim)
+    run = run_qcheck(repo, "--qcheck-model=hw.tflite", "--qcheck-model=../victim/hw_vela.tflite", "-k", "vela")
+    assert _listing(victim) == before
+    assert run.returncode == 1, run.stdout
+    assert "holds the model ../victim/hw_vela.tflite of this run" in run.check("hw.tflite", "vela")["message"]
+    assert run.check("hw_vela.tflite", "vela")["passed"] is True, run.stdout  # a real Vela run
+
+
+def test_artifact_writes_and_removals_refuse_links_at_any_depth_below_the_root_but_not_the_root(
+        tmp_path: Path) -> None:
+    from qcheck.files import remove_stale
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "b").mkdir(parents=True)
+    (elsewhere / "b" / "x.csv").write_text("mine\n")
+    root = tmp_path / "out"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "b").symlink_to(elsewhere / "b")
+    (root / "c").symlink_to(elsewhere)
+    for path, link in ((root / "a" / "b" / "x.csv", root / "a" / "b"), (root / "c" / "b" / "x.csv", root / "c")):
+        with pytest.raises(QcheckError, match=f"{link}: is a symbolic link inside qcheck's output folder"):
+            atomic_write(path, b"x", root=root)
+        with pytest.raises(QcheckError, match=f"{link}: is a symbolic link inside qcheck's output folder"):
+            remove_stale(path, root=root)
+    assert (elsewhere / "b" / "x.csv").read_text() == "mine\n"
+    (root / "stale.csv").symlink_to(elsewhere / "b" / "x.csv")
+    with pytest.raises(QcheckError, match="is a symbolic link, not a file qcheck wrote"):
+        remove_stale(root / "stale.csv", root=root)
+    model = model_here(root / "d")
+    inputs = InputFiles()
+    inputs.add(str(model), "model")
+    with pytest.raises(QcheckError, match="is the model .* of this run"):
+        remove_stale(model, root=root, never=inputs)
+    assert model.read_bytes() == HELLO.read_bytes() and (root / "stale.csv").is_symlink()
+    # The root itself may be a link: the command line chose it.
+    chosen = tmp_path / "chosen"
+    chosen.symlink_to(elsewhere)
+    atomic_write(chosen / "new" / "y.csv", b"y", root=chosen)
+    assert (elsewhere / "new" / "y.csv").read_bytes() == b"y"
+
+
+# -- review item 8: configuration files keep qcheck's writes inside their project --------------------
+
+
+@pytest.mark.parametrize("config, value", [("pyproject.toml", "../victim"), ("pyproject.toml", "{victim}"),
+                                           ("pyproject.toml", "inside"), ("pytest.ini", "../victim")],
+                         ids=["dotdot", "absolute", "link", "ini"])
+def test_an_output_folder_from_a_configuration_file_outside_its_project_is_a_usage_error(
+        tmp_path: Path, config: str, value: str) -> None:
+    """An untrusted repository's configuration could send qcheck's artifacts over files elsewhere."""
+    repo = tmp_path / "repo"
+    model_here(repo)
+    victim = tmp_path / "victim"
+    model_here(victim, "hw_quantization_info.json")  # a user's file with the artifact's name
+    before = _listing(victim)
+    (repo / "inside").symlink_to(victim)  # a link the repository commits
+    value = value.format(victim=victim)
+    if config == "pytest.ini":
+        write(repo / config, f"[pytest]\nqcheck_out = {value}\n")
+        key = "qcheck_out"
+    else:
+        write(repo / config, f'[tool.qcheck]\nout = "{value}"\n')
+        key = "[tool.qcheck] out"
+    run = run_qcheck(repo, "--qcheck-model=hw.tflite", "-k", "size")
+    assert _listing(victim) == before
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout
+    assert (f"qcheck: {repo / config}: {key} leads to {victim}, outside the project folder {repo}; "
+            "qcheck writes there") in run.stdout
+    assert "give --qcheck-out on the command line" in run.stdout
+    # The command line is trusted: the folder given there is used, the configuration's ignored.
+    run = run_qcheck(repo, "--qcheck-model=hw.tflite", "-k", "size", "--qcheck-out=../victim/chosen")
+    assert run.check("hw.tflite", "size")["passed"] is True, run.stdout
+    assert (victim / "chosen" / "hw_quantization_info.json").is_file()
+    assert (victim / "hw_quantization_info.json").read_bytes() == HELLO.read_bytes()
+
+
+def test_a_cache_folder_from_a_configuration_file_stays_in_its_project_unless_the_command_line_overrides(
+        tmp_path: Path) -> None:
+    from qcheck.project import project_config
+
+    pyproject = write(tmp_path / "repo" / "pyproject.toml", '[tool.qcheck]\ncache_dir = "../elsewhere"\n'
+                      'out = "build/../out"\ndata = "../shared/val.npz"\n')
+    with pytest.raises(QcheckError, match=r"\[tool.qcheck\] cache_dir leads to .*elsewhere, outside the project"):
+        project_config(pyproject, {}, None)
+    config = project_config(pyproject, {}, None, frozenset({"cache_dir"}))
+    assert config.out == str(tmp_path / "repo" / "out")  # inside: fine
+    assert config.data == str(tmp_path / "shared" / "val.npz")  # only read: may be anywhere
+    with pytest.raises(QcheckError, match=r"qcheck_cache_dir leads to /, outside the project"):
+        project_config(None, {"qcheck_cache_dir": "/"}, tmp_path / "tox.ini")
+
+
+def test_a_default_output_folder_that_is_a_link_out_of_the_folder_is_a_usage_error_unless_given(
+        tmp_path: Path) -> None:
+    """qcheck-out is nobody's choice when it is the default: a repository can commit it as a link."""
+    repo = tmp_path / "repo"
+    model_here(repo)
+    victim = tmp_path / "victim"
+    model_here(victim, "hw_quantization_info.json")  # a user's file with the artifact's name
+    (repo / "qcheck-out").symlink_to("../victim")
+    run = run_qcheck(repo, "--qcheck-model=hw.tflite", "-k", "size")
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout
+    assert "qcheck: qcheck-out: the default output folder is a symbolic link leading out of" in run.stdout
+    assert (victim / "hw_quantization_info.json").read_bytes() == HELLO.read_bytes()
+    run = run_qcheck(repo, "--qcheck-model=hw.tflite", "-k", "size", "--qcheck-out=qcheck-out")  # now chosen
+    assert run.check("hw.tflite", "size")["passed"] is True, run.stdout
+    assert (victim / "hw_quantization_info.json").read_bytes() != HELLO.read_bytes()

@@ -67,7 +67,7 @@ def write_tables(folder: Path, report: Mapping[str, Any], *, never: InputFiles |
     for entry, stem in zip(report.get("models", []), stems(report), strict=True):
         for name, table in model_tables(entry, _read_tensor_table(entry)).items():
             path = folder / f"{stem}_{name}.csv"
-            atomic_write(path, table.to_csv(index=False).encode("utf-8"), never=never)
+            atomic_write(path, table.to_csv(index=False).encode("utf-8"), never=never, root=folder)
             written.append(path)
     return written
 
