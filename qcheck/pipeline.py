@@ -384,22 +384,29 @@ class ModelRun:
 
     def vela(self, config: VelaConfig) -> VelaResult:
         def make() -> VelaResult:
-            from qcheck.vela import VelaFiles, compile_model, read_result
+            from dataclasses import replace
+
+            from qcheck.vela import VelaFiles, compile_model, read_config_file, read_result
 
             self.info()
             folder = self.out_dir / f"{self.stem}_vela" / safe_stem(config.label)
             self._inputs.refuse_inside(folder)  # Vela's files there are replaced, stale ones removed
             model = self.tflite_path()
+            ini = read_config_file(config.config_file)  # None for Vela's own; a user's: bounded, read once
             # The config file counts by name and, when it is the user's file, by content.
             key = digest("vela", "debug-db", versions("ethos-u-vela"), self.tflite(), config.accelerator,
-                         config.system_config, config.memory_mode, config.config_file,
-                         Path(config.config_file).expanduser())
+                         config.system_config, config.memory_mode, config.config_file, ini)
 
             def compile() -> VelaFiles:
                 self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
-                # Vela compiles the bytes of the key, not the file as it may be by now.
+                # Vela compiles the bytes of the key, not the files as they may be by now.
                 with private_file(self.tflite(), model.name) as staged, named_as(staged, model):
-                    return compile_model(staged, config, folder, timeout=self._timeout)
+                    if ini is None:
+                        return compile_model(staged, config, folder, timeout=self._timeout)
+                    user_ini = Path(config.config_file).expanduser()
+                    with private_file(ini, user_ini.name) as staged_ini, named_as(staged_ini, user_ini):
+                        return compile_model(staged, replace(config, config_file=str(staged_ini)), folder,
+                                             timeout=self._timeout)
 
             files, _ = self._cache.get_or_make(key, compile)
             return read_result(model, config, files, folder)

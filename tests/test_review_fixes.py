@@ -1,0 +1,83 @@
+"""Regression tests for the red-team review's findings 9-12 (review_findings.md), run as users do."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import FIXTURES, REAL, run_qcheck, write
+
+HELLO = REAL / "tflm" / "hello_world_int8.tflite"
+
+slow = pytest.mark.slow
+
+
+# --- 9: a Vela config_file is one small regular file, read once -------------------------------
+
+
+def _vela_ini() -> Path:
+    import ethosu.vela
+
+    return Path(ethosu.vela.__file__).parents[1] / "config_files" / "Arm" / "vela.ini"
+
+
+def _vela_check(tmp_path: Path, config_file: str) -> dict[str, object]:
+    write(tmp_path / "board.toml", f"""
+        [checks.vela]
+        max = 0
+        accelerator = "ethos-u55-128"
+        system_config = "Ethos_U55_Deep_Embedded"
+        memory_mode = "Shared_Sram"
+        config_file = "{config_file}"
+    """)
+    run = run_qcheck(tmp_path, f"--qcheck-model={HELLO}", "--qcheck-suite=board.toml", "--qcheck-no-cache",
+                     "--qcheck-timeout=60", "-k", "vela", timeout=300)
+    assert run.report, run.stdout
+    return run.check(HELLO.name, "vela")
+
+
+@slow
+def test_a_folder_holding_a_huge_file_as_vela_config_file_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "bigdir"
+    big.mkdir()
+    with open(big / "disk.img", "wb") as handle:  # sparse: 64 GiB that take no space
+        handle.truncate(64 << 30)
+
+    check = _vela_check(tmp_path, "bigdir")
+
+    assert check["status"] == "error"
+    assert "bigdir" in str(check["message"]) and "is a directory" in str(check["message"])
+
+
+@slow
+def test_a_huge_vela_config_file_is_refused(tmp_path: Path) -> None:
+    with open(tmp_path / "huge.ini", "wb") as handle:
+        handle.truncate(8 << 30)
+
+    huge = _vela_check(tmp_path, "huge.ini")
+
+    assert huge["status"] == "error" and "huge.ini" in str(huge["message"])
+    assert "8589934592 bytes" in str(huge["message"])
+
+
+@slow
+def test_a_fifo_as_vela_config_file_is_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.ini")
+
+    fifo = _vela_check(tmp_path, "pipe.ini")
+
+    assert fifo["status"] == "error" and "pipe.ini" in str(fifo["message"])
+    assert "FIFO" in str(fifo["message"])
+
+
+@slow
+def test_a_users_vela_config_file_is_compiled_from_a_private_copy(tmp_path: Path) -> None:
+    # A config file that is a link to Vela's own: compiled from a copy named as the user's file.
+    (tmp_path / "mine.ini").symlink_to(_vela_ini())
+
+    check = _vela_check(tmp_path, "mine.ini")
+
+    assert check["status"] == "passed", check["message"]
+    assert "Ethos_U55_Deep_Embedded" in str(check["message"])
