@@ -46,7 +46,7 @@ import numpy as np
 
 from qcheck import __version__, codec
 from qcheck.errors import QcheckError
-from qcheck.inputs import open_regular
+from qcheck.inputs import as_given, open_regular
 
 T = TypeVar("T")
 FORMAT = 1
@@ -510,7 +510,8 @@ def private_copy(path: Path) -> Iterator[Path]:
     """
     folder = Path(tempfile.mkdtemp(prefix="qcheck-model-"))
     try:
-        copy = folder / (path.resolve().name or "model")
+        # Named as the user named it (a link's name, not its target's): the name is the model's kind.
+        copy = folder / (as_given(path).name or "model")
         _copy(path, copy, depth=0)
         yield copy
     finally:

@@ -20,7 +20,7 @@ from qcheck.cache import Cache, digest, private_copy, private_file, versions
 from qcheck.config import ImageOptions, RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import InputFiles, atomic_write, safe_stem, write_json
-from qcheck.inputs import read_regular
+from qcheck.inputs import as_given, read_regular
 from qcheck.isolation import call_isolated
 from qcheck.progress import Progress
 
@@ -206,7 +206,7 @@ class ModelRun:
 
                 def convert() -> Quantized:
                     self._step("converting")
-                    with named_as(model, self._path.resolve()):
+                    with named_as(model, self._path):
                         converted: Quantized = call_isolated(
                             "qcheck.tflite.convert:quantize", model, calibration, evaluation,
                             io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
@@ -254,7 +254,7 @@ class ModelRun:
 
     def tflite_path(self) -> Path:
         self.tflite()
-        return self._path.resolve() if self.kind == "tflite" else self.out_dir / f"{self.stem}_quant.tflite"
+        return as_given(self._path) if self.kind == "tflite" else self.out_dir / f"{self.stem}_quant.tflite"
 
     def info(self) -> ModelInfo:
         def make() -> ModelInfo:
@@ -300,7 +300,7 @@ class ModelRun:
                 return self._quantized().reference
             if not self.spec.reference:
                 return None
-            path = Path(self.spec.reference).resolve()
+            path = as_given(self.spec.reference)
             if not path.exists():
                 raise QcheckError(self.spec.reference, "reference model does not exist")
             from qcheck.tflite.convert import model_kind

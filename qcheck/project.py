@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qcheck.errors import QcheckError
+from qcheck.inputs import as_given
 from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
 
 # [tool.qcheck] key -> the ini key that sets the same thing.
@@ -136,7 +137,7 @@ def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
         models = [value] if isinstance(value, str) else value
         if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
             raise QcheckError(pyproject, f"{where} must be a list of model paths, not {shown(value)}")
-        return [str(resolve(here, m, pyproject, where)) for m in models]
+        return [_model_path(here, m, pyproject, where) for m in models]
     if key == "calibration_samples":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise QcheckError(pyproject, f"{where} must be a whole number of at least 1, not {shown(value)}")
@@ -151,12 +152,20 @@ def _tool_value(pyproject: Path, key: str, value: Any) -> Any:
     if key == "suite":
         return str(resolve(here, value, pyproject, where)) if looks_like_path(value) else value
     assert key in _PATH_KEYS
+    if key == "reference":
+        return _model_path(here, value, pyproject, where)
     return str(resolve(here, value, pyproject, where))
+
+
+def _model_path(here: Path, written: str, pyproject: Path, where: str) -> str:
+    """A model's path from pyproject.toml: absolute, a link keeping its name (it says the kind)."""
+    resolve(here, written, pyproject, where)  # refuses what is not a path, naming the key
+    return str(as_given(here / written))
 
 
 def _ini_value(key: str, raw: Any, here: Path) -> Any:
     if key == "models":
-        return [str(Path(p).resolve()) for p in raw]
+        return [str(as_given(p)) for p in raw]
     text = str(raw)
     if key == "accelerator":
         return [n.strip() for n in text.split(",") if n.strip()]

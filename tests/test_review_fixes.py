@@ -81,3 +81,48 @@ def test_a_users_vela_config_file_is_compiled_from_a_private_copy(tmp_path: Path
 
     assert check["status"] == "passed", check["message"]
     assert "Ethos_U55_Deep_Embedded" in str(check["message"])
+
+
+# --- 10: a model behind a link to a blob without a suffix (Hugging Face hub, DVC) -------------
+
+
+def _blob_link(tmp_path: Path, source: Path | bytes, link: str, blob: str) -> Path:
+    """``snap/<link> -> ../blobs/<blob>``, the blob a copy of ``source`` (or these bytes)."""
+    (tmp_path / "blobs").mkdir(exist_ok=True)
+    (tmp_path / "snap").mkdir(exist_ok=True)
+    if isinstance(source, bytes):
+        (tmp_path / "blobs" / blob).write_bytes(source)
+    else:
+        shutil.copyfile(source, tmp_path / "blobs" / blob)
+    (tmp_path / "snap" / link).symlink_to(Path("..") / "blobs" / blob)
+    return tmp_path / "snap" / link
+
+
+@slow
+def test_a_keras_model_behind_a_link_to_a_blob_is_checked_by_the_links_name(tmp_path: Path) -> None:
+    _blob_link(tmp_path, FIXTURES / "fragile.keras", "model.keras", "3f2a9c")
+    _blob_link(tmp_path, b"not a keras archive", "broken.keras", "dead0")
+
+    run = run_qcheck(tmp_path, "--qcheck-model=snap/model.keras", "--qcheck-model=snap/broken.keras",
+                     "-k", "fully_quantized")
+
+    good = run.check("model.keras", "fully_quantized")
+    assert good["status"] == "passed", good["message"]
+    assert (run.out_dir / "model_quant.tflite").is_file()
+    bad = run.check("broken.keras", "fully_quantized")
+    assert bad["status"] == "error"
+    assert "snap/broken.keras" in str(bad["message"]) and "dead0" not in str(bad["message"])
+    assert "3f2a9c" not in run.stdout and "unsupported model type" not in run.stdout
+
+
+@slow
+def test_a_tflite_model_behind_a_link_to_a_blob_is_checked_by_the_links_name(tmp_path: Path) -> None:
+    _blob_link(tmp_path, HELLO, "hw.tflite", "77aa")
+
+    run = run_qcheck(tmp_path, "--qcheck-model=snap/hw.tflite", "-k", "fully_quantized or vela")
+
+    assert run.check("hw.tflite", "fully_quantized")["status"] == "passed"
+    vela = run.check("hw.tflite", "vela")
+    assert vela["status"] == "passed", vela["message"]
+    assert (run.out_dir / "hw_vela" / "ethos-u55-128" / "hw_vela.tflite").is_file()
+    assert "77aa" not in run.stdout
