@@ -126,3 +126,25 @@ def test_a_tflite_model_behind_a_link_to_a_blob_is_checked_by_the_links_name(tmp
     assert vela["status"] == "passed", vela["message"]
     assert (run.out_dir / "hw_vela" / "ethos-u55-128" / "hw_vela.tflite").is_file()
     assert "77aa" not in run.stdout
+
+
+# --- 12b: the static_shapes hint matches the dimension that is dynamic -------------------------
+
+
+def test_a_dynamic_dimension_past_the_batch_is_told_to_fix_that_dimension(tmp_path: Path) -> None:
+    import numpy as np
+    from tflite_edits import edit_model
+
+    def change(model: object, schema: object) -> None:  # ad01 taking its 640 features at any length
+        graph = model.subgraphs[0]  # type: ignore[attr-defined]
+        graph.tensors[int(graph.inputs[0])].shapeSignature = np.array([1, -1], dtype=np.int32)
+
+    edited = edit_model(REAL / "mlperf_tiny" / "ad01_int8.tflite", tmp_path / "any_length.tflite", change)
+    run = run_qcheck(tmp_path, f"--qcheck-model={edited}", "-k", "static_shapes")
+
+    check = run.check("any_length.tflite", "static_shapes")
+    assert check["status"] == "failed"
+    assert "past the batch in input 'input_1' [1, -1]" in str(check["message"])
+    hint = str(check["message"]).split("try:", 1)[1]
+    assert "after the batch a fixed size" in hint and "keras.Input((None" in hint
+    assert "fixed batch" not in hint and "batch_size=1" not in hint
