@@ -354,7 +354,7 @@ class ModelRun:
             result, _ = self._cache.get_or_make(key, evaluate)
             return result
 
-        return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model)
+        return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model, self.notes)
 
     def _float_tflite(self) -> bytes | None:
         """The unquantized twin whose tensors the per-layer error is measured against."""
@@ -466,7 +466,7 @@ def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
 
 
 def with_reference_names(result: RunResult | None, reference: Callable[[], FloatReference | None],
-                         model: str) -> RunResult | None:
+                         model: str, notes: list[str] | None = None) -> RunResult | None:
     """``result`` keyed by the float model's output names when the float model ran.
 
     When it could not (a reference Keras cannot load), the quantized run stands as it is: the
@@ -479,12 +479,19 @@ def with_reference_names(result: RunResult | None, reference: Callable[[], Float
         outputs = reference()
     except (QcheckError, StepFailed):
         return result
-    return align_heads(result, outputs, model) if outputs is not None else result
+    return align_heads(result, outputs, model, notes) if outputs is not None else result
 
 
-def align_heads(result: RunResult, reference: FloatReference, model: str) -> RunResult:
+def align_heads(result: RunResult, reference: FloatReference, model: str,
+                notes: list[str] | None = None) -> RunResult:
     """Key the quantized outputs by the reference's names; never pair outputs by position,
-    except when both sides have a single output."""
+    except when both sides have a single output.
+
+    A .tflite converted outside qcheck names its outputs by its signature (output_0, output_1)
+    where the Keras reference names them by layer (cls, reg). When every output's shape is
+    distinct on both sides and the shapes match one to one, they are paired by shape, and
+    ``notes`` says so; otherwise StepFailed lists both sides and how to fix it.
+    """
     from dataclasses import replace
 
     names = set(reference.output_names)
@@ -493,5 +500,25 @@ def align_heads(result: RunResult, reference: FloatReference, model: str) -> Run
     if len(result.outputs) == 1 and len(names) == 1:
         (only,) = result.outputs.values()
         return replace(result, outputs={reference.output_names[0]: only})
-    raise StepFailed(f"{model}: outputs {sorted(result.outputs)} do not match the float model's "
-                     f"{sorted(names)}; qcheck pairs outputs by name")
+    ours = {name: tuple(head.values.shape[1:]) for name, head in result.outputs.items()}
+    theirs = {name: tuple(reference.outputs[name].shape[1:]) for name in reference.output_names}
+    by_shape = {shape: name for name, shape in theirs.items()}
+    if (len(ours) == len(theirs) and len(set(ours.values())) == len(ours) and len(by_shape) == len(theirs)
+            and set(ours.values()) == set(by_shape)):
+        pairs = {name: by_shape[shape] for name, shape in ours.items()}
+        note = ("outputs paired by shape, as their names differ from the float model's: "
+                + ", ".join(f"{name} {list(ours[name])} -> {pairs[name]}" for name in sorted(pairs))
+                + " (give the outputs the float model's names to pair them by name)")
+        if notes is not None and note not in notes:
+            notes.append(note)
+        return replace(result, outputs={pairs[name]: head for name, head in result.outputs.items()})
+
+    def listing(shapes: dict[str, tuple[int, ...]]) -> str:
+        return ", ".join(f"{name} {list(shape)}" for name, shape in sorted(shapes.items()))
+
+    raise StepFailed(
+        f"{model}: its outputs ({listing(ours)}) do not match the float model's ({listing(theirs)}) by name, "
+        "and their shapes do not tell them apart; qcheck pairs outputs by name, never by position (a converter "
+        "may reorder them). Fix: give the Keras model itself as --qcheck-model (qcheck converts it and keeps "
+        "the names), or export the .tflite with its signature outputs named as the Keras outputs "
+        "(e.g. a tf.function returning a dict keyed by those names)")

@@ -148,3 +148,74 @@ def test_a_dynamic_dimension_past_the_batch_is_told_to_fix_that_dimension(tmp_pa
     hint = str(check["message"]).split("try:", 1)[1]
     assert "after the batch a fixed size" in hint and "keras.Input((None" in hint
     assert "fixed batch" not in hint and "batch_size=1" not in hint
+
+
+# --- 11: a multi-output .tflite against a Keras reference whose output names differ -------------
+
+MAKE_TFLITES = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf, keras
+
+def int8(model, x, path):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)  # signature outputs output_0, output_1
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    open(path, "wb").write(converter.convert())
+
+fixtures, out = sys.argv[1], sys.argv[2]
+x = np.load(f"{fixtures}/multihead.npz")["x"][:100]
+int8(keras.saving.load_model(f"{fixtures}/multihead.keras"), x, f"{out}/multihead_int8.tflite")
+
+keras.utils.set_random_seed(0)
+i = keras.Input((8,))
+twins = keras.Model(i, [keras.layers.Dense(4, name="a")(i), keras.layers.Dense(4, name="b")(i)])
+twins.save(f"{out}/twins.keras")
+x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+np.savez(f"{out}/twins.npz", x=x)
+int8(twins, x, f"{out}/twins_int8.tflite")
+"""
+
+
+@pytest.fixture(scope="module")
+def foreign_tflites(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Multi-output .tflite files converted outside qcheck (in a child: no TensorFlow here)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("foreign")
+    subprocess.run([sys.executable, "-c", MAKE_TFLITES, str(FIXTURES), str(out)], check=True, timeout=600,
+                   capture_output=True)
+    return out
+
+
+@slow
+def test_outputs_named_by_signature_are_paired_with_keras_names_by_distinct_shapes(
+    tmp_path: Path, foreign_tflites: Path
+) -> None:
+    run = run_qcheck(tmp_path, f"--qcheck-model={foreign_tflites / 'multihead_int8.tflite'}",
+                     f"--qcheck-reference={FIXTURES / 'multihead.keras'}", f"--qcheck-data={FIXTURES / 'multihead.npz'}",
+                     "-k", "accuracy")
+
+    check = run.check("multihead_int8.tflite", "accuracy_drop")
+    assert check["status"] in ("passed", "failed"), check["message"]
+    assert check["value"] is not None
+    notes = run.model("multihead_int8.tflite")["notes"]
+    assert any("paired by shape" in n and "output_0 [10] -> zeta" in n and "-> alpha" in n for n in notes), notes
+
+
+@slow
+def test_outputs_that_neither_names_nor_shapes_pair_are_an_error_saying_how_to_fix_it(
+    tmp_path: Path, foreign_tflites: Path
+) -> None:
+    run = run_qcheck(tmp_path, f"--qcheck-model={foreign_tflites / 'twins_int8.tflite'}",
+                     f"--qcheck-reference={foreign_tflites / 'twins.keras'}",
+                     f"--qcheck-data={foreign_tflites / 'twins.npz'}", "-k", "accuracy")
+
+    check = run.check("twins_int8.tflite", "accuracy_drop")
+    assert check["status"] == "error"
+    message = str(check["message"])
+    assert "output_0 [4], output_1 [4]" in message and "a [4], b [4]" in message
+    assert "never by position" in message and "--qcheck-model" in message
