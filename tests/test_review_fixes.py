@@ -219,3 +219,37 @@ def test_outputs_that_neither_names_nor_shapes_pair_are_an_error_saying_how_to_f
     message = str(check["message"])
     assert "output_0 [4], output_1 [4]" in message and "a [4], b [4]" in message
     assert "never by position" in message and "--qcheck-model" in message
+
+
+# --- 12a: a channel stuck at a large constant is named, with the operator that set the range -----
+
+MAKE_STUCK = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, keras
+keras.utils.set_random_seed(1)
+x = np.random.default_rng(1).normal(size=(400, 8)).astype(np.float32)
+i = keras.Input((8,))
+h = keras.layers.Dense(16, activation="relu")(i)
+model = keras.Model(i, keras.layers.Dense(10, name="logits")(h))
+weights, bias = model.layers[-1].get_weights()
+weights[:, 9], bias[9] = 0, -3000  # score 9 is always -3000: no spread, but it sets the range
+model.layers[-1].set_weights([weights, bias])
+model.save(f"{sys.argv[1]}/stuck.keras")
+np.savez(f"{sys.argv[1]}/stuck.npz", x=x, y=model.predict(x, verbose=0).argmax(1))
+"""
+
+
+@slow
+def test_a_channel_stuck_at_a_large_constant_is_named_as_the_likely_cause(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", MAKE_STUCK, str(tmp_path)], check=True, timeout=600, capture_output=True)
+    run = run_qcheck(tmp_path, "--qcheck-model=stuck.keras", "--qcheck-data=stuck.npz", "-k", "accuracy")
+
+    message = str(run.check("stuck.keras", "accuracy_drop")["message"])
+    cause = message.split("likely cause:", 1)[1]
+    assert cause.startswith(" FULLY_CONNECTED"), cause  # the operator that set the range, not the QUANTIZE
+    assert "channel 9" in cause and "stays near -3000" in cause
+    assert "x the median channel's range" in cause and " 1x " not in cause
