@@ -206,7 +206,7 @@ class ModelRun:
 
                 def convert() -> Quantized:
                     self._step("converting")
-                    with named_as(model, self._path):
+                    with named_as(model, as_given(self._path)):
                         converted: Quantized = call_isolated(
                             "qcheck.tflite.convert:quantize", model, calibration, evaluation,
                             io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
