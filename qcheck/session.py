@@ -335,7 +335,9 @@ def artifacts(run: ModelRun) -> dict[str, str]:
     }
     model = Path(run.model)
     if model.suffix.lower() == ".tflite":
-        candidates["quantized_model"] = model.resolve()  # checked as it is, not converted
+        from qcheck.inputs import as_given
+
+        candidates["quantized_model"] = as_given(model)  # checked as it is, not converted; a link by its name
     for key, path in candidates.items():
         if path.exists():
             found[key] = str(path)

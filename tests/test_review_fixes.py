@@ -125,6 +125,7 @@ def test_a_tflite_model_behind_a_link_to_a_blob_is_checked_by_the_links_name(tmp
     vela = run.check("hw.tflite", "vela")
     assert vela["status"] == "passed", vela["message"]
     assert (run.out_dir / "hw_vela" / "ethos-u55-128" / "hw_vela.tflite").is_file()
+    assert run.model("hw.tflite")["artifacts"]["quantized_model"].endswith("snap/hw.tflite")
     assert "77aa" not in run.stdout
 
 
