@@ -354,7 +354,8 @@ class ModelRun:
             result, _ = self._cache.get_or_make(key, evaluate)
             return result
 
-        return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model, self.notes)
+        return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model, self.notes,
+                                    self.info())
 
     def _float_tflite(self) -> bytes | None:
         """The unquantized twin whose tensors the per-layer error is measured against."""
@@ -429,6 +430,27 @@ def named_as(copy: Path, original: Path) -> Iterator[None]:
         raise StepFailed(named(str(exc))) from None
 
 
+def _paired_by_layer_name(info: ModelInfo, ours: list[str], theirs: tuple[str, ...]) -> dict[str, str] | None:
+    """Each output's float-model name, when exactly one of ``theirs`` appears as a part of the
+    names of the tensors its operator reads or writes (Keras 3 adds "_1": ``cls_1``), one to one."""
+    import re
+
+    tensors = {io.name: io.tensor for io in info.outputs}
+    pairs: dict[str, str] = {}
+    for name in ours:
+        tensor = tensors.get(name)
+        op = info.producer(tensor) if tensor is not None else None
+        if tensor is None or op is None:
+            return None
+        names = [tensor.name] + [info.tensor(op.subgraph, i).name for i in op.inputs if i >= 0]
+        parts = {re.sub(r"_\d+$", "", part) for text in names for part in re.split(r"[/;:]", text)}
+        found = [candidate for candidate in theirs if candidate in parts]
+        if len(found) != 1:
+            return None
+        pairs[name] = found[0]
+    return pairs if len(set(pairs.values())) == len(pairs) == len(theirs) else None
+
+
 # Below this many evaluation samples one sample moves accuracy by more than a point.
 FEW_EVALUATION_SAMPLES = 100
 
@@ -466,7 +488,8 @@ def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
 
 
 def with_reference_names(result: RunResult | None, reference: Callable[[], FloatReference | None],
-                         model: str, notes: list[str] | None = None) -> RunResult | None:
+                         model: str, notes: list[str] | None = None,
+                         info: ModelInfo | None = None) -> RunResult | None:
     """``result`` keyed by the float model's output names when the float model ran.
 
     When it could not (a reference Keras cannot load), the quantized run stands as it is: the
@@ -479,18 +502,20 @@ def with_reference_names(result: RunResult | None, reference: Callable[[], Float
         outputs = reference()
     except (QcheckError, StepFailed):
         return result
-    return align_heads(result, outputs, model, notes) if outputs is not None else result
+    return align_heads(result, outputs, model, notes, info) if outputs is not None else result
 
 
 def align_heads(result: RunResult, reference: FloatReference, model: str,
-                notes: list[str] | None = None) -> RunResult:
+                notes: list[str] | None = None, info: ModelInfo | None = None) -> RunResult:
     """Key the quantized outputs by the reference's names; never pair outputs by position,
     except when both sides have a single output.
 
     A .tflite converted outside qcheck names its outputs by its signature (output_0, output_1)
-    where the Keras reference names them by layer (cls, reg). When every output's shape is
-    distinct on both sides and the shapes match one to one, they are paired by shape, and
-    ``notes`` says so; otherwise StepFailed lists both sides and how to fix it.
+    where the Keras reference names them by layer (cls, reg). They are paired by the Keras layer
+    name found in the names of the tensors the output's operator reads (``functional_1/cls_1/MatMul``)
+    when that pairs them one to one; else, when every output's shape is distinct on both sides and
+    the shapes match one to one, by shape. ``notes`` says which; otherwise StepFailed lists both
+    sides and how to fix it.
     """
     from dataclasses import replace
 
@@ -503,10 +528,15 @@ def align_heads(result: RunResult, reference: FloatReference, model: str,
     ours = {name: tuple(head.values.shape[1:]) for name, head in result.outputs.items()}
     theirs = {name: tuple(reference.outputs[name].shape[1:]) for name in reference.output_names}
     by_shape = {shape: name for name, shape in theirs.items()}
-    if (len(ours) == len(theirs) and len(set(ours.values())) == len(ours) and len(by_shape) == len(theirs)
-            and set(ours.values()) == set(by_shape)):
-        pairs = {name: by_shape[shape] for name, shape in ours.items()}
-        note = ("outputs paired by shape, as their names differ from the float model's: "
+    pairs = _paired_by_layer_name(info, list(result.outputs), reference.output_names) if info else None
+    how = "by the layer names in their tensors' names"
+    if pairs is not None and any(ours[name] != theirs[pairs[name]] for name in pairs):
+        pairs = None  # a name that leads to an output of another shape is no evidence
+    if pairs is None and (len(ours) == len(theirs) and len(set(ours.values())) == len(ours)
+                          and len(by_shape) == len(theirs) and set(ours.values()) == set(by_shape)):
+        pairs, how = {name: by_shape[shape] for name, shape in ours.items()}, "by shape"
+    if pairs is not None:
+        note = (f"outputs paired {how}, as their names differ from the float model's: "
                 + ", ".join(f"{name} {list(ours[name])} -> {pairs[name]}" for name in sorted(pairs))
                 + " (give the outputs the float model's names to pair them by name)")
         if notes is not None and note not in notes:

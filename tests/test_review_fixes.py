@@ -174,6 +174,8 @@ keras.utils.set_random_seed(0)
 i = keras.Input((8,))
 twins = keras.Model(i, [keras.layers.Dense(4, name="a")(i), keras.layers.Dense(4, name="b")(i)])
 twins.save(f"{out}/twins.keras")
+other = keras.Model(i, [keras.layers.Dense(4, name="p")(i), keras.layers.Dense(4, name="q")(i)])
+other.save(f"{out}/other.keras")  # names found nowhere in twins_int8.tflite, shapes all alike
 x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
 np.savez(f"{out}/twins.npz", x=x)
 int8(twins, x, f"{out}/twins_int8.tflite")
@@ -193,6 +195,21 @@ def foreign_tflites(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @slow
+def test_outputs_of_one_shape_are_paired_by_the_layer_names_in_their_tensor_names(
+    tmp_path: Path, foreign_tflites: Path
+) -> None:
+    run = run_qcheck(tmp_path, f"--qcheck-model={foreign_tflites / 'twins_int8.tflite'}",
+                     f"--qcheck-reference={foreign_tflites / 'twins.keras'}",
+                     f"--qcheck-data={foreign_tflites / 'twins.npz'}", "-k", "accuracy")
+
+    check = run.check("twins_int8.tflite", "accuracy_drop")
+    assert check["status"] in ("passed", "failed"), check["message"]
+    notes = run.model("twins_int8.tflite")["notes"]
+    assert any("paired by the layer names" in n and "output_0 [4] -> a" in n and "output_1 [4] -> b" in n
+               for n in notes), notes
+
+
+@slow
 def test_outputs_named_by_signature_are_paired_with_keras_names_by_distinct_shapes(
     tmp_path: Path, foreign_tflites: Path
 ) -> None:
@@ -204,7 +221,7 @@ def test_outputs_named_by_signature_are_paired_with_keras_names_by_distinct_shap
     assert check["status"] in ("passed", "failed"), check["message"]
     assert check["value"] is not None
     notes = run.model("multihead_int8.tflite")["notes"]
-    assert any("paired by shape" in n and "output_0 [10] -> zeta" in n and "-> alpha" in n for n in notes), notes
+    assert any("paired by" in n and "output_0 [10] -> zeta" in n and "-> alpha" in n for n in notes), notes
 
 
 @slow
@@ -212,13 +229,13 @@ def test_outputs_that_neither_names_nor_shapes_pair_are_an_error_saying_how_to_f
     tmp_path: Path, foreign_tflites: Path
 ) -> None:
     run = run_qcheck(tmp_path, f"--qcheck-model={foreign_tflites / 'twins_int8.tflite'}",
-                     f"--qcheck-reference={foreign_tflites / 'twins.keras'}",
+                     f"--qcheck-reference={foreign_tflites / 'other.keras'}",
                      f"--qcheck-data={foreign_tflites / 'twins.npz'}", "-k", "accuracy")
 
     check = run.check("twins_int8.tflite", "accuracy_drop")
     assert check["status"] == "error"
     message = str(check["message"])
-    assert "output_0 [4], output_1 [4]" in message and "a [4], b [4]" in message
+    assert "output_0 [4], output_1 [4]" in message and "p [4], q [4]" in message
     assert "never by position" in message and "--qcheck-model" in message
 
 
