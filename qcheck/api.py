@@ -29,6 +29,7 @@ import pytest
 from qcheck.checks import registry
 from qcheck.config import DEFAULT_ACCELERATOR, DEFAULT_CALIBRATION_SAMPLES, RunSpec
 from qcheck.errors import QcheckError, StepFailed, suggest
+from qcheck.inputs import as_given
 from qcheck.isolation import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def quantize(
         data_path = _data_path(data, out_dir, "data")
         calibration_path = _data_path(calibration, out_dir, "calibration")
         spec = RunSpec(model_path, data_path, calibration_path, calibration_samples,
-                       str(Path(reference).resolve()) if reference is not None else None, io, unsafe_deserialization,
+                       str(as_given(reference)) if reference is not None else None, io, unsafe_deserialization,
                        quantization=thresholds.quantization_for())
         source = DataSource(data_path, calibration_path, calibration_samples)
         cache = Cache(Path(cache_dir).resolve() if cache_dir is not None else None)
@@ -102,7 +103,7 @@ def quantize(
 
 def _model_path(model: str | Path | Any, out_dir: Path) -> str:
     if isinstance(model, (str, Path)):
-        return str(Path(model).resolve())
+        return str(as_given(model))
     if not hasattr(model, "save"):
         raise QcheckError(None, f"cannot quantize a {type(model).__name__}",
                           "give a path to a .keras, .h5 or .tflite file, a SavedModel folder, or a Keras model")

@@ -47,6 +47,7 @@ import numpy as np
 from qcheck import __version__, codec
 from qcheck.errors import QcheckError
 from qcheck.files import content_digest
+from qcheck.inputs import as_given
 
 T = TypeVar("T")
 FORMAT = 1
@@ -496,7 +497,8 @@ def private_copy(path: Path) -> Iterator[Path]:
     """
     folder = Path(tempfile.mkdtemp(prefix="qcheck-model-"))
     try:
-        copy = folder / (path.resolve().name or "model")
+        # Named as the user named it (a link's name, not its target's): the name is the model's kind.
+        copy = folder / (as_given(path).name or "model")
         _copy(path, copy, depth=0)
         yield copy
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from qcheck.config import RunSpec
+from qcheck.inputs import as_given
 from qcheck.isolation import call_isolated
 from qcheck.pipeline import Memo, check_fits, with_reference_names
 
@@ -97,7 +98,7 @@ class DataEvidence:
             if path is None:
                 return None
             return cast("FloatReference", call_isolated(
-                "qcheck.tflite.convert:reference_outputs", Path(path).resolve(), self._data.x,
+                "qcheck.tflite.convert:reference_outputs", as_given(path), self._data.x,
                 unsafe=spec.unsafe_deserialization, what=f"running the float model {path}", timeout=self.timeout,
             ))
 

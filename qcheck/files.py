@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qcheck.errors import QcheckError
+from qcheck.inputs import open_regular
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -29,10 +30,12 @@ def safe_stem(name: str) -> str:
 def content_digest(path: Path) -> str:
     """sha256 of a file, or of every file of a folder (a SavedModel) with its relative name."""
     h = hashlib.sha256()
+    # Only regular files are read (is_file), each opened through open_regular: one swapped for a
+    # FIFO or a device meanwhile is refused rather than read forever.
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
         h.update(file.relative_to(path).as_posix().encode() if file != path else b"")
-        with file.open("rb") as handle:
+        with open_regular(file) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()

@@ -76,6 +76,19 @@ def read_regular(path: str | Path, what: str = "file") -> bytes:
         return handle.read()
 
 
+def as_given(path: str | Path) -> Path:
+    """``path`` made absolute with the folders on the way resolved, but not its last part.
+
+    A model reached through a link to a blob without a suffix (``snap/model.keras ->
+    ../blobs/3f2a9c``, the Hugging Face hub and DVC layout) is known by the name the user gave:
+    that name says what kind of model it is, and messages name it.
+    """
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        return path.resolve()
+    return path.parent.resolve() / path.name
+
+
 def check_folder_entries(folder: Path) -> None:
     """Every entry under ``folder`` (a SavedModel) is a regular file or a folder; raises
     QcheckError naming the first that is not. Links are followed to what they name, but

@@ -20,6 +20,7 @@ import pytest
 
 from qcheck.config import RunSpec, Settings
 from qcheck.errors import QcheckError, suggest
+from qcheck.inputs import as_given
 
 if TYPE_CHECKING:
     from qcheck.project import ProjectConfig
@@ -56,7 +57,7 @@ def read_marker(mark: pytest.Mark, here: Path, origin: str) -> MarkerRequest:
         if key in RUN_KEYS:
             if not isinstance(value, (str, Path)) or not str(value):
                 raise QcheckError(origin, f"{key} must be a path, not {value!r}")
-            path = (here / value).resolve()
+            path = as_given(here / value)  # a link keeps its name: it says the model's kind
             if not path.exists():
                 raise QcheckError(origin, f"{key}: '{value}' does not exist (looked for {path})")
             paths[key] = str(path)

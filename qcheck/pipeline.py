@@ -20,7 +20,7 @@ from qcheck.cache import Cache, digest, private_copy, private_file, versions
 from qcheck.config import ImageOptions, RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import InputFiles, atomic_write, safe_stem, write_json
-from qcheck.inputs import read_regular
+from qcheck.inputs import as_given, read_regular
 from qcheck.isolation import call_isolated
 from qcheck.progress import Progress
 
@@ -183,7 +183,7 @@ class ModelRun:
         """
         paths = {key: self.artifact(key) for key in ARTIFACTS}
         if self._path.suffix.lower() == ".tflite":
-            paths["quantized_model"] = self._path.resolve()
+            paths["quantized_model"] = as_given(self._path)  # a link keeps its name
         return {"stem": self.stem, **{key: str(path) for key, path in paths.items() if path.exists()}}
 
     def sections(self) -> dict[str, Any]:
@@ -227,7 +227,7 @@ class ModelRun:
 
                 def convert() -> Quantized:
                     self._step("converting")
-                    with named_as(model, self._path.resolve()):
+                    with named_as(model, as_given(self._path)):
                         converted: Quantized = call_isolated(
                             "qcheck.tflite.convert:quantize", model, calibration, evaluation,
                             io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
@@ -276,7 +276,7 @@ class ModelRun:
 
     def tflite_path(self) -> Path:
         self.tflite()
-        return self._path.resolve() if self.kind == "tflite" else self.artifact("quantized_model")
+        return as_given(self._path) if self.kind == "tflite" else self.artifact("quantized_model")
 
     def info(self) -> ModelInfo:
         def make() -> ModelInfo:
@@ -322,7 +322,7 @@ class ModelRun:
                 return self._quantized().reference
             if not self.spec.reference:
                 return None
-            path = Path(self.spec.reference).resolve()
+            path = as_given(self.spec.reference)
             if not path.exists():
                 raise QcheckError(self.spec.reference, "reference model does not exist")
             from qcheck.tflite.convert import model_kind
@@ -376,7 +376,8 @@ class ModelRun:
             result, _ = self._cache.get_or_make(key, evaluate)
             return result
 
-        return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model)
+        return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model, self.notes,
+                                    self.info())
 
     def application_evaluation(self, scale: float, zero_point: int) -> RunResult | None:
         """The model run on inputs the application quantized with its own ``scale`` and
@@ -431,23 +432,30 @@ class ModelRun:
 
     def vela(self, config: VelaConfig) -> VelaResult:
         def make() -> VelaResult:
-            from qcheck.vela import VelaFiles, compile_model, read_result
+            from dataclasses import replace
+
+            from qcheck.vela import VelaFiles, compile_model, read_config_file, read_result
 
             self.info()
             folder = self.artifact("vela") / safe_stem(config.label)
             self._inputs.refuse_inside(folder)  # Vela's files there are replaced, stale ones removed
             model = self.tflite_path()
+            ini = read_config_file(config.config_file)  # None for Vela's own; a user's: bounded, read once
             # The config file counts by name and, when it is the user's file, by content.
             key = digest("vela", "debug-db", versions("ethos-u-vela"), self.tflite(), config.accelerator,
-                         config.system_config, config.memory_mode, config.config_file,
-                         Path(config.config_file).expanduser())
+                         config.system_config, config.memory_mode, config.config_file, ini)
 
             def compile() -> VelaFiles:
                 self._progress.step(self.model, f"compiling for {config.accelerator} with Vela")
-                # Vela compiles the bytes of the key, not the file as it may be by now.
+                # Vela compiles the bytes of the key, not the files as they may be by now.
                 with private_file(self.tflite(), model.name) as staged, named_as(staged, model):
-                    return compile_model(staged, config, folder, timeout=self._timeout, root=self.out_dir,
-                                         never=self._inputs)
+                    if ini is None:
+                        return compile_model(staged, config, folder, timeout=self._timeout, root=self.out_dir,
+                                             never=self._inputs)
+                    user_ini = Path(config.config_file).expanduser()
+                    with private_file(ini, user_ini.name) as staged_ini, named_as(staged_ini, user_ini):
+                        return compile_model(staged, replace(config, config_file=str(staged_ini)), folder,
+                                             timeout=self._timeout, root=self.out_dir, never=self._inputs)
 
             files, _ = self._cache.get_or_make(key, compile)
             return read_result(model, config, files, folder, root=self.out_dir, never=self._inputs)
@@ -468,6 +476,27 @@ def named_as(copy: Path, original: Path) -> Iterator[None]:
         raise QcheckError(named(exc.path), named(exc.problem) or "", named(exc.hint) or "") from None
     except StepFailed as exc:
         raise StepFailed(named(str(exc))) from None
+
+
+def _paired_by_layer_name(info: ModelInfo, ours: list[str], theirs: tuple[str, ...]) -> dict[str, str] | None:
+    """Each output's float-model name, when exactly one of ``theirs`` appears as a part of the
+    names of the tensors its operator reads or writes (Keras 3 adds "_1": ``cls_1``), one to one."""
+    import re
+
+    tensors = {io.name: io.tensor for io in info.outputs}
+    pairs: dict[str, str] = {}
+    for name in ours:
+        tensor = tensors.get(name)
+        op = info.producer(tensor) if tensor is not None else None
+        if tensor is None or op is None:
+            return None
+        names = [tensor.name] + [info.tensor(op.subgraph, i).name for i in op.inputs if i >= 0]
+        parts = {re.sub(r"_\d+$", "", part) for text in names for part in re.split(r"[/;:]", text)}
+        found = [candidate for candidate in theirs if candidate in parts]
+        if len(found) != 1:
+            return None
+        pairs[name] = found[0]
+    return pairs if len(set(pairs.values())) == len(pairs) == len(theirs) else None
 
 
 # Below this many evaluation samples one sample moves accuracy by more than a point.
@@ -520,7 +549,8 @@ def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
 
 
 def with_reference_names(result: RunResult | None, reference: Callable[[], FloatReference | None],
-                         model: str) -> RunResult | None:
+                         model: str, notes: list[str] | None = None,
+                         info: ModelInfo | None = None) -> RunResult | None:
     """``result`` keyed by the float model's output names when the float model ran.
 
     When it could not (a reference Keras cannot load), the quantized run stands as it is: the
@@ -533,7 +563,7 @@ def with_reference_names(result: RunResult | None, reference: Callable[[], Float
         outputs = reference()
     except (QcheckError, StepFailed):
         return result
-    return align_heads(result, outputs, model) if outputs is not None else result
+    return align_heads(result, outputs, model, notes, info) if outputs is not None else result
 
 
 def same_heads(result: RunResult, like: RunResult) -> RunResult:
@@ -546,9 +576,18 @@ def same_heads(result: RunResult, like: RunResult) -> RunResult:
     return result
 
 
-def align_heads(result: RunResult, reference: FloatReference, model: str) -> RunResult:
+def align_heads(result: RunResult, reference: FloatReference, model: str,
+                notes: list[str] | None = None, info: ModelInfo | None = None) -> RunResult:
     """Key the quantized outputs by the reference's names; never pair outputs by position,
-    except when both sides have a single output."""
+    except when both sides have a single output.
+
+    A .tflite converted outside qcheck names its outputs by its signature (output_0, output_1)
+    where the Keras reference names them by layer (cls, reg). They are paired by the Keras layer
+    name found in the names of the tensors the output's operator reads (``functional_1/cls_1/MatMul``)
+    when that pairs them one to one; else, when every output's shape is distinct on both sides and
+    the shapes match one to one, by shape. ``notes`` says which; otherwise StepFailed lists both
+    sides and how to fix it.
+    """
     from dataclasses import replace
 
     names = set(reference.output_names)
@@ -557,5 +596,30 @@ def align_heads(result: RunResult, reference: FloatReference, model: str) -> Run
     if len(result.outputs) == 1 and len(names) == 1:
         (only,) = result.outputs.values()
         return replace(result, outputs={reference.output_names[0]: only})
-    raise StepFailed(f"{model}: outputs {sorted(result.outputs)} do not match the float model's "
-                     f"{sorted(names)}; qcheck pairs outputs by name")
+    ours = {name: tuple(head.values.shape[1:]) for name, head in result.outputs.items()}
+    theirs = {name: tuple(reference.outputs[name].shape[1:]) for name in reference.output_names}
+    by_shape = {shape: name for name, shape in theirs.items()}
+    pairs = _paired_by_layer_name(info, list(result.outputs), reference.output_names) if info else None
+    how = "by the layer names in their tensors' names"
+    if pairs is not None and any(ours[name] != theirs[pairs[name]] for name in pairs):
+        pairs = None  # a name that leads to an output of another shape is no evidence
+    if pairs is None and (len(ours) == len(theirs) and len(set(ours.values())) == len(ours)
+                          and len(by_shape) == len(theirs) and set(ours.values()) == set(by_shape)):
+        pairs, how = {name: by_shape[shape] for name, shape in ours.items()}, "by shape"
+    if pairs is not None:
+        note = (f"outputs paired {how}, as their names differ from the float model's: "
+                + ", ".join(f"{name} {list(ours[name])} -> {pairs[name]}" for name in sorted(pairs))
+                + " (give the outputs the float model's names to pair them by name)")
+        if notes is not None and note not in notes:
+            notes.append(note)
+        return replace(result, outputs={pairs[name]: head for name, head in result.outputs.items()})
+
+    def listing(shapes: dict[str, tuple[int, ...]]) -> str:
+        return ", ".join(f"{name} {list(shape)}" for name, shape in sorted(shapes.items()))
+
+    raise StepFailed(
+        f"{model}: its outputs ({listing(ours)}) do not match the float model's ({listing(theirs)}) by name, "
+        "and their shapes do not tell them apart; qcheck pairs outputs by name, never by position (a converter "
+        "may reorder them). Fix: give the Keras model itself as --qcheck-model (qcheck converts it and keeps "
+        "the names), or export the .tflite with its signature outputs named as the Keras outputs "
+        "(e.g. a tf.function returning a dict keyed by those names)")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qcheck.errors import QcheckError, suggest
+from qcheck.inputs import as_given
 from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
 from qcheck.units import positive_int
 
@@ -141,7 +142,7 @@ def _tool_value(pyproject: Path, key: str, value: Any, overridden: frozenset[str
         models = [value] if isinstance(value, str) else value
         if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
             raise QcheckError(pyproject, f"{where} must be a list of model paths, not {shown(value)}")
-        return [str(resolve(here, m, pyproject, where)) for m in models]
+        return [_model_path(here, m, pyproject, where) for m in models]
     if key == "calibration_samples":
         try:
             return positive_int(value)
@@ -157,16 +158,24 @@ def _tool_value(pyproject: Path, key: str, value: Any, overridden: frozenset[str
     if key == "suite":
         return str(resolve(here, value, pyproject, where)) if looks_like_path(value) else value
     assert key in _PATH_KEYS
+    if key == "reference":
+        return _model_path(here, value, pyproject, where)
     path = resolve(here, value, pyproject, where)
     if key in _WRITTEN_KEYS and key not in overridden:
         _confine(path, here, pyproject, where, f"--qcheck-{key.replace('_', '-')}")
     return str(path)
 
 
+def _model_path(here: Path, written: str, pyproject: Path, where: str) -> str:
+    """A model's path from pyproject.toml: absolute, a link keeping its name (it says the kind)."""
+    resolve(here, written, pyproject, where)  # refuses what is not a path, naming the key
+    return str(as_given(here / written))
+
+
 def _ini_value(key: str, raw: Any, here: Path, ini_file: Path | None = None,
                overridden: frozenset[str] = frozenset()) -> Any:
     if key == "models":
-        return [str(Path(p).resolve()) for p in raw]
+        return [str(as_given(p)) for p in raw]
     text = str(raw)
     if key == "accelerator":
         return [n.strip() for n in text.split(",") if n.strip()]

@@ -354,6 +354,39 @@ def _config_argument(config_file: str) -> str:
     return config_file if builtin else str(path.expanduser().resolve())
 
 
+# A Vela config file is one small .ini (Vela's own are a few kB): anything bigger is a mistake,
+# e.g. config_file naming a folder or a disk image, and is not read whole.
+CONFIG_FILE_LIMIT: Final = 1 << 20
+
+
+def read_config_file(config_file: str) -> bytes | None:
+    """The bytes of a user's Vela ``config_file``, or None for one of Vela's own ("Arm/vela.ini").
+
+    The file must be a regular file of at most CONFIG_FILE_LIMIT bytes: a folder, FIFO, device
+    or huge file is refused with a QcheckError naming it (reading one could block or never end).
+    Vela is given a private copy of exactly these bytes, the ones its cache key is hashed from.
+    """
+    from qcheck.errors import QcheckError
+    from qcheck.inputs import check_regular, open_regular
+
+    if not Path(_config_argument(config_file)).is_absolute():
+        return None  # one of Vela's own config files, read from its installation
+    path = Path(config_file).expanduser()
+    hint = "config_file must name one Vela .ini file (a [System_Config.*] / [Memory_Mode.*] file)"
+    try:
+        status = check_regular(path, "Vela config_file")
+    except QcheckError as exc:
+        raise QcheckError(exc.path, exc.problem, hint) from None
+    if status.st_size > CONFIG_FILE_LIMIT:
+        raise QcheckError(path, f"Vela config_file is {status.st_size} bytes, more than the "
+                          f"{CONFIG_FILE_LIMIT} a Vela config file can sensibly be", hint)
+    with open_regular(path, "Vela config_file") as handle:
+        data = handle.read(CONFIG_FILE_LIMIT + 1)
+    if len(data) > CONFIG_FILE_LIMIT:  # grew since it was looked at
+        raise QcheckError(path, f"Vela config_file is more than {CONFIG_FILE_LIMIT} bytes", hint)
+    return data
+
+
 def _run(
     command: list[str], cwd: Path, timeout: float, model: Path, config: VelaConfig
 ) -> subprocess.CompletedProcess[str]:

@@ -239,7 +239,9 @@ def test_too_few_samples_give_no_infinite_ratio(tmp_path: Path) -> None:
     message = run.check("flatten_outlier.keras", "layer_error")["message"]
     assert "likely cause" in message
     assert "infx" not in message and "inf" not in message.split("likely cause")[1]
-    assert "the median channel does not vary at all over the 2 sample(s) analysed" in message
+    # Most channels do not vary over 2 samples, but they hold values away from zero: the ratio is
+    # of how far each reaches from zero (what a per-tensor range must cover), finite.
+    assert re.search(r" \d+x the median channel's range", message.split("likely cause")[1])
 
 
 def test_the_calibration_span_says_it_is_a_percentile_range(tmp_path: Path) -> None:

@@ -23,10 +23,17 @@ from qcheck.tflite.tensor_stats import (
 
 def _spans(spread: ChannelSpread, samples: int) -> str:
     if spread.median_range > 0:
-        return f"spans {spread.widest_range / spread.median_range:.0f}x the median channel's range"
-    # Over very few samples most channels may not vary at all: no ratio to give.
-    return (f"spans {spread.widest_range:.4g} while the median channel does not vary at all over the "
-            f"{samples} sample(s) analysed")
+        ratio = f"{spread.widest_range / spread.median_range:.0f}x the median channel's range"
+    else:  # over very few samples most channels may not vary at all: no ratio to give
+        ratio = (f"{spread.widest_range:.4g} while the median channel does not vary at all over the "
+                 f"{samples} sample(s) analysed")
+    low, high = spread.widest_low, spread.widest_high
+    if high - low < spread.widest_range / 2:
+        # Far from zero but hardly varying (e.g. a bias stuck at -3000): its values, not its
+        # spread, stretch the per-tensor range.
+        return (f"stays near {(low + high) / 2:.4g} (its values vary by only {high - low:.3g}), which "
+                f"stretches the range to {ratio}")
+    return f"spans {ratio}"
 
 
 def _cause(report: TensorReport, samples: int) -> str:

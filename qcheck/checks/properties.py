@@ -18,6 +18,7 @@ from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
 from qcheck.config import RunSpec
 from qcheck.errors import QcheckError
+from qcheck.inputs import as_given
 from qcheck.isolation import call_isolated
 from qcheck.results import Measurement
 from qcheck.units import positive_int
@@ -90,8 +91,8 @@ def float_model(evidence: Evidence) -> Path | None:
     if not isinstance(spec, RunSpec):
         return None
     if evidence.kind != "tflite":
-        return Path(spec.model).resolve()
-    return Path(spec.reference).resolve() if spec.reference else None
+        return as_given(spec.model)
+    return as_given(spec.reference) if spec.reference else None
 
 
 def _steps(value: Any) -> float:

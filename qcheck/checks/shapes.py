@@ -35,7 +35,14 @@ def static_shapes(evidence: Evidence, options: Mapping[str, Any]) -> Measurement
 
     beyond_batch = [(kind, io) for kind, io in dynamic if any(d < 0 for d in io.tensor.shape_signature[1:])]
     batch_only = [item for item in dynamic if item not in beyond_batch]
-    hint = "convert from a model whose Input has a fixed batch, e.g. keras.Input(shape, batch_size=1)"
+    fixes = []
+    if beyond_batch:  # a None in keras.Input(shape=...) itself, or a size the graph computes at run time
+        fixes.append("give every dimension after the batch a fixed size: no None in keras.Input(shape=...), "
+                     "e.g. keras.Input((49, 40)) rather than keras.Input((None, 40)), and no reshape to a size "
+                     "computed at run time")
+    if strict and any(io.tensor.shape_signature[:1] and io.tensor.shape_signature[0] < 0 for _, io in dynamic):
+        fixes.append("convert from a model whose Input has a fixed batch, e.g. keras.Input(shape, batch_size=1)")
+    hint = "; ".join(fixes)
     if evidence.kind == "tflite":
         hint = "this .tflite is reported as it is, not rewritten: " + hint
     if strict:

@@ -50,10 +50,17 @@ class ChannelSpread:
     """How a per-tensor scale is shared by the channels (last axis) of an activation."""
 
     channels: int
-    widest: int  # index of the channel with the widest float range
-    widest_range: float
-    median_range: float
+    # The channel that stretches the per-tensor range most: the widest span from zero that
+    # covers its values (a per-tensor range always holds zero). A channel stuck at a large
+    # constant has no spread of its own, yet stretches the range as much as a wide one.
+    widest: int
+    widest_range: float  # that channel's reach: max(high, 0) - min(low, 0)
+    median_range: float  # the median channel's reach
     under_one_step: int  # channels whose whole float range is less than one quantization step
+    # The widest channel's own lowest and highest float values (NaN in an analysis cached
+    # before they were recorded).
+    widest_low: float = math.nan
+    widest_high: float = math.nan
 
     @property
     def crushed(self) -> bool:
@@ -105,6 +112,8 @@ class TensorReport:
                 "widest_range": self.spread.widest_range, "median_range": self.spread.median_range,
                 "under_one_step": self.spread.under_one_step, "crushed": self.spread.crushed,
             }
+            if math.isfinite(self.spread.widest_low) and math.isfinite(self.spread.widest_high):
+                data["channels"]["widest_values"] = [self.spread.widest_low, self.spread.widest_high]
         return data
 
 
@@ -218,9 +227,13 @@ class _Tracked:
             rmse_steps = math.sqrt(self.sq_err / self.count) / p.scale
             sqnr = 10 * math.log10(self.sq_ref / self.sq_err) if self.sq_err > 0 and self.sq_ref > 0 else None
             if self.ch_min is not None and self.ch_max is not None and len(self.ch_min) >= 2:
-                ranges = (self.ch_max - self.ch_min).astype(np.float64)
-                spread = ChannelSpread(len(ranges), int(np.argmax(ranges)), float(ranges.max()),
-                                       float(np.median(ranges)), int(np.count_nonzero(ranges < p.scale)))
+                low, high = self.ch_min.astype(np.float64), self.ch_max.astype(np.float64)
+                ranges = high - low
+                reach = np.maximum(high, 0.0) - np.minimum(low, 0.0)
+                widest = int(np.argmax(reach))
+                spread = ChannelSpread(len(ranges), widest, float(reach[widest]), float(np.median(reach)),
+                                       int(np.count_nonzero(ranges < p.scale)), float(low[widest]),
+                                       float(high[widest]))
         cal_total = int(cal_histogram.sum())
         origin = range_origin(self.info, self.tensor, spread.widest if spread else None) if self.info else None
         return TensorReport(
@@ -252,7 +265,7 @@ def range_origin(info: ModelInfo, tensor: TensorInfo, channel: int | None = None
     """
     through: list[str] = []
     current = tensor
-    while (op := info.producer(current)) is not None and op.op in RANGE_PRESERVING:
+    while (op := info.producer(current)) is not None and _passes_range_on(info, op, current):
         found = _data_input(info, op, current, channel)
         if found is None:
             break
@@ -265,11 +278,24 @@ def range_origin(info: ModelInfo, tensor: TensorInfo, channel: int | None = None
     return RangeOrigin(label, tuple(through), channel)
 
 
+def _passes_range_on(info: ModelInfo, op: OperatorInfo, output: TensorInfo) -> bool:
+    """Whether ``op`` keeps its input's range: a RANGE_PRESERVING operator, or a QUANTIZE from
+    one integer type to another with the same scale (int8 to uint8 at a model's output shifts
+    only the zero point): what wrote its input chose the range."""
+    if op.op in RANGE_PRESERVING:
+        return True
+    if op.op != "QUANTIZE" or len(op.inputs) != 1 or op.inputs[0] < 0:
+        return False
+    source = info.tensor(op.subgraph, op.inputs[0])
+    return source.dtype in ("int8", "uint8", "int16") and source.scale == output.scale
+
+
 def _data_input(info: ModelInfo, op: OperatorInfo, output: TensorInfo,
                 channel: int | None) -> tuple[TensorInfo, int | None] | None:
     """The input whose range ``op`` passes on to ``output``, and where ``channel`` is in it."""
     inputs = [info.tensor(op.subgraph, i) for i in op.inputs if i >= 0]
-    data = [t for t in inputs if not t.constant and t.scale == output.scale and t.zero_point == output.zero_point]
+    data = [t for t in inputs if not t.constant and t.scale == output.scale
+            and (t.zero_point == output.zero_point or op.op == "QUANTIZE")]  # a requantize shifts it
     if not data or not output.shape or any(not t.shape for t in data):
         return None
     last = output.shape[-1]
