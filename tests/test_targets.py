@@ -1,6 +1,6 @@
 """Deployment targets: every Ethos-U family, memory and time budgets, TFLite Micro, target suites.
 
-Real Vela on the published models in ../shared/real (their README gives Vela's numbers for
+Real Vela on the published models in tests/real (their README gives Vela's numbers for
 vww_96_int8 on ethos-u55-128); the odd cases are real models edited by ``tflite_edits``.
 """
 
