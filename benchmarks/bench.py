@@ -31,7 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
-REAL = ROOT.parent / "shared" / "real"
+REAL = ROOT / "tests" / "real"  # the published models, copied with their licenses
 
 # The work qcheck does on one model, written the way a user would without it: load, convert to
 # full int8 with 200 calibration samples, float and int8 evaluation, Vela for ethos-u55-128.
