@@ -46,7 +46,6 @@ import numpy as np
 
 from qcheck import __version__, codec
 from qcheck.errors import QcheckError
-from qcheck.files import content_digest
 from qcheck.inputs import as_given
 
 T = TypeVar("T")
@@ -62,27 +61,6 @@ def versions(*distributions: str) -> str:
         except metadata.PackageNotFoundError:
             parts.append(f"{name}=none")
     return ";".join(parts)
-
-
-def digest(*parts: Any) -> str:
-    """sha256 over the parts; arrays by dtype, shape and bytes; paths by their content."""
-    h = hashlib.sha256()
-    for part in parts:
-        if part is None:
-            h.update(b"\0none")
-        elif isinstance(part, np.ndarray):
-            h.update(f"\0array{part.dtype.str}{part.shape}".encode())
-            h.update(np.ascontiguousarray(part).tobytes())
-        elif hasattr(part, "digest"):  # a LazyArray: its files' content and the chosen samples
-            h.update(b"\0lazy" + part.digest().encode())
-        elif isinstance(part, Path):
-            h.update(b"\0path")
-            h.update(content_digest(part).encode())
-        elif isinstance(part, str):
-            h.update(b"\0str" + part.encode())
-        else:
-            h.update(b"\0bytes" + part)
-    return h.hexdigest()
 
 
 # -- the cache folder: qcheck's own, recognised by its marker -----------------------------------

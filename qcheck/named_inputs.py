@@ -15,6 +15,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from qcheck.hashing import digest
 from qcheck.lazy_arrays import CHUNK, LazyArray
 
 PREFIX = "x_"  # an input's array in a data file: x_<input name>
@@ -66,8 +67,6 @@ class NamedInputs:
 
     def digest(self) -> str:
         """A hash of every input's name and samples (for cache keys)."""
-        from qcheck.cache import digest
-
         h = hashlib.sha256(b"named-inputs")
         for name in self.names:
             h.update(name.encode() + b"\0" + digest(self.arrays[name]).encode())

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from qcheck.cache import Cache, digest, private_copy, private_file, versions
+from qcheck.cache import Cache, private_copy, private_file, versions
 from qcheck.config import ImageOptions, RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import InputFiles, atomic_write, safe_stem, write_json
+from qcheck.hashing import digest
 from qcheck.inputs import as_given, read_regular
 from qcheck.isolation import call_isolated
 from qcheck.progress import Progress
@@ -376,8 +377,10 @@ class ModelRun:
             result, _ = self._cache.get_or_make(key, evaluate)
             return result
 
-        return with_reference_names(self._memo.get("evaluation", make), self.reference, self.model, self.notes,
-                                    self.info())
+        result = self._memo.get("evaluation", make)
+        if result is None:
+            return None  # no data: nothing about the model is needed (it may not even load)
+        return with_reference_names(result, self.reference, self.model, self.notes, self.info())
 
     def application_evaluation(self, scale: float, zero_point: int) -> RunResult | None:
         """The model run on inputs the application quantized with its own ``scale`` and

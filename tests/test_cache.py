@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from helpers import FIXTURES, REAL, run_qcheck
 
-from qcheck.cache import Cache, digest
+from qcheck.cache import Cache
+from qcheck.hashing import digest
 from qcheck.tflite.convert import FloatReference, Quantized
 
 

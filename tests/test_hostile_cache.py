@@ -25,7 +25,8 @@ from helpers import FIXTURES, REAL, run_qcheck
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qcheck.cache import CACHEDIR_SIGNATURE, Cache, CacheFolderError, digest, prepare
+from qcheck.cache import CACHEDIR_SIGNATURE, Cache, CacheFolderError, prepare
+from qcheck.hashing import digest
 from qcheck.tflite.convert import FloatReference, Quantized
 
 HELLO_WORLD = REAL / "tflm" / "hello_world_int8.tflite"

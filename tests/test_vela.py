@@ -23,7 +23,7 @@ from qcheck.vela import (
     vela_version,
 )
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real"
+REAL = Path(__file__).resolve().parent / "real"
 VWW_INT8 = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
 VWW_FLOAT = REAL / "mlperf_tiny" / "vww_96_float.tflite"
 TOYCAR_HYBRID = REAL / "mlperf_tiny" / "model_ToyCar_quant.tflite"
