@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -22,22 +22,15 @@ if TYPE_CHECKING:
     from qcheck.data import Pairs
 
 
+T = TypeVar("T")
+
+
 def head_labels(evidence: Evidence, heads: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Labels keyed by head; ``y`` alone names the only head. Unknown names are errors."""
     data = evidence.evaluation_data()
     if data is None:
         return {}
-    labels = dict(data.labels)
-    if "" in labels:
-        if len(heads) != 1:
-            raise QcheckError(data.path, f"'y' is ambiguous for a model with {len(heads)} outputs",
-                              "name the label arrays " + ", ".join(f"'y_{h}'" for h in heads))
-        labels[heads[0]] = labels.pop("")
-    unknown = sorted(set(labels) - set(heads))
-    if unknown:
-        raise QcheckError(data.path, f"has labels for unknown output(s) {', '.join(unknown)}",
-                          "the model's outputs are " + ", ".join(f"'y_{h}'" for h in heads))
-    return labels
+    return _by_head(data.path, dict(data.labels), heads, "labels", "'y'", lambda h: f"'y_{h}'")
 
 
 def head_pairs(evidence: Evidence, heads: tuple[str, ...]) -> dict[str, Pairs]:
@@ -45,17 +38,24 @@ def head_pairs(evidence: Evidence, heads: tuple[str, ...]) -> dict[str, Pairs]:
     data = evidence.evaluation_data()
     if data is None:
         return {}
-    pairs = dict(data.pairs)
-    if "" in pairs:
+    return _by_head(data.path, dict(data.pairs), heads, "verification pairs", "'pairs'",
+                    lambda h: f"'pairs_{h}'/'same_{h}'")
+
+
+def _by_head(path: str, arrays: dict[str, T], heads: tuple[str, ...], what: str, plain: str,
+             named: Callable[[str], str]) -> dict[str, T]:
+    """``arrays`` keyed by output head: the plain name ("") is the only head's; a name that is
+    no head's is an error listing the heads' names."""
+    if "" in arrays:
         if len(heads) != 1:
-            raise QcheckError(data.path, f"'pairs' is ambiguous for a model with {len(heads)} outputs",
-                              "name them " + ", ".join(f"'pairs_{h}'/'same_{h}'" for h in heads))
-        pairs[heads[0]] = pairs.pop("")
-    unknown = sorted(set(pairs) - set(heads))
+            raise QcheckError(path, f"{plain} is ambiguous for a model with {len(heads)} outputs",
+                              "name them " + ", ".join(named(h) for h in heads))
+        arrays[heads[0]] = arrays.pop("")
+    unknown = sorted(set(arrays) - set(heads))
     if unknown:
-        raise QcheckError(data.path, f"has verification pairs for unknown output(s) {', '.join(unknown)}",
-                          "the model's outputs are " + ", ".join(f"'pairs_{h}'" for h in heads))
-    return pairs
+        raise QcheckError(path, f"has {what} for unknown output(s) {', '.join(unknown)}",
+                          "the model's outputs are " + ", ".join(named(h) for h in heads))
+    return arrays
 
 
 # Ops that requantize or reshape without computing: an output's integer scale is found through them.
