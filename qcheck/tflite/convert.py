@@ -438,11 +438,10 @@ def _static_batch_wrapper(model: Any, path: Path) -> Any:
     return keras.Model(inp, named)
 
 
-def _calibration_inputs(calibration: np.ndarray | NamedInputs | None, wrapper: Any, path: Path,
-                        file: str) -> dict[str, np.ndarray]:
-    """The calibration samples of each of the wrapper's inputs, by name, checked against its shapes
-    (synthetic ones when none are given)."""
-    shapes = {str(t.name): tuple(t.shape)[1:] for t in wrapper.inputs}
+def _calibration_inputs(calibration: np.ndarray | NamedInputs | None, shapes: dict[str, tuple[Any, ...]],
+                        path: Path, file: str) -> dict[str, np.ndarray]:
+    """The calibration samples of each input, by name, checked against its sample shape in
+    ``shapes`` (synthetic ones when none are given)."""
     if calibration is None:
         from qcheck.data import synthetic_calibration
 
@@ -499,13 +498,15 @@ def quantize(
         try:
             model = _savedmodel_as_keras(path)
         except _Tf2LoadFailed as failed:
-            return _quantize_tf1(path, proto, failed.cause, calibration, evaluation, io_dtype, activations)
+            return _quantize_tf1(path, proto, failed.cause, calibration, evaluation, io_dtype, activations,
+                                 calibration_file)
     else:
         model, notes = _load_keras_noted(path, unsafe=unsafe)
     tf = _quiet_tensorflow()
     wrapper = _static_batch_wrapper(model, path)
     synthetic = calibration is None
-    samples = _calibration_inputs(calibration, wrapper, path, calibration_file)
+    shapes = {str(tensor.name): tuple(tensor.shape)[1:] for tensor in wrapper.inputs}
+    samples = _calibration_inputs(calibration, shapes, path, calibration_file)
     converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
     tflite, caught = _convert_integer(tf, converter, samples, io_dtype, activations, path)
     float_tflite = caught[0] if caught else _convert_float(tf, wrapper, path)
@@ -513,23 +514,6 @@ def quantize(
     if evaluation is not None:
         reference = predict(model, evaluation)
     return Quantized(tflite, reference, synthetic, float_tflite, notes)
-
-
-def _calibration_for(path: Path, calibration: np.ndarray | NamedInputs | None,
-                     sample_shape: tuple[Any, ...]) -> np.ndarray:
-    """The calibration samples of a one-input model, synthetic ones when none are given, checked
-    against the input."""
-    if isinstance(calibration, NamedInputs):
-        raise QcheckError(path, "a SavedModel that only the TF1 converter takes is converted with one input; "
-                          f"the calibration data names several ({', '.join(calibration.names)})")
-    if calibration is None:
-        from qcheck.data import synthetic_calibration
-
-        calibration = synthetic_calibration(sample_shape)
-    if calibration.shape[1:] != sample_shape:
-        raise QcheckError(path, f"calibration samples have shape {calibration.shape[1:]}, "
-                          f"the model takes {sample_shape}")
-    return calibration
 
 
 def _convert_integer(tf: Any, converter: Any, samples: dict[str, np.ndarray], io_dtype: str, activations: str,
@@ -562,7 +546,7 @@ def _convert_integer(tf: Any, converter: Any, samples: dict[str, np.ndarray], io
 
 def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarray | NamedInputs | None,
                   evaluation: np.ndarray | LazyArray | NamedInputs | None, io_dtype: str,
-                  activations: str = "int8") -> Quantized:
+                  activations: str = "int8", calibration_file: str = "") -> Quantized:
     """Quantize a SavedModel through ``tf.compat.v1.lite.TFLiteConverter.from_saved_model``.
 
     TF 2's loader revives the model's Python objects (a TF 2.3 Keras optimizer fails there:
@@ -573,9 +557,8 @@ def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarra
     tf = _quiet_tensorflow()
     route = _Tf1Route(path, proto, tf2_cause)
     synthetic = calibration is None
-    calibration = _calibration_for(path, calibration, route.shape[1:])
-    tflite, caught = _convert_integer(tf, route.converter(), {route.input_key: calibration}, io_dtype, activations,
-                                      path)
+    samples = _calibration_inputs(calibration, {route.input_key: tuple(route.shape[1:])}, path, calibration_file)
+    tflite, caught = _convert_integer(tf, route.converter(), samples, io_dtype, activations, path)
     # The TF1 converter writes no signature: name inputs and outputs by the SavedModel's, as the
     # TF 2 route does, so that labels are y_<output key> and the float and int8 outputs pair by name.
     tflite = route.named(tflite)
