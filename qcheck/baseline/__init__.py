@@ -1,0 +1,49 @@
+"""Baselines: the figures of the last good run, kept in the repository and compared with.
+
+:mod:`qcheck.baseline.record` measures a model's figures (through the registered checks, so a
+figure is the value its check reports), :mod:`qcheck.baseline.store` writes and reads them (a
+sorted JSON and a small ``.npz``, read as untrusted files) and :mod:`qcheck.baseline.compare`
+judges a run against them (pure functions). The ``baseline`` check
+(:mod:`qcheck.checks.baseline`) ties them together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qcheck.files import InputFiles
+
+if TYPE_CHECKING:
+    from qcheck.suites import CheckSpec, Suite
+
+UPDATE_FLAG = "--qcheck-baseline-update"
+
+
+@dataclass(frozen=True, eq=False)
+class BaselineTarget:
+    """Where one model's baseline lives and what the run does with it (given to the check by
+    the session: a suite file cannot choose where qcheck writes)."""
+
+    folder: Path | None  # None: no --qcheck-baseline / [tool.qcheck] baseline
+    update: bool  # --qcheck-baseline-update: write what this run measured
+    stem: str  # the model's artifact stem: DIR/<stem>.json and DIR/<stem>.npz
+    inputs: InputFiles  # the run's inputs, never written over
+    accelerator: str | None = None  # Vela figures for this configuration; None: Vela is not in the suite
+
+
+def target_options(options: dict[str, Any], suite: Suite, folder: Path | None, update: bool, stem: str,
+                   inputs: InputFiles, accelerators: Callable[[CheckSpec], tuple[str, ...]]) -> dict[str, Any]:
+    """The baseline check's options with its :class:`BaselineTarget` and, when the suite runs Vela,
+    the Vela check's target options under the check's own (as the memory checks inherit them)."""
+    from qcheck.checks.baseline import TARGET_KEY
+
+    vela = suite.checks.get("vela")
+    accelerator = None
+    inherited: dict[str, Any] = {}
+    if vela is not None and vela.enabled is not False:
+        accelerator = accelerators(vela)[0]  # the first configuration's figures: one baseline per model
+        inherited = {key: value for key, value in vela.options.items() if key != "accelerator"}
+    return {**inherited, **options, TARGET_KEY: BaselineTarget(folder, update, stem, inputs, accelerator)}

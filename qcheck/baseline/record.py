@@ -1,0 +1,196 @@
+"""What a baseline holds for one model, measured from the run's evidence.
+
+The headline figures are measured by the registered checks themselves (``size``, ``sram``, ...),
+so that a baseline's value is the value the check reports; the evidence is memoized, so a
+figure that its own check measured already costs nothing again. Per output head the record
+keeps each evaluation sample's outcome (right or wrong, or its error), for a paired comparison
+on the same samples, and the raw outputs of a fixed subset of samples ("golden outputs").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qcheck.errors import QcheckError, StepFailed
+
+if TYPE_CHECKING:
+    from qcheck.checks.evidence import Evidence
+
+# The figures, by the check that measures them, and whether they are Vela's (one accelerator).
+FIGURES: dict[str, bool] = {
+    "accuracy_drop": False, "size": False, "arena": False, "layer_error": False,
+    "vela": True, "sram": True, "flash": True, "npu_weights": True, "inference_time": True,
+}
+# The distributions whose versions decide the quantized bytes and what runs them.
+TOOLCHAIN = ("tensorflow", "ai-edge-litert", "ethos-u-vela", "tflite-micro")
+GOLDEN_SAMPLES = 32  # evaluation samples whose raw outputs are kept, spread evenly over the data
+# The options of the accuracy_drop check that the baseline takes too (how heads are judged).
+ACCURACY_OPTIONS = ("task", "tasks")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline figure: its value in the check's base unit and, when it has one, its 95% interval."""
+
+    value: float
+    unit: str
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Head:
+    """One output head: the per-sample outcomes and the golden raw outputs.
+
+    ``outcome`` is ``"correct"`` (``outcomes`` is bool: top-1 or the decision is right, against
+    the labels or, without labels, the float model) or ``"error"`` (float32: each sample's mean
+    absolute error against the float model, as a share of the float output's range).
+    """
+
+    name: str
+    task: str
+    outcome: str
+    outcomes: np.ndarray
+    golden: np.ndarray
+    scale: float | None  # the integer output's scale: golden outputs compare in its steps
+
+    @property
+    def value(self) -> float:
+        """Accuracy (share right) or mean error, over every evaluation sample."""
+        return float(np.mean(self.outcomes)) if len(self.outcomes) else math.nan
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.outcome == "correct" else "error (share of the float range)"
+
+
+@dataclass(frozen=True, eq=False)
+class Record:
+    """A model's baseline: what :mod:`qcheck.baseline.store` writes and reads."""
+
+    model: str  # the file name (not the path: a baseline moves with the repository)
+    toolchain: dict[str, str]
+    quantized_sha256: str
+    figures: dict[str, Figure]
+    accelerator: str | None = None  # the Vela configuration of the Vela figures
+    samples: int = 0  # evaluation samples the outcomes are over
+    data_sha256: str = ""  # of the evaluation inputs: outcomes pair only on the same samples
+    golden_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    heads: tuple[Head, ...] = ()
+
+
+def toolchain_versions() -> dict[str, str]:
+    """The installed version of each distribution of :data:`TOOLCHAIN` ("none" when absent)."""
+    found = {}
+    for name in TOOLCHAIN:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "none"
+    return found
+
+
+def record(evidence: Evidence, options: Mapping[str, Any], accelerator: str | None) -> tuple[Record, list[str]]:
+    """The baseline record of ``evidence``'s model, and a note for each figure it could not measure.
+
+    Raises QcheckError or StepFailed when the model itself cannot be had (every figure needs it).
+    """
+    tflite = evidence.tflite()
+    figures, notes = _figures(evidence, options, accelerator)
+    heads, samples, data_sha, indices = _heads(evidence, options)
+    from pathlib import PurePath
+
+    return Record(PurePath(evidence.model).name, toolchain_versions(), hashlib.sha256(tflite).hexdigest(), figures,
+                  accelerator if any(FIGURES[name] for name in figures) else None, samples, data_sha, indices,
+                  heads), notes
+
+
+def _figures(evidence: Evidence, options: Mapping[str, Any],
+             accelerator: str | None) -> tuple[dict[str, Figure], list[str]]:
+    from qcheck.checks import registry
+    from qcheck.checks.vela import TARGET_OPTIONS
+
+    checks = registry()
+    figures: dict[str, Figure] = {}
+    notes: list[str] = []
+    for name, per_accelerator in FIGURES.items():
+        if per_accelerator:
+            if accelerator is None:
+                continue  # Vela is not in the suite: nothing compiles for it
+            own = {key: options[key] for key in TARGET_OPTIONS if key in options} | {"accelerator": accelerator}
+        else:
+            own = {key: options[key] for key in ACCURACY_OPTIONS if key in options} if name == "accuracy_drop" else {}
+        check = checks[name]
+        try:
+            measured = check.measure(evidence, own)
+        except (QcheckError, StepFailed) as exc:
+            notes.append(f"{name} not recorded: {str(exc).splitlines()[0]}")
+            continue
+        if measured.value is None or not math.isfinite(measured.value):
+            continue  # skipped by its check (no data, no NPU operators): nothing to compare
+        low, high = measured.interval if measured.interval is not None else (None, None)
+        figures[name] = Figure(float(measured.value), check.unit, low, high)
+    return figures, notes
+
+
+def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, ...], int, str, np.ndarray]:
+    """Per-head outcomes and golden outputs, with the sample count, the data's digest and the
+    golden samples' indices; nothing without evaluation data or a float reference."""
+    from qcheck.checks.accuracy import head_labels, integer_output_scale, task_accuracy
+    from qcheck.hashing import digest
+
+    empty = np.zeros(0, np.int64)
+    data = evidence.evaluation_data()
+    if data is None:
+        return (), 0, "", empty
+    results = task_accuracy(evidence, {key: options[key] for key in ACCURACY_OPTIONS if key in options})
+    run, reference = evidence.evaluation(), evidence.reference()
+    if isinstance(results, str) or run is None or reference is None:
+        return (), 0, "", empty
+    tasks = {result.head: result.task for result in results}
+    labels = head_labels(evidence, reference.output_names)
+    n = len(data)
+    indices = golden_indices(n)
+    heads = []
+    for name in sorted(reference.output_names):
+        output = run.outputs[name]
+        f = np.asarray(reference.outputs[name], dtype=np.float64).reshape(n, -1)
+        q = np.asarray(output.values, dtype=np.float64).reshape(n, -1)
+        task = tasks.get(name, "regression")
+        kind, outcomes = outcomes_of(task, f, q, labels.get(name))
+        scale = output.params.scale if output.params is not None else integer_output_scale(evidence.info(), name)
+        raw = np.asarray(output.raw)
+        heads.append(Head(name, task, kind, outcomes, np.ascontiguousarray(raw[indices]),
+                          float(scale) if scale else None))
+    return tuple(heads), n, digest("baseline-data", data.x), indices
+
+
+def golden_indices(n: int) -> np.ndarray:
+    """The samples whose raw outputs are kept: :data:`GOLDEN_SAMPLES` spread evenly over ``n``."""
+    if n <= GOLDEN_SAMPLES:
+        return np.arange(n, dtype=np.int64)
+    return np.unique(np.linspace(0, n - 1, GOLDEN_SAMPLES).round().astype(np.int64))
+
+
+def outcomes_of(task: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None) -> tuple[str, np.ndarray]:
+    """Each sample's outcome for a head of ``task``: ("correct", bool) for classification and
+    binary heads (against the labels, else the float model's answer), ("error", float32)
+    otherwise (mean absolute error against the float output, as a share of its range)."""
+    n = len(f)
+    if task == "classification" and f.shape[1] > 1:
+        truth = y.reshape(n).astype(np.int64) if y is not None else f.argmax(axis=1)
+        return "correct", q.argmax(axis=1) == truth
+    if task == "binary":
+        threshold = 0.5 if bool(np.all((f[:, 0] >= 0) & (f[:, 0] <= 1))) else 0.0
+        truth = y.reshape(n).astype(bool) if y is not None else f[:, 0] >= threshold
+        return "correct", (q[:, 0] >= threshold) == truth
+    span = float(f.max() - f.min()) if f.size else 0.0
+    scale = span if span > 0 else max(float(np.abs(f).max()) if f.size else 0.0, 1e-12)
+    return "error", (np.mean(np.abs(q - f), axis=1) / scale).astype(np.float32)
