@@ -106,6 +106,7 @@ def compare(base: Record, now: Record, options: Mapping[str, Any]) -> Comparison
     if changed_tools or not same_bytes:
         result.changes.append(result.lines[-1])
     result.section["model_changed"] = not same_bytes
+    result.section["accelerator"] = base.accelerator if base.accelerator == now.accelerator else None
     result.section["toolchain_changes"] = {name: {"baseline": old, "now": new} for name, (old, new) in changed_tools.items()}
 
     def cause(figure: str) -> str:
@@ -114,7 +115,7 @@ def compare(base: Record, now: Record, options: Mapping[str, Any]) -> Comparison
             old, new = changed_tools[tool]
             return f" ({tool} changed {old} -> {new}" + (", same quantized bytes)" if same_bytes else
                                                           ", and the quantized bytes differ)")
-        return "" if same_bytes else " (the model changed)"
+        return ""  # the first line says whether the model changed
 
     _figures(base, now, tolerances(options), cause, result)
     accuracy = options.get("accuracy")
@@ -149,8 +150,8 @@ def _figures(base: Record, now: Record, tols: dict[str, Tolerance], cause: Calla
         old, new = base.figures.get(name), now.figures.get(name)
         label = _NAMES.get(name, name)
         if old is None or new is None:
-            result.section["figures"][label] = {"baseline": _value(old), "now": _value(new), "verdict": "new"
-                                               if old is None else "not measured"}
+            result.section["figures"][name] = {"baseline": _value(old), "now": _value(new), "verdict": "new"
+                                              if old is None else "not measured"}
             result.lines.append(f"{label}: {'new, not in the baseline' if old is None else 'not measured now'} "
                                 f"({_show(old or new)})")
             result.changes.append(result.lines[-1])
@@ -167,13 +168,13 @@ def _figures(base: Record, now: Record, tols: dict[str, Tolerance], cause: Calla
             entry["tolerance"] = tol.describe(new.unit)
             if verdict == "worse" and growth > tol.allowed(old.value) + 1e-12:
                 verdict = "regressed"
-                result.failures.append(f"{label} grew {_show(old)} -> {_show(new)} (+{_delta(growth, old)}), beyond "
+                result.failures.append(f"{label} grew {_show(old)} -> {_show(new)} ({_delta(growth, old)}), beyond "
                                        f"the baseline tolerance {tol.describe(new.unit)}{cause(name)}")
             text += f" ({_delta(growth, old)}, tolerance {tol.describe(new.unit)})" if verdict != "same" else ""
         else:
             text += " (judged on the paired samples)" if name == "accuracy_drop" else ""
         entry["verdict"] = verdict
-        result.section["figures"][label] = entry
+        result.section["figures"][name] = entry
         result.lines.append(text)
         if verdict != "same":
             result.changes.append(text)
@@ -212,6 +213,7 @@ def _heads(base: Record, now: Record, tol: float, cause: Callable[[str], str], r
         result.lines.append(f"evaluation data changed since the baseline ({base.samples} -> {now.samples} samples"
                             f"{'' if base.samples != now.samples else ', other values'}): outcomes are not paired, "
                             "each head is judged on its value alone")
+        result.changes.append(result.lines[-1])
     for name in sorted(new_heads):
         old, new = old_heads[name], new_heads[name]
         if old.outcome != new.outcome:

@@ -74,7 +74,7 @@ def baseline(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                    f"command with {UPDATE_FLAG}, then review and commit {json_path.name} and "
                    f"{json_path.with_suffix('.npz').name}")
         return Measurement(1.0, problem, sections={"baseline": section}, failures=(problem,))
-    details = "; ".join([*comparison.lines, *notes])
+    details = "\n  ".join([*comparison.lines, *notes])  # one figure a line; the terminal shows the first
     hint = (f"if the change is intended, refresh the baseline with {UPDATE_FLAG} and commit the diff; otherwise "
             "find what made the figure worse (the lines above say whether the model or the toolchain changed)")
     return Measurement(float(len(comparison.failures)), details, hint, sections={"baseline": section},
@@ -109,7 +109,7 @@ def _update(target: Any, rec: Any, old: Any, changes: list[str], notes: list[str
         else:
             what = f"baseline updated: {json_path}" + ("" if changes else " (figures unchanged; the file's form changed)")
         section.update(updated=True, created=old is None, changes=list(changes))
-    return Measurement(0.0, "; ".join([what, *changes, *notes]), sections={"baseline": section})
+    return Measurement(0.0, "\n  ".join([what, *changes, *notes]), sections={"baseline": section})
 
 
 def _holds(path: Any, data: bytes) -> bool:
