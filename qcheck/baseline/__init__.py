@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from qcheck.suites import CheckSpec, Suite
 
 UPDATE_FLAG = "--qcheck-baseline-update"
+# The key under which the session hands the baseline check its BaselineTarget (not a suite option:
+# where qcheck writes is the command line's or the project's to say, never a suite file's).
+TARGET_KEY = "_baseline_target"
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,8 +41,6 @@ def target_options(options: dict[str, Any], suite: Suite, folder: Path | None, u
                    inputs: InputFiles, accelerators: Callable[[CheckSpec], tuple[str, ...]]) -> dict[str, Any]:
     """The baseline check's options with its :class:`BaselineTarget` and, when the suite runs Vela,
     the Vela check's target options under the check's own (as the memory checks inherit them)."""
-    from qcheck.checks.baseline import TARGET_KEY
-
     vela = suite.checks.get("vela")
     accelerator = None
     inherited: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from qcheck.baseline import TARGET_KEY
 from qcheck.baseline.compare import FIGURE_OPTIONS, tolerance
 from qcheck.checks import check
 
@@ -20,9 +21,6 @@ from qcheck.checks.vela import TARGET_OPTIONS
 from qcheck.results import Measurement
 from qcheck.units import parse_quantity
 
-# The key under which the session hands the check its BaselineTarget (not a suite option:
-# where qcheck writes is the command line's or the project's to say, never a suite file's).
-TARGET_KEY = "_baseline_target"
 
 
 def _share(value: Any) -> float:
