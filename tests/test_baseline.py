@@ -115,7 +115,7 @@ def test_a_smaller_calibration_set_fails_on_the_figure_that_regressed_not_on_noi
 def test_a_worse_model_fails_on_accuracy_by_the_paired_test(project: Path) -> None:
     # The same task and data; an outlier channel crushes an int8 range (about 7 points lost).
     shutil.copy(FIXTURES / "flatten_outlier.keras", project / "model.keras")
-    run = _qcheck(project, "--qcheck-calibration=cal_full.npz")
+    run = _qcheck(project, "--qcheck-calibration=cal_full.npz", "--qcheck-html=report.html")
     result = run.check("model.keras", "baseline")
     assert result["status"] == "failed", run.stdout
     failures = result["message"].split("\n")[0]
@@ -123,6 +123,13 @@ def test_a_worse_model_fails_on_accuracy_by_the_paired_test(project: Path) -> No
     head = run.model("model.keras")["baseline"]["heads"]["digit"]
     assert head["verdict"] == "regressed" and head["lost"] > 10 * max(head["gained"], 1) and head["p_value"] < 1e-3
     assert "golden outputs of 'digit' moved" in result["message"]
+    # The baseline beside each figure, with the change: the terminal table and the HTML report.
+    drop = run.check("model.keras", "accuracy_drop")
+    assert drop["baseline"]["baseline"] == 0 and drop["baseline"]["verdict"] == "worse"
+    assert f"+{drop['value'] * 100:.2f} points worse, judged on the paired samples" in run.stdout
+    html = (project / "report.html").read_text()
+    assert '<th class="num">baseline</th><th>change</th>' in html
+    assert f'<td class="trend worse">▲ +{drop["value"] * 100:.2f} points worse' in html
 
 
 def test_a_toolchain_recorded_differently_is_named(project: Path) -> None:

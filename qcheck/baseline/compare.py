@@ -202,7 +202,10 @@ def _delta(growth: float, old: Figure) -> str:
 def _heads(base: Record, now: Record, tol: float, cause: Callable[[str], str], result: Comparison) -> None:
     """Each head's accuracy (or error) on the paired samples."""
     old_heads, new_heads = {h.name: h for h in base.heads}, {h.name: h for h in now.heads}
-    if not old_heads and not new_heads:
+    if not new_heads:
+        if old_heads:  # no data now, or the accuracy could not be measured (its own check says why)
+            result.lines.append(f"accuracy per head not measured now (the baseline has {', '.join(sorted(old_heads))})")
+            result.changes.append(result.lines[-1])
         return
     if set(old_heads) != set(new_heads):
         result.failures.append(f"the output heads differ from the baseline's: {sorted(old_heads)} then, "
