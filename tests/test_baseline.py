@@ -100,7 +100,7 @@ def test_a_smaller_calibration_set_fails_on_the_figure_that_regressed_not_on_noi
     assert result["status"] == "failed", run.stdout
     message = result["message"]
     assert message.startswith("baseline failed: layer_error grew"), message
-    assert "the model changed: its quantized bytes differ, converted by the same tensorflow" in message
+    assert "the model changed: its quantized bytes differ, with the same tensorflow" in message
     # The same samples give the same answers: the paired test sees no accuracy regression.
     assert "head 'digit' accuracy" in message and "accuracy" not in message.split(". ")[0]
     assert result["value"] == 1
@@ -172,6 +172,34 @@ def test_update_never_writes_over_an_input(project: Path) -> None:
     result = run.check("model.keras", "baseline")
     assert result["status"] == "error" and "never writes over its inputs" in result["message"], result["message"]
     assert (project / "bl" / "model.npz").read_bytes() == before
+
+
+def test_an_unreadable_baseline_is_replaced_on_update_saying_so(project: Path) -> None:
+    (project / "bl" / "model.json").write_text("{not json")
+    failed = _qcheck(project, "--qcheck-calibration=cal_full.npz")
+    assert failed.check("model.keras", "baseline")["status"] == "error"
+    assert "model.json: is not valid JSON" in _message(failed)
+    run = _qcheck(project, "--qcheck-calibration=cal_full.npz", "--qcheck-baseline-update")
+    assert "replaced a baseline that could not be read" in run.stdout and "is not valid JSON" in run.stdout
+    assert _qcheck(project, "--qcheck-calibration=cal_full.npz").returncode == 0
+
+
+def test_an_already_quantized_tflite_is_judged_on_its_labels(tmp_path: Path) -> None:
+    # No float model: each sample's top-1 against the labels is what pairs the two runs.
+    shutil.copy(FIXTURES / "model_kinds" / "digits_float_io.tflite", tmp_path / "model.tflite")
+    args = ("--qcheck-model=model.tflite", f"--qcheck-data={DATA}", "--qcheck-baseline=bl")
+    assert run_qcheck(tmp_path, *args, "--qcheck-baseline-update").check("model.tflite", "baseline")["passed"]
+    document = json.loads((tmp_path / "bl" / "model.json").read_text())
+    (head,) = document["heads"]
+    assert (head["outcome"], head["task"], document["evaluation"]["samples"]) == ("correct", "classification", 540)
+    # Its int16x8 twin answers the same, but needs twice the SRAM and arena.
+    shutil.copy(FIXTURES / "model_kinds" / "digits_int16x8.tflite", tmp_path / "model.tflite")
+    run = run_qcheck(tmp_path, *args)
+    message = run.check("model.tflite", "baseline")["message"]
+    failures = message.split("\n")[0]
+    assert "sram grew" in failures and "arena grew" in failures and "accuracy" not in failures
+    assert run.model("model.tflite")["baseline"]["heads"][head["name"]]["paired"] is True
+    assert f"golden outputs of '{head['name']}' not compared: float32 [32, 10] in the baseline, int16" in message
 
 
 def test_a_configured_baseline_folder_stays_inside_the_project(tmp_path: Path) -> None:
@@ -324,3 +352,36 @@ def test_growth_beyond_the_tolerance_fails_naming_the_figure() -> None:
     failures = compare(base, grown, {}).failures  # default 2%
     assert len(failures) == 1 and failures[0].startswith("size grew")
     assert compare(base, grown, {"size": tolerance("bytes")("40B")}).failures == []
+
+
+def _golden(rec: Record, golden: np.ndarray) -> Record:
+    from dataclasses import replace
+
+    return replace(rec, heads=(replace(rec.heads[0], golden=golden),))
+
+
+def test_golden_outputs_that_move_with_the_same_bytes_fail_naming_output_and_samples() -> None:
+    base = _record()
+    moved = base.heads[0].golden.copy()
+    moved[2, 3] += 2  # sample 20, output [3], two steps
+    comparison = compare(base, _golden(base, moved), {})
+    (failure,) = comparison.failures
+    assert "golden outputs of 'cls' moved on 1 of 4 samples (samples 20), up to 2 steps" in failure
+    assert "first: sample 20, output [3] 13 -> 15" in failure and "the runtime computes the model differently" in failure
+    assert compare(base, _golden(base, moved), {"golden_steps": 2.0}).failures == []
+    # Other bytes: the move is reported, and the figures judge.
+    other = _golden(_record(sha="b" * 64), moved)
+    assert compare(base, other, {}).failures == []
+    assert any("moved on 1 of 4 samples" in line for line in compare(base, other, {}).lines)
+
+
+def test_what_changed_is_told_apart() -> None:
+    tools = toolchain_versions()
+    older = {**tools, "tensorflow": "2.0.0"}
+    assert compare(_record(), _record(), {}).lines[0] == "quantized bytes and toolchain unchanged"
+    assert compare(_record(sha="b" * 64), _record(), {}).lines[0].startswith(
+        "the model changed: its quantized bytes differ, with the same tensorflow and toolchain")
+    assert compare(_record(toolchain=older), _record(), {}).lines[0] == (
+        f"quantized bytes unchanged; the toolchain changed: tensorflow 2.0.0 -> {tools['tensorflow']}")
+    assert compare(_record(toolchain=older, sha="b" * 64), _record(), {}).lines[0].startswith(
+        f"the quantized bytes differ and the toolchain changed (tensorflow 2.0.0 -> {tools['tensorflow']})")

@@ -133,7 +133,7 @@ def _origin(same_bytes: bool, changed: dict[str, tuple[str, str]]) -> str:
         return ("quantized bytes unchanged; the toolchain changed: " + tools) if changed else \
             "quantized bytes and toolchain unchanged"
     if "tensorflow" not in changed:
-        return ("the model changed: its quantized bytes differ, converted by the same tensorflow "
+        return ("the model changed: its quantized bytes differ, with the same tensorflow "
                 f"{'(' + tools + ' changed besides)' if changed else 'and toolchain'}")
     old, new = changed["tensorflow"]
     return (f"the quantized bytes differ and the toolchain changed ({tools}): the model, the converter or both "
@@ -265,9 +265,11 @@ def _golden(base: Record, now: Record, allowed: float, same_bytes: bool, changed
         old = old_heads.get(new.name)
         if old is None:
             continue
-        if old.golden.shape != new.golden.shape:
-            result.lines.append(f"golden outputs of '{new.name}': shape {list(old.golden.shape)} in the baseline, "
+        if old.golden.shape != new.golden.shape or old.golden.dtype != new.golden.dtype:
+            result.lines.append(f"golden outputs of '{new.name}' not compared: {old.golden.dtype} "
+                                f"{list(old.golden.shape)} in the baseline, {new.golden.dtype} "
                                 f"{list(new.golden.shape)} now")
+            result.changes.append(result.lines[-1])
             continue
         steps, unit = golden_steps(old, new)
         per_sample = steps.reshape(len(steps), -1).max(axis=1) if steps.size else steps

@@ -154,26 +154,56 @@ def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, 
     data = evidence.evaluation_data()
     if data is None:
         return (), 0, "", empty
-    results = task_accuracy(evidence, {key: options[key] for key in ACCURACY_OPTIONS if key in options})
+    accuracy_options = {key: options[key] for key in ACCURACY_OPTIONS if key in options}
     run, reference = evidence.evaluation(), evidence.reference()
-    if isinstance(results, str) or run is None or reference is None:
+    if run is None:
         return (), 0, "", empty
-    tasks = {result.head: result.task for result in results}
-    labels = head_labels(evidence, reference.output_names)
+    names = reference.output_names if reference is not None else tuple(run.outputs)
+    labels = head_labels(evidence, names)
+    if reference is not None:
+        results = task_accuracy(evidence, accuracy_options)
+        tasks = {result.head: result.task for result in results} if not isinstance(results, str) else {}
+    else:  # an already quantized .tflite without its float model: judged on the labels alone
+        tasks = _label_tasks(evidence, accuracy_options, names, labels)
     n = len(data)
     indices = golden_indices(n)
     heads = []
-    for name in sorted(reference.output_names):
+    for name in sorted(tasks):
         output = run.outputs[name]
-        f = np.asarray(reference.outputs[name], dtype=np.float64).reshape(n, -1)
+        f = np.asarray(reference.outputs[name], dtype=np.float64).reshape(n, -1) if reference is not None else None
         q = np.asarray(output.values, dtype=np.float64).reshape(n, -1)
-        task = tasks.get(name, "regression")
-        kind, outcomes = outcomes_of(task, f, q, labels.get(name))
+        kind, outcomes = outcomes_of(tasks[name], f, q, labels.get(name))
         scale = output.params.scale if output.params is not None else integer_output_scale(evidence.info(), name)
         raw = np.asarray(output.raw)
-        heads.append(Head(name, task, kind, outcomes, np.ascontiguousarray(raw[indices]),
+        heads.append(Head(name, tasks[name], kind, outcomes, np.ascontiguousarray(raw[indices]),
                           float(scale) if scale else None))
+    if not heads:
+        return (), 0, "", empty
     return tuple(heads), n, digest("baseline-data", data.x), indices
+
+
+def _label_tasks(evidence: Evidence, options: Mapping[str, Any], names: tuple[str, ...],
+                 labels: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """The task of each labelled head of a model without its float model (declared, or inferred
+    from the quantized outputs and the labels); heads whose outcome needs the float model are left out."""
+    from qcheck.checks.tasks import TaskError, declared_tasks, infer_task
+
+    run = evidence.evaluation()
+    assert run is not None
+    try:
+        declared = declared_tasks(options, names)
+    except TaskError as exc:
+        raise QcheckError(evidence.model, str(exc)) from None
+    tasks = {}
+    for name in names:
+        y = labels.get(name)
+        if y is None:
+            continue
+        q = np.asarray(run.outputs[name].values)
+        task = declared.get(name) or infer_task(q.reshape(len(q), *q.shape[1:]), y, None)[0]
+        if task in ("classification", "binary") or (task == "regression" and y.size == q.size):
+            tasks[name] = task
+    return tasks
 
 
 def golden_indices(n: int) -> np.ndarray:
@@ -183,18 +213,27 @@ def golden_indices(n: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, GOLDEN_SAMPLES).round().astype(np.int64))
 
 
-def outcomes_of(task: str, f: np.ndarray, q: np.ndarray, y: np.ndarray | None) -> tuple[str, np.ndarray]:
-    """Each sample's outcome for a head of ``task``: ("correct", bool) for classification and
-    binary heads (against the labels, else the float model's answer), ("error", float32)
-    otherwise (mean absolute error against the float output, as a share of its range)."""
-    n = len(f)
-    if task == "classification" and f.shape[1] > 1:
-        truth = y.reshape(n).astype(np.int64) if y is not None else f.argmax(axis=1)
+def outcomes_of(task: str, f: np.ndarray | None, q: np.ndarray, y: np.ndarray | None) -> tuple[str, np.ndarray]:
+    """Each sample's outcome for a head of ``task`` (outputs flattened per sample): ("correct",
+    bool) for classification and binary heads, against the labels, else the float model's
+    answer; ("error", float32) otherwise: the mean absolute error against the float output (or,
+    without the float model, the labels), as a share of its range. ``f`` or ``y`` must be given."""
+    n = len(q)
+    if task == "classification" and q.shape[1] > 1:
+        truth = y.reshape(n).astype(np.int64) if y is not None else _given(f).argmax(axis=1)
         return "correct", q.argmax(axis=1) == truth
     if task == "binary":
-        threshold = 0.5 if bool(np.all((f[:, 0] >= 0) & (f[:, 0] <= 1))) else 0.0
-        truth = y.reshape(n).astype(bool) if y is not None else f[:, 0] >= threshold
+        basis = f[:, 0] if f is not None else q[:, 0]
+        threshold = 0.5 if bool(np.all((basis >= 0) & (basis <= 1))) else 0.0
+        truth = y.reshape(n).astype(bool) if y is not None else _given(f)[:, 0] >= threshold
         return "correct", (q[:, 0] >= threshold) == truth
-    span = float(f.max() - f.min()) if f.size else 0.0
-    scale = span if span > 0 else max(float(np.abs(f).max()) if f.size else 0.0, 1e-12)
-    return "error", (np.mean(np.abs(q - f), axis=1) / scale).astype(np.float32)
+    truth_values = f if f is not None else np.asarray(y, dtype=np.float64).reshape(q.shape)
+    span = float(truth_values.max() - truth_values.min()) if truth_values.size else 0.0
+    scale = span if span > 0 else max(float(np.abs(truth_values).max()) if truth_values.size else 0.0, 1e-12)
+    return "error", (np.mean(np.abs(q - truth_values), axis=1) / scale).astype(np.float32)
+
+
+def _given(f: np.ndarray | None) -> np.ndarray:
+    if f is None:
+        raise ValueError("a head's outcomes need its labels or the float model's outputs")
+    return f

@@ -63,7 +63,7 @@ def update_lines(section: dict[str, Any] | None) -> list[str]:
     if section is None or "updated" not in section:
         return []
     if section.get("created"):
-        return [f"baseline written (new): {section.get('file')}"]
+        return [f"baseline written (new): {section.get('file')}", *(f"  {line}" for line in section.get("changes", []))]
     if not section.get("updated"):
         return [f"baseline unchanged: {section.get('file')}"]
     return [f"baseline updated: {section.get('file')}", *(f"  {line}" for line in section.get("changes", []))]

@@ -61,11 +61,12 @@ def baseline(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     json_path, _ = paths(target.folder, target.stem)
     now_raw, notes = record(evidence, options, target.accelerator)
     now = canonical(now_raw)
-    old = read(target.folder, target.stem) if not target.update else _previous(target)
+    old, unreadable = (read(target.folder, target.stem), None) if not target.update else _previous(target)
     comparison = compare(old, now, options) if old is not None else None
     section: dict[str, Any] = {"file": str(json_path), **(comparison.section if comparison else {})}
     if target.update:
-        return _update(target, now_raw, old, comparison.changes if comparison else [], notes, section)
+        replaced = [f"replaced a baseline that could not be read: {unreadable}"] if unreadable else []
+        return _update(target, now_raw, old, [*replaced, *(comparison.changes if comparison else [])], notes, section)
     if comparison is None:
         section["missing"] = True
         problem = (f"no baseline for this model: {json_path} does not exist; create it by running the same pytest "
@@ -79,15 +80,16 @@ def baseline(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                        failures=tuple(comparison.failures))
 
 
-def _previous(target: Any) -> Any:
-    """The baseline being replaced, to say what changed; an unreadable one is replaced as a new one."""
+def _previous(target: Any) -> tuple[Any, str | None]:
+    """The baseline being replaced, to say what changed, or why it could not be read (it is then
+    written anew: the write itself refuses a link or anything but a regular file)."""
     from qcheck.baseline.store import read
     from qcheck.errors import QcheckError
 
     try:
-        return read(target.folder, target.stem)
-    except QcheckError:
-        return None  # written anew below; the write itself refuses a link or anything not a file
+        return read(target.folder, target.stem), None
+    except QcheckError as exc:
+        return None, str(exc).splitlines()[0]
 
 
 def _update(target: Any, rec: Any, old: Any, changes: list[str], notes: list[str],
