@@ -107,7 +107,8 @@ def compare(base: Record, now: Record, options: Mapping[str, Any]) -> Comparison
         result.changes.append(result.lines[-1])
     result.section["model_changed"] = not same_bytes
     result.section["accelerator"] = base.accelerator if base.accelerator == now.accelerator else None
-    result.section["toolchain_changes"] = {name: {"baseline": old, "now": new} for name, (old, new) in changed_tools.items()}
+    result.section["toolchain_changes"] = {name: {"baseline": old, "now": new}
+                                           for name, (old, new) in changed_tools.items()}
 
     def cause(figure: str) -> str:
         tool = _DEPENDS.get(figure, "")
@@ -141,7 +142,8 @@ def _origin(same_bytes: bool, changed: dict[str, tuple[str, str]]) -> str:
             f"tensorflow {old})")
 
 
-def _figures(base: Record, now: Record, tols: dict[str, Tolerance], cause: Callable[[str], str], result: Comparison) -> None:
+def _figures(base: Record, now: Record, tols: dict[str, Tolerance], cause: Callable[[str], str],
+             result: Comparison) -> None:
     vela_comparable = base.accelerator == now.accelerator
     if not vela_comparable and base.accelerator and now.accelerator:
         result.lines.append(f"Vela figures not compared: the baseline is for {base.accelerator}, this run for "

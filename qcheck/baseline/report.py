@@ -51,7 +51,8 @@ def junit_properties(section: dict[str, Any] | None) -> list[tuple[str, str]]:
         return []
     found = []
     for name, entry in sorted(section.get("figures", {}).items()):
-        found.append((f"qcheck_baseline.{name}", f"{entry.get('baseline')} -> {entry.get('now')} ({entry.get('verdict')})"))
+        found.append((f"qcheck_baseline.{name}",
+                      f"{entry.get('baseline')} -> {entry.get('now')} ({entry.get('verdict')})"))
     for name, entry in sorted(section.get("heads", {}).items()):
         found.append((f"qcheck_baseline.head.{name}", f"{entry.get('baseline')} -> {entry.get('now')} "
                                                       f"({entry.get('verdict')})"))

@@ -107,7 +107,8 @@ def _update(target: Any, rec: Any, old: Any, changes: list[str], notes: list[str
         if old is None:
             what = f"baseline written (new): {json_path} and {npz_path.name}"
         else:
-            what = f"baseline updated: {json_path}" + ("" if changes else " (figures unchanged; the file's form changed)")
+            what = f"baseline updated: {json_path}" + ("" if changes else
+                                                       " (figures unchanged; the file's form changed)")
         section.update(updated=True, created=old is None, changes=list(changes))
     return Measurement(0.0, "\n  ".join([what, *changes, *notes]), sections={"baseline": section})
 

@@ -31,7 +31,8 @@ def render(results: Iterable[CheckResult], *, verbose: bool = False) -> list[str
         section = baseline_section(model_results)
         if section is not None and section.get("figures"):  # the baseline beside each figure
             rows = [rows[0] + ("baseline", "change")] + [
-                row + cells(figure_of(section, r.check, r.variant), r.unit) for row, r in zip(rows[1:], model_results, strict=True)]
+                row + cells(figure_of(section, r.check, r.variant), r.unit)
+                for row, r in zip(rows[1:], model_results, strict=True)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
