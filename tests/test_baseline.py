@@ -387,3 +387,25 @@ def test_what_changed_is_told_apart() -> None:
         f"quantized bytes unchanged; the toolchain changed: tensorflow 2.0.0 -> {tools['tensorflow']}")
     assert compare(_record(toolchain=older, sha="b" * 64), _record(), {}).lines[0].startswith(
         f"the quantized bytes differ and the toolchain changed (tensorflow 2.0.0 -> {tools['tensorflow']})")
+
+
+def test_suite_tolerances_are_validated_when_the_suite_loads(tmp_path: Path) -> None:
+    from qcheck.baseline.compare import Tolerance
+    from qcheck.suites import load_suite
+
+    suite = write(tmp_path / "team.toml", """
+        extends = "default"
+        [checks.baseline]
+        size = "5%"
+        sram = "1KB"
+        accuracy = "1%"
+    """)
+    options = load_suite(str(suite)).checks["baseline"].options
+    assert options["size"] == Tolerance(relative=0.05) and options["sram"] == Tolerance(absolute=1000)
+    assert options["accuracy"] == pytest.approx(0.01)
+    write(suite, """
+        [checks.baseline]
+        layer_error = 3
+    """)
+    with pytest.raises(QcheckError, match=r"checks.baseline.layer_error: must be a share such as \"10%\""):
+        load_suite(str(suite))

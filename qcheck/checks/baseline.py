@@ -9,7 +9,8 @@ them from this run instead. The tolerances are this check's options in the suite
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from qcheck.baseline import TARGET_KEY
 from qcheck.baseline.compare import FIGURE_OPTIONS, tolerance
@@ -21,6 +22,9 @@ from qcheck.checks.vela import TARGET_OPTIONS
 from qcheck.results import Measurement
 from qcheck.units import parse_quantity
 
+if TYPE_CHECKING:
+    from qcheck.baseline import BaselineTarget
+    from qcheck.baseline.record import Record
 
 
 def _share(value: Any) -> float:
@@ -48,25 +52,27 @@ def baseline(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     that changed answer, or the interval of the paired error change); golden outputs are compared
     in quantization steps. A model without a baseline fails, naming the command that makes one.
     """
-    from qcheck.baseline import UPDATE_FLAG, BaselineTarget
+    from qcheck.baseline import UPDATE_FLAG, BaselineTarget as Target
     from qcheck.baseline.compare import compare
     from qcheck.baseline.record import record
     from qcheck.baseline.store import canonical, paths, read
     from qcheck.errors import QcheckError
 
     target = options.get(TARGET_KEY)
-    if not isinstance(target, BaselineTarget) or target.folder is None:
+    if not isinstance(target, Target) or target.folder is None:
         raise QcheckError(None, "the baseline check has no baseline folder",
                           "pass --qcheck-baseline=DIR (or set baseline = \"DIR\" in [tool.qcheck])")
-    json_path, _ = paths(target.folder, target.stem)
+    folder = target.folder
+    json_path, _ = paths(folder, target.stem)
     now_raw, notes = record(evidence, options, target.accelerator)
     now = canonical(now_raw)
-    old, unreadable = (read(target.folder, target.stem), None) if not target.update else _previous(target)
+    old, unreadable = (read(folder, target.stem), None) if not target.update else _previous(folder, target.stem)
     comparison = compare(old, now, options) if old is not None else None
     section: dict[str, Any] = {"file": str(json_path), **(comparison.section if comparison else {})}
     if target.update:
         replaced = [f"replaced a baseline that could not be read: {unreadable}"] if unreadable else []
-        return _update(target, now_raw, old, [*replaced, *(comparison.changes if comparison else [])], notes, section)
+        changes = [*replaced, *(comparison.changes if comparison else [])]
+        return _update(folder, target, now_raw, old, changes, notes, section)
     if comparison is None:
         section["missing"] = True
         problem = (f"no baseline for this model: {json_path} does not exist; create it by running the same pytest "
@@ -80,30 +86,30 @@ def baseline(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                        failures=tuple(comparison.failures))
 
 
-def _previous(target: Any) -> tuple[Any, str | None]:
+def _previous(folder: Path, stem: str) -> tuple[Record | None, str | None]:
     """The baseline being replaced, to say what changed, or why it could not be read (it is then
     written anew: the write itself refuses a link or anything but a regular file)."""
     from qcheck.baseline.store import read
     from qcheck.errors import QcheckError
 
     try:
-        return read(target.folder, target.stem), None
+        return read(folder, stem), None
     except QcheckError as exc:
         return None, str(exc).splitlines()[0]
 
 
-def _update(target: Any, rec: Any, old: Any, changes: list[str], notes: list[str],
+def _update(folder: Path, target: BaselineTarget, rec: Record, old: Record | None, changes: list[str], notes: list[str],
             section: dict[str, Any]) -> Measurement:
     """Write the baseline (unless its files already hold these bytes) and say what changed."""
     from qcheck.baseline.store import encode, paths, write
 
-    json_path, npz_path = paths(target.folder, target.stem)
+    json_path, npz_path = paths(folder, target.stem)
     text, npz = encode(rec, npz_path.name)
     if old is not None and _holds(json_path, text) and _holds(npz_path, npz):
         what = f"baseline unchanged: {json_path} already holds this run's figures"
         section.update(updated=False, created=False, changes=[])
     else:
-        write(target.folder, target.stem, rec, target.inputs)
+        write(folder, target.stem, rec, target.inputs)
         if old is None:
             what = f"baseline written (new): {json_path} and {npz_path.name}"
         else:
@@ -113,7 +119,7 @@ def _update(target: Any, rec: Any, old: Any, changes: list[str], notes: list[str
     return Measurement(0.0, "\n  ".join([what, *changes, *notes]), sections={"baseline": section})
 
 
-def _holds(path: Any, data: bytes) -> bool:
+def _holds(path: Path, data: bytes) -> bool:
     """Whether the regular file ``path`` holds exactly ``data`` (a link or anything else does not)."""
     from qcheck.baseline.store import read_untrusted
     from qcheck.errors import QcheckError
