@@ -71,7 +71,7 @@ def test_update_writes_a_small_sorted_baseline_and_an_unchanged_model_passes(pro
         assert arrays["golden_0"].dtype == np.uint8 and arrays["golden_0"].shape == (32, 10)
     assert json_path.stat().st_size + npz_path.stat().st_size < 4096  # small enough to review
 
-    run = _qcheck(project, "--qcheck-calibration=cal_full.npz")
+    run = _qcheck(project, "--qcheck-calibration=cal_full.npz", "--qcheck-csv=tables")
     assert run.returncode == 0, run.stdout
     assert run.check("model.keras", "baseline")["status"] == "passed"
     assert "quantized bytes and toolchain unchanged" in _message(run)
@@ -84,6 +84,8 @@ def test_update_writes_a_small_sorted_baseline_and_an_unchanged_model_passes(pro
     junit = ET.parse(project / "junit.xml").getroot()
     properties = {p.get("name"): p.get("value") for p in junit.iter("property")}
     assert properties["qcheck_baseline.size"].endswith("(same)")
+    csv = (project / "tables" / "model_checks.csv").read_text().splitlines()
+    assert "baseline.baseline" in csv[0].split(",") and "baseline.verdict" in csv[0].split(",")
 
 
 def test_a_second_update_leaves_the_files_byte_identical(project: Path) -> None:
