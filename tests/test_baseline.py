@@ -411,3 +411,13 @@ def test_suite_tolerances_are_validated_when_the_suite_loads(tmp_path: Path) -> 
     """)
     with pytest.raises(QcheckError, match=r"checks.baseline.layer_error: must be a share such as \"10%\""):
         load_suite(str(suite))
+
+
+def test_figures_are_measured_with_the_suites_options(project: Path) -> None:
+    # strict judges the upper end of the drop's interval: the baseline records what the check reports.
+    run = _qcheck(project, "--qcheck-calibration=cal_full.npz", "--qcheck-set=accuracy_drop.strict=true",
+                  "--qcheck-baseline-update")
+    drop = run.check("model.keras", "accuracy_drop")["value"]
+    figure = json.loads((project / "bl" / "model.json").read_text())["figures"]["accuracy_drop"]["value"]
+    assert drop > 0.005 and figure == pytest.approx(drop, rel=1e-5)
+    assert "baseline updated" in run.stdout and "accuracy_drop: 0.00% -> " in run.stdout

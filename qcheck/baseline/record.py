@@ -31,8 +31,6 @@ FIGURES: dict[str, bool] = {
 # The distributions whose versions decide the quantized bytes and what runs them.
 TOOLCHAIN = ("tensorflow", "ai-edge-litert", "ethos-u-vela", "tflite-micro")
 GOLDEN_SAMPLES = 32  # evaluation samples whose raw outputs are kept, spread evenly over the data
-# The options of the accuracy_drop check that the baseline takes too (how heads are judged).
-ACCURACY_OPTIONS = ("task", "tasks")
 
 
 @dataclass(frozen=True)
@@ -97,15 +95,18 @@ def toolchain_versions() -> dict[str, str]:
     return found
 
 
-def record(evidence: Evidence, options: Mapping[str, Any], accelerator: str | None) -> tuple[Record, list[str]]:
+def record(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
+           accelerator: str | None) -> tuple[Record, list[str]]:
     """The baseline record of ``evidence``'s model, and a note for each figure it could not measure.
 
-    Raises QcheckError or StepFailed when the model itself cannot be had (every figure needs it).
+    ``options``: each figure's check options (the suite's); Vela's figures are those of
+    ``accelerator``, none when it is None. Raises QcheckError or StepFailed when the model itself
+    cannot be had (every figure needs it).
     """
     tflite = evidence.tflite()
     figures, notes = _figures(evidence, options, accelerator)
     try:
-        heads, samples, data_sha, indices = _heads(evidence, options)
+        heads, samples, data_sha, indices = _heads(evidence, options.get("accuracy_drop", {}))
     except (QcheckError, StepFailed) as exc:  # accuracy_drop reports it in full
         notes.append(f"accuracy per head not recorded: {str(exc).splitlines()[0]}")
         heads, samples, data_sha, indices = (), 0, "", np.zeros(0, np.int64)
@@ -116,21 +117,17 @@ def record(evidence: Evidence, options: Mapping[str, Any], accelerator: str | No
                   heads), notes
 
 
-def _figures(evidence: Evidence, options: Mapping[str, Any],
+def _figures(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
              accelerator: str | None) -> tuple[dict[str, Figure], list[str]]:
     from qcheck.checks import registry
-    from qcheck.checks.vela import TARGET_OPTIONS
 
     checks = registry()
     figures: dict[str, Figure] = {}
     notes: list[str] = []
     for name, per_accelerator in FIGURES.items():
-        if per_accelerator:
-            if accelerator is None:
-                continue  # Vela is not in the suite: nothing compiles for it
-            own = {key: options[key] for key in TARGET_OPTIONS if key in options} | {"accelerator": accelerator}
-        else:
-            own = {key: options[key] for key in ACCURACY_OPTIONS if key in options} if name == "accuracy_drop" else {}
+        if per_accelerator and accelerator is None:
+            continue  # Vela is not in the suite: nothing compiles for it
+        own = {**options.get(name, {}), **({"accelerator": accelerator} if per_accelerator else {})}
         check = checks[name]
         try:
             measured = check.measure(evidence, own)
@@ -146,7 +143,7 @@ def _figures(evidence: Evidence, options: Mapping[str, Any],
 
 def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, ...], int, str, np.ndarray]:
     """Per-head outcomes and golden outputs, with the sample count, the data's digest and the
-    golden samples' indices; nothing without evaluation data or a float reference."""
+    golden samples' indices; nothing without evaluation data, or without both labels and a float model."""
     from qcheck.checks.accuracy import head_labels, integer_output_scale, task_accuracy
     from qcheck.hashing import digest
 
@@ -154,7 +151,7 @@ def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, 
     data = evidence.evaluation_data()
     if data is None:
         return (), 0, "", empty
-    accuracy_options = {key: options[key] for key in ACCURACY_OPTIONS if key in options}
+    accuracy_options = dict(options)  # accuracy_drop's: tasks, and the limits task_accuracy applies
     run, reference = evidence.evaluation(), evidence.reference()
     if run is None:
         return (), 0, "", empty

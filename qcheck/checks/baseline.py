@@ -17,8 +17,6 @@ from qcheck.baseline.compare import FIGURE_OPTIONS, tolerance
 from qcheck.checks import check
 
 from qcheck.checks.evidence import Evidence
-from qcheck.checks.tasks import task_name, task_table
-from qcheck.checks.vela import TARGET_OPTIONS
 from qcheck.results import Measurement
 from qcheck.units import parse_quantity
 
@@ -38,8 +36,7 @@ def _steps(value: Any) -> float:
 OPTIONS: dict[str, Any] = {
     **{option: tolerance(unit, relative_only=unit == "count" and option == "layer_error")
        for option, unit, _ in FIGURE_OPTIONS.values()},
-    "accuracy": _share, "golden_steps": _steps, "task": task_name, "tasks": task_table,
-    **{key: kind for key, kind in TARGET_OPTIONS.items() if key != "accelerator"},
+    "accuracy": _share, "golden_steps": _steps,
 }
 
 
@@ -64,7 +61,7 @@ def baseline(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                           "pass --qcheck-baseline=DIR (or set baseline = \"DIR\" in [tool.qcheck])")
     folder = target.folder
     json_path, _ = paths(folder, target.stem)
-    now_raw, notes = record(evidence, options, target.accelerator)
+    now_raw, notes = record(evidence, target.figure_options, target.accelerator)
     now = canonical(now_raw)
     old, unreadable = (read(folder, target.stem), None) if not target.update else _previous(folder, target.stem)
     comparison = compare(old, now, options) if old is not None else None
