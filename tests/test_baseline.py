@@ -421,3 +421,29 @@ def test_figures_are_measured_with_the_suites_options(project: Path) -> None:
     figure = json.loads((project / "bl" / "model.json").read_text())["figures"]["accuracy_drop"]["value"]
     assert drop > 0.005 and figure == pytest.approx(drop, rel=1e-5)
     assert "baseline updated" in run.stdout and "accuracy_drop: 0.00% -> " in run.stdout
+
+
+def test_errors_are_judged_on_the_paired_change() -> None:
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    errors = rng.uniform(0.01, 0.03, 400).astype(np.float32)
+
+    def with_errors(values: np.ndarray) -> Record:
+        rec = _record()
+        return replace(rec, samples=400, heads=(replace(rec.heads[0], outcome="error", task="regression",
+                                                        outcomes=values),))
+
+    noisy = errors + rng.normal(0, 0.002, 400).astype(np.float32)  # no real change
+    assert compare(with_errors(errors), with_errors(noisy), {"accuracy": 0.0}).failures == []
+    worse = errors + 0.01  # every sample a point of the range worse
+    (failure,) = compare(with_errors(errors), with_errors(worse), {}).failures
+    assert failure.startswith("head 'cls' error (share of the float range)") and "paired change 95% CI" in failure
+    # Stored as float16 and read back: still finite, still judged the same.
+    tmp = with_errors(worse)
+    text, npz = encode(tmp, "m.npz")
+    from qcheck.baseline.store import decode
+
+    again = decode(text, npz, Path("m.json"), Path("m.npz"))
+    assert again.heads[0].outcomes.dtype == np.float16
+    assert compare(with_errors(errors), again, {}).failures

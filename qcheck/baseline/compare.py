@@ -230,30 +230,32 @@ def _heads(base: Record, now: Record, tol: float, cause: Callable[[str], str], r
 def _head(old: Head, new: Head, tol: float, paired: bool, cause: Callable[[str], str], result: Comparison) -> None:
     entry: dict[str, Any] = {"metric": new.metric, "baseline": old.value, "now": new.value, "paired": paired}
     worse_by = (old.value - new.value) if new.outcome == "correct" else (new.value - old.value)
-    text = f"head '{new.name}' {new.metric} {old.value * 100:.2f}% -> {new.value * 100:.2f}%"
+    summary = f"head '{new.name}' {new.metric} {old.value * 100:.2f}% -> {new.value * 100:.2f}%"
+    detail = ""
     regressed = False
     if paired and new.outcome == "correct":
         lost = int(np.sum(old.outcomes & ~new.outcomes))
         gained = int(np.sum(~old.outcomes & new.outcomes))
         p = mcnemar_exact_p(lost, gained)
         entry.update(lost=lost, gained=gained, p_value=p)
-        text += f" ({lost} sample(s) lost, {gained} gained; exact McNemar p = {p:.2g})"
+        detail = f" ({lost} sample(s) lost, {gained} gained; exact McNemar p = {p:.2g})"
         regressed = worse_by > tol and p < SIGNIFICANCE
     elif paired:
         low, high = mean_interval((new.outcomes.astype(np.float64) - old.outcomes.astype(np.float64)))
         entry.update(change_low=low, change_high=high)
-        text += f" (paired change 95% CI {low * 100:+.2f} to {high * 100:+.2f} points)"
+        detail = f" (paired change 95% CI {low * 100:+.2f} to {high * 100:+.2f} points)"
         regressed = worse_by > tol and low > 0
     else:
         regressed = worse_by > tol
     entry["verdict"] = "regressed" if regressed else "same" if worse_by == 0 else "worse" if worse_by > 0 else "better"
     result.section["heads"][new.name] = entry
+    text = summary + detail
     result.lines.append(text)
     if entry["verdict"] != "same" or entry.get("lost") or entry.get("gained"):
         result.changes.append(text)
     if regressed:
-        result.failures.append(f"{text.replace(' (', ': worse by ' + f'{worse_by * 100:.2f} points (', 1)}, beyond "
-                               f"the baseline tolerance {tol * 100:g} points{cause('accuracy_drop')}")
+        result.failures.append(f"{summary}: worse by {worse_by * 100:.2f} points{detail}, beyond the baseline "
+                               f"tolerance {tol * 100:g} points{cause('accuracy_drop')}")
 
 
 def _golden(base: Record, now: Record, allowed: float, same_bytes: bool, changed: dict[str, tuple[str, str]],

@@ -48,8 +48,9 @@ class Head:
     """One output head: the per-sample outcomes and the golden raw outputs.
 
     ``outcome`` is ``"correct"`` (``outcomes`` is bool: top-1 or the decision is right, against
-    the labels or, without labels, the float model) or ``"error"`` (float32: each sample's mean
-    absolute error against the float model, as a share of the float output's range).
+    the labels or, without labels, the float model) or ``"error"`` (float, stored as float16: each
+    sample's mean absolute error against the float model, or the labels without one, as a share of
+    that output's range).
     """
 
     name: str

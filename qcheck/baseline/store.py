@@ -1,7 +1,8 @@
 """Baseline files: ``<stem>.json`` (sorted, reviewable) and ``<stem>.npz`` (compact arrays).
 
 Both are written deterministically: the same record gives the same bytes (sorted keys, figures
-rounded to 6 significant digits, zip members in order with a fixed timestamp), so that a second
+rounded to 6 significant digits, per-sample errors as float16, zip members in order with a fixed
+timestamp), so that a second
 update with nothing changed leaves the files as they are and a pull request shows only what
 moved. The JSON holds the ``.npz``'s sha256, so the two cannot drift apart unnoticed.
 
@@ -38,6 +39,7 @@ MAX_ARRAY_BYTES = 64 << 20  # all arrays unpacked together: a zip bomb stops her
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: no clock in the bytes
 OUTCOMES = ("correct", "error")
 _GOLDEN_DTYPES = ("int8", "uint8", "int16", "float32")
+_ERROR_CAP = 60000.0  # the largest per-sample error stored: float16 ends at 65504
 _HINT = f"make it again with {UPDATE_FLAG} (and review the diff), or restore it from version control"
 
 
@@ -54,9 +56,11 @@ def encode(rec: Record, npz_name: str) -> tuple[bytes, bytes]:
     arrays: dict[str, np.ndarray] = {"golden_samples": np.asarray(rec.golden_indices, dtype=np.int64)}
     heads = []
     for i, head in enumerate(rec.heads):
-        outcomes = np.packbits(head.outcomes.astype(bool)) if head.outcome == "correct" else head.outcomes
+        # float16 keeps 3 digits of each error (a share of the output's range), bounded to stay finite.
+        outcomes = (np.packbits(head.outcomes.astype(bool)) if head.outcome == "correct"
+                    else np.clip(np.nan_to_num(head.outcomes, nan=_ERROR_CAP), 0, _ERROR_CAP))
         arrays[f"outcomes_{i}"] = np.ascontiguousarray(outcomes, dtype=np.uint8 if head.outcome == "correct"
-                                                       else np.float32)
+                                                       else np.float16)
         arrays[f"golden_{i}"] = np.ascontiguousarray(head.golden)
         heads.append({"name": head.name, "task": head.task, "outcome": head.outcome, "metric": head.metric,
                       "value": _round(head.value), "scale": None if head.scale is None else _round(head.scale, 9),
@@ -251,13 +255,15 @@ def decode(text: bytes, npz: bytes, json_path: Path, npz_path: Path) -> Record:
         if outcome not in OUTCOMES:
             raise bad(f"{key}.outcome", " or ".join(repr(o) for o in OUTCOMES))
         outcomes = arrays.get(f"outcomes_{i}")
-        expected = (np.dtype(np.uint8), ((samples + 7) // 8,)) if outcome == "correct" else (np.dtype(np.float32),
+        expected = (np.dtype(np.uint8), ((samples + 7) // 8,)) if outcome == "correct" else (np.dtype(np.float16),
                                                                                              (samples,))
         if outcomes is None or (outcomes.dtype, outcomes.shape) != expected:
             raise QcheckError(npz_path, f"array 'outcomes_{i}' must be {expected[0]} of shape {expected[1]} "
                               f"(head {head.get('name')!r}), not " + _shown(outcomes), _HINT)
         if outcome == "correct":
             outcomes = np.unpackbits(outcomes, count=samples).astype(bool)
+        elif not bool(np.all(np.isfinite(outcomes))):
+            raise QcheckError(npz_path, f"array 'outcomes_{i}' holds values that are not finite numbers", _HINT)
         golden = arrays.get(f"golden_{i}")
         dtype, shape = head.get("golden_dtype"), head.get("golden_shape")
         if (golden is None or str(golden.dtype) not in _GOLDEN_DTYPES or str(golden.dtype) != dtype
