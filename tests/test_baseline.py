@@ -447,3 +447,20 @@ def test_errors_are_judged_on_the_paired_change() -> None:
     again = decode(text, npz, Path("m.json"), Path("m.npz"))
     assert again.heads[0].outcomes.dtype == np.float16
     assert compare(with_errors(errors), again, {}).failures
+
+
+def test_under_xdist_each_worker_writes_its_models_baselines(project: Path) -> None:
+    shutil.copy(project / "model.keras", project / "other.keras")
+    args = ("--qcheck-model=model.keras", "--qcheck-model=other.keras", f"--qcheck-data={DATA}",
+            "--qcheck-calibration=cal_full.npz", "--qcheck-baseline=bl", "-n", "2")
+    run = run_qcheck(project, *args, "--qcheck-baseline-update")
+    assert run.returncode == 0, run.stdout
+    # The controller prints what the workers wrote: the new model's baseline, and the other unchanged.
+    assert f"baseline written (new): {project / 'bl' / 'other.json'}" in run.stdout
+    assert f"baseline unchanged: {project / 'bl' / 'model.json'}" in run.stdout
+    ours, theirs = (json.loads((project / "bl" / f"{stem}.json").read_text()) for stem in ("model", "other"))
+    assert (theirs["model"], theirs["arrays"]["file"]) == ("other.keras", "other.npz")
+    assert {**ours, "model": "", "arrays": ""} == {**theirs, "model": "", "arrays": ""}  # the same model
+    again = run_qcheck(project, *args)
+    assert again.returncode == 0 and {r["status"] for r in (again.check("model.keras", "baseline"),
+                                                            again.check("other.keras", "baseline"))} == {"passed"}
