@@ -66,6 +66,15 @@ class Head:
         return float(np.mean(self.outcomes)) if len(self.outcomes) else math.nan
 
     @property
+    def interval(self) -> tuple[float, float]:
+        """95% interval of :attr:`value`: Wilson's for a share of right answers, else the mean's."""
+        from qcheck.stats import mean_interval, proportion_interval
+
+        if self.outcome == "correct":
+            return proportion_interval(int(np.sum(self.outcomes)), len(self.outcomes))
+        return mean_interval(self.outcomes.astype(np.float64))
+
+    @property
     def metric(self) -> str:
         return "accuracy" if self.outcome == "correct" else "error (share of the float range)"
 

@@ -62,8 +62,9 @@ def encode(rec: Record, npz_name: str) -> tuple[bytes, bytes]:
         arrays[f"outcomes_{i}"] = np.ascontiguousarray(outcomes, dtype=np.uint8 if head.outcome == "correct"
                                                        else np.float16)
         arrays[f"golden_{i}"] = np.ascontiguousarray(head.golden)
+        low, high = head.interval
         heads.append({"name": head.name, "task": head.task, "outcome": head.outcome, "metric": head.metric,
-                      "value": _round(head.value), "scale": None if head.scale is None else _round(head.scale, 9),
+                      "value": _finite(head.value), "low": _finite(low), "high": _finite(high), "scale": None if head.scale is None else _round(head.scale, 9),
                       "golden_dtype": str(head.golden.dtype), "golden_shape": list(head.golden.shape)})
     npz = _npz(arrays)
     document = {
@@ -102,6 +103,11 @@ def canonical(rec: Record) -> Record:
 
 def _round(value: float, digits: int = 6) -> float:
     return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+
+
+def _finite(value: float) -> float | None:
+    """``value`` rounded as stored, or None (JSON has no NaN)."""
+    return _round(value) if math.isfinite(value) else None
 
 
 def _figure(fig: Figure) -> dict[str, Any]:
