@@ -123,6 +123,8 @@ class Settings:
     stateful: str = "reset"
     activations: str | None = None  # --qcheck-activations; None: the suite's (or int8)
     quantization: Quantization = Quantization()  # the run's suite's, with --qcheck-activations over it
+    baseline_dir: Path | None = None  # --qcheck-baseline / [tool.qcheck] baseline (qcheck.baseline)
+    baseline_update: bool = False  # --qcheck-baseline-update: write the baselines instead of comparing
 
     def run_spec(self, model: str) -> RunSpec:
         return RunSpec(model, self.data, self.calibration, self.calibration_samples, self.reference,

@@ -80,6 +80,10 @@ class QcheckItem(pytest.Item):
         self.user_properties.append(("qcheck_threshold", "" if result.threshold is None else result.threshold))
         self.user_properties.append(("qcheck_unit", result.unit))
         self.user_properties.append(("qcheck_status", result.status))
+        if result.check == "baseline":
+            from qcheck.baseline.report import junit_properties
+
+            self.user_properties.extend(junit_properties(result.sections.get("baseline")))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         if isinstance(excinfo.value, CheckFailed):

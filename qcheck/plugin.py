@@ -78,6 +78,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="neither read nor write the qcheck cache")
     group.addoption("--qcheck-cache-clear", dest="qcheck_cache_clear", action="store_true",
                     help="empty the qcheck cache before the run (only a folder qcheck made)")
+    group.addoption("--qcheck-baseline", dest="qcheck_baseline", metavar="DIR",
+                    help="compare each model with its baseline in DIR (the last good run's figures); "
+                         "a model without one fails")
+    group.addoption("--qcheck-baseline-update", dest="qcheck_baseline_update", action="store_true",
+                    help="write or refresh the baselines in --qcheck-baseline's DIR for the models that run")
     group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
                     help="time limit for one conversion, evaluation, property search or Vela compilation (default 900)")
     for dest, (check, key) in THRESHOLD_OPTIONS.items():
@@ -93,6 +98,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("qcheck_accelerator", "Ethos-U configuration(s), comma separated", default="")
     parser.addini("qcheck_out", "artifact folder (relative to the ini file)", default="")
     parser.addini("qcheck_cache_dir", "cache folder (relative to the ini file)", default="")
+    parser.addini("qcheck_baseline", "baseline folder (relative to the ini file)", default="")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -177,6 +183,8 @@ def _check_outputs(config: pytest.Config, settings: Settings, qsession: QcheckSe
                             if owner else check_output_file(option, path))
     if settings.csv_dir is not None:
         problems.append(check_output_folder("--qcheck-csv", settings.csv_dir))
+    if settings.baseline_update and settings.baseline_dir is not None:
+        problems.append(check_output_folder("--qcheck-baseline", settings.baseline_dir))
     found = [problem for problem in [*problems, *qsession.clashes()] if problem]
     if found:
         raise pytest.UsageError("\n".join(f"qcheck: {problem}" for problem in found))
@@ -242,7 +250,8 @@ def _project(config: pytest.Config) -> ProjectConfig:
     opt = config.option
     # A folder the command line gives is trusted; the configuration's, then unused, is not confined.
     overridden = frozenset({*(["out"] if opt.qcheck_out else []),
-                            *(["cache_dir"] if opt.qcheck_cache_dir or opt.qcheck_no_cache else [])})
+                            *(["cache_dir"] if opt.qcheck_cache_dir or opt.qcheck_no_cache else []),
+                            *(["baseline"] if opt.qcheck_baseline else [])})
     try:
         return project_config(find_pyproject(config.rootpath, config.inipath), ini, config.inipath, overridden)
     except QcheckError as exc:
@@ -267,6 +276,10 @@ def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
     if opt.qcheck_timeout is not None and not 0 < opt.qcheck_timeout < float("inf"):
         raise pytest.UsageError(f"qcheck: --qcheck-timeout must be a positive number of seconds, not {opt.qcheck_timeout:g}")
     out = opt.qcheck_out or project.out or DEFAULT_OUT
+    baseline = opt.qcheck_baseline or project.baseline
+    if opt.qcheck_baseline_update and not baseline:
+        raise pytest.UsageError("qcheck: --qcheck-baseline-update needs the baseline folder: pass --qcheck-baseline=DIR "
+                                "(or set baseline = \"DIR\" in [tool.qcheck])")
     return Settings(
         models=models,
         data=opt.qcheck_data or project.data,
@@ -290,6 +303,8 @@ def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
         images=_image_options(opt),
         cache_dir=_cache_dir(config, project.cache_dir),
         notes=notes,
+        baseline_dir=Path(baseline).absolute() if baseline else None,
+        baseline_update=bool(opt.qcheck_baseline_update),
     )
 
 
@@ -348,6 +363,8 @@ def _overrides(config: pytest.Config) -> dict[str, dict[str, Any]]:
         value = getattr(config.option, dest, None)
         if value is not None:
             overrides.setdefault(check, {})[key] = with_default_unit(dest, value)
+    if config.option.qcheck_baseline or project_of(config).baseline:
+        overrides.setdefault("baseline", {})["enabled"] = True  # a baseline folder turns the check on
     for item in config.option.qcheck_set:
         target, sep, value = item.partition("=")
         check, dot, key = target.strip().partition(".")

@@ -26,12 +26,13 @@ INI_KEYS = {
     "accelerator": "qcheck_accelerator",
     "out": "qcheck_out",
     "cache_dir": "qcheck_cache_dir",
+    "baseline": "qcheck_baseline",
 }
 MAX_PYPROJECT_BYTES = 16 * 1024 * 1024  # pytest has read it already; only a bound against the absurd
-_PATH_KEYS = ("data", "calibration", "reference", "out", "cache_dir")
+_PATH_KEYS = ("data", "calibration", "reference", "out", "cache_dir", "baseline")
 # Folders qcheck writes into: from a configuration file (which an untrusted repository may hold),
 # they must stay inside that file's folder, the project; only the command line may send them elsewhere.
-_WRITTEN_KEYS = ("out", "cache_dir")
+_WRITTEN_KEYS = ("out", "cache_dir", "baseline")
 TOOL_KEYS = frozenset({*INI_KEYS, "calibration_samples", "reference"})
 
 
@@ -48,6 +49,7 @@ class ProjectConfig:
     accelerators: tuple[str, ...] = ()
     out: str | None = None
     cache_dir: str | None = None
+    baseline: str | None = None  # the baseline folder (qcheck.baseline)
 
 
 def find_pyproject(rootpath: Path, inipath: Path | None) -> Path | None:
@@ -104,6 +106,7 @@ def project_config(pyproject: Path | None, ini: Mapping[str, Any], ini_file: Pat
         accelerators=tuple(values.get("accelerator", ())),
         out=values.get("out"),
         cache_dir=values.get("cache_dir"),
+        baseline=values.get("baseline"),
     )
 
 

@@ -202,6 +202,11 @@ class QcheckSession:
             options = {**inherited, **options}
         if planned.variant:
             options["accelerator"] = planned.variant
+        if planned.spec.name == "baseline":  # where its files are is the run's to say, not a suite's
+            from qcheck.baseline import target_options
+
+            options = target_options(options, self.suite, self.settings.baseline_dir, self.settings.baseline_update,
+                                     self._stem(planned.run), self.inputs, self.accelerators)
         return options
 
     def check(self, planned: PlannedCheck) -> CheckResult:

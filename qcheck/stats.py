@@ -118,3 +118,18 @@ def paired_auc_drop_interval(scores_a: np.ndarray, scores_b: np.ndarray, positiv
     half = Z95 * math.sqrt(max(0.0, float(variance)))
     drop = aucs[0] - aucs[1]
     return (drop - half, drop + half)
+
+
+def mcnemar_exact_p(lost: int, gained: int) -> float:
+    """One-sided exact McNemar test on discordant pairs: the chance of ``lost`` or more of the
+    ``lost + gained`` samples that changed answer going the worse way if either way were as
+    likely (binomial, p = 1/2). Small p: the samples lost are more than noise."""
+    changed = lost + gained
+    if changed == 0 or lost == 0:
+        return 1.0
+    # Summed in log space: math.comb of tens of thousands overflows a float.
+    log_half = changed * math.log(0.5)
+    terms = [math.lgamma(changed + 1) - math.lgamma(k + 1) - math.lgamma(changed - k + 1) + log_half
+             for k in range(lost, changed + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))

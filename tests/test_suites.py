@@ -15,8 +15,8 @@ from qcheck.suites import CheckSpec, Suite, builtin_names, load_suite
 
 DEFAULT_CHECKS = ["fully_quantized", "float32_tensors", "accuracy_drop", "saturation", "static_shapes", "size", "vela"]
 DECLARED = ["fully_quantized", "float32_tensors", "accuracy_drop", "saturation", "static_shapes", "layer_error",
-            "input_contract", "size", "vela", "robustness", "consistency"]
-# layer_error, input_contract and the property checks are off
+            "input_contract", "size", "vela", "robustness", "consistency", "baseline"]
+# layer_error, input_contract, the property checks and baseline (on with --qcheck-baseline) are off
 
 
 def write(path: Path, text: str) -> Path:
@@ -53,7 +53,8 @@ def test_default_suite_thresholds() -> None:
     assert checks["vela"].options == {"accelerator": "ethos-u55-128"}
     assert [name for name, spec in checks.items() if spec.min is not None] == ["consistency"]
     assert [name for name, spec in checks.items() if spec.enabled is False] == ["layer_error", "input_contract",
-                                                                                "robustness", "consistency"]
+                                                                                "robustness", "consistency",
+                                                                                "baseline"]
 
 
 def test_unknown_builtin_suite_suggests_a_name() -> None:

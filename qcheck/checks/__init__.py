@@ -87,7 +87,7 @@ def _declared_sections(name: str, measure: Measure, sections: tuple[str, ...]) -
 
 # The built-in families, loaded as a third party's are: each module registers its checks on import.
 BUILTIN_MODULES = ("accuracy", "quantization", "saturation", "size", "vela", "memory", "tflm", "layers", "shapes",
-                   "properties", "contract")
+                   "properties", "contract", "baseline")
 # Another distribution adds checks by naming a module in this entry-point group (pyproject.toml:
 # [project.entry-points."qcheck.checks"] mychecks = "my_package.checks"); importing it registers them.
 ENTRY_POINT_GROUP = "qcheck.checks"

@@ -29,7 +29,8 @@ def model_tables(entry: Mapping[str, Any], tensor_table: pd.DataFrame | None = N
     """
     import pandas as pd
 
-    tables: dict[str, pd.DataFrame] = {"checks": pd.DataFrame(list(entry.get("checks", [])))}
+    # A check's baseline entry (--qcheck-baseline) as columns: baseline.baseline, baseline.verdict, ...
+    tables: dict[str, pd.DataFrame] = {"checks": pd.json_normalize(list(entry.get("checks", [])))}
     tensors = _tensors(entry.get("tensors") or [], tensor_table)
     if tensors is not None:
         tables["tensors"] = tensors

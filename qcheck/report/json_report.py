@@ -9,6 +9,7 @@ from typing import Any
 from qcheck import __version__
 from qcheck.files import write_json
 from qcheck.checks import registry
+from qcheck.baseline.report import figure_of
 from qcheck.results import MODEL_SECTIONS, SCHEMA_VERSION, CheckResult
 from qcheck.suites import Suite
 
@@ -47,6 +48,10 @@ def build_report(results: Iterable[CheckResult], suite: Suite,
                 entry[key] = value
     for entry in models.values():
         checks = entry["checks"]
+        for check in checks:  # the baseline's value beside each figure (qcheck.baseline)
+            found = figure_of(entry.get("baseline"), check["name"], check["variant"])
+            if found is not None:
+                check["baseline"] = found
         entry["passed"] = all(c["passed"] is not False for c in checks)
         entry["status"] = model_status(checks)
         entry["errors"] = _errors(checks)

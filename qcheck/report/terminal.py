@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from qcheck.baseline.report import baseline_section, cells, figure_of, update_lines
 from qcheck.results import CheckResult
 from qcheck.units import format_quantity
 
@@ -23,11 +24,16 @@ def render(results: Iterable[CheckResult], *, verbose: bool = False) -> list[str
         model_results.sort(key=lambda r: (r.check, r.variant))
         label = f"{model} (from {suite_file})" if suite_file else model
         lines.append(f"{label}: {_model_verdict(model_results)}")
-        rows = [("check", "value", "threshold", "verdict")]
+        rows: list[tuple[str, ...]] = [("check", "value", "threshold", "verdict")]
         for r in model_results:
             rows.append((_label(r), format_quantity(r.value, r.unit), format_quantity(r.threshold, r.unit),
                          _VERDICT[r.status]))
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        section = baseline_section(model_results)
+        if section is not None and section.get("figures"):  # the baseline beside each figure
+            rows = [rows[0] + ("baseline", "change")] + [
+                row + cells(figure_of(section, r.check, r.variant), r.unit)
+                for row, r in zip(rows[1:], model_results, strict=True)]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         for r in model_results:
@@ -35,6 +41,7 @@ def render(results: Iterable[CheckResult], *, verbose: bool = False) -> list[str
                 first = r.message.splitlines()[0]
                 lines.append(f"  - {first}")
         lines.extend(_errors(model_results))
+        lines.extend(f"  {line}" for line in update_lines(section))
         notes = next((r.sections.get("notes") for r in model_results if r.sections.get("notes")), None)
         for note in notes or []:
             lines.append(f"  note: {note}")

@@ -27,6 +27,9 @@ class CheckRow:
     value: str
     threshold: str
     message: str
+    baseline: str = ""  # the baseline's value of this figure (--qcheck-baseline), "" without one
+    change: str = ""  # since the baseline, with an arrow: "▲ +48 B worse"
+    trend: str = ""  # same, better, worse, regressed: the change's colour
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,20 @@ def _check_row(check: Mapping[str, Any]) -> CheckRow:
         value=format_quantity(number(check.get("value")), unit),
         threshold=format_quantity(number(check.get("threshold")), unit),
         message=str(check.get("message", "")),
+        **_baseline_cells(check.get("baseline"), unit),
     )
+
+
+def _baseline_cells(entry: Any, unit: str) -> dict[str, str]:
+    """The baseline columns of a check's row: its value then, and the change with an arrow."""
+    from qcheck.baseline.report import cells
+
+    if not isinstance(entry, Mapping):
+        return {}
+    base, change = cells(dict(entry), unit)
+    delta = number(entry.get("delta"))
+    arrow = "" if not delta else "▲ " if delta > 0 else "▼ "
+    return {"baseline": base, "change": arrow + change, "trend": str(entry.get("verdict", ""))}
 
 
 def _overview_row(entry: Mapping[str, Any], view: ModelView) -> OverviewRow:
