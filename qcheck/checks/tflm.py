@@ -143,9 +143,9 @@ def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
 def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Largest difference between TensorFlow Lite Micro and LiteRT outputs, in quantization steps.
 
-    Both run the evaluation samples: TFLM on its kernels, LiteRT on TFLite's built-in kernels
-    (the ones TFLM's reference kernels follow; LiteRT's default XNNPACK delegate rounds its own
-    way). Per output head: the largest difference in the output's quantization steps, and the
+    Both run the evaluation samples: TFLM on its kernels, LiteRT on TFLite's reference kernels
+    (those TFLM's kernels are ported from; LiteRT's default XNNPACK delegate and its optimized
+    kernels round their own way). Per output head: the largest difference in the output's quantization steps, and the
     share of samples whose decision (top-1, a binary head's side of its threshold) changes,
     bounded by ``max_changed`` (default 0). When they differ, the first few differing samples
     run layer by layer in both, and the first operator where the two part is named.
@@ -178,7 +178,7 @@ def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                      f"(max {max_changed:.1%})" for h, p in per_head.items()
                      if p["changed"] is not None and p["changed"] > max_changed)
     described = "; ".join(_describe_head(h, p) for h, p in per_head.items())
-    details = f"{_runtime(loaded)} against LiteRT's built-in kernels on {len(worst_per_sample)} samples: {described}"
+    details = f"{_runtime(loaded)} against LiteRT's reference kernels on {len(worst_per_sample)} samples: {described}"
     section: dict[str, Any] = {"parity": per_head}
     if value > 0:
         where, divergence = _where(evidence, worst_per_sample, float(options.get("layer_steps", 1.0)))
@@ -212,9 +212,12 @@ def _head_parity(info: ModelInfo, head: str, litert: HeadOutput, micro: HeadOutp
         difference = np.abs(a.astype(np.float64) - b.astype(np.float64)).max(axis=1)
         per_sample, unit = (difference / scale, "steps") if scale else (difference, "output units")
     f = litert.values.reshape(n, -1)
-    # The decision of a head whose task is not declared: top-1 of several values, the side of
-    # the threshold of one (the float model's outputs, which task inference needs, are not here).
-    task = declared or ("classification" if f.shape[1] >= 2 else "binary")
+    # The decision of a head whose task is not declared (the float model's outputs, which task
+    # inference needs, are not here): none for an output of an input's shape (a reconstruction),
+    # else top-1 of several values, the side of the threshold of one.
+    inputs = {io.tensor.shape[1:] for io in info.inputs}
+    task = declared or ("reconstruction" if f.shape[1] >= 2 and tuple(litert.values.shape[1:]) in inputs
+                        else "classification" if f.shape[1] >= 2 else "binary")
     changed: float | None = None
     if task == "classification" and f.shape[1] >= 2:
         changed = float(np.mean(f.argmax(axis=1) != micro.values.reshape(n, -1).argmax(axis=1)))

@@ -45,8 +45,8 @@ def load(run: ModelRun) -> TflmLoad:
 
 
 def evaluation(run: ModelRun, runtime: str) -> RunResult | None:
-    """The evaluation samples run on TFLM's kernels (``runtime="tflm"``) or on LiteRT's built-in
-    kernels without XNNPACK (``"litert"``, the reference TFLM is compared with); None without data."""
+    """The evaluation samples run on TFLM's kernels (``runtime="tflm"``) or on LiteRT's reference
+    kernels (``"litert"``, what TFLM is compared with); None without data."""
     from qcheck.pipeline import check_fits, with_reference_names
 
     data = run.evaluation_data()
@@ -59,7 +59,7 @@ def evaluation(run: ModelRun, runtime: str) -> RunResult | None:
             raise QcheckError(run.model, f"TFLite Micro {loaded.version} cannot load the model: {loaded.reason}",
                               "see the tflm_ops check")
     tflite = run.tflite()
-    engine = "TFLite Micro" if runtime == "tflm" else "LiteRT (built-in kernels)"
+    engine = "TFLite Micro" if runtime == "tflm" else "LiteRT (reference kernels)"
     package = DISTRIBUTION if runtime == "tflm" else "ai-edge-litert"
     key = digest("tflm-evaluate", runtime, versions(package), tflite, data.x, run.spec.stateful)
 
