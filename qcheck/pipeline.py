@@ -443,7 +443,15 @@ class ModelRun:
     def tflm_evaluation(self, runtime: str = "tflm") -> RunResult | None:
         from qcheck.tflm import steps
 
-        return self._memo.get(f"tflm_evaluation:{runtime}", lambda: steps.evaluation(self, runtime))
+        def make() -> RunResult | None:
+            data = self.evaluation_data()
+            if data is None:
+                return None
+            check_fits(self.info(), data, self.model)
+            return steps.evaluation(self, data, runtime)
+
+        result = self._memo.get(f"tflm_evaluation:{runtime}", make)
+        return with_reference_names(result, self.reference, self.model, self.notes, self.info())
 
     def tflm_divergence(self, samples: np.ndarray, steps: float) -> Divergence:
         from qcheck.tflm import steps as tflm_steps

@@ -197,13 +197,21 @@ def test_parity_is_the_largest_output_difference_from_tflite_reference_kernels(t
     assert "first operator whose output differs on sample(s)" in check["message"]
     assert "FULLY_CONNECTED 'functional_1/activation/Relu'" in check["message"]
 
-    kws = run_qcheck(tmp_path / "kws", "--qcheck-suite=cortex-m", "-k", "tflm_parity", f"--qcheck-model={KWS}",
-                     f"--qcheck-data={kws_data}")
+    kws = run_qcheck(tmp_path / "kws", "--qcheck-suite=cortex-m", "-k", "tflm_parity or arena", f"--qcheck-model={KWS}",
+                     f"--qcheck-data={kws_data}", "--qcheck-html=report.html")
     check = kws.check(KWS.name, "tflm_parity")
     assert (check["passed"], check["value"]) == (True, 0)
     (head,) = kws.model(KWS.name)["tflm"]["parity"].values()
     assert (head["task"], head["changed"]) == ("classification", 0.0)  # top-1 of its 12 classes
     assert "divergence" not in kws.model(KWS.name)["tflm"]
+    # The HTML report's TFLite Micro table: the arena's parts and the parity per head.
+    html = (tmp_path / "kws" / "report.html").read_text()
+    from qcheck.units import format_quantity
+
+    arena = _script(_ALLOCATIONS, KWS)
+    for part in ("head", "tail", "total"):
+        assert f"arena {part}</td><td>{format_quantity(arena[part], 'bytes')}<" in html
+    assert "parity &#39;Identity&#39;</td><td>0 steps" in html and "decision changed on 0.0%" in html
 
 
 def test_accuracy_on_tflm_kernels_on_request(tmp_path: Path) -> None:

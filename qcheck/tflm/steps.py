@@ -18,6 +18,7 @@ from qcheck.tflm import DISTRIBUTION
 if TYPE_CHECKING:
     import numpy as np
 
+    from qcheck.data import Dataset
     from qcheck.pipeline import ModelRun
     from qcheck.tflite.run import RunResult
     from qcheck.tflm import Divergence, TflmLoad
@@ -44,15 +45,9 @@ def load(run: ModelRun) -> TflmLoad:
     return run._cache.get_or_make(key, measure)[0]
 
 
-def evaluation(run: ModelRun, runtime: str) -> RunResult | None:
+def evaluation(run: ModelRun, data: Dataset, runtime: str) -> RunResult:
     """The evaluation samples run on TFLM's kernels (``runtime="tflm"``) or on LiteRT's reference
-    kernels (``"litert"``, what TFLM is compared with); None without data."""
-    from qcheck.pipeline import check_fits, with_reference_names
-
-    data = run.evaluation_data()
-    if data is None:
-        return None
-    check_fits(run.info(), data, run.model)
+    kernels (``"litert"``, what TFLM is compared with), keyed by the model's own output names."""
     if runtime == "tflm":
         loaded = run.tflm()
         if not loaded.loaded:
@@ -71,8 +66,7 @@ def evaluation(run: ModelRun, runtime: str) -> RunResult | None:
                                           timeout=run.timeout)
         return result
 
-    result = run._cache.get_or_make(key, evaluate)[0]
-    return with_reference_names(result, run.reference, run.model, run.notes, run.info())
+    return run._cache.get_or_make(key, evaluate)[0]
 
 
 def divergence(run: ModelRun, samples: np.ndarray, steps: float) -> Divergence:
