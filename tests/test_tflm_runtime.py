@@ -274,3 +274,19 @@ def test_a_stateful_model_is_reset_between_samples_in_tflm() -> None:
     assert np.array_equal(kept[0], reset[0]) and not np.array_equal(kept, reset)
     reference = next(iter(run_litert(tflite, x).outputs.values())).raw
     assert np.abs(reference.astype(int) - reset.astype(int)).max() <= 1
+
+
+def test_warm_run_takes_tflm_results_from_the_cache(tmp_path: Path) -> None:
+    """The second run has a TensorFlow and a TFLite Micro that fail on import, here and in children."""
+    from test_cache import _poisoned
+
+    data = _samples(KWS, tmp_path / "kws.npz", 16, seed=3)
+    args = (f"--qcheck-model={KWS}", f"--qcheck-data={data}", "--qcheck-suite=cortex-m",
+            f"--qcheck-cache-dir={tmp_path / 'cache'}", "-k", "tflm_ops or arena or tflm_parity")
+    cold = run_qcheck(tmp_path / "cold", *args)
+    assert cold.returncode == 0, cold.stdout
+    warm = run_qcheck(tmp_path / "warm", *args, env=_poisoned(tmp_path / "poison", "tensorflow", "keras",
+                                                               "tflite_micro"))
+    assert warm.returncode == 0, warm.stdout
+    assert warm.report["models"][0]["checks"] == cold.report["models"][0]["checks"]
+    assert warm.model(KWS.name)["arena"] == cold.model(KWS.name)["arena"]
