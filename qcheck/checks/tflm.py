@@ -17,7 +17,7 @@ from qcheck.checks.evidence import Evidence
 from qcheck.checks.tasks import TaskError, declared_tasks, share, task_name, task_table
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
-from qcheck.units import format_quantity
+from qcheck.units import format_quantity, parse_quantity
 
 if TYPE_CHECKING:
     from qcheck.tflite.inspect import ModelInfo
@@ -137,7 +137,12 @@ def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     )
 
 
-@check("tflm_parity", unit="count", options={"max_changed": share, "layer_steps": float, "task": task_name,
+def _steps(value: Any) -> float:
+    """A ``layer_steps`` option: a number of quantization steps, 0 or more."""
+    return parse_quantity(value, "count")
+
+
+@check("tflm_parity", unit="count", options={"max_changed": share, "layer_steps": _steps, "task": task_name,
                                              "tasks": task_table},
        sections=("tflm",))
 def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
@@ -148,7 +153,8 @@ def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     kernels round their own way). Per output head: the largest difference in the output's quantization steps, and the
     share of samples whose decision (top-1, a binary head's side of its threshold) changes,
     bounded by ``max_changed`` (default 0). When they differ, the first few differing samples
-    run layer by layer in both, and the first operator where the two part is named.
+    run layer by layer in both, and the first operator where the two part is named (and the
+    first that differs by more than ``layer_steps``, default 1).
     """
     if evidence.evaluation_data() is None:
         return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")

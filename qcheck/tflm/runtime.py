@@ -97,7 +97,7 @@ def _refused(version: str, log: list[str], error: str) -> TflmLoad:
                 failed_op = m.group(1)
         if (m := _NODE.search(line)) and node < 0:
             failed_op, node = failed_op or m.group(1), int(m.group(2))
-    reason = "; ".join(dict.fromkeys(lines)) or error
+    reason = "; ".join(dict.fromkeys(line.strip().rstrip(".") for line in lines)) or error
     if any(_OUT_OF_ARENA.search(line) for line in lines) and not failed_op:
         reason = (f"{reason} (with an arena of {MEASURING_ARENA // (1024 * 1024)} MiB: the model needs more than "
                   "that)")
@@ -117,7 +117,8 @@ def _tflm(tflite: bytes, preserve: bool = False) -> Any:
 
 
 def _describe_failure(log: list[str], exc: Exception) -> str:
-    return "; ".join(dict.fromkeys(line for line in log if line.strip())) or f"{type(exc).__name__}: {exc}"
+    lines = (line.strip().rstrip(".") for line in log if line.strip())
+    return "; ".join(dict.fromkeys(lines)) or f"{type(exc).__name__}: {exc}"
 
 
 def run(tflite: bytes, x: np.ndarray | LazyArray | NamedInputs, *, stateful: str = "reset",
