@@ -7,6 +7,7 @@ reference kernels, in a child script that uses no qcheck code), never from qchec
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -278,15 +279,17 @@ def test_a_stateful_model_is_reset_between_samples_in_tflm() -> None:
 
 def test_warm_run_takes_tflm_results_from_the_cache(tmp_path: Path) -> None:
     """The second run has a TensorFlow and a TFLite Micro that fail on import, here and in children."""
-    from test_cache import _poisoned
-
     data = _samples(KWS, tmp_path / "kws.npz", 16, seed=3)
     args = (f"--qcheck-model={KWS}", f"--qcheck-data={data}", "--qcheck-suite=cortex-m",
             f"--qcheck-cache-dir={tmp_path / 'cache'}", "-k", "tflm_ops or arena or tflm_parity")
     cold = run_qcheck(tmp_path / "cold", *args)
     assert cold.returncode == 0, cold.stdout
-    warm = run_qcheck(tmp_path / "warm", *args, env=_poisoned(tmp_path / "poison", "tensorflow", "keras",
-                                                               "tflite_micro"))
+    poison = tmp_path / "poison"
+    for name in ("tensorflow", "keras", "tflite_micro"):  # importing any of them fails, here and in children
+        (poison / name).mkdir(parents=True)
+        (poison / name / "__init__.py").write_text(f"raise ImportError('{name} imported in a warm run')\n")
+    path = os.pathsep.join([str(poison), *filter(None, [os.environ.get("PYTHONPATH")])])
+    warm = run_qcheck(tmp_path / "warm", *args, env={"PYTHONPATH": path})
     assert warm.returncode == 0, warm.stdout
     assert warm.report["models"][0]["checks"] == cold.report["models"][0]["checks"]
     assert warm.model(KWS.name)["arena"] == cold.model(KWS.name)["arena"]
