@@ -109,9 +109,10 @@ def qcheck_values() -> dict[str, type]:
     from qcheck.tflite.quant import QuantParams
     from qcheck.tflite.run import HeadOutput, InputClipping, RunResult
     from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport, WeightsComparison
+    from qcheck.tflm import exchanged as tflm_values
     from qcheck.vela import VelaFiles
 
-    classes = (Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
+    classes = (*tflm_values(), Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
                WeightsComparison, VelaFiles, LazyArray, ImageOptions, RobustnessOutcome, ConsistencyOutcome, Violation,
                NamedInputs, InputClipping)
     return {cls.__name__: cls for cls in classes}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from qcheck.tflite.convert import FloatReference
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import RunResult
+    from qcheck.tflm import Divergence, TflmLoad
     from qcheck.vela import VelaConfig, VelaResult
 
 
@@ -90,6 +91,36 @@ class DataEvidence:
 
     def evaluation_data(self) -> Dataset:
         return self._data
+
+    def tflm(self) -> TflmLoad:
+        return self._base.tflm()
+
+    def tflm_evaluation(self, runtime: str = "tflm") -> RunResult | None:
+        def make() -> RunResult:
+            check_fits(self.info(), self._data, self.model)
+            if runtime == "tflm":
+                loaded = self.tflm()
+                if not loaded.loaded:
+                    from qcheck.errors import QcheckError
+
+                    raise QcheckError(self.model, f"TFLite Micro {loaded.version} cannot load the model: "
+                                      f"{loaded.reason}", "see the tflm_ops check")
+            return cast("RunResult", call_isolated(
+                f"qcheck.tflm.runtime:{'run' if runtime == 'tflm' else 'run_litert'}", self.tflite(), self._data.x,
+                stateful=self.spec.stateful, what=f"running {self.model} in {runtime}", timeout=self.timeout,
+            ))
+
+        return with_reference_names(self._memo.get(f"tflm_evaluation:{runtime}", make), self.reference, self.model)
+
+    def tflm_divergence(self, samples: np.ndarray, steps: float) -> Divergence:
+        def make() -> Divergence:
+            return cast("Divergence", call_isolated(
+                "qcheck.tflm.runtime:divergence", self.tflite(), self._data.x[samples], steps=steps,
+                stateful=self.spec.stateful, what=f"comparing {self.model} layer by layer in TFLite Micro and LiteRT",
+                timeout=self.timeout,
+            ))
+
+        return self._memo.get(f"tflm_divergence:{samples.tolist()}:{steps!r}", make)
 
     def reference(self) -> FloatReference | None:
         def make() -> FloatReference | None:

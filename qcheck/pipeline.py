@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from qcheck.tflite.convert import FloatReference, Quantized
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import RunResult
+    from qcheck.tflm import Divergence, TflmLoad
     from qcheck.vela import VelaConfig, VelaResult
 
 T = TypeVar("T")
@@ -86,6 +87,7 @@ _FAILED_STEPS = {
     "data": "has no usable data: the data file could not be loaded",
     "calibration": "has no usable calibration data: the file could not be loaded",
     "split": "has no usable data: the data could not be split",
+    "tflm": "could not be loaded in TFLite Micro", "tflm_evaluation": "could not be run in TFLite Micro",
 }
 
 
@@ -430,6 +432,32 @@ class ModelRun:
         """The samples the model was calibrated with (None for an already quantized .tflite)."""
         split = self._data.split()
         return split.calibration if split is not None and self.kind != "tflite" else None
+
+    # -- TensorFlow Lite Micro (qcheck.tflm.steps) ------------------------------------------
+
+    def tflm(self) -> TflmLoad:
+        from qcheck.tflm import steps
+
+        return self._memo.get("tflm", lambda: steps.load(self))
+
+    def tflm_evaluation(self, runtime: str = "tflm") -> RunResult | None:
+        from qcheck.tflm import steps
+
+        def make() -> RunResult | None:
+            data = self.evaluation_data()
+            if data is None:
+                return None
+            check_fits(self.info(), data, self.model)
+            return steps.evaluation(self, data, runtime)
+
+        result = self._memo.get(f"tflm_evaluation:{runtime}", make)
+        return with_reference_names(result, self.reference, self.model, self.notes, self.info())
+
+    def tflm_divergence(self, samples: np.ndarray, steps: float) -> Divergence:
+        from qcheck.tflm import steps as tflm_steps
+
+        key = f"tflm_divergence:{samples.tolist()}:{steps!r}"
+        return self._memo.get(key, lambda: tflm_steps.divergence(self, samples, steps))
 
     # -- targets ---------------------------------------------------------------------------
 

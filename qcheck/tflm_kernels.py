@@ -1,4 +1,8 @@
-"""The operators TensorFlow Lite Micro has kernels for: a list kept with the project.
+"""Which ``MicroMutableOpResolver::AddXxx()`` call registers each operator's TFLite Micro kernel.
+
+Only a hint for the user's op resolver: whether TFLite Micro can load a model is decided by
+TFLite Micro itself (:mod:`qcheck.tflm`). An operator missing here is named by TFLM's own rule
+(``AddXxx`` from the operator's name in CamelCase, :func:`resolver_call`).
 
 Source: tensorflow/tflite-micro, ``python/tflite_micro/python_ops_resolver.cc`` at commit
 85e19ddd45817acff19122c4957b6a27b82c4d78: TFLM's own resolver that registers every kernel the
@@ -6,14 +10,18 @@ project ships (the successor of ``AllOpsResolver``). Each of its ``AddXxx()`` ca
 to the operator it registers, as ``tensorflow/lite/micro/micro_mutable_op_resolver.h`` defines
 ``AddXxx()`` (``AddBuiltin(BuiltinOperator_XXX, ...)`` or ``AddCustom("name", ...)``).
 
-To update: take the ``AddXxx()`` list of a newer ``python_ops_resolver.cc``, look each new method
+To update (only needed where TFLM's name departs from the rule): take the ``AddXxx()`` list of a newer ``python_ops_resolver.cc``, look each new method
 up in ``micro_mutable_op_resolver.h`` of the same commit, and record that commit here.
 A kernel being listed does not mean every data type is supported (most take int8 and float32).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from qcheck.tflite.inspect import OperatorInfo
 
 SOURCE: Final = (
     "tensorflow/tflite-micro python/tflite_micro/python_ops_resolver.cc "
@@ -142,3 +150,25 @@ CUSTOM_KERNELS: Final[dict[str, str]] = {
     "TFLite_Detection_PostProcess": "AddDetectionPostprocess",
     "ethos-u": "AddEthosU",
 }
+
+
+def resolver_call(op: str, custom: bool = False) -> str:
+    """The ``AddXxx`` method that registers ``op``: the list's, else TFLM's naming rule
+    (``BATCH_MATMUL`` -> ``AddBatchMatmul``; the list holds the exceptions it knows)."""
+    known = CUSTOM_KERNELS.get(op) if custom else BUILTIN_KERNELS.get(op)
+    if known:
+        return known
+    return "Add" + "".join(part[:1].upper() + part[1:].lower() for part in op.replace("-", "_").split("_"))
+
+
+def resolver_calls(operators: Iterable[OperatorInfo]) -> tuple[list[str], list[str]]:
+    """The sorted ``AddXxx`` methods a model's operators need, and its custom operator codes
+    (registered by hand, with TFLM's ``AddXxx`` when TFLM has the kernel)."""
+    methods: set[str] = set()
+    custom: list[str] = []
+    for op in operators:
+        if op.custom and op.op not in CUSTOM_KERNELS:
+            custom.append(op.op)
+            continue
+        methods.add(resolver_call(op.op, op.custom))
+    return sorted(methods), sorted(set(custom))

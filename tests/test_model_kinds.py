@@ -78,11 +78,12 @@ def test_a_dynamic_range_model_is_named_and_refused_for_tflite_micro(pytester: p
     assert model["fully_quantized"]["passed"] is False
     assert ("dynamic-range quantized: int8 weights, float activations; convert with a representative dataset "
             "and TFLITE_BUILTINS_INT8") in model["fully_quantized"]["message"]
-    # Every FULLY_CONNECTED has a kernel, but TFLite Micro refuses hybrid models.
+    # Every FULLY_CONNECTED has a kernel, but TFLite Micro refuses hybrid models, in its own words.
     assert model["tflm_ops"]["passed"] is False and model["tflm_ops"]["value"] == 10
-    assert "Hybrid models are not supported on TFLite Micro" in model["tflm_ops"]["message"]
+    assert "Input type: FLOAT32 with filter type: INT8 not supported" in model["tflm_ops"]["message"]
+    assert "hybrid (dynamic-range" in model["tflm_ops"]["message"]
     assert model["arena"]["passed"] is None and model["arena"]["value"] is None
-    assert "Hybrid models are not supported on TFLite Micro" in model["arena"]["message"]
+    assert "Input type: FLOAT32 with filter type: INT8 not supported" in model["arena"]["message"]
 
     assert checks["ad01_int8.tflite"]["_model"]["quantization_info"]["quantization"] == "full-integer"
     assert checks["ad01_int8.tflite"]["tflm_ops"]["passed"] is True

@@ -98,8 +98,11 @@ def test_unnamed_tensors_are_named_by_index_in_every_message(unnamed: QcheckRun)
     float_check = unnamed.check("hello.tflite", "fully_quantized")["message"]
     assert "FULLY_CONNECTED" in float_check and "#0 FULLY_CONNECTED" in float_check
     assert re.search(r"float tensor\(s\): 'tensor #\d+'", float_check)
-    arena = unnamed.check("speech.tflite", "arena")["message"]
-    assert re.search(r"'tensor #\d+' \d", arena)
+    # The arena is TFLite Micro's (hello.tflite loads; speech.tflite's appended operator does not):
+    # the activations alive at its peak, which explain the head, are named by index.
+    live = unnamed.model("hello.tflite")["arena"]["lower_bound"]["live_tensors"]
+    assert live and all(re.fullmatch(r"tensor #\d+", t["name"]) for t in live)
+    assert "STABLEHLO_TANH" in unnamed.check("speech.tflite", "arena")["message"]
     for model in ("speech.tflite", "hello.tflite"):
         for check in unnamed.model(model)["checks"]:
             assert "''" not in check["message"], check["message"]

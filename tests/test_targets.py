@@ -22,7 +22,7 @@ from qcheck.suites import load_suite
 from qcheck.tflite.arena import estimate_arena
 from qcheck.tflite.breakdown import UNUSED_OP, constant_bytes, size_breakdown
 from qcheck.tflite.inspect import IOInfo, ModelInfo, OperatorInfo, TensorInfo, inspect_model
-from qcheck.tflm_kernels import BUILTIN_KERNELS, CUSTOM_KERNELS, SOURCE
+from qcheck.tflm_kernels import BUILTIN_KERNELS, CUSTOM_KERNELS, SOURCE, resolver_call
 from qcheck.units import parse_quantity
 from qcheck.vela import VelaConfig, VelaResult, run_vela
 
@@ -159,6 +159,9 @@ def test_tflm_kernel_list_names_real_operators_and_its_source() -> None:
     assert CUSTOM_KERNELS["ethos-u"] == "AddEthosU"
     assert "tensorflow/tflite-micro" in SOURCE and len(SOURCE.split("@")[1].strip()) == 40
     assert all(method.startswith("Add") for method in (*BUILTIN_KERNELS.values(), *CUSTOM_KERNELS.values()))
+    # An operator the list lacks is named by TFLM's rule (only a hint: TFLM decides what loads).
+    assert resolver_call("DYNAMIC_UPDATE_SLICE") == "AddDynamicUpdateSlice"
+    assert resolver_call("DEPTHWISE_CONV_2D") == "AddDepthwiseConv2D"
 
 
 # --- options, flags and suites ------------------------------------------------------------------
@@ -272,8 +275,9 @@ def test_several_accelerators_parametrize_every_target_check(pytester: pytest.Py
 @slow
 def test_budgets_that_fail_say_what_was_measured(pytester: pytest.Pytester) -> None:
     """vww_96_int8 on ethos-u55-128: SRAM 72.73 KiB, off-chip flash 74.22 KiB, 46.34 KiB of
-    encoded weights, 0.44 ms; 54 KiB of activations (48x48x16 + 48x48x8 int8); a 325.48 KiB
-    file holding 213.94 KiB of weights and biases."""
+    encoded weights, 0.44 ms; a TFLite Micro arena of 101.25 KiB (103,680 B, as a separate call of
+    tflite-micro 0.dev20261023182759 reports it) of which 54 KiB are activations alive at once
+    (48x48x16 + 48x48x8 int8); a 325.48 KiB file holding 213.94 KiB of weights and biases."""
     result, models = _run(
         pytester, f"--qcheck-model={VWW}", "--qcheck-max-sram=64KiB", "--qcheck-max-flash=64KiB",
         "--qcheck-max-npu-weights=40KiB", "--qcheck-max-inference-ms=0.4", "--qcheck-max-arena=48KiB",
@@ -292,11 +296,12 @@ def test_budgets_that_fail_say_what_was_measured(pytester: pytest.Pytester) -> N
         "*flash failed: 74.22 KiB > max 64.00 KiB. 74.22 KiB of off-chip flash*",
         "*npu_weights failed: 46.34 KiB > max 40.00 KiB*",
         "*inference_time failed: 0.442 ms > max 0.400 ms. Vela estimates 0.442 ms per inference on the NPU*",
-        "*arena failed: 54.00 KiB > max 48.00 KiB*",
+        "*arena failed: 101.25 KiB > max 48.00 KiB*",
     ])
     assert checks["inference_time[ethos-u55-128]"]["threshold"] == pytest.approx(0.0004)
-    assert checks["arena"]["value"] == 48 * 48 * 16 + 48 * 48 * 8
-    assert model["arena"]["peak_op"] == "CONV_2D"
+    assert checks["arena"]["value"] == model["arena"]["total"] == 103680
+    assert model["arena"]["lower_bound"]["peak_bytes"] == 48 * 48 * 16 + 48 * 48 * 8
+    assert model["arena"]["lower_bound"]["peak_op"] == "CONV_2D"
     assert (top["op"], top["weights_bytes"], top["bias_bytes"]) == ("CONV_2D", 65536, 1024)
     assert sum(layer["total_bytes"] for layer in model["size_breakdown"]) == 219072
 
@@ -347,7 +352,8 @@ def test_cpu_fallback_names_each_operator_and_vela_reason(pytester: pytest.Pytes
     assert mixed_checks["sram[ethos-u55-128]"]["passed"] is True
     assert "not counting 1 operator(s) on the CPU" in mixed_checks["inference_time[ethos-u55-128]"]["message"]
     assert mixed_checks["tflm_ops"]["value"] == 1
-    assert "STABLEHLO_TANH x1: no TFLite Micro kernel" in mixed_checks["tflm_ops"]["message"]
+    assert "Didn't find op for builtin opcode 'STABLEHLO_TANH'" in mixed_checks["tflm_ops"]["message"]
+    assert "(STABLEHLO_TANH x1)" in mixed_checks["tflm_ops"]["message"]
     assert result.ret == 1
 
 
@@ -413,7 +419,9 @@ def test_cortex_m_suite_on_real_tflite_micro_models(pytester: pytest.Pytester) -
     result, models = _run(pytester, f"--qcheck-model={VWW}", f"--qcheck-model={MICRO_SPEECH}",
                           "--qcheck-suite=cortex-m", "-k", "tflm_ops or arena or size")
 
-    for name, arena in [(VWW.name, 55296), (MICRO_SPEECH.name, 5968)]:
+    # The arenas tflite-micro 0.dev20261023182759 allocates, as a separate call of it reports them
+    # (tests/test_tflm_runtime.py checks them against such a call on every run).
+    for name, arena in [(VWW.name, 103680), (MICRO_SPEECH.name, 7584)]:
         checks = _checks(models[name])
         assert (checks["tflm_ops"]["passed"], checks["tflm_ops"]["value"]) == (True, 0)
         assert (checks["arena"]["passed"], checks["arena"]["value"]) == (True, arena)

@@ -14,6 +14,7 @@ from qcheck.errors import QcheckError
 from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.layers import explain_layers, layer_hint
 from qcheck.results import Measurement
+from qcheck.units import one_of
 from qcheck.tflite.inspect import ModelInfo
 from qcheck.checks.tasks import (HeadResult, Limits, TaskError, cosine_bound, declared_tasks, judge_head, share,
                                  task_name, task_table)
@@ -87,7 +88,7 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
     reference = evidence.reference()
     if reference is None:
         return evidence.no_reference_reason()
-    run = evidence.evaluation()
+    run = evidence.tflm_evaluation("tflm") if options.get("runtime") == "tflm" else evidence.evaluation()
     assert run is not None  # data is present, so the quantized model ran
     labels = head_labels(evidence, reference.output_names)
     pairs = head_pairs(evidence, reference.output_names)
@@ -112,7 +113,7 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
 
 @check("accuracy_drop", unit="fraction",
        options={"strict": bool, "task": task_name, "tasks": task_table, "max_score_change": share,
-                "min_cosine": cosine_bound},
+                "min_cosine": cosine_bound, "runtime": one_of("litert", "tflm")},
        sections=("accuracy",))
 def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Accuracy lost by quantization, in each output head's task metric (worst head).
@@ -123,7 +124,8 @@ def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement
     with verification pairs, the pairs' AUC drop (embedding); ``max`` bounds that share for every head, and ``max_score_change`` /
     ``min_cosine`` bound a reconstruction's mean score and an embedding's mean cosine. By default the point estimate is
     judged; with ``strict = true`` the upper end of its 95% interval is, so that a small
-    evaluation set cannot pass by luck.
+    evaluation set cannot pass by luck. With ``runtime = "tflm"`` the quantized model's outputs
+    are TensorFlow Lite Micro's (its kernels, as the device computes them), not LiteRT's.
     """
     heads = task_accuracy(evidence, options)
     if isinstance(heads, str):
@@ -136,6 +138,8 @@ def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement
     details = "; ".join(h.describe() for h in heads)
     if len(heads) > 1:
         details = f"worst head '{worst.head}'; " + details
+    if options.get("runtime") == "tflm":
+        details = f"on TensorFlow Lite Micro's kernels (tflite-micro {evidence.tflm().version}); " + details
     if strict:
         details = f"strict: judged on the upper 95% bound {worst.ci_high * 100:.2f}%; " + details
     run = evidence.evaluation()

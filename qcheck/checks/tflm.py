@@ -1,96 +1,280 @@
-"""Does it run on a microcontroller without an NPU? ``tflm_ops`` and ``arena``."""
+"""Does it run on a microcontroller without an NPU? ``tflm_ops``, ``arena`` and ``tflm_parity``.
+
+Each asks TensorFlow Lite Micro itself (the ``tflite-micro`` package's interpreter, in a child
+process, :mod:`qcheck.tflm`): whether it loads the model, the arena its allocator used, and what
+its kernels compute on the evaluation samples.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
+from qcheck.checks.tasks import TaskError, declared_tasks, share, task_name, task_table
+from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
-from qcheck.units import format_quantity
+from qcheck.units import format_quantity, parse_quantity
+
+if TYPE_CHECKING:
+    from qcheck.tflite.inspect import ModelInfo
+    from qcheck.tflite.run import HeadOutput
+    from qcheck.tflm import TflmLoad
 
 _LISTED = 8
-# TFLite Micro's own words when it meets a dynamic-range model (micro_allocator / kernel checks).
-HYBRID_REFUSED = "Hybrid models are not supported on TFLite Micro"
+_ANALYSED = 4  # samples run layer by layer in both runtimes when the outputs differ
+_NPU = "needs the Ethos-U NPU (this model was compiled by Vela)"
+
+
+def _npu_ops(evidence: Evidence) -> int:
+    from qcheck.tflm.steps import ETHOS_U
+
+    return sum(1 for op in evidence.info().operators if op.custom and op.op == ETHOS_U)
+
+
+def _runtime(loaded: TflmLoad) -> str:
+    return f"TFLite Micro (tflite-micro {loaded.version})"
 
 
 @check("tflm_ops", unit="count", sections=("tflm",))
 def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
-    """Operators with no TensorFlow Lite Micro kernel, and custom operators."""
-    from qcheck.tflm_kernels import BUILTIN_KERNELS, CUSTOM_KERNELS, SOURCE
+    """Operators TensorFlow Lite Micro cannot load, as TFLite Micro itself reports."""
+    from qcheck.tflm_kernels import resolver_calls
 
-    operators = evidence.info().operators
-    counts: dict[str, int] = {}  # "CUMPROD", "custom op 'ethos-u'" -> operators of that kind
-    reasons: dict[str, str] = {}
-    hybrid = evidence.census().hybrid_ops
-    if hybrid:
-        # Every kernel exists, but TFLite Micro refuses float activations with int8 weights.
-        key = "hybrid (dynamic-range) operators"
-        counts[key] = len(hybrid)
-        reasons[key] = (f"{HYBRID_REFUSED}: int8 weights with float activations, e.g. "
-                        + ", ".join(op.describe() for op in hybrid[:3]))
-    for op in operators:
-        if not op.custom and op.op in BUILTIN_KERNELS:
-            continue
-        key = f"custom op '{op.op}'" if op.custom else op.op
-        reasons[key] = _custom_reason(op.op, CUSTOM_KERNELS.get(op.op)) if op.custom else "no TFLite Micro kernel"
-        counts[key] = counts.get(key, 0) + 1
-    resolver = sorted({BUILTIN_KERNELS[op.op] for op in operators if not op.custom and op.op in BUILTIN_KERNELS})
-    unsupported = [{"op": key, "count": n, "reason": reasons[key]} for key, n in counts.items()]
-    section = {"tflm": {"kernels_source": SOURCE, "resolver": resolver, "unsupported": unsupported}}
-    if not counts:
+    info = evidence.info()
+    operators = info.operators
+    npu = _npu_ops(evidence)
+    if npu:
+        # TFLM's 'ethos-u' kernel drives the NPU; without one the model does not run.
+        unsupported = [{"op": "custom op 'ethos-u'", "count": npu, "reason": _NPU}]
+        return Measurement(float(npu), f"{npu} of {len(operators)} operator(s) cannot run on TFLite Micro without "
+                           f"the NPU: custom op 'ethos-u' x{npu}: {_NPU}",
+                           "give qcheck the model you gave Vela, not Vela's output",
+                           sections={"tflm": {"resolver": [], "unsupported": unsupported}})
+    loaded = evidence.tflm()
+    resolver, custom = resolver_calls(operators)
+    if loaded.loaded:
         needs = ", ".join(f"{method}()" for method in resolver) or "nothing"
-        details = (f"all {len(operators)} operator(s) have a TFLite Micro kernel; "
-                   f"MicroMutableOpResolver<{len(resolver)}> needs {needs}")
-        return Measurement(0.0, details, sections=section)
-    total = sum(counts.values())
-    listed = "; ".join(f"{key} x{n}: {reasons[key]}" for key, n in list(counts.items())[:_LISTED])
-    more = f"; and {len(counts) - _LISTED} more" if len(counts) > _LISTED else ""
-    hint = ("replace the operators in the model with ones TFLite Micro has kernels for; check the model before "
-            "Vela compiles it, not Vela's output")
-    if hybrid:
+        details = (f"{_runtime(loaded)} loads all {len(operators)} operator(s); your MicroMutableOpResolver<"
+                   f"{len(resolver)}> needs {needs}")
+        if custom:
+            details += "; custom operator(s) " + ", ".join(f"'{code}'" for code in custom) + " are registered by hand"
+        section = {"runtime": f"tflite-micro {loaded.version}", "resolver": resolver, "unsupported": []}
+        return Measurement(0.0, details, sections={"tflm": section})
+    refused = _refused_ops(evidence, loaded)
+    total = sum(n for _, n in refused)
+    listed = "; ".join(f"{key} x{n}" for key, n in refused[:_LISTED])
+    unsupported = [{"op": key, "count": n, "reason": loaded.reason} for key, n in refused]
+    hint = ("replace the operator with one TFLite Micro has a kernel for, or register your own kernel for it; "
+            "TFLite Micro stops at the first operator it cannot load, so fix that one and run again")
+    if evidence.census().hybrid_ops:
         hint = ("convert to full integer (a representative dataset and TFLITE_BUILTINS_INT8): TFLite Micro runs "
-                "int8 models, not dynamic-range ones; " + hint)
+                "int8 models, not dynamic-range ones")
     return Measurement(
         float(total),
-        f"{total} of {len(operators)} operator(s) cannot run on TFLite Micro as they are: {listed}{more} "
-        f"(kernels: {SOURCE})",
+        f"{_runtime(loaded)} cannot load the model: {loaded.reason} ({listed})",
         hint,
-        sections=section,
+        sections={"tflm": {"runtime": f"tflite-micro {loaded.version}", "resolver": resolver,
+                           "unsupported": unsupported}},
     )
 
 
-def _custom_reason(code: str, method: str | None) -> str:
-    from qcheck.vela import NPU_CUSTOM_CODE
+def _refused_ops(evidence: Evidence, loaded: TflmLoad) -> list[tuple[str, int]]:
+    """What TFLM's refusal is about, as (kind of operator, how many of them the model has)."""
+    operators = evidence.info().operators
+    hybrid = evidence.census().hybrid_ops
+    if hybrid:  # every kernel exists, but TFLite Micro refuses float activations with int8 weights
+        return [("hybrid (dynamic-range: int8 weights, float activations) operators", len(hybrid))]
+    if loaded.failed_op == "CUSTOM":  # TFLM names no custom code: the model's custom operators are the suspects
+        codes: dict[str, int] = {}
+        for op in operators:
+            if op.custom:
+                codes[op.op] = codes.get(op.op, 0) + 1
+        return [(f"custom op '{code}'", n) for code, n in codes.items()] or [("custom op", 1)]
+    if loaded.failed_op:
+        n = sum(1 for op in operators if not op.custom and op.op == loaded.failed_op)
+        return [(loaded.failed_op, max(n, 1))]
+    return [("the model", 1)]
 
-    if code == NPU_CUSTOM_CODE:
-        return "needs the Ethos-U NPU (this model was compiled by Vela)"
-    if method:
-        return f"custom op: TFLite Micro has a kernel, registered by hand with {method}()"
-    return "custom op with no TFLite Micro kernel"
 
-
-@check("arena", unit="bytes", sections=("arena",))
+@check("arena", unit="bytes", sections=("arena", "tflm"))
 def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
-    """Activation memory: the largest set of tensors alive at once (lower bound of the TFLM arena)."""
+    """Tensor arena TensorFlow Lite Micro allocates for the model (measured by TFLM: head and tail)."""
     from qcheck.tflite.arena import estimate_arena
 
-    if evidence.census().hybrid_ops:
-        return Measurement(None, skip=f"{HYBRID_REFUSED} (a dynamic-range model: int8 weights, float "
-                                      "activations), so no arena would run it; see tflm_ops")
+    if _npu_ops(evidence):
+        return Measurement(None, skip="the model is compiled for Ethos-U: its arena is the one Vela reports "
+                                      "(see the sram check); give qcheck the model before compilation")
+    loaded = evidence.tflm()
+    if not loaded.loaded:
+        return Measurement(None, skip=f"{_runtime(loaded)} cannot load the model, so it has no arena: "
+                                      f"{loaded.reason} (see tflm_ops)")
     estimate = estimate_arena(evidence.info())
-    live = ", ".join(f"'{t.name}' {format_quantity(t.bytes, 'bytes')}" for t in estimate.live[:_LISTED])
-    more = f" and {len(estimate.live) - _LISTED} more" if len(estimate.live) > _LISTED else ""
-    where = (f"at operator {estimate.peak_operator} ({estimate.peak_op})" if estimate.peak_operator >= 0
-             else "(the graph has no operators)")
-    others = (f"; subgraphs 1..{estimate.subgraphs - 1} (control flow) not counted"
-              if estimate.subgraphs > 1 else "")
-    details = (f"{format_quantity(estimate.peak_bytes, 'bytes')} of activations alive {where}: {live}{more}; "
-               f"TFLite Micro's arena needs this plus kernel scratch and persistent data{others}")
+    records = sorted(loaded.records, key=lambda r: -r.used)
+    named = sum(r.used for r in records)
+    tail = ", ".join(f"{r.what} {format_quantity(r.used, 'bytes')}" for r in records)
+    rest = f", TFLite Micro's own structures {format_quantity(loaded.tail - named, 'bytes')}" if loaded.tail > named else ""
+    head_note = ""
+    if estimate.peak_operator >= 0 and loaded.head:
+        head_note = (f"; the activations alive at once need at least {format_quantity(estimate.peak_bytes, 'bytes')} "
+                     f"(at operator {estimate.peak_operator}, {estimate.peak_op})")
+    details = (f"{format_quantity(loaded.total, 'bytes')} ({loaded.total} B) measured by {_runtime(loaded)}: head "
+               f"{format_quantity(loaded.head, 'bytes')} (activation tensors as its memory planner lays them out, "
+               f"and kernel scratch buffers{head_note}), tail {format_quantity(loaded.tail, 'bytes')} (persistent: "
+               f"{tail}{rest}); a board's build adds its optimized kernels' scratch buffers (CMSIS-NN)")
+    section = loaded.to_dict()
+    section["lower_bound"] = estimate.to_dict()
     return Measurement(
-        float(estimate.peak_bytes),
+        float(loaded.total),
         details,
-        "shrink the tensors alive at the peak (input resolution, channels of the layers around it)",
-        sections={"arena": estimate.to_dict()},
+        "shrink the tensors alive at once (input resolution, channels of the widest layers); the head is the "
+        "part that grows with them",
+        sections={"arena": section, "tflm": {"arena": {"total": loaded.total, "head": loaded.head,
+                                                       "tail": loaded.tail}}},
     )
+
+
+def _steps(value: Any) -> float:
+    """A ``layer_steps`` option: a number of quantization steps, 0 or more."""
+    return parse_quantity(value, "count")
+
+
+@check("tflm_parity", unit="count", options={"max_changed": share, "layer_steps": _steps, "task": task_name,
+                                             "tasks": task_table},
+       sections=("tflm",))
+def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Largest difference between TensorFlow Lite Micro and LiteRT outputs, in quantization steps.
+
+    Both run the evaluation samples: TFLM on its kernels, LiteRT on TFLite's reference kernels
+    (those TFLM's kernels are ported from; LiteRT's default XNNPACK delegate and its optimized
+    kernels round their own way). Per output head: the largest difference in the output's quantization steps, and the
+    share of samples whose decision (top-1, a binary head's side of its threshold) changes,
+    bounded by ``max_changed`` (default 0). When they differ, the first few differing samples
+    run layer by layer in both, and the first operator where the two part is named (and the
+    first that differs by more than ``layer_steps``, default 1).
+    """
+    if evidence.evaluation_data() is None:
+        return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
+    if _npu_ops(evidence):
+        return Measurement(None, skip="the model is compiled for Ethos-U: its 'ethos-u' operators run on the NPU, "
+                                      "not in TFLite Micro's kernels; give qcheck the model before compilation")
+    loaded = evidence.tflm()
+    if not loaded.loaded:
+        return Measurement(None, skip=f"{_runtime(loaded)} cannot load the model: {loaded.reason} (see tflm_ops)")
+    litert, micro = evidence.tflm_evaluation("litert"), evidence.tflm_evaluation("tflm")
+    assert litert is not None and micro is not None  # there is data
+    info = evidence.info()
+    heads = sorted(litert.outputs)
+    try:
+        declared = declared_tasks(options, tuple(heads))
+    except TaskError as exc:
+        raise QcheckError(evidence.model, str(exc), "name the model's outputs in [checks.tflm_parity] tasks") from None
+    max_changed = float(options.get("max_changed", 0.0))
+    per_head: dict[str, dict[str, Any]] = {}
+    worst_per_sample = np.zeros(len(next(iter(litert.outputs.values())).raw))
+    for head in heads:
+        per_head[head], sample_steps = _head_parity(info, head, litert.outputs[head], micro.outputs[head],
+                                                    declared.get(head))
+        worst_per_sample = np.maximum(worst_per_sample, sample_steps)
+    value = max(h["max_steps"] for h in per_head.values())
+    failures = tuple(f"head '{h}': the decision changes on {p['changed']:.1%} of samples in TFLite Micro "
+                     f"(max {max_changed:.1%})" for h, p in per_head.items()
+                     if p["changed"] is not None and p["changed"] > max_changed)
+    described = "; ".join(_describe_head(h, p) for h, p in per_head.items())
+    details = f"{_runtime(loaded)} against LiteRT's reference kernels on {len(worst_per_sample)} samples: {described}"
+    section: dict[str, Any] = {"parity": per_head}
+    if value > 0:
+        where, divergence = _where(evidence, worst_per_sample, float(options.get("layer_steps", 1.0)))
+        details += f". {where}"
+        if divergence is not None:
+            section["divergence"] = divergence
+    xnnpack = _against_default_litert(evidence, micro.outputs, info)
+    if xnnpack:
+        details += f". {xnnpack}"
+    return Measurement(
+        float(value), details,
+        "a kernel of TFLite Micro computes the layer named above otherwise than TFLite: check that the TFLite "
+        "Micro version supports that operator with these types and quantization (per-channel), or report it "
+        "with the model to tensorflow/tflite-micro",
+        sections={"tflm": section}, samples=len(worst_per_sample), failures=failures,
+    )
+
+
+def _head_parity(info: ModelInfo, head: str, litert: HeadOutput, micro: HeadOutput,
+                 declared: str | None) -> tuple[dict[str, Any], np.ndarray]:
+    """One head: its largest difference in steps, per sample too, and how often its decision changes."""
+    from qcheck.checks.accuracy import integer_output_scale
+
+    n = len(litert.raw)
+    a, b = litert.raw.reshape(n, -1), micro.raw.reshape(n, -1)
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        per_sample = np.abs(a.astype(np.int64) - b.astype(np.int64)).max(axis=1).astype(np.float64)
+        unit = "steps"
+    else:
+        scale = litert.params.scale if litert.params is not None else integer_output_scale(info, head)
+        difference = np.abs(a.astype(np.float64) - b.astype(np.float64)).max(axis=1)
+        per_sample, unit = (difference / scale, "steps") if scale else (difference, "output units")
+    f = litert.values.reshape(n, -1)
+    # The decision of a head whose task is not declared (the float model's outputs, which task
+    # inference needs, are not here): none for an output of an input's shape (a reconstruction),
+    # else top-1 of several values, the side of the threshold of one.
+    inputs = {io.tensor.shape[1:] for io in info.inputs}
+    task = declared or ("reconstruction" if f.shape[1] >= 2 and tuple(litert.values.shape[1:]) in inputs
+                        else "classification" if f.shape[1] >= 2 else "binary")
+    changed: float | None = None
+    if task == "classification" and f.shape[1] >= 2:
+        changed = float(np.mean(f.argmax(axis=1) != micro.values.reshape(n, -1).argmax(axis=1)))
+    elif task == "binary":
+        threshold = 0.5 if bool(np.all((f >= 0) & (f <= 1))) else 0.0
+        changed = float(np.mean((f[:, 0] >= threshold) != (micro.values.reshape(n, -1)[:, 0] >= threshold)))
+    result = {"max_steps": float(per_sample.max(initial=0.0)), "unit": unit, "task": task,
+              "samples_differing": float(np.mean(per_sample > 0)), "changed": changed}
+    return result, per_sample
+
+
+def _describe_head(head: str, p: Mapping[str, Any]) -> str:
+    decision = (f"no decision ({p['task']} head)" if p["changed"] is None
+                else f"decision changed on {p['changed']:.1%}")
+    return (f"'{head}' up to {p['max_steps']:g} {p['unit']}, {p['samples_differing']:.1%} of samples differ, "
+            f"{decision}")
+
+
+def _where(evidence: Evidence, worst: np.ndarray, steps: float) -> tuple[str, dict[str, Any] | None]:
+    """The first operator where the runtimes part, on the samples that differ most."""
+    samples = np.sort(np.argsort(-worst, kind="stable")[: min(_ANALYSED, int(np.sum(worst > 0)))])
+    try:
+        found = evidence.tflm_divergence(samples, steps)
+    except (QcheckError, StepFailed) as exc:
+        return f"the layers could not be compared ({str(exc).splitlines()[0]})", None
+    on = f"on sample(s) {', '.join(str(int(s)) for s in samples)}"
+    if found.first_any is None:
+        return f"no operator's output differed {on} ({found.note or 'the outputs differ elsewhere'})", found.to_dict()
+    text = (f"first operator whose output differs {on}: {found.first_any.label} (operator {found.first_any.operator}, "
+            f"up to {found.first_any.steps:g} {found.first_any.unit})")
+    if found.first_over is not None and found.first_over != found.first_any:
+        text += (f"; first beyond {steps:g} step(s): {found.first_over.label} (operator {found.first_over.operator}, "
+                 f"up to {found.first_over.steps:g} {found.first_over.unit})")
+    return text, found.to_dict()
+
+
+def _against_default_litert(evidence: Evidence, micro: Mapping[str, HeadOutput], info: ModelInfo) -> str:
+    """How far qcheck's own evaluation (LiteRT as it runs by default, with XNNPACK) is from TFLM,
+    when it ran already: the accuracy checks judge those outputs."""
+    try:
+        run = evidence.evaluation()
+    except (QcheckError, StepFailed):
+        return ""
+    if run is None or set(run.outputs) != set(micro):
+        return ""
+    worst = 0.0
+    for head, output in run.outputs.items():
+        parity, _ = _head_parity(info, head, output, micro[head], None)
+        worst = max(worst, parity["max_steps"])
+    if worst == 0:
+        return "LiteRT's default run (with XNNPACK, which the accuracy checks use) agrees with TFLite Micro exactly"
+    return (f"LiteRT's default run (with XNNPACK, which the accuracy checks use) differs from TFLite Micro by up to "
+            f"{worst:g} steps: set [checks.accuracy_drop] runtime = \"tflm\" to judge accuracy on TFLite Micro's "
+            "kernels")

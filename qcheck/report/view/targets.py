@@ -112,4 +112,17 @@ def tflm(section: Mapping[str, Any] | None) -> Table | None:
             for u in section.get("unsupported", [])]
     resolver = ", ".join(f"{m}()" for m in section.get("resolver", []))
     rows.append(("MicroMutableOpResolver", str(len(section.get("resolver", []))), resolver or "nothing"))
+    arena = section.get("arena")  # from the arena check: TFLM's own allocation, head and tail
+    if isinstance(arena, Mapping):
+        rows.extend((f"arena {part}", format_quantity(arena.get(part), "bytes"), what) for part, what in (
+            ("head", "activations as TFLM's planner lays them out, and kernel scratch buffers"),
+            ("tail", "persistent: kernels' data and TFLM's structures"), ("total", "the arena the model needs")))
+    for head, parity in (section.get("parity") or {}).items():  # from the tflm_parity check
+        changed = parity.get("changed")
+        decision = "no decision" if changed is None else f"decision changed on {changed:.1%}"
+        rows.append((f"parity '{head}'", f"{parity.get('max_steps', 0):g} {parity.get('unit', 'steps')}",
+                     f"largest difference from LiteRT's reference kernels; {decision}"))
+    first = (section.get("divergence") or {}).get("first_difference")
+    if first:
+        rows.append(("first differing layer", f"{first['steps']:g} {first['unit']}", str(first["label"])))
     return Table(("operator", "count", "TFLite Micro"), tuple(rows))

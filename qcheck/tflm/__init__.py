@@ -1,0 +1,97 @@
+"""TensorFlow Lite Micro as a second runtime: what TFLM itself says about a model.
+
+The ``tflite-micro`` package ships TFLM's own interpreter (its kernels, its memory planner and a
+recording allocator). qcheck runs it in a child process (:mod:`qcheck.tflm.runtime`) to learn
+whether TFLM loads the model and with which arena, and to run the evaluation samples on TFLM's
+kernels. This module holds the values that cross the process boundary; it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+DISTRIBUTION = "tflite-micro"
+
+
+def tflm_version() -> str:
+    """The installed ``tflite-micro`` version ("none" when it is not installed); no import."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+@dataclass(frozen=True)
+class ArenaRecord:
+    """One kind of allocation TFLM's RecordingMicroAllocator counted in the arena's tail."""
+
+    what: str  # TFLM's name, e.g. "Persistent buffer data"
+    used: int  # bytes, alignment included
+    requested: int
+    count: int
+    of: str  # what was counted, in TFLM's words ("allocations", "tensors", ...)
+
+
+@dataclass(frozen=True)
+class TflmLoad:
+    """TFLM's answer to loading a model: the arena it allocated, or why it refused the model.
+
+    ``head`` is the arena's non-persistent part: the memory planner's layout of the activation
+    tensors and the kernels' scratch buffers, reused from operator to operator. ``tail`` is the
+    persistent part: the runtime's structures and the kernels' own data, kept for the model's life.
+    """
+
+    version: str  # the tflite-micro version that measured it
+    loaded: bool
+    total: int = 0
+    head: int = 0
+    tail: int = 0
+    records: tuple[ArenaRecord, ...] = ()
+    reason: str = ""  # TFLM's own words when it refused the model (its log, without noise)
+    failed_op: str = ""  # the operator it named: "STABLEHLO_TANH", "CUSTOM", "FULLY_CONNECTED"
+    failed_node: int = -1  # the operator's index when TFLM named it ("Node X (number N)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runtime": f"tflite-micro {self.version}", "loaded": self.loaded, "total": self.total,
+            "head": self.head, "tail": self.tail, "reason": self.reason,
+            "tail_records": [{"what": r.what, "bytes": r.used, "requested": r.requested, "count": r.count,
+                              "of": r.of} for r in self.records],
+        }
+
+
+@dataclass(frozen=True)
+class LayerDifference:
+    """How far TFLM's output of one operator is from LiteRT's on the analysed samples."""
+
+    operator: int
+    label: str  # the operator as reports name it (its type and its output's name)
+    steps: float  # largest difference, in quantization steps of the output (or in its units, if float)
+    unit: str  # "steps" or "float"
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where TFLM and LiteRT part on the analysed samples: the first operator whose output
+    differs at all, and the first that differs by more than the allowed steps."""
+
+    samples: int
+    compared: int  # operators whose outputs were compared
+    first_any: LayerDifference | None
+    first_over: LayerDifference | None
+    note: str = ""  # why the layers could not be compared, when they could not
+
+    def to_dict(self) -> dict[str, Any]:
+        def one(d: LayerDifference | None) -> dict[str, Any] | None:
+            return None if d is None else {"operator": d.operator, "label": d.label, "steps": d.steps,
+                                           "unit": d.unit}
+
+        return {"samples": self.samples, "compared": self.compared, "first_difference": one(self.first_any),
+                "first_over_threshold": one(self.first_over), "note": self.note}
+
+
+def exchanged() -> tuple[type, ...]:
+    """The classes of this package that the cache stores and child processes exchange."""
+    return (ArenaRecord, TflmLoad, LayerDifference, Divergence)

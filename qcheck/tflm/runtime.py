@@ -1,0 +1,316 @@
+"""The child side of the TFLM runtime: load a model in TFLite Micro, measure its arena, run it.
+
+Called through :func:`qcheck.isolation.call_isolated` only: TFLM aborts on some models, and its
+C++ side reports through ``MicroPrintf`` on the process's stderr, which is captured here at the
+file-descriptor level (Python's ``sys.stderr`` never sees it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qcheck.tflm import ArenaRecord, Divergence, LayerDifference, TflmLoad, tflm_version
+
+if TYPE_CHECKING:
+    from qcheck.lazy_arrays import LazyArray
+    from qcheck.named_inputs import NamedInputs
+    from qcheck.tflite.inspect import ModelInfo
+    from qcheck.tflite.run import RunResult
+
+# The arena given to TFLM to measure with. Its pages are never touched beyond what TFLM uses,
+# so a large one costs address space only; what the model needs is read from the recording
+# allocator, not from this size.
+MEASURING_ARENA = 256 * 1024 * 1024
+_RECORDED = re.compile(r"\[RecordingMicroAllocator\] Arena allocation (total|head|tail) (\d+) bytes")
+_RECORD = re.compile(r"\[RecordingMicroAllocator\] '([^']+)' used (\d+) bytes with alignment overhead "
+                     r"\(requested (\d+) bytes for (\d+) ([^)]*)\)")
+_NO_OP = (re.compile(r"Didn't find op for builtin opcode '(\w+)'"),
+          re.compile(r"Failed to get registration from op code (\w+)"))
+_NODE = re.compile(r"Node (\w+) \(number (\d+)\) failed to (?:prepare|invoke)")
+_OUT_OF_ARENA = re.compile(r"Failed to allocate|missing: \d+")
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """What native code writes to file descriptor 2 while the block runs, as lines (filled on exit)."""
+    import sys
+
+    lines: list[str] = []
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace")
+            lines.extend(line.rstrip() for line in text.splitlines() if line.strip())
+            sys.stderr.write(text)  # still in the child's stderr, for a crash report
+
+
+def _interpreter(tflite: bytes, arena: int, preserve: bool = False) -> Any:
+    from tflite_micro.python.tflite_micro import runtime
+
+    config = runtime.InterpreterConfig.kPreserveAllTensors if preserve else runtime.InterpreterConfig.kAllocationRecording
+    return runtime.Interpreter.from_bytes(tflite, arena_size=arena, intrepreter_config=config)
+
+
+def load(tflite: bytes) -> TflmLoad:
+    """Load ``tflite`` in TFLM (every operator resolved, initialised and prepared, every tensor
+    planned) and read the arena its recording allocator used; or TFLM's reason for refusing it."""
+    version = tflm_version()
+    with captured_stderr() as log:
+        try:
+            interpreter = _interpreter(tflite, MEASURING_ARENA)
+        except (RuntimeError, ValueError) as exc:
+            interpreter, error = None, f"{exc}"
+    if interpreter is None:
+        return _refused(version, log, error)
+    with captured_stderr() as printed:
+        interpreter.print_allocations()
+    totals = {m.group(1): int(m.group(2)) for line in printed if (m := _RECORDED.search(line))}
+    records = tuple(ArenaRecord(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), m.group(5))
+                    for line in printed if (m := _RECORD.search(line)))
+    if "total" not in totals:
+        raise RuntimeError("TFLite Micro loaded the model but printed no arena allocation: "
+                           + " | ".join(printed[:6]))
+    return TflmLoad(version, True, totals["total"], totals.get("head", 0), totals.get("tail", 0), records)
+
+
+def _refused(version: str, log: list[str], error: str) -> TflmLoad:
+    lines = [line for line in log if line.strip()]
+    failed_op, node = "", -1
+    for line in lines:
+        for pattern in _NO_OP:
+            if (m := pattern.search(line)) and not failed_op:
+                failed_op = m.group(1)
+        if (m := _NODE.search(line)) and node < 0:
+            failed_op, node = failed_op or m.group(1), int(m.group(2))
+    reason = "; ".join(dict.fromkeys(line.strip().rstrip(".") for line in lines)) or error
+    if any(_OUT_OF_ARENA.search(line) for line in lines) and not failed_op:
+        reason = (f"{reason} (with an arena of {MEASURING_ARENA // (1024 * 1024)} MiB: the model needs more than "
+                  "that)")
+    return TflmLoad(version, False, reason=reason, failed_op=failed_op, failed_node=node)
+
+
+def _tflm(tflite: bytes, preserve: bool = False) -> Any:
+    """TFLM's interpreter for ``tflite``; RuntimeError with TFLM's own words when it refuses it."""
+    failure: Exception | None = None
+    with captured_stderr() as log:  # its lines are there once the block has ended
+        try:
+            return _interpreter(tflite, MEASURING_ARENA, preserve)
+        except (RuntimeError, ValueError) as exc:
+            failure = exc
+    assert failure is not None
+    raise RuntimeError(f"TFLite Micro refused the model: {_describe_failure(log, failure)}")
+
+
+def _describe_failure(log: list[str], exc: Exception) -> str:
+    lines = (line.strip().rstrip(".") for line in log if line.strip())
+    return "; ".join(dict.fromkeys(lines)) or f"{type(exc).__name__}: {exc}"
+
+
+def run(tflite: bytes, x: np.ndarray | LazyArray | NamedInputs, *, stateful: str = "reset",
+        runtime: str = "tflm") -> RunResult:
+    """Run every sample of ``x`` (float inputs, as the float model takes them) on TFLM's kernels.
+
+    Inputs are quantized with the model's own parameters as LiteRT's run does; outputs are
+    keyed as :mod:`qcheck.tflite.run` keys them (the signature's names). Variable tensors (an
+    LSTM's state) are reset before each sample with ``stateful="reset"``. ``runtime="litert"``
+    runs the same loop in LiteRT on its reference kernels (see :func:`_litert`).
+    """
+    from qcheck.named_inputs import by_input, chunked
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflite.quant import dequantize, quantize
+    from qcheck.tflite.run import HeadOutput, InputClipping, RunResult
+
+    info = inspect_model(tflite)
+    interpreter = _Runtime(tflite, info, runtime)
+    inputs = {io.name: i for i, io in enumerate(info.inputs)}
+    params = {io.name: _params(io.tensor) for io in info.inputs}
+    dtypes = {io.name: np.dtype(io.tensor.dtype) for io in info.inputs}
+    n = len(x)
+    raw = {io.name: np.empty((n, *io.tensor.shape[1:]), dtype=np.dtype(io.tensor.dtype)) for io in info.outputs}
+    clipped = dict.fromkeys(inputs, 0)
+    counted = dict.fromkeys(inputs, 0)
+    done = 0
+    for chunk in chunked(x):
+        feed = {}
+        for name, values in by_input(chunk, inputs).items():
+            values = np.asarray(values, np.float32)
+            p = params[name]
+            if p is not None:
+                feed[name], k = quantize(values, p)
+                clipped[name] += k
+            else:
+                feed[name] = values.astype(dtypes[name])
+            counted[name] += feed[name].size
+        for i in range(len(chunk)):
+            if stateful == "reset" and info.stateful:
+                interpreter.reset()  # each sample starts from the initial state, as alone
+            for name, index in inputs.items():
+                interpreter.set_input(feed[name][i : i + 1], index)
+            interpreter.invoke(done)
+            for k, io in enumerate(info.outputs):
+                raw[io.name][done] = interpreter.get_output(k).reshape(raw[io.name].shape[1:])
+            done += 1
+    heads = {}
+    for io in info.outputs:
+        p = _params(io.tensor)
+        heads[io.name] = HeadOutput(raw[io.name], dequantize(raw[io.name], p) if p else raw[io.name].astype(np.float32), p)
+    per_input = {name: InputClipping(clipped[name], counted[name], params[name]) for name in inputs}
+    if len(per_input) == 1:
+        (only,) = per_input.values()
+        return RunResult(heads, only.clipped, only.values, only.params)
+    return RunResult(heads, sum(c.clipped for c in per_input.values()), sum(c.values for c in per_input.values()),
+                     None, inputs=per_input)
+
+
+class _Runtime:
+    """TFLM's interpreter, or LiteRT's on its reference kernels, behind TFLM's calls."""
+
+    def __init__(self, tflite: bytes, info: ModelInfo, runtime: str) -> None:
+        self._info = info
+        self._litert = runtime == "litert"
+        if self._litert:
+            self._it = _litert(tflite)
+            return
+        self._it = _tflm(tflite)
+
+    def reset(self) -> None:
+        if self._litert:
+            self._it.reset_all_variables()
+        else:
+            self._it.reset()
+
+    def set_input(self, values: np.ndarray, position: int) -> None:
+        if self._litert:
+            self._it.set_tensor(self._info.inputs[position].tensor.index, values)
+        else:
+            self._it.set_input(values, position)
+
+    def invoke(self, sample: int) -> None:
+        if self._litert:
+            self._it.invoke()
+            return
+        failure: Exception | None = None
+        with captured_stderr() as log:  # its lines are there once the block has ended
+            try:
+                self._it.invoke()
+            except RuntimeError as exc:
+                failure = exc
+        if failure is not None:
+            raise RuntimeError(f"TFLite Micro failed on sample {sample}: {_describe_failure(log, failure)}")
+
+    def get_output(self, position: int) -> np.ndarray:
+        if self._litert:
+            return np.asarray(self._it.get_tensor(self._info.outputs[position].tensor.index))
+        return np.asarray(self._it.get_output(position))
+
+
+def _params(tensor: Any) -> Any:
+    from qcheck.tflite.quant import QuantParams
+
+    if not tensor.scale or tensor.dtype.startswith("float") or tensor.scale[0] == 0.0:
+        return None
+    return QuantParams(float(tensor.scale[0]), int(tensor.zero_point[0]), tensor.dtype)
+
+
+def _litert(tflite: bytes, keep_tensors: bool = False) -> Any:
+    """LiteRT on TFLite's reference kernels, the ones TFLM's kernels are ported from. LiteRT's
+    default (XNNPACK) and its optimized built-in kernels round their own way: on MLPerf Tiny's
+    ResNet-8 they differ from TFLM by up to 21 output steps where the reference kernels agree exactly."""
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_content=tflite, num_threads=1, experimental_preserve_all_tensors=keep_tensors,
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def run_litert(tflite: bytes, x: np.ndarray | LazyArray | NamedInputs, *, stateful: str = "reset") -> RunResult:
+    """As :func:`run`, on LiteRT's reference kernels: the TFLite side of the parity."""
+    return run(tflite, x, stateful=stateful, runtime="litert")
+
+
+def divergence(tflite: bytes, x: np.ndarray | NamedInputs, *, steps: float, stateful: str = "reset") -> Divergence:
+    """Run the samples of ``x`` in LiteRT (reference kernels) and in TFLM with every tensor kept, and compare the
+    output of each operator of the main graph in order: the first that differs at all, and the
+    first that differs by more than ``steps`` quantization steps."""
+    from qcheck.named_inputs import by_input
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflite.quant import quantize
+    info = inspect_model(tflite)
+    litert = _litert(tflite, keep_tensors=True)
+    micro = _tflm(tflite, preserve=True)
+    operators = [op for op in info.operators if op.subgraph == 0]
+    worst = np.zeros(len(operators))
+    compared: set[int] = set()
+    positions = {io.name: i for i, io in enumerate(info.inputs)}
+    feed = {}
+    for name, values in by_input(x, positions).items():
+        tensor = info.inputs[positions[name]].tensor
+        p = _params(tensor)
+        values = np.asarray(values, np.float32)
+        feed[name] = quantize(values, p)[0] if p is not None else values.astype(np.dtype(tensor.dtype))
+    for k in range(len(x)):
+        if stateful == "reset" and info.stateful:
+            litert.reset_all_variables()
+            micro.reset()
+        for name, i in positions.items():
+            litert.set_tensor(info.inputs[i].tensor.index, feed[name][k : k + 1])
+            micro.set_input(feed[name][k : k + 1], i)
+        litert.invoke()
+        with captured_stderr():
+            micro.invoke()
+        for j, op in enumerate(operators):
+            index = next((o for o in op.outputs if o >= 0), None)
+            if index is None:
+                continue
+            difference = _difference(info, index, litert, micro)
+            if difference is not None:
+                compared.add(j)
+                worst[j] = max(worst[j], difference)
+    first_any = first_over = None
+    for j in sorted(compared):
+        op = operators[j]
+        tensor = info.tensor(0, next(o for o in op.outputs if o >= 0))
+        unit = "float" if tensor.dtype.startswith("float") else "steps"
+        found = LayerDifference(op.index, info.operator_label(op), float(worst[j]), unit)
+        if first_any is None and worst[j] > 0:
+            first_any = found
+        if first_over is None and worst[j] > (steps if unit == "steps" else 0):
+            first_over = found
+    note = "" if compared else "no operator output could be read in both runtimes"
+    return Divergence(len(x), len(compared), first_any, first_over, note)
+
+
+def _difference(info: ModelInfo, index: int, litert: Any, micro: Any) -> float | None:
+    """Largest difference of tensor ``index`` between the runtimes: integer steps for an integer
+    tensor, the plain difference for a float one; None when either cannot give it."""
+    try:
+        ours = np.asarray(litert.get_tensor(index))
+        theirs = np.asarray(micro.GetTensor(index, 0)["tensor_data"])
+    except (ValueError, RuntimeError, KeyError, TypeError):
+        return None
+    if ours.size != theirs.size or ours.size == 0:
+        return None
+    a, b = ours.reshape(-1), theirs.reshape(-1)
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+    return float(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64))))

@@ -1,0 +1,89 @@
+"""The TFLM steps of one model's pipeline, run in child processes and cached.
+
+:class:`qcheck.pipeline.ModelRun` remembers each (failures included) under its own key; these
+functions do the work. Every cache key holds the ``tflite-micro`` version, so a newer TFLM
+measures again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qcheck.cache import versions
+from qcheck.errors import QcheckError
+from qcheck.hashing import digest
+from qcheck.isolation import call_isolated
+from qcheck.tflm import DISTRIBUTION
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from qcheck.data import Dataset
+    from qcheck.pipeline import ModelRun
+    from qcheck.tflite.run import RunResult
+    from qcheck.tflm import Divergence, TflmLoad
+
+# A model Vela compiled: its 'ethos-u' operators need the NPU (TFLM's kernel drives it).
+ETHOS_U = "ethos-u"
+
+
+def compiled_for_npu(run: ModelRun) -> bool:
+    return any(op.custom and op.op == ETHOS_U for op in run.info().operators)
+
+
+def load(run: ModelRun) -> TflmLoad:
+    """TFLM's answer to loading the model: its arena, or its reason for refusing it."""
+    tflite = run.tflite()
+    key = digest("tflm-load", versions(DISTRIBUTION), tflite)
+
+    def measure() -> TflmLoad:
+        run._step("loading in TFLite Micro")
+        loaded: TflmLoad = call_isolated("qcheck.tflm.runtime:load", tflite,
+                                         what=f"loading {run.model} in TFLite Micro", timeout=run.timeout)
+        return loaded
+
+    return run._cache.get_or_make(key, measure)[0]
+
+
+def evaluation(run: ModelRun, data: Dataset, runtime: str) -> RunResult:
+    """The evaluation samples run on TFLM's kernels (``runtime="tflm"``) or on LiteRT's reference
+    kernels (``"litert"``, what TFLM is compared with), keyed by the model's own output names."""
+    if runtime == "tflm":
+        loaded = run.tflm()
+        if not loaded.loaded:
+            raise QcheckError(run.model, f"TFLite Micro {loaded.version} cannot load the model: {loaded.reason}",
+                              "see the tflm_ops check")
+    tflite = run.tflite()
+    engine = "TFLite Micro" if runtime == "tflm" else "LiteRT (reference kernels)"
+    package = DISTRIBUTION if runtime == "tflm" else "ai-edge-litert"
+    key = digest("tflm-evaluate", runtime, versions(package), tflite, data.x, run.spec.stateful)
+
+    def evaluate() -> RunResult:
+        run._step(f"evaluating {len(data)} samples in {engine}")
+        function = "run" if runtime == "tflm" else "run_litert"
+        result: RunResult = call_isolated(f"qcheck.tflm.runtime:{function}", tflite, data.x,
+                                          stateful=run.spec.stateful, what=f"running {run.model} in {engine}",
+                                          timeout=run.timeout)
+        return result
+
+    return run._cache.get_or_make(key, evaluate)[0]
+
+
+def divergence(run: ModelRun, samples: np.ndarray, steps: float) -> Divergence:
+    """Where the two runtimes part, layer by layer, on the evaluation samples at ``samples``."""
+    data = run.evaluation_data()
+    assert data is not None  # asked for only after both runtimes ran the data
+    x = data.x[samples]  # positions: an array, or the NamedInputs of several inputs
+    tflite = run.tflite()
+    key = digest("tflm-divergence", versions(DISTRIBUTION, "ai-edge-litert"), tflite, x, repr(steps),
+                 run.spec.stateful)
+
+    def compare() -> Divergence:
+        run._step(f"comparing TFLite Micro with LiteRT layer by layer on {len(samples)} sample(s)")
+        found: Divergence = call_isolated("qcheck.tflm.runtime:divergence", tflite, x, steps=steps,
+                                          stateful=run.spec.stateful,
+                                          what=f"comparing {run.model} layer by layer in TFLite Micro and LiteRT",
+                                          timeout=run.timeout)
+        return found
+
+    return run._cache.get_or_make(key, compare)[0]
