@@ -100,6 +100,7 @@ class DataEvidence:
             return cast("FloatReference", call_isolated(
                 "qcheck.tflite.convert:reference_outputs", as_given(path), self._data.x,
                 unsafe=spec.unsafe_deserialization, what=f"running the float model {path}", timeout=self.timeout,
+                kept="tensorflow",
             ))
 
         return self._memo.get("reference", make)

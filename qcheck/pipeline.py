@@ -214,7 +214,12 @@ class ModelRun:
     def _quantized(self) -> Quantized:
         def make() -> Quantized:
             from qcheck.data import SYNTHETIC_SAMPLES
+            from qcheck.warm_start import CONVERTER, remember_conversion, start_converter_unless_cached
 
+            hinted = True
+            with contextlib.suppress(QcheckError):  # raised below, in its turn
+                if self.kind != "tflite":  # its TensorFlow import overlaps loading the data
+                    hinted = start_converter_unless_cached(self._cache, self.spec)
             split = self._data.split()
             calibration = split.calibration if split else None
             evaluation = split.evaluation.x if split else None
@@ -234,11 +239,13 @@ class ModelRun:
                             io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
                             activations=self.spec.quantization.activations,
                             calibration_file=split.calibration_path if split else "",
-                            what=f"converting {self.model}", timeout=self._timeout,
+                            what=f"converting {self.model}", timeout=self._timeout, kept=CONVERTER,
                         )
                     return converted
 
                 quantized, hit = self._cache.get_or_make(key, convert)
+                if not (hit and hinted):
+                    remember_conversion(self._cache, self.spec, key)
             if hit:
                 self.notes.append("quantized model and float outputs taken from the cache")
             if self.spec.quantization.activations == "int16":
@@ -340,6 +347,7 @@ class ModelRun:
                             "qcheck.tflite.convert:reference_outputs", copy, data.x,
                             unsafe=self.spec.unsafe_deserialization, stateful=self.spec.stateful,
                             what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
+                            kept="tensorflow",
                         )
                     return outputs
 
