@@ -270,6 +270,14 @@ class Cache:
                     return True
         return False
 
+    def peek(self, key: str) -> Any:
+        """The cached value for ``key``, or None: nothing is made (a damaged entry is removed)."""
+        with self._root() as root:
+            if root is not None:
+                value = self._load(root, key)
+                return None if value is _MISS else value
+        return None
+
     def put(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` (nothing happens when that cannot be done)."""
         with self._root() as root:

@@ -78,6 +78,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="neither read nor write the qcheck cache")
     group.addoption("--qcheck-cache-clear", dest="qcheck_cache_clear", action="store_true",
                     help="empty the qcheck cache before the run (only a folder qcheck made)")
+    group.addoption("--qcheck-shard", dest="qcheck_shard", metavar="K/N",
+                    help="run part K of N (each model with all its checks in one part), for a CI matrix")
+    group.addoption("--qcheck-shard-costs", dest="qcheck_shard_costs", metavar="FILE",
+                    help="balance --qcheck-shard by these costs ('python -m qcheck merge --costs' writes them)")
     group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
                     help="time limit for one conversion, evaluation, property search or Vela compilation (default 900)")
     for dest, (check, key) in THRESHOLD_OPTIONS.items():
@@ -127,6 +131,11 @@ def pytest_configure(config: pytest.Config) -> None:
         value not in (None, False, [], "") for dest, value in vars(config.option).items() if dest.startswith("qcheck_")
     ):
         session_of(config)
+        # Splits the run with --qcheck-shard; without, records what each model cost in the cache.
+        from qcheck.shards import ShardPlugin, parse_shard
+
+        shard = parse_shard(config.option.qcheck_shard) if config.option.qcheck_shard else None
+        config.pluginmanager.register(ShardPlugin(config, shard, config.option.qcheck_shard_costs), "qcheck-shard")
 
 
 def session_of(config: pytest.Config) -> QcheckSession:
