@@ -336,6 +336,8 @@ class ModelRun:
             from qcheck.tflite.convert import model_kind
 
             model_kind(path)  # a FIFO or a device is refused before it is read
+            from qcheck.warm_start import kept_for
+
             with private_copy(path) as copy:  # hashed and run: the same bytes
                 key = digest("reference", versions("tensorflow", "keras", "tf-keras", "ai-edge-litert"), copy, data.x,
                              str(self.spec.unsafe_deserialization), self.spec.stateful)
@@ -347,7 +349,7 @@ class ModelRun:
                             "qcheck.tflite.convert:reference_outputs", copy, data.x,
                             unsafe=self.spec.unsafe_deserialization, stateful=self.spec.stateful,
                             what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
-                            kept="tensorflow",
+                            kept=kept_for(path),
                         )
                     return outputs
 

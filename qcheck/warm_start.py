@@ -25,6 +25,13 @@ from qcheck.isolation import start_kept
 CONVERTER = "tensorflow"  # the kind of kept worker conversions run in
 
 
+def kept_for(model: Path) -> str:
+    """Where a float model runs: a Keras model or SavedModel in the kept conversion worker, a
+    ``.tflite`` in a fresh child (it runs in the LiteRT interpreter, and a file that corrupts
+    the runtime's heap must not change what the next model computes in a kept process)."""
+    return "" if model.suffix.lower() == ".tflite" else CONVERTER
+
+
 def conversion_hint(spec: RunSpec) -> str:
     """The hint's key for converting ``spec``'s model with its data as the files are now."""
     files = [_identity(path) for path in (spec.model, spec.data, spec.calibration)]
