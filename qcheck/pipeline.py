@@ -161,6 +161,14 @@ class ModelRun:
     def _step(self, what: str) -> None:
         self._progress.step(self.model, what)
 
+    def _digest(self, *parts: Any) -> str:
+        """A cache key over ``parts``; large data files' digests may come from the cache's
+        index of files by identity (:mod:`qcheck.stat_index`)."""
+        from qcheck.stat_index import using
+
+        with using(self._cache):
+            return digest(*parts)
+
     @property
     def kind(self) -> str:
         from qcheck.tflite.convert import model_kind
@@ -227,9 +235,9 @@ class ModelRun:
                 raise QcheckError(self._path, "model file does not exist")
             self.kind  # a FIFO or a device is refused before it is copied
             with private_copy(self._path) as model:  # hashed and converted: the same bytes
-                key = digest("convert", versions("tensorflow", "keras", "tf-keras"), model, calibration,
-                             evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization),
-                             self.spec.quantization.key())
+                key = self._digest("convert", versions("tensorflow", "keras", "tf-keras"), model, calibration,
+                                   evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization),
+                                   self.spec.quantization.key())
 
                 def convert() -> Quantized:
                     self._step("converting")
@@ -339,8 +347,8 @@ class ModelRun:
             from qcheck.warm_start import kept_for
 
             with private_copy(path) as copy:  # hashed and run: the same bytes
-                key = digest("reference", versions("tensorflow", "keras", "tf-keras", "ai-edge-litert"), copy, data.x,
-                             str(self.spec.unsafe_deserialization), self.spec.stateful)
+                key = self._digest("reference", versions("tensorflow", "keras", "tf-keras", "ai-edge-litert"), copy,
+                                   data.x, str(self.spec.unsafe_deserialization), self.spec.stateful)
 
                 def predict() -> FloatReference:
                     self._step("running the float reference")
@@ -369,8 +377,8 @@ class ModelRun:
             tflite = self.tflite()
             float_tflite = self._float_tflite()
             calibration = self.calibration_data()
-            key = digest("evaluate", versions("ai-edge-litert"), tflite, data.x, float_tflite, calibration,
-                         str(ANALYSIS_SAMPLES), "weights+origins", self.spec.stateful)  # what the analysis holds changed
+            key = self._digest("evaluate", versions("ai-edge-litert"), tflite, data.x, float_tflite, calibration,
+                               str(ANALYSIS_SAMPLES), "weights+origins", self.spec.stateful)  # the analysis changed
             # One pass gives the outputs and, for the first samples, every intermediate tensor.
 
             def evaluate() -> RunResult:
@@ -400,7 +408,7 @@ class ModelRun:
             if data is None or own is None or own.input_params is None:
                 return None
             tflite, params = self.tflite(), own.input_params
-            key = digest("contract", versions("ai-edge-litert"), tflite, data.x, repr((scale, zero_point)))
+            key = self._digest("contract", versions("ai-edge-litert"), tflite, data.x, repr((scale, zero_point)))
 
             def evaluate() -> RunResult:
                 self._step(f"evaluating {len(data)} samples fed the application's way")
