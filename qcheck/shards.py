@@ -186,7 +186,10 @@ class ShardPlugin:
             if len(kept) < len(items):
                 config.hook.pytest_deselected(items=[item for item in items if item not in kept])
                 items[:] = kept
-        self._groups = {item.nodeid: groups[item.nodeid] for item in items}
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # By node id as reports name them: after every plugin's modifyitems (xdist's groups add "@model").
+        self._groups = {item.nodeid: group_of(item, session.config.rootpath) for item in session.items}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         group = self._groups.get(report.nodeid)

@@ -182,3 +182,5 @@ def test_a_shard_runs_under_xdist_as_without(matrix: Matrix, tmp_path: Path) -> 
     assert {k: v for k, v in parallel.report.items() if k != "shard"} == {k: v for k, v in serial.items()
                                                                           if k != "shard"}
     assert parallel.report["shard"]["groups"] == serial["shard"]["groups"]
+    # What each model cost is gathered from the workers (their node ids carry xdist's "@model").
+    assert set(parallel.report["shard"]["costs"]) == set(serial["shard"]["costs"]) != set()
