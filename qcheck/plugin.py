@@ -130,12 +130,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if project_of(config) != ProjectConfig() or any(
         value not in (None, False, [], "") for dest, value in vars(config.option).items() if dest.startswith("qcheck_")
     ):
-        session_of(config)
+        qsession = session_of(config)
         # Splits the run with --qcheck-shard; without, records what each model cost in the cache.
         from qcheck.shards import ShardPlugin, parse_shard
 
         shard = parse_shard(config.option.qcheck_shard) if config.option.qcheck_shard else None
-        config.pluginmanager.register(ShardPlugin(config, shard, config.option.qcheck_shard_costs), "qcheck-shard")
+        config.pluginmanager.register(ShardPlugin(config, shard, config.option.qcheck_shard_costs, qsession.cache),
+                                      "qcheck-shard")
 
 
 def session_of(config: pytest.Config) -> QcheckSession:

@@ -144,8 +144,10 @@ class ShardPlugin:
     split of the shards after it); they put their costs in their reports instead.
     """
 
-    def __init__(self, config: pytest.Config, shard: Shard | None, costs_file: str | None = None) -> None:
+    def __init__(self, config: pytest.Config, shard: Shard | None, costs_file: str | None = None,
+                 cache: Any = None) -> None:
         self.config = config
+        self._cache = cache  # a qcheck.cache.Cache: where the costs are recorded
         self.shard = shard
         self.plan = ShardPlan(shard) if shard is not None else None
         self._costs_file = costs_file
@@ -160,14 +162,8 @@ class ShardPlugin:
         cached = self._cache_record()
         return (cached, "cache") if cached else ({}, "hash")
 
-    def _cache(self) -> Any:
-        from qcheck.plugin import SESSION_KEY
-
-        qsession = self.config.stash.get(SESSION_KEY, None)
-        return qsession.cache if qsession is not None else None
-
     def _cache_record(self) -> dict[str, float]:
-        cache = self._cache()
+        cache = self._cache
         if cache is None or cache.root is None:
             return {}
         record = cache.peek(_COSTS_CACHE_KEY)
@@ -232,7 +228,7 @@ class ShardPlugin:
     def _record_costs(self) -> None:
         """This run's costs into the cache's record: per group, the most it has cost (a cold run,
         when its conversion is not cached, is what a job must be balanced for)."""
-        cache = self._cache()
+        cache = self._cache
         if cache is None or cache.root is None or not self._spent:
             return
         cache.put(_COSTS_CACHE_KEY, most(self._cache_record(), self._spent))

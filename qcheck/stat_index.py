@@ -24,6 +24,7 @@ Small files (under :data:`MIN_SIZE`) are read as before: hashing them costs less
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import stat
@@ -31,20 +32,28 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from qcheck.cache import Cache
+
+class Index(Protocol):
+    """Where digests are kept (a :class:`qcheck.cache.Cache`)."""
+
+    root: Path | None
+
+    def peek(self, key: str) -> Any: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
 
 MIN_SIZE = 1 << 20
 SETTLED_NS = 2_000_000_000
 _HEX = re.compile(r"[0-9a-f]{64}")
 # The index in use by the current pipeline step (set around cache-key computations).
-_ACTIVE: ContextVar[Cache | None] = ContextVar("qcheck_stat_index", default=None)
+_ACTIVE: ContextVar[Index | None] = ContextVar("qcheck_stat_index", default=None)
 
 
 @contextlib.contextmanager
-def using(cache: Cache) -> Iterator[None]:
+def using(cache: Index) -> Iterator[None]:
     """File digests computed inside take and record what ``cache``'s index knows."""
     token = _ACTIVE.set(cache if cache.root is not None else None)
     try:
@@ -86,9 +95,8 @@ def _identity(info: os.stat_result) -> tuple[int, ...]:
 
 
 def _key(path: Path, info: os.stat_result, boot: str) -> str:
-    from qcheck.hashing import digest
-
-    return digest("stat-index", boot, str(Path(os.path.abspath(path))), repr(_identity(info)))
+    text = "\0".join(("stat-index", boot, os.path.abspath(path), repr(_identity(info))))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _boot_id() -> str | None:
