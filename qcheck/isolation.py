@@ -231,7 +231,8 @@ class KeptWorker:
         """Have the worker answer the request in ``folder``: (0, "") when it did, else the
         worker's exit code (it died) and what it wrote to stderr during the call. StepFailed
         when the call runs past ``timeout`` or the worker uses no CPU for ``idle_limit``."""
-        offset = self._stderr_path.stat().st_size
+        # The first call also owns what the worker said while it started (a failed import).
+        offset = self._stderr_path.stat().st_size if self.calls else 0
         self.calls += 1
         try:
             self._requests.write(os.fsencode(folder) + b"\n")

@@ -8,6 +8,7 @@ Conversions are real (TensorFlow in a child process; never in this one).
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -237,3 +238,16 @@ def _gone_within(pid: int, seconds: float) -> bool:
         time.sleep(0.1)
     return False
 
+
+
+def test_a_worker_that_cannot_start_fails_the_call_with_the_reason(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    shim = tmp_path / "tensorflow"
+    shim.mkdir()
+    (shim / "__init__.py").write_text("raise ImportError('this TensorFlow is broken on purpose')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    start_kept(TF)  # started ahead, as for a model's data: it fails before the call reaches it
+    time.sleep(1)
+    with pytest.raises(StepFailed, match=r"(?s)converting m.keras exited with code 1.*broken on purpose"):
+        call_isolated("math:hypot", 3.0, 4.0, what="converting m.keras", kept=TF)
+    assert kept_worker(TF) is None
