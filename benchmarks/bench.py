@@ -10,6 +10,17 @@ checks speed). Targets, from the speed issue:
   qcheck int8 throughput / bare interpreter    >= 0.80
   peak memory, 20,000 / 2,000 samples          <= 1.25
   four models with -n 2 / serially             <= 0.65
+
+and for a model zoo (issue 20):
+
+  eight models serially, cold / one hand-written process converting all eight   <= 1.30
+  the same eight with -n 2 / serially                                          <= 0.60
+  warm re-check of one model / hand-written pipeline                           <= 0.15
+  warm re-check of one model - pytest collecting nothing                       <= 0.3 s
+  the kept conversion worker's peak RSS after eight models / after one         <= 1.50
+  two shards merged / one run                                                  the same JSON
+
+`--only NAME[,NAME]` runs some comparisons alone (names: see --help).
 """
 
 from __future__ import annotations
@@ -81,15 +92,79 @@ print("drop", drop)
 '''
 
 
+# The same work on several models in ONE process, as a team would script a model zoo: TensorFlow
+# is imported once. Each model: load, convert to full int8 with 200 calibration samples, float and
+# int8 evaluation, Vela for ethos-u55-128.
+HAND_WRITTEN_ZOO = r"""
+import subprocess, sys, tempfile
+import numpy as np
+import tensorflow as tf, keras
+from ai_edge_litert.interpreter import Interpreter
+
+data = np.load(sys.argv[1])
+x, y = data["x"].astype(np.float32), data["y"]
+order = np.random.default_rng(0).permutation(len(x))
+cal, ev = x[np.sort(order[:200])], np.sort(order[200:])
+for model_path in sys.argv[2:]:
+    keras.backend.clear_session()
+    model = keras.saving.load_model(model_path, compile=False)
+    inp = keras.Input(batch_shape=(1, *model.input_shape[1:]))
+    wrapper = keras.Model(inp, model(inp))
+    def representative():
+        for s in cal:
+            yield [s[None]]
+    c = tf.lite.TFLiteConverter.from_keras_model(wrapper)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = representative
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    c.inference_input_type = tf.uint8
+    c.inference_output_type = tf.uint8
+    tflite = c.convert()
+    float_top = model.predict(x[ev], batch_size=256, verbose=0).argmax(axis=1)
+    it = Interpreter(model_content=tflite)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zp = i["quantization"]
+    q = np.clip(np.round(x[ev] / scale) + zp, 0, 255).astype(np.uint8)
+    top = []
+    for s in q:
+        it.set_tensor(i["index"], s[None])
+        it.invoke()
+        top.append(it.get_tensor(o["index"])[0].argmax())
+    drop = (float_top == y[ev]).mean() - (np.array(top) == y[ev]).mean()
+    with tempfile.TemporaryDirectory() as d:
+        open(f"{d}/m.tflite", "wb").write(tflite)
+        subprocess.run([sys.executable, "-m", "ethosu.vela", f"{d}/m.tflite", "--output-dir", d,
+                        "--accelerator-config", "ethos-u55-128", "--config", "Arm/vela.ini",
+                        "--system-config", "Ethos_U55_High_End_Embedded", "--memory-mode", "Shared_Sram",
+                        "--verbose-performance"], check=True, capture_output=True, cwd=d)
+    print(model_path, "drop", drop)
+"""
+
+# Small models that take the digits data, each twice (copies under other names): eight conversions.
+ZOO_MODELS = ("digits_cnn.keras", "float_op.keras", "fragile.keras", "flatten_outlier.keras")
+
+# A probe loaded into a qcheck run (-p): the kept conversion worker's peak RSS, written at the end.
+WORKER_PROBE = r"""
+import os
+from pathlib import Path
+
+def pytest_sessionfinish(session):
+    from qcheck.isolation import kept_worker
+    worker = kept_worker("tensorflow")
+    Path(os.environ["QCHECK_BENCH_RSS"]).write_text(str(worker.peak_rss() if worker else 0))
+"""
+
+
 # Child processes run as on a usual machine, where Python keeps compiled bytecode; see main().
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0, 1)) -> float:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**CHILD_ENV, **(env or {})})
     elapsed = time.perf_counter() - start
-    if proc.returncode not in (0, 1):  # 1: some check failed, which is a result, not a crash
+    if proc.returncode not in ok:  # 1: some check failed, which is a result, not a crash
         raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return elapsed
 
@@ -213,6 +288,97 @@ def parallel(work: Path, rounds: int) -> Pair:
     return paired(rounds, lambda: timed(qcheck_cmd(*args, "-n", "2"), work), lambda: timed(qcheck_cmd(*args), work))
 
 
+ZOO_SIZE = [8]  # --zoo-size: fewer models for a quick check that the script runs
+
+
+def zoo_models(work: Path, count: int = 0) -> list[Path]:
+    """``count`` small models (copies of ZOO_MODELS under their own names) in ``work/zoo``."""
+    folder = work / "zoo"
+    folder.mkdir(exist_ok=True)
+    models = []
+    for i in range(count or ZOO_SIZE[0]):
+        target = folder / f"m{i}_{ZOO_MODELS[i % len(ZOO_MODELS)]}"
+        if not target.exists():
+            shutil.copy(FIXTURES / ZOO_MODELS[i % len(ZOO_MODELS)], target)
+        models.append(target)
+    return models
+
+
+def zoo_args(models: list[Path], *extra: str) -> list[str]:
+    return qcheck_cmd(*(f"--qcheck-model={m}" for m in models), f"--qcheck-data={FIXTURES / 'digits.npz'}",
+                      "--qcheck-no-cache", *extra)
+
+
+def zoo(work: Path, rounds: int) -> Pair:
+    """Eight models, cold (no cache), serially: qcheck against one hand-written process."""
+    models = zoo_models(work)
+    hand_cmd = [sys.executable, "-c", HAND_WRITTEN_ZOO, str(FIXTURES / "digits.npz"), *map(str, models)]
+    serial = zoo_args(models, "-p", "no:xdist")
+    timed(hand_cmd, work)  # bytecode caches written, as in pipeline()
+    timed(serial, work)
+    return paired(rounds, lambda: timed(serial, work), lambda: timed(hand_cmd, work))
+
+
+def zoo_parallel(work: Path, rounds: int) -> Pair:
+    """The same eight models with -n 2 against serially (both qcheck, cold)."""
+    models = zoo_models(work)
+    return paired(rounds, lambda: timed(zoo_args(models, "-n", "2"), work),
+                  lambda: timed(zoo_args(models, "-p", "no:xdist"), work))
+
+
+def warm_floor(work: Path, rounds: int) -> dict[str, Pair]:
+    """A warm re-check of one model against the hand-written pipeline and against a pytest run
+    that collects nothing (in an empty folder, same plugins loaded)."""
+    model, data = FIXTURES / "digits_cnn.keras", FIXTURES / "digits.npz"
+    run = qcheck_cmd(f"--qcheck-model={model}", f"--qcheck-data={data}", f"--qcheck-cache-dir={work / 'warm-cache'}")
+    empty = work / "empty"
+    empty.mkdir(exist_ok=True)
+    nothing = qcheck_cmd()
+    hand_cmd = [sys.executable, "-c", HAND_WRITTEN, str(model), str(data)]
+    timed(run, work)  # fills the cache
+    timed(nothing, empty, ok=(5,))  # 5: no tests collected
+    timed(hand_cmd, work)
+    return {"hand": paired(rounds, lambda: timed(run, work), lambda: timed(hand_cmd, work)),
+            "floor": paired(rounds, lambda: timed(run, work), lambda: timed(nothing, empty, ok=(5,)))}
+
+
+def worker_memory(work: Path) -> Pair:
+    """Peak RSS (MiB) of the kept conversion worker after the zoo's models (eight) and after one."""
+    probe = work / "probe"
+    probe.mkdir(exist_ok=True)
+    (probe / "qcheck_bench_probe.py").write_text(WORKER_PROBE)
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(probe), CHILD_ENV.get("PYTHONPATH", "")) if p)}
+    models = zoo_models(work)
+    peaks = []
+    for chosen in (models, models[:1]):
+        env["QCHECK_BENCH_RSS"] = str(probe / "rss.txt")
+        timed(zoo_args(chosen, "-p", "no:xdist", "-p", "qcheck_bench_probe"), work, env=env)
+        peaks.append(int((probe / "rss.txt").read_text()) / 2**20)
+    return Pair([peaks[0]], [peaks[1]])
+
+
+def shards_merged(work: Path) -> bool:
+    """Whether two shards (--qcheck-shard=1/2 and 2/2) merged give the JSON of one run."""
+    import json
+
+    models = zoo_models(work)
+    cache, out = f"--qcheck-cache-dir={work / 'shard-cache'}", f"--qcheck-out={work / 'shard-out'}"
+    base = [f"--qcheck-model={m}" for m in models] + [f"--qcheck-data={FIXTURES / 'digits.npz'}", cache, out,
+                                                      "-p", "no:xdist"]
+    timed(qcheck_cmd(*base), work)  # fills the cache: every run below reads it alike
+    timed(qcheck_cmd(*base, f"--qcheck-json={work / 'one.json'}"), work)
+    for k in (1, 2):
+        timed(qcheck_cmd(*base, f"--qcheck-shard={k}/2", f"--qcheck-json={work / f'shard{k}.json'}"), work)
+    timed([sys.executable, "-m", "qcheck", "merge", str(work / "merged.json"), str(work / "shard1.json"),
+           str(work / "shard2.json")], work)
+    one, merged = (json.loads((work / name).read_text()) for name in ("one.json", "merged.json"))
+    return bool(one == merged)
+
+
+COMPARISONS = ("pipeline", "throughput", "parallel", "zoo", "zoo-parallel", "warm-floor", "worker-memory", "shards",
+               "memory")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3,
@@ -221,19 +387,45 @@ def main() -> None:
     parser.add_argument("--no-bytecode-cache", action="store_true",
                         help="run everything with PYTHONDONTWRITEBYTECODE=1: every start compiles the modules "
                              "that have no bytecode from installation (pytest's rewritten plugin modules)")
+    parser.add_argument("--only", default="", metavar="NAME[,NAME]",
+                        help=f"run only these comparisons: {', '.join(COMPARISONS)}")
+    parser.add_argument("--zoo-size", type=int, default=8, metavar="N",
+                        help="models in the zoo comparisons (default 8; fewer only to check the script runs)")
     args = parser.parse_args()
+    ZOO_SIZE[0] = args.zoo_size
     if args.no_bytecode_cache:
         CHILD_ENV["PYTHONDONTWRITEBYTECODE"] = "1"
+    chosen = set(args.only.split(",")) if args.only else set(COMPARISONS) - ({"memory"} if args.skip_memory else set())
+    unknown = chosen - set(COMPARISONS)
+    if unknown:
+        parser.error(f"unknown comparison(s) {', '.join(sorted(unknown))}; choose from {', '.join(COMPARISONS)}")
     rows: list[tuple[str, Pair, str]] = []
     with tempfile.TemporaryDirectory(prefix="qcheck-bench-") as tmp:
         work = Path(tmp)
-        p = pipeline(work, args.rounds)
-        rows.append(("cold qcheck / hand-written", p["cold"], "<= 1.30"))
-        rows.append(("warm qcheck / hand-written", p["warm"], "<= 0.20"))
-        rows.append(("bare loop time / qcheck evaluation time (throughput ratio)",
-                     throughput(2000, args.rounds), ">= 0.80"))
-        rows.append(("four models, -n 2 / serial", parallel(work, args.rounds), "<= 0.65"))
-        if not args.skip_memory:
+        if "pipeline" in chosen:
+            p = pipeline(work, args.rounds)
+            rows.append(("cold qcheck / hand-written", p["cold"], "<= 1.30"))
+            rows.append(("warm qcheck / hand-written", p["warm"], "<= 0.20"))
+        if "throughput" in chosen:
+            rows.append(("bare loop time / qcheck evaluation time (throughput ratio)",
+                         throughput(2000, args.rounds), ">= 0.80"))
+        if "parallel" in chosen:
+            rows.append(("four models, -n 2 / serial", parallel(work, args.rounds), "<= 0.65"))
+        if "zoo" in chosen:
+            rows.append((f"{args.zoo_size} models cold, serial / one hand-written process", zoo(work, args.rounds),
+                         "<= 1.30"))
+        if "zoo-parallel" in chosen:
+            rows.append((f"{args.zoo_size} models cold, -n 2 / serial", zoo_parallel(work, args.rounds), "<= 0.60"))
+        if "warm-floor" in chosen:
+            w = warm_floor(work, args.rounds)
+            rows.append(("warm re-check / hand-written", w["hand"], "<= 0.15"))
+            rows.append(("warm re-check / pytest collecting nothing", w["floor"], "a - b <= 0.3 s"))
+        if "worker-memory" in chosen:
+            rows.append((f"kept worker peak RSS MiB, {args.zoo_size} models / one", worker_memory(work), "<= 1.50"))
+        if "shards" in chosen:
+            same = shards_merged(work)
+            rows.append(("two shards merged == one run (1 = same JSON)", Pair([float(same)], [1.0]), "= 1"))
+        if "memory" in chosen:
             # Last: writing 2.2 GB of samples leaves the disk busy for whatever runs next.
             small, large = peak_memory(work, 2000), peak_memory(work, 20000)
             rows.append(("peak RSS MiB, 20,000 / 2,000 samples", Pair([large], [small]), "<= 1.25"))

@@ -260,6 +260,48 @@ class Cache:
         finally:
             os.close(root)
 
+    def has(self, key: str) -> bool:
+        """Whether an entry for ``key`` is there (not read, nor checked: a hint, never a value)."""
+        with self._root() as root:
+            if root is not None:
+                entry = _walk(root, ("entries", key[:2], key))
+                if entry is not None:
+                    os.close(entry)
+                    return True
+        return False
+
+    def peek(self, key: str) -> Any:
+        """The cached value for ``key``, or None: nothing is made (a damaged entry is removed)."""
+        with self._root() as root:
+            if root is not None:
+                value = self._load(root, key)
+                return None if value is _MISS else value
+        return None
+
+    def put(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` (nothing happens when that cannot be done)."""
+        with self._root() as root:
+            if root is not None:
+                self._store(root, key, value)
+
+    @contextlib.contextmanager
+    def _root(self) -> Iterator[int | None]:
+        """The cache folder, opened; None without a cache."""
+        if self.root is None:
+            yield None
+            return
+        if not self._prepared:
+            self.prepare()
+        try:
+            root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            yield None
+            return
+        try:
+            yield root
+        finally:
+            os.close(root)
+
     @contextlib.contextmanager
     def _lock(self, root: int, key: str) -> Iterator[None]:
         try:

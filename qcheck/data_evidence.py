@@ -124,6 +124,8 @@ class DataEvidence:
 
     def reference(self) -> FloatReference | None:
         def make() -> FloatReference | None:
+            from qcheck.warm_start import kept_for
+
             spec = self._base.spec
             path = spec.model if self.kind != "tflite" else spec.reference
             if path is None:
@@ -131,6 +133,7 @@ class DataEvidence:
             return cast("FloatReference", call_isolated(
                 "qcheck.tflite.convert:reference_outputs", as_given(path), self._data.x,
                 unsafe=spec.unsafe_deserialization, what=f"running the float model {path}", timeout=self.timeout,
+                kept=kept_for(as_given(path)),
             ))
 
         return self._memo.get("reference", make)

@@ -32,12 +32,24 @@ def content_digest(path: Path) -> str:
     h = hashlib.sha256()
     # Only regular files are read (is_file), each opened through open_regular: one swapped for a
     # FIFO or a device meanwhile is refused rather than read forever.
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if path.is_file():  # a large one may be known to the cache's index (qcheck.stat_index)
+        from qcheck.stat_index import file_digest
+
+        return file_digest(path, _read_digest)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
         h.update(file.relative_to(path).as_posix().encode() if file != path else b"")
         with open_regular(file) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 h.update(block)
+    return h.hexdigest()
+
+
+def _read_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open_regular(path) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
 
 

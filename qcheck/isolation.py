@@ -17,6 +17,14 @@ Children die with the process that started them (``PR_SET_PDEATHSIG`` on Linux, 
 under one qcheck temporary root: the folder is removed after each step and when the process
 exits, and a folder left by a process that was killed is removed by the next one.
 
+Conversions go to a *kept* worker (``kept="tensorflow"``): one child per pytest process (per
+xdist worker) that imports TensorFlow once and converts models one after another, each call in
+its own folder and after Keras's global state is cleared (:mod:`qcheck.worker`), so that every
+conversion gives the bytes a fresh process gives. The promises hold for it too: a crash, a
+timeout or a hang during a call fails that call (the model's checks) and the worker is
+replaced for the next one; a worker whose resident memory has grown past
+:data:`KEPT_RSS_LIMIT` after a call is retired and the next call gets a fresh one.
+
 Memory: no limit is set on the child. ``RLIMIT_AS`` cannot be used (TensorFlow reserves
 gigabytes of address space it never touches) and ``RLIMIT_DATA`` counts every thread's stack:
 under it TensorFlow's import aborts (``pthread_create`` fails) or spins, measured with
@@ -31,7 +39,9 @@ import atexit
 import contextlib
 import fcntl
 import os
+import queue
 import re
+import select
 import shutil
 import stat
 import subprocess
@@ -39,8 +49,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from qcheck.errors import QcheckError, StepFailed, crashed
 
@@ -63,11 +74,18 @@ _PYTHON_WARNING = re.compile(r"^\S.*:\d+: \w*Warning: ")  # followed by an inden
 _ROOT_NAME = "qcheck-{uid}"  # the temporary root, one per user, under the system's temporary folder
 _RUN_PREFIX = "run-"  # one folder per process under the root
 _LOCK = ".lock"  # held (flock) by the process that owns a run folder, for as long as it lives
+# A kept worker whose resident memory is past this after a call is retired (the next call gets a
+# fresh one): TensorFlow and Keras take ~0.7 GB after a small conversion here, and a large model
+# may leave more behind than Python gives back. QCHECK_WORKER_MAX_RSS_MB overrides it.
+KEPT_RSS_LIMIT = 3 * 1024**3
 
 
 def call_isolated(function: str, *args: Any, what: str, timeout: float = DEFAULT_TIMEOUT,
-                  idle_limit: float = DEFAULT_IDLE_LIMIT, **kwargs: Any) -> Any:
+                  idle_limit: float = DEFAULT_IDLE_LIMIT, kept: str = "", **kwargs: Any) -> Any:
     """Call ``module:function`` with the arguments in a fresh Python process and return its result.
+
+    With ``kept`` ("tensorflow") the call goes to this process's kept worker of that kind
+    instead, started when first needed (or ahead, by :func:`start_kept`).
 
     A QcheckError raised there is raised here as it was; any other exception, a crash, a
     timeout, a hang (no CPU time used for ``idle_limit`` s) or a process killed for memory
@@ -83,7 +101,10 @@ def call_isolated(function: str, *args: Any, what: str, timeout: float = DEFAULT
         except TypeError as exc:
             raise StepFailed(f"{what} failed: its arguments cannot be sent to a child process ({exc})") from None
         (folder / REQUEST).write_bytes(request)
-        returncode, stderr = _run_child(folder, what, timeout, idle_limit)
+        if kept:
+            returncode, stderr = _call_kept(kept, folder, what, timeout, idle_limit)
+        else:
+            returncode, stderr = _run_child(folder, what, timeout, idle_limit)
         answer = folder / ANSWER
         if returncode != 0 or not answer.exists():
             raise StepFailed(_crash_message(what, returncode, stderr))
@@ -127,19 +148,29 @@ def _run_child(folder: Path, what: str, timeout: float, idle_limit: float) -> tu
 
 def _wait(proc: subprocess.Popen[bytes], what: str, timeout: float, idle_limit: float) -> None:
     """Wait for the child; StepFailed when it runs past ``timeout`` or uses no CPU for ``idle_limit``."""
-    start = time.monotonic()
-    cpu, since = _cpu_ticks(proc.pid), start
-    while True:
+    def exited(seconds: float) -> bool:
         try:
-            proc.wait(timeout=_POLL)
-            return
+            proc.wait(timeout=seconds)
+            return True
         except subprocess.TimeoutExpired:
-            pass
+            return False
+
+    _watch(proc.pid, exited, what, timeout, idle_limit)
+
+
+def _watch(pid: int, finished: Callable[[float], bool], what: str, timeout: float, idle_limit: float) -> None:
+    """Until ``finished(seconds)`` (which waits up to that long) says so; StepFailed when the
+    process ``pid`` runs past ``timeout`` or uses no CPU for ``idle_limit``."""
+    start = time.monotonic()
+    cpu, since = _cpu_ticks(pid), start
+    while True:
+        if finished(_POLL):
+            return
         now = time.monotonic()
         if now - start >= timeout:
             raise StepFailed(f"{what} did not finish within {timeout:g} s and was stopped "
                              "(raise the limit with --qcheck-timeout)")
-        used = _cpu_ticks(proc.pid)
+        used = _cpu_ticks(pid)
         if used is None or used != cpu:
             cpu, since = used, now
         elif now - since >= idle_limit:
@@ -159,6 +190,223 @@ def _cpu_ticks(pid: int) -> int | None:
     if fields[0] == "R":
         return None
     return sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+
+
+# -- kept workers ------------------------------------------------------------------------------
+
+
+class KeptWorker:
+    """A child that answers calls one after another (``python -m qcheck.worker --serve``).
+
+    It writes its output to files in its own folder; a call's share of its stderr (where a
+    crash's last words are) is what was written after the call began.
+    """
+
+    def __init__(self, preload: str) -> None:
+        self.preload = preload
+        self.folder = Path(tempfile.mkdtemp(prefix="worker-", dir=_run_folder()))
+        self.calls = 0
+        requests_read, requests_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        tmp = str(self.folder)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONDONTWRITEBYTECODE": "1",
+               "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp}
+        command = [sys.executable, "-m", "qcheck.worker", "--serve", tmp, str(os.getpid()),
+                   str(requests_read), str(answers_write), preload]
+        self._stderr_path = self.folder / "stderr.txt"
+        try:
+            with open(self.folder / "stdout.txt", "wb") as out, open(self._stderr_path, "wb") as err:
+                self.proc = _spawn(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=tmp,
+                                   pass_fds=(requests_read, answers_write))
+        finally:
+            os.close(requests_read)
+            os.close(answers_write)
+        self._requests: IO[bytes] = os.fdopen(requests_write, "wb", buffering=0)
+        self._answers = answers_read
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def call(self, folder: Path, what: str, timeout: float, idle_limit: float) -> tuple[int, str]:
+        """Have the worker answer the request in ``folder``: (0, "") when it did, else the
+        worker's exit code (it died) and what it wrote to stderr during the call. StepFailed
+        when the call runs past ``timeout`` or the worker uses no CPU for ``idle_limit``."""
+        # The first call also owns what the worker said while it started (a failed import).
+        offset = self._stderr_path.stat().st_size if self.calls else 0
+        self.calls += 1
+        try:
+            self._requests.write(os.fsencode(folder) + b"\n")
+        except OSError:  # it died before the call reached it
+            pass
+        said = bytearray()
+
+        def answered(seconds: float) -> bool:
+            if self.proc.poll() is not None:
+                return True
+            readable, _, _ = select.select([self._answers], [], [], seconds)
+            if readable:
+                chunk = os.read(self._answers, 64)
+                if not chunk:  # the pipe closed: the worker is gone
+                    self.proc.wait()
+                    return True
+                said.extend(chunk)
+            return said.endswith(b"done\n")
+
+        _watch(self.proc.pid, answered, what, timeout, idle_limit)
+        if said.endswith(b"done\n"):
+            return 0, ""
+        returncode = self.proc.wait()
+        with open(self._stderr_path, "rb") as err:
+            err.seek(offset)
+            return returncode or 1, err.read().decode(errors="replace")
+
+    def rss(self) -> int:
+        """Resident memory now, in bytes (0 when not known)."""
+        return _status_bytes(self.proc.pid, "VmRSS")
+
+    def peak_rss(self) -> int:
+        """The most resident memory the worker has had, in bytes (0 when not known)."""
+        return _status_bytes(self.proc.pid, "VmHWM")
+
+    def stop(self) -> None:
+        """End the worker (it exits when its request pipe closes) and remove its folder."""
+        with contextlib.suppress(OSError):
+            self._requests.close()
+        try:
+            self.proc.wait(timeout=0.5)  # it may still be importing: no need to wait for that
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            os.close(self._answers)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_kept_lock = threading.Lock()  # guards _kept and _kept_locks
+_kept: dict[str, KeptWorker] = {}
+_kept_locks: dict[str, threading.Lock] = {}  # one call at a time per worker
+_stop_at_exit: list[bool] = []
+
+
+def start_kept(preload: str) -> None:
+    """Start this process's kept worker of kind ``preload`` now, when none is running, so that
+    its imports overlap the caller's work (loading data) instead of the first call's wait."""
+    lock = _worker_lock(preload)
+    if not lock.acquire(blocking=False):
+        return  # a call is using it (or starting it)
+    try:
+        _live_worker(preload)
+    finally:
+        lock.release()
+
+
+def kept_worker(preload: str) -> KeptWorker | None:
+    """This process's kept worker of kind ``preload``, when one is running (for measurements)."""
+    with _kept_lock:
+        return _kept.get(preload)
+
+
+def stop_kept() -> None:
+    """Stop every kept worker of this process (also done at exit)."""
+    with _kept_lock:
+        workers = list(_kept.values())
+        _kept.clear()
+    for worker in workers:
+        worker.stop()
+
+
+def _worker_lock(preload: str) -> threading.Lock:
+    with _kept_lock:
+        return _kept_locks.setdefault(preload, threading.Lock())
+
+
+def _live_worker(preload: str) -> KeptWorker:
+    """The running worker of kind ``preload``, started when there is none (or it died between
+    calls: then it was no call's fault). Called with the worker's lock held."""
+    with _kept_lock:
+        worker = _kept.get(preload)
+    if worker is not None and worker.alive():
+        return worker
+    if worker is not None:
+        _retire(worker)
+    worker = KeptWorker(preload)
+    with _kept_lock:
+        _kept[preload] = worker
+        if not _stop_at_exit:
+            # After the run folder's removal was registered (by KeptWorker), so it runs before it.
+            atexit.register(stop_kept)
+            _stop_at_exit.append(True)
+    return worker
+
+
+def _retire(worker: KeptWorker) -> None:
+    with _kept_lock:
+        if _kept.get(worker.preload) is worker:
+            del _kept[worker.preload]
+    worker.stop()
+
+
+def _call_kept(preload: str, folder: Path, what: str, timeout: float, idle_limit: float) -> tuple[int, str]:
+    """Answer the request in ``folder`` in the kept worker; a worker that crashed, hung or grew
+    past the memory mark is retired, and the next call starts a new one."""
+    with _worker_lock(preload):
+        worker = _live_worker(preload)
+        try:
+            returncode, stderr = worker.call(folder, what, timeout, idle_limit)
+        except StepFailed:  # timed out or hung: it is killed with the call
+            _retire(worker)
+            raise
+        if returncode != 0 or worker.rss() > _rss_limit():
+            _retire(worker)
+        return returncode, stderr
+
+
+def _rss_limit() -> int:
+    try:
+        return int(os.environ["QCHECK_WORKER_MAX_RSS_MB"]) * 1024**2
+    except (KeyError, ValueError):
+        return KEPT_RSS_LIMIT
+
+
+def _status_bytes(pid: int, field: str) -> int:
+    """A ``kB`` field of ``/proc/PID/status`` in bytes (0 when not known)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+# Kept workers are started from one thread that lives as long as the process: the kernel sends a
+# child its PR_SET_PDEATHSIG signal when the *thread* that started it ends, so a worker started
+# from a short-lived thread (the one compiling for Vela) would be killed with that thread.
+_spawns: queue.Queue[tuple[Callable[[], subprocess.Popen[bytes]], queue.Queue[Any]]] = queue.Queue()
+_spawner: list[threading.Thread] = []
+
+
+def _spawn(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    with _kept_lock:
+        if not _spawner:
+            thread = threading.Thread(target=_spawn_forever, name="qcheck-spawner", daemon=True)
+            thread.start()
+            _spawner.append(thread)
+    reply: queue.Queue[Any] = queue.Queue(maxsize=1)
+    _spawns.put((lambda: subprocess.Popen(command, **options), reply))
+    outcome = reply.get()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome  # type: ignore[no-any-return]
+
+
+def _spawn_forever() -> None:
+    while True:
+        start, reply = _spawns.get()
+        try:
+            reply.put(start())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            reply.put(exc)
 
 
 # -- the temporary folders ----------------------------------------------------------------------------

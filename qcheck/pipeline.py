@@ -163,6 +163,14 @@ class ModelRun:
     def _step(self, what: str) -> None:
         self._progress.step(self.model, what)
 
+    def _digest(self, *parts: Any) -> str:
+        """A cache key over ``parts``; large data files' digests may come from the cache's
+        index of files by identity (:mod:`qcheck.stat_index`)."""
+        from qcheck.stat_index import using
+
+        with using(self._cache):
+            return digest(*parts)
+
     @property
     def kind(self) -> str:
         from qcheck.tflite.convert import model_kind
@@ -216,7 +224,12 @@ class ModelRun:
     def _quantized(self) -> Quantized:
         def make() -> Quantized:
             from qcheck.data import SYNTHETIC_SAMPLES
+            from qcheck.warm_start import CONVERTER, remember_conversion, start_converter_unless_cached
 
+            hinted = True
+            with contextlib.suppress(QcheckError):  # raised below, in its turn
+                if self.kind != "tflite":  # its TensorFlow import overlaps loading the data
+                    hinted = start_converter_unless_cached(self._cache, self.spec)
             split = self._data.split()
             calibration = split.calibration if split else None
             evaluation = split.evaluation.x if split else None
@@ -224,9 +237,9 @@ class ModelRun:
                 raise QcheckError(self._path, "model file does not exist")
             self.kind  # a FIFO or a device is refused before it is copied
             with private_copy(self._path) as model:  # hashed and converted: the same bytes
-                key = digest("convert", versions("tensorflow", "keras", "tf-keras"), model, calibration,
-                             evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization),
-                             self.spec.quantization.key())
+                key = self._digest("convert", versions("tensorflow", "keras", "tf-keras"), model, calibration,
+                                   evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization),
+                                   self.spec.quantization.key())
 
                 def convert() -> Quantized:
                     self._step("converting")
@@ -236,11 +249,13 @@ class ModelRun:
                             io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
                             activations=self.spec.quantization.activations,
                             calibration_file=split.calibration_path if split else "",
-                            what=f"converting {self.model}", timeout=self._timeout,
+                            what=f"converting {self.model}", timeout=self._timeout, kept=CONVERTER,
                         )
                     return converted
 
                 quantized, hit = self._cache.get_or_make(key, convert)
+                if not (hit and hinted):
+                    remember_conversion(self._cache, self.spec, key)
             if hit:
                 self.notes.append("quantized model and float outputs taken from the cache")
             if self.spec.quantization.activations == "int16":
@@ -331,9 +346,11 @@ class ModelRun:
             from qcheck.tflite.convert import model_kind
 
             model_kind(path)  # a FIFO or a device is refused before it is read
+            from qcheck.warm_start import kept_for
+
             with private_copy(path) as copy:  # hashed and run: the same bytes
-                key = digest("reference", versions("tensorflow", "keras", "tf-keras", "ai-edge-litert"), copy, data.x,
-                             str(self.spec.unsafe_deserialization), self.spec.stateful)
+                key = self._digest("reference", versions("tensorflow", "keras", "tf-keras", "ai-edge-litert"), copy,
+                                   data.x, str(self.spec.unsafe_deserialization), self.spec.stateful)
 
                 def predict() -> FloatReference:
                     self._step("running the float reference")
@@ -342,6 +359,7 @@ class ModelRun:
                             "qcheck.tflite.convert:reference_outputs", copy, data.x,
                             unsafe=self.spec.unsafe_deserialization, stateful=self.spec.stateful,
                             what=f"running the reference model {self.spec.reference}", timeout=self._timeout,
+                            kept=kept_for(path),
                         )
                     return outputs
 
@@ -361,8 +379,8 @@ class ModelRun:
             tflite = self.tflite()
             float_tflite = self._float_tflite()
             calibration = self.calibration_data()
-            key = digest("evaluate", versions("ai-edge-litert"), tflite, data.x, float_tflite, calibration,
-                         str(ANALYSIS_SAMPLES), "weights+origins", self.spec.stateful)  # what the analysis holds changed
+            key = self._digest("evaluate", versions("ai-edge-litert"), tflite, data.x, float_tflite, calibration,
+                               str(ANALYSIS_SAMPLES), "weights+origins", self.spec.stateful)  # the analysis changed
             # One pass gives the outputs and, for the first samples, every intermediate tensor.
 
             def evaluate() -> RunResult:
@@ -392,7 +410,7 @@ class ModelRun:
             if data is None or own is None or own.input_params is None:
                 return None
             tflite, params = self.tflite(), own.input_params
-            key = digest("contract", versions("ai-edge-litert"), tflite, data.x, repr((scale, zero_point)))
+            key = self._digest("contract", versions("ai-edge-litert"), tflite, data.x, repr((scale, zero_point)))
 
             def evaluate() -> RunResult:
                 self._step(f"evaluating {len(data)} samples fed the application's way")

@@ -83,6 +83,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "a model without one fails")
     group.addoption("--qcheck-baseline-update", dest="qcheck_baseline_update", action="store_true",
                     help="write or refresh the baselines in --qcheck-baseline's DIR for the models that run")
+    group.addoption("--qcheck-shard", dest="qcheck_shard", metavar="K/N",
+                    help="run part K of N (each model with all its checks in one part), for a CI matrix")
+    group.addoption("--qcheck-shard-costs", dest="qcheck_shard_costs", metavar="FILE",
+                    help="balance --qcheck-shard by these costs ('python -m qcheck merge --costs' writes them)")
     group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
                     help="time limit for one conversion, evaluation, property search or Vela compilation (default 900)")
     for dest, (check, key) in THRESHOLD_OPTIONS.items():
@@ -132,7 +136,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if project_of(config) != ProjectConfig() or any(
         value not in (None, False, [], "") for dest, value in vars(config.option).items() if dest.startswith("qcheck_")
     ):
-        session_of(config)
+        qsession = session_of(config)
+        # Splits the run with --qcheck-shard; without, records what each model cost in the cache.
+        from qcheck.shards import ShardPlugin, parse_shard
+
+        shard = parse_shard(config.option.qcheck_shard) if config.option.qcheck_shard else None
+        config.pluginmanager.register(ShardPlugin(config, shard, config.option.qcheck_shard_costs, qsession.cache),
+                                      "qcheck-shard")
 
 
 def session_of(config: pytest.Config) -> QcheckSession:

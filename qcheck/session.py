@@ -279,11 +279,16 @@ class QcheckSession:
             return  # xdist worker: the controller writes the reports
         settings = self.settings
         broken = _broken_suite_files(session.config)
-        if not (self.results or broken) or not (settings.json_path or settings.html_path or settings.csv_dir):
+        from qcheck.shards import SHARD_KEY
+
+        shard = session.config.stash.get(SHARD_KEY, None)  # a shard's report is written even when empty
+        if not (self.results or broken or shard) or not (settings.json_path or settings.html_path or settings.csv_dir):
             return
         from qcheck.report.json_report import build_report
 
         report = build_report(self.results, self.suite, broken)
+        if shard is not None:
+            report["shard"] = shard.report_section()  # for python -m qcheck merge
         for result in self.results:
             self.inputs.add(result.model, "model")  # under xdist, the controller learns them here
         failed = False

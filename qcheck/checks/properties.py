@@ -31,7 +31,7 @@ DEFAULT_STEPS = 1.0
 def _needs_hypothesis(name: str) -> None:
     if importlib.util.find_spec("hypothesis") is None:
         raise QcheckError(None, f"the {name} check needs Hypothesis, which is not installed",
-                          "pip install hypothesis")
+                          "pip install 'pytest-qcheck[properties]' (or hypothesis)")
 
 
 def _quantized_input(evidence: Evidence) -> bool:
