@@ -115,20 +115,12 @@ def parametrization(definition: MarkedNode, settings: Settings,
     request = _request(definition)
     if isinstance(request, InvalidMarker):
         return [request], ["invalid-marker"]
+    from qcheck.resolver import named_model_spec, run_spec
+
     if request is None or request.model is None:
-        return [settings.run_spec(model) for model in settings.models], list(settings.models)
-    spec = RunSpec(
-        request.model,
-        request.data or project.data,
-        request.calibration or project.calibration,
-        settings.calibration_samples,
-        request.reference or project.reference,
-        settings.io_dtype,
-        settings.unsafe_deserialization,
-        settings.images,
-        settings.stateful,
-        settings.quantization,
-    )
+        return [run_spec(settings, model) for model in settings.models], list(settings.models)
+    spec = named_model_spec(settings, request.model, data=request.data, calibration=request.calibration,
+                            reference=request.reference, project=project)
     return [spec], [request.model_as_written or request.model]
 
 
