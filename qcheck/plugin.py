@@ -95,7 +95,8 @@ def session_of(config: pytest.Config) -> QcheckSession:
         settings, suite = resolve(invocation)
     except UsageProblem as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
-    qsession = QcheckSession(settings, suite, Progress(config))
+    qsession = QcheckSession(settings, suite, Progress(config), project=invocation.project,
+                             broken=config.stash[SUITE_ERRORS_KEY])
     _check_outputs(invocation, qsession)
     _prepare_cache(invocation, qsession, worker=hasattr(config, "workerinput"))
     config.stash[SESSION_KEY] = qsession
@@ -128,11 +129,6 @@ def _check_outputs(invocation: Invocation, qsession: QcheckSession) -> None:
     found = [problem for problem in [*problems, *qsession.clashes()] if problem]
     if found:
         raise pytest.UsageError("\n".join(f"qcheck: {problem}" for problem in found))
-
-
-def project_of(config: pytest.Config) -> ProjectConfig:
-    """The project's defaults ([tool.qcheck] and ini keys), read once."""
-    return invocation_of(config).project
 
 
 def invocation_of(config: pytest.Config) -> Invocation:
@@ -278,7 +274,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if is_suite_file(file_path.name):
         from qcheck.suite_files import QcheckFile
 
-        return QcheckFile.from_parent(parent, path=file_path)
+        return QcheckFile.from_parent(parent, path=file_path, qsession=lambda: session_of(parent.config))
     return None
 
 
@@ -289,8 +285,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "qcheck_run_spec" in metafunc.fixturenames:
         from qcheck.markers import parametrization
 
-        specs, ids = parametrization(metafunc.definition, session_of(metafunc.config).settings,
-                                     project_of(metafunc.config))
+        qsession = session_of(metafunc.config)
+        specs, ids = parametrization(metafunc.definition, qsession.settings, qsession.project)
         metafunc.parametrize("qcheck_run_spec", specs or [None], ids=ids or ["no-model"], indirect=True,
                              scope="session")
 

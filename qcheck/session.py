@@ -20,6 +20,7 @@ from qcheck.errors import QcheckError
 from qcheck.files import InputFiles
 from qcheck.pipeline import ModelRun
 from qcheck.progress import Progress
+from qcheck.project import ProjectConfig
 from qcheck.resolver import accelerators, run_spec
 from qcheck.results import RESULT_PROPERTY, CheckResult
 from qcheck.runner import PlannedCheck, Runner, plan
@@ -29,9 +30,12 @@ from qcheck.suites import CheckSpec, Suite
 class QcheckSession:
     """The run's settings and suite, its :class:`~qcheck.runner.Runner`, and the gathered results."""
 
-    def __init__(self, settings: Settings, suite: Suite, progress: Progress | None = None) -> None:
+    def __init__(self, settings: Settings, suite: Suite, progress: Progress | None = None, *,
+                 project: ProjectConfig | None = None, broken: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.suite = suite
+        self.project = project or ProjectConfig()  # [tool.qcheck]: what suite files and markers fall back on
+        self.broken = broken if broken is not None else {}  # node id -> error of each unreadable qcheck_*.toml
         self.progress = progress or Progress()  # silent without a pytest config
         self.cache = Cache(settings.cache_dir)
         self.results: list[CheckResult] = []
@@ -105,7 +109,7 @@ class QcheckSession:
         if hasattr(session.config, "workerinput"):
             return  # xdist worker: the controller writes the reports
         settings = self.settings
-        broken = _broken_suite_files(session.config)
+        broken = self.broken
         if not (self.results or broken) or not (settings.json_path or settings.html_path or settings.csv_dir):
             return
         from qcheck.report.json_report import build_report
@@ -129,7 +133,7 @@ class QcheckSession:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        broken = _broken_suite_files(terminalreporter.config)
+        broken = self.broken
         if hasattr(terminalreporter.config, "workerinput") or not (self.results or broken or self.settings.notes):
             return
         from qcheck.report.terminal import render
@@ -143,13 +147,6 @@ class QcheckSession:
             terminalreporter.line(f"qcheck: {path} did not run: it has an error (see ERROR collecting {path} above)")
         for line in self.written:
             terminalreporter.line(f"qcheck: {line}")
-
-
-def _broken_suite_files(config: pytest.Config) -> dict[str, str]:
-    """The ``qcheck_*.toml`` files that could not be collected: node id -> the error."""
-    from qcheck.plugin import SUITE_ERRORS_KEY
-
-    return config.stash.get(SUITE_ERRORS_KEY, {})
 
 
 def _attach_summary(report: pytest.TestReport, entry: dict[str, Any]) -> None:

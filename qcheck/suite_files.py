@@ -19,7 +19,7 @@ and the command line's thresholds apply over the file's. Errors name the file an
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,11 +159,13 @@ def _table_lines(text: str, names: set[str]) -> dict[str, int]:
 class QcheckFile(pytest.File):
     """A ``qcheck_*.toml`` file: one item per check and model it names."""
 
-    def collect(self) -> Iterator[SuiteFileItem]:
-        from qcheck.plugin import project_of, session_of
+    def __init__(self, *, qsession: Callable[[], QcheckSession], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._qsession = qsession  # the run's session, made when first needed (qcheck.plugin.session_of)
 
-        qsession = session_of(self.config)
-        project = project_of(self.config)
+    def collect(self) -> Iterator[SuiteFileItem]:
+        qsession = self.qsession = self._qsession()
+        project = qsession.project
         cli = qsession.settings.command_line
         suite_file = read_suite_file(self.path, self._source(), qsession.settings, project, cli)
         for name, planned in suite_file.plan(cli, project):
@@ -191,9 +193,9 @@ class SuiteFileItem(QcheckItem):
 
     @property
     def qsession(self) -> QcheckSession:
-        from qcheck.plugin import session_of
-
-        return session_of(self.config)
+        parent = self.parent
+        assert isinstance(parent, QcheckFile)
+        return parent.qsession
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return str(self.path), self._line, self.name
