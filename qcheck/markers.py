@@ -21,6 +21,7 @@ import pytest
 from qcheck.config import RunSpec, Settings
 from qcheck.errors import QcheckError, suggest
 from qcheck.inputs import as_given
+from qcheck.resolver import named_model_spec, run_spec
 
 if TYPE_CHECKING:
     from qcheck.project import ProjectConfig
@@ -115,8 +116,6 @@ def parametrization(definition: MarkedNode, settings: Settings,
     request = _request(definition)
     if isinstance(request, InvalidMarker):
         return [request], ["invalid-marker"]
-    from qcheck.resolver import named_model_spec, run_spec
-
     if request is None or request.model is None:
         return [run_spec(settings, model) for model in settings.models], list(settings.models)
     spec = named_model_spec(settings, request.model, data=request.data, calibration=request.calibration,

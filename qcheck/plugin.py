@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from qcheck.config import RunSpec
+from qcheck.resolver import FLAGS, Invocation, UsageProblem, resolve
 
 if TYPE_CHECKING:
     from qcheck.data import Dataset
     from qcheck.project import ProjectConfig
     from qcheck.quantized import QuantizedModel
-    from qcheck.resolver import Invocation
     from qcheck.session import QcheckSession
     from qcheck.suites import Suite
 
@@ -32,8 +32,7 @@ _NO_MODEL = ("no model: pass --qcheck-model=PATH, set models in [tool.qcheck], o
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from qcheck.resolver import FLAGS  # the options and their help live with the resolver that reads them
-
+    # The options and their help live with the resolver that reads them.
     group = parser.getgroup("qcheck", "quantized model checks (qcheck)")
     for flag in FLAGS:
         group.addoption(flag.name, **flag.kwargs())
@@ -87,7 +86,6 @@ def session_of(config: pytest.Config) -> QcheckSession:
     if qsession is not None:
         return qsession
     from qcheck.progress import Progress
-    from qcheck.resolver import UsageProblem, resolve
     from qcheck.session import QcheckSession
 
     invocation = invocation_of(config)
@@ -136,8 +134,6 @@ def invocation_of(config: pytest.Config) -> Invocation:
     place that reads pytest's ``config.option`` and ini keys for qcheck's settings."""
     invocation = config.stash.get(INVOCATION_KEY, None)
     if invocation is None:
-        from qcheck.resolver import Invocation
-
         options = _options(config)
         invocation = config.stash[INVOCATION_KEY] = Invocation(
             options, config.invocation_params.dir, _project(config, options), lambda: _pytest_cache(config),

@@ -21,12 +21,13 @@ from qcheck.checks import registry
 from qcheck.config import RunSpec
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import InputFiles, safe_stem
+from qcheck.pipeline import DataSource, ModelRun
 from qcheck.progress import Progress
+from qcheck.verdict import error_result, judge
 
 if TYPE_CHECKING:
     from qcheck.cache import Cache
     from qcheck.checks.evidence import Evidence
-    from qcheck.pipeline import DataSource, ModelRun
     from qcheck.results import CheckResult
     from qcheck.suites import CheckSpec, Suite
 
@@ -97,8 +98,6 @@ def measure_and_judge(evidence: Evidence, planned: PlannedCheck, *, model: str |
     ``first_to_report`` names the check that already reported the same cause in full ("" when
     this one is first). ``model`` names the model in the result (default: the planned one's).
     """
-    from qcheck.verdict import error_result, judge
-
     check = registry()[planned.spec.name]
     model = model or planned.model
     progress = progress or Progress()
@@ -141,8 +140,6 @@ class Runner:
 
     def model_run(self, spec: RunSpec) -> ModelRun:
         """The pipeline for ``spec``, created on first use and shared by every item using it."""
-        from qcheck.pipeline import DataSource, ModelRun
-
         if spec not in self._runs:
             key = (spec.data, spec.calibration, spec.calibration_samples, spec.images)
             if key not in self._sources:
