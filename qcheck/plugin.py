@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from qcheck.config import RunSpec
-from qcheck.resolver import FLAGS, Invocation, UsageProblem, resolve
+from qcheck.resolver import FLAGS, INI_KEYS, Invocation, UsageProblem, resolve
 
 if TYPE_CHECKING:
     from qcheck.data import Dataset
@@ -32,18 +32,13 @@ _NO_MODEL = ("no model: pass --qcheck-model=PATH, set models in [tool.qcheck], o
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    # The options and their help live with the resolver that reads them.
+    # The options and ini keys, and their help, live with the resolver that reads them.
     group = parser.getgroup("qcheck", "quantized model checks (qcheck)")
     for flag in FLAGS:
         group.addoption(flag.name, **flag.kwargs())
 
-    parser.addini("qcheck_models", "models to check (paths relative to the ini file)", type="paths", default=[])
-    parser.addini("qcheck_data", "evaluation data .npz (relative to the ini file)", default="")
-    parser.addini("qcheck_calibration", "calibration data .npz (relative to the ini file)", default="")
-    parser.addini("qcheck_suite", "suite name or path", default="")
-    parser.addini("qcheck_accelerator", "Ethos-U configuration(s), comma separated", default="")
-    parser.addini("qcheck_out", "artifact folder (relative to the ini file)", default="")
-    parser.addini("qcheck_cache_dir", "cache folder (relative to the ini file)", default="")
+    for key, help_text, kind in INI_KEYS:
+        parser.addini(key, help_text, type=kind, default=[] if kind == "paths" else "")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from qcheck.config import (
     ACTIVATIONS,
@@ -107,6 +107,18 @@ FLAGS: tuple[Flag, ...] = (
     *(Flag(dest, f"override {check}.{key} of the suite", "VALUE") for dest, (check, key) in THRESHOLD_OPTIONS.items()),
     Flag("qcheck_set", "override any suite setting, e.g. accuracy_drop.max=2%% (repeatable)", "CHECK.KEY=VALUE",
          action="append", default=[]),
+)
+
+# The qcheck_* ini keys: (key, help, pytest's type). qcheck.project reads their values (INI_KEYS there
+# maps each to its [tool.qcheck] key).
+INI_KEYS: tuple[tuple[str, str, Literal["string", "paths"]], ...] = (
+    ("qcheck_models", "models to check (paths relative to the ini file)", "paths"),
+    ("qcheck_data", "evaluation data .npz (relative to the ini file)", "string"),
+    ("qcheck_calibration", "calibration data .npz (relative to the ini file)", "string"),
+    ("qcheck_suite", "suite name or path", "string"),
+    ("qcheck_accelerator", "Ethos-U configuration(s), comma separated", "string"),
+    ("qcheck_out", "artifact folder (relative to the ini file)", "string"),
+    ("qcheck_cache_dir", "cache folder (relative to the ini file)", "string"),
 )
 
 

@@ -216,3 +216,10 @@ def test_every_flag_is_named_after_its_dest() -> None:
     for flag in FLAGS:
         assert flag.dest.startswith("qcheck_") and flag.name == "--" + flag.dest.replace("_", "-")
         assert flag.kwargs()["dest"] == flag.dest
+
+
+def test_the_declared_ini_keys_are_the_ones_the_project_reads() -> None:
+    from qcheck.project import INI_KEYS as READ
+    from qcheck.resolver import INI_KEYS as DECLARED
+
+    assert [key for key, _, _ in DECLARED] == list(READ.values())
