@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from qcheck.xdist_groups import ModelGroups
 
         config.pluginmanager.register(ModelGroups(config), "qcheck-xdist-groups")
-    config.pluginmanager.register(_LateResults(config), "qcheck-late-results")
+    config.pluginmanager.register(_Results(config), "qcheck-results")
     config.pluginmanager.register(_BrokenSuiteFiles(config), "qcheck-broken-suite-files")
     # Every pytest run of the environment loads this plugin: the session (numpy, the checks,
     # the suite) is made only when qcheck is used. Asked for here, bad options and suites are
@@ -141,22 +141,20 @@ def _options(config: pytest.Config) -> dict[str, Any]:
     return {dest: value for dest, value in vars(config.option).items() if dest.startswith("qcheck_")}
 
 
-class _LateResults:
-    """Hands results to a session made after the run started: under xdist, the controller
+class _Results:
+    """Hands each check's result to the session, made on first use. One path whether the
+    session was made at the start or not: under xdist, a controller given no qcheck option
     collects nothing, and meets qcheck only in its workers' reports."""
 
     def __init__(self, config: pytest.Config) -> None:
         self._config = config
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html reads the report's extras
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if SESSION_KEY in self._config.stash:
-            return  # the session's own hook has it
         from qcheck.results import RESULT_PROPERTY
 
         if any(name == RESULT_PROPERTY for name, _ in report.user_properties):
-            # Registered now, the session misses this one call of the hook: pass it on.
-            session_of(self._config).pytest_runtest_logreport(report)
+            session_of(self._config).gather(report)
 
 
 class _BrokenSuiteFiles:

@@ -84,8 +84,9 @@ class QcheckSession:
 
     # -- gathering ---------------------------------------------------------------------------
 
-    @pytest.hookimpl(tryfirst=True)  # before pytest-html reads the report's extras
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    def gather(self, report: pytest.TestReport) -> None:
+        """Keep the check results ``report`` carries (a worker's, under xdist), from
+        ``qcheck.plugin``'s ``pytest_runtest_logreport``."""
         for name, value in report.user_properties:
             # A check that could not be measured errors in its item's setup (see qcheck.items).
             if name == RESULT_PROPERTY and (report.when == "call" or (report.when == "setup" and report.failed)):
