@@ -27,14 +27,15 @@ import numpy as np
 import pytest
 
 from qcheck.checks import registry
-from qcheck.config import DEFAULT_ACCELERATOR, DEFAULT_CALIBRATION_SAMPLES, RunSpec
-from qcheck.errors import QcheckError, StepFailed, suggest
+from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, Settings
+from qcheck.errors import QcheckError, suggest
 from qcheck.inputs import as_given
-from qcheck.isolation import DEFAULT_TIMEOUT
+from qcheck.config import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
     from qcheck.checks.evidence import Evidence
     from qcheck.data import Dataset
+    from qcheck.pipeline import ModelRun
     from qcheck.quantized import QuantizedModel
     from qcheck.results import CheckResult
 
@@ -71,9 +72,9 @@ def quantize(
     to ``out`` (a temporary folder, removed with the returned model, when not given).
     """
     from qcheck.cache import Cache
-    from qcheck.files import safe_stem
-    from qcheck.pipeline import DataSource, ModelRun
     from qcheck.quantized import QuantizedModel
+    from qcheck.resolver import run_spec
+    from qcheck.runner import Runner
     from qcheck.suites import load_suite
 
     if io not in ("uint8", "int8"):
@@ -85,12 +86,12 @@ def quantize(
         model_path = _model_path(model, out_dir)
         data_path = _data_path(data, out_dir, "data")
         calibration_path = _data_path(calibration, out_dir, "calibration")
-        spec = RunSpec(model_path, data_path, calibration_path, calibration_samples,
-                       str(as_given(reference)) if reference is not None else None, io, unsafe_deserialization,
-                       quantization=thresholds.quantization_for())
-        source = DataSource(data_path, calibration_path, calibration_samples)
+        settings = Settings(calibration_samples=calibration_samples, io_dtype=io,
+                            unsafe_deserialization=unsafe_deserialization, quantization=thresholds.quantization_for())
+        spec = run_spec(settings, model_path, data=data_path, calibration=calibration_path,
+                        reference=str(as_given(reference)) if reference is not None else None)
         cache = Cache(Path(cache_dir).resolve() if cache_dir is not None else None)
-        run = ModelRun(spec, safe_stem(Path(model_path).stem), out_dir, source, timeout, cache)
+        run = Runner(out_dir, cache, timeout).model_run(spec)
         quantized = QuantizedModel(run.tflite_path(), run.tflite(), run.info(), _evidence=run, _suite=thresholds)
     except BaseException:
         if scratch is not None:
@@ -171,7 +172,8 @@ def as_dataset(data: DataLike) -> Dataset:
 # -- measuring and asserting ---------------------------------------------------------------------
 
 
-def _evidence(q: QuantizedModel, data: DataLike | None) -> Evidence:
+def _evidence(q: QuantizedModel, data: DataLike | None) -> tuple[Evidence, ModelRun]:
+    """What to measure on (``q``'s pipeline, or it on other data), and ``q``'s pipeline."""
     from qcheck.data_evidence import DataEvidence
     from qcheck.pipeline import ModelRun
 
@@ -180,11 +182,11 @@ def _evidence(q: QuantizedModel, data: DataLike | None) -> Evidence:
         raise QcheckError(str(q.path), "has no pipeline to measure from",
                           "make it with qcheck.quantize(...) or take the qcheck_quantized fixture")
     if data is None:
-        return base
+        return base, base
     dataset = as_dataset(data)
     if dataset is base.evaluation_data():
-        return base  # the model's own evaluation set: share the pipeline's outputs
-    return DataEvidence(base, dataset)
+        return base, base  # the model's own evaluation set: share the pipeline's outputs
+    return DataEvidence(base, dataset), base
 
 
 def run_check(name: str, q: QuantizedModel, data: DataLike | None = None, *, max: Threshold = None,  # noqa: A002
@@ -194,30 +196,23 @@ def run_check(name: str, q: QuantizedModel, data: DataLike | None = None, *, max
     ``data``: the samples to measure on (default: ``q``'s evaluation set). ``max``/``min`` and
     ``options`` override ``q``'s suite, with units as in a suite ("2%", "300KB").
     """
+    from qcheck.resolver import accelerators
+    from qcheck.runner import measure_and_judge, planned_check
     from qcheck.suites import CheckSpec, load_suite
-    from qcheck.verdict import error_result, judge
 
     checks = registry()
     if name not in checks:
         raise QcheckError(None, f"unknown check '{name}'{suggest(name, checks)}",
                           "known checks: " + ", ".join(sorted(checks)))
-    check = checks[name]
     suite = q._suite or load_suite("default")
     table = {key: value for key, value in (("max", max), ("min", min), *options.items()) if value is not None}
     if table:
         suite = suite.with_overrides({name: table}, f"qcheck.assert_{name}()")
     spec = suite.checks.get(name, CheckSpec(name))
-    measure_options = dict(spec.options)
-    variant = ""
-    if check.per_accelerator:
-        variant = str(measure_options.get("accelerator", DEFAULT_ACCELERATOR))
-        measure_options["accelerator"] = variant
-    evidence = _evidence(q, data)  # a wrong model or data file is the caller's error, raised as it is
-    try:
-        measurement = check.measure(evidence, measure_options)
-    except (QcheckError, StepFailed) as exc:
-        return error_result(evidence.model, check, spec, exc, variant)
-    return judge(evidence.model, check, spec, measurement, variant)
+    evidence, pipeline = _evidence(q, data)  # a wrong model or data file is the caller's error, raised as it is
+    # The suite's accelerator (the check's table, else the vela table's); there is no command line here.
+    variant = accelerators(spec, suite)[0] if checks[name].per_accelerator else ""
+    return measure_and_judge(evidence, planned_check(pipeline.spec, spec, suite, variant), model=evidence.model)
 
 
 def assert_check(name: str, q: QuantizedModel, data: DataLike | None = None, *, max: Threshold = None,  # noqa: A002

@@ -1,4 +1,4 @@
-"""Settings resolved once per session from the command line and ini keys."""
+"""The typed settings of a run and of each model (resolved by :mod:`qcheck.resolver`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 DEFAULT_OUT = "qcheck-out"
 DEFAULT_CALIBRATION_SAMPLES = 200
+DEFAULT_TIMEOUT = 900.0  # seconds for one conversion, evaluation or Vela compilation
 # The Ethos-U configuration the target checks compile for when nothing names one.
 DEFAULT_ACCELERATOR = "ethos-u55-128"
 
@@ -98,8 +99,18 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class CommandLine:
+    """What the command line sets that would otherwise come from a suite file, a marker or the project."""
+
+    suite: str | None = None  # a built-in suite's name or an absolute path
+    accelerators: tuple[str, ...] = ()
+    calibration_samples: int | None = None
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Everything a run needs to know, read once when the session is made (:func:`qcheck.plugin.session_of`)."""
+    """Everything a run needs to know, resolved once (:func:`qcheck.resolver.resolve`)."""
 
     models: tuple[str, ...] = ()
     data: str | None = None
@@ -116,17 +127,13 @@ class Settings:
     csv_dir: Path | None = None
     pytest_html_extras: bool = False  # pytest-html writes a report: attach each model's summary to it
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    timeout: float = 900.0  # seconds for one conversion, evaluation or Vela compilation
+    timeout: float = DEFAULT_TIMEOUT
     cache_dir: Path | None = None  # None: no cache
     images: ImageOptions = ImageOptions()
     notes: tuple[str, ...] = ()  # what qcheck decided for the user, for the terminal summary
     stateful: str = "reset"
     activations: str | None = None  # --qcheck-activations; None: the suite's (or int8)
     quantization: Quantization = Quantization()  # the run's suite's, with --qcheck-activations over it
+    command_line: CommandLine = CommandLine()  # what the command line itself set, for suite files and markers
     baseline_dir: Path | None = None  # --qcheck-baseline / [tool.qcheck] baseline (qcheck.baseline)
     baseline_update: bool = False  # --qcheck-baseline-update: write the baselines instead of comparing
-
-    def run_spec(self, model: str) -> RunSpec:
-        return RunSpec(model, self.data, self.calibration, self.calibration_samples, self.reference,
-                       self.io_dtype, self.unsafe_deserialization, self.images, self.stateful,
-                       self.quantization)

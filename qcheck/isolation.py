@@ -53,9 +53,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from qcheck.config import DEFAULT_TIMEOUT
 from qcheck.errors import QcheckError, StepFailed, crashed
 
-DEFAULT_TIMEOUT = 900.0
 # No CPU time used for this long means hung. A working conversion or interpreter never sits
 # this long without computing; a deadlocked one would sit until the (much longer) time limit.
 DEFAULT_IDLE_LIMIT = 90.0

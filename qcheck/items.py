@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from qcheck.results import RESULT_PROPERTY, CheckResult
-from qcheck.session import PlannedCheck, QcheckSession, encode
+from qcheck.runner import PlannedCheck
+from qcheck.session import QcheckSession, encode
 
 
 class CheckFailed(AssertionError):

@@ -21,6 +21,7 @@ import pytest
 from qcheck.config import RunSpec, Settings
 from qcheck.errors import QcheckError, suggest
 from qcheck.inputs import as_given
+from qcheck.resolver import named_model_spec, run_spec
 
 if TYPE_CHECKING:
     from qcheck.project import ProjectConfig
@@ -116,19 +117,9 @@ def parametrization(definition: MarkedNode, settings: Settings,
     if isinstance(request, InvalidMarker):
         return [request], ["invalid-marker"]
     if request is None or request.model is None:
-        return [settings.run_spec(model) for model in settings.models], list(settings.models)
-    spec = RunSpec(
-        request.model,
-        request.data or project.data,
-        request.calibration or project.calibration,
-        settings.calibration_samples,
-        request.reference or project.reference,
-        settings.io_dtype,
-        settings.unsafe_deserialization,
-        settings.images,
-        settings.stateful,
-        settings.quantization,
-    )
+        return [run_spec(settings, model) for model in settings.models], list(settings.models)
+    spec = named_model_spec(settings, request.model, data=request.data, calibration=request.calibration,
+                            reference=request.reference, project=project)
     return [spec], [request.model_as_written or request.model]
 
 

@@ -185,6 +185,13 @@ class ModelRun:
         """Where this run writes its artifact ``key`` (of :data:`ARTIFACTS`)."""
         return self.out_dir / f"{self.stem}{ARTIFACTS[key]}"
 
+    def first_artifacts(self) -> list[Path]:
+        """The files this run writes before any check asks for more: the quantized model (a .tflite
+        is checked as it is, not converted) and its quantization info."""
+        keys = ("quantization_info",) if self._path.suffix.lower() == ".tflite" else ("quantized_model",
+                                                                                       "quantization_info")
+        return [self.artifact(key) for key in keys]
+
     def artifacts(self) -> dict[str, str]:
         """The files this run has written so far (absolute paths), and its artifact stem.
 

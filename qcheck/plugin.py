@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from qcheck.config import ACTIVATIONS, DEFAULT_ACCELERATOR, DEFAULT_CALIBRATION_SAMPLES, DEFAULT_OUT, THRESHOLD_OPTIONS, ImageOptions, RunSpec, Settings, with_default_unit
+from qcheck.config import RunSpec
+from qcheck.resolver import FLAGS, INI_KEYS, Invocation, UsageProblem, resolve
 
 if TYPE_CHECKING:
     from qcheck.data import Dataset
@@ -26,83 +26,19 @@ if TYPE_CHECKING:
 SESSION_KEY = pytest.StashKey["QcheckSession"]()
 # node id -> error of each qcheck_*.toml that could not be collected, for the reports
 SUITE_ERRORS_KEY = pytest.StashKey[dict[str, str]]()
-PROJECT_KEY = pytest.StashKey["ProjectConfig"]()  # [tool.qcheck] and ini defaults, for suite files and markers
+INVOCATION_KEY = pytest.StashKey["Invocation"]()  # the command line, [tool.qcheck] and ini keys, read once
 _NO_MODEL = ("no model: pass --qcheck-model=PATH, set models in [tool.qcheck], or mark the test "
              "@pytest.mark.qcheck(model=PATH)")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    # The options and ini keys, and their help, live with the resolver that reads them.
     group = parser.getgroup("qcheck", "quantized model checks (qcheck)")
-    group.addoption("--qcheck-model", action="append", dest="qcheck_model", default=[], metavar="PATH",
-                    help="model to check: .keras, .h5, .tflite or a SavedModel directory (repeatable)")
-    group.addoption("--qcheck-data", dest="qcheck_data", metavar="NPZ",
-                    help="evaluation data: .npz with 'x' and labels 'y' or 'y_<output name>'")
-    group.addoption("--qcheck-calibration", dest="qcheck_calibration", metavar="NPZ",
-                    help="separate representative data set for calibration (default: a split of --qcheck-data)")
-    group.addoption("--qcheck-calibration-samples", dest="qcheck_calibration_samples", type=int, metavar="N",
-                    help=f"calibration samples (default {DEFAULT_CALIBRATION_SAMPLES})")
-    group.addoption("--qcheck-reference", dest="qcheck_reference", metavar="PATH",
-                    help="float model to compare an already quantized .tflite with")
-    group.addoption("--qcheck-image-size", dest="qcheck_image_size", metavar="HxW",
-                    help="resize images of an image-folder data set to this size (default: as they are)")
-    group.addoption("--qcheck-image-scale", dest="qcheck_image_scale", type=float, metavar="FACTOR",
-                    help="multiply image pixels by this (default 1/255)")
-    group.addoption("--qcheck-image-offset", dest="qcheck_image_offset", type=float, metavar="VALUE",
-                    help="then add this (default 0)")
-    group.addoption("--qcheck-image-mode", dest="qcheck_image_mode", choices=("RGB", "L"),
-                    help="colour mode of images: RGB (3 channels, default) or L (1 channel)")
-    group.addoption("--qcheck-io", dest="qcheck_io", choices=("uint8", "int8"),
-                    help="dtype of the quantized model's input and output (default uint8)")
-    group.addoption("--qcheck-activations", dest="qcheck_activations", choices=ACTIVATIONS,
-                    help="activations of the conversion: int8 (full integer, default) or int16 (int16x8: int16 "
-                         "activations and I/O, int8 weights); over the suite's [quantization] activations")
-    group.addoption("--qcheck-stateful", dest="qcheck_stateful", choices=("reset", "keep"),
-                    help="a model with state (variable tensors, e.g. an LSTM): reset it before each sample "
-                         "(default), or keep it when the data is one long sequence")
-    group.addoption("--qcheck-unsafe-deserialization", dest="qcheck_unsafe_deserialization", action="store_true",
-                    help="UNSAFE: allow Keras Lambda layers, whose Python code runs when the model loads")
-    group.addoption("--qcheck-suite", dest="qcheck_suite", metavar="NAME|PATH",
-                    help="suite of checks and thresholds: a built-in name or a .toml path (default: default)")
-    group.addoption("--qcheck-accelerator", dest="qcheck_accelerator", metavar="LIST",
-                    help=f"Ethos-U configuration(s) for the vela check, comma separated (default {DEFAULT_ACCELERATOR})")
-    group.addoption("--qcheck-out", dest="qcheck_out", metavar="DIR",
-                    help=f"artifact folder: quantized models, quantization info, Vela output (default {DEFAULT_OUT})")
-    group.addoption("--qcheck-json", dest="qcheck_json", metavar="PATH", help="write the JSON report here")
-    group.addoption("--qcheck-html", dest="qcheck_html", metavar="PATH",
-                    help="write a self-contained HTML report here (charts, Vela placement, budgets)")
-    group.addoption("--qcheck-csv", dest="qcheck_csv", metavar="DIR",
-                    help="write per-model tables (checks, tensors, layers, size) as CSV files into DIR")
-    group.addoption("--qcheck-cache-dir", dest="qcheck_cache_dir", metavar="DIR",
-                    help="cache of conversions and evaluations (default: inside pytest's cache folder)")
-    group.addoption("--qcheck-no-cache", dest="qcheck_no_cache", action="store_true",
-                    help="neither read nor write the qcheck cache")
-    group.addoption("--qcheck-cache-clear", dest="qcheck_cache_clear", action="store_true",
-                    help="empty the qcheck cache before the run (only a folder qcheck made)")
-    group.addoption("--qcheck-baseline", dest="qcheck_baseline", metavar="DIR",
-                    help="compare each model with its baseline in DIR (the last good run's figures); "
-                         "a model without one fails")
-    group.addoption("--qcheck-baseline-update", dest="qcheck_baseline_update", action="store_true",
-                    help="write or refresh the baselines in --qcheck-baseline's DIR for the models that run")
-    group.addoption("--qcheck-shard", dest="qcheck_shard", metavar="K/N",
-                    help="run part K of N (each model with all its checks in one part), for a CI matrix")
-    group.addoption("--qcheck-shard-costs", dest="qcheck_shard_costs", metavar="FILE",
-                    help="balance --qcheck-shard by these costs ('python -m qcheck merge --costs' writes them)")
-    group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
-                    help="time limit for one conversion, evaluation, property search or Vela compilation (default 900)")
-    for dest, (check, key) in THRESHOLD_OPTIONS.items():
-        flag = "--" + dest.replace("_", "-")
-        group.addoption(flag, dest=dest, metavar="VALUE", help=f"override {check}.{key} of the suite")
-    group.addoption("--qcheck-set", dest="qcheck_set", action="append", default=[], metavar="CHECK.KEY=VALUE",
-                    help="override any suite setting, e.g. accuracy_drop.max=2%% (repeatable)")
+    for flag in FLAGS:
+        group.addoption(flag.name, **flag.kwargs())
 
-    parser.addini("qcheck_models", "models to check (paths relative to the ini file)", type="paths", default=[])
-    parser.addini("qcheck_data", "evaluation data .npz (relative to the ini file)", default="")
-    parser.addini("qcheck_calibration", "calibration data .npz (relative to the ini file)", default="")
-    parser.addini("qcheck_suite", "suite name or path", default="")
-    parser.addini("qcheck_accelerator", "Ethos-U configuration(s), comma separated", default="")
-    parser.addini("qcheck_out", "artifact folder (relative to the ini file)", default="")
-    parser.addini("qcheck_cache_dir", "cache folder (relative to the ini file)", default="")
-    parser.addini("qcheck_baseline", "baseline folder (relative to the ini file)", default="")
+    for key, help_text, kind in INI_KEYS:
+        parser.addini(key, help_text, type=kind, default=[] if kind == "paths" else "")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -112,7 +48,8 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, object, object
     # (A wrapper runs before xdist's own hook, which turns an unset --dist into "load".) Only
     # runs given --qcheck-model are changed; with models from files, pass --dist loadgroup.
     option = config.option
-    if getattr(option, "numprocesses", None) and getattr(option, "dist", None) == "no" and option.qcheck_model:
+    if getattr(option, "numprocesses", None) and getattr(option, "dist", None) == "no" and _options(config).get(
+            "qcheck_model"):
         option.dist = "loadgroup"
     return (yield)
 
@@ -126,22 +63,22 @@ def pytest_configure(config: pytest.Config) -> None:
         from qcheck.xdist_groups import ModelGroups
 
         config.pluginmanager.register(ModelGroups(config), "qcheck-xdist-groups")
-    config.pluginmanager.register(_LateResults(config), "qcheck-late-results")
+    config.pluginmanager.register(_Results(config), "qcheck-results")
     config.pluginmanager.register(_BrokenSuiteFiles(config), "qcheck-broken-suite-files")
     # Every pytest run of the environment loads this plugin: the session (numpy, the checks,
     # the suite) is made only when qcheck is used. Asked for here, bad options and suites are
     # usage errors before anything runs; otherwise a suite file, marker or fixture makes it.
     from qcheck.project import ProjectConfig
 
-    if project_of(config) != ProjectConfig() or any(
-        value not in (None, False, [], "") for dest, value in vars(config.option).items() if dest.startswith("qcheck_")
-    ):
+    invocation = invocation_of(config)
+    if invocation.project != ProjectConfig() or invocation.uses_qcheck():
         qsession = session_of(config)
         # Splits the run with --qcheck-shard; without, records what each model cost in the cache.
         from qcheck.shards import ShardPlugin, parse_shard
 
-        shard = parse_shard(config.option.qcheck_shard) if config.option.qcheck_shard else None
-        config.pluginmanager.register(ShardPlugin(config, shard, config.option.qcheck_shard_costs, qsession.cache),
+        shard_text = invocation.get("qcheck_shard")
+        shard = parse_shard(shard_text) if shard_text else None
+        config.pluginmanager.register(ShardPlugin(config, shard, invocation.get("qcheck_shard_costs"), qsession.cache),
                                       "qcheck-shard")
 
 
@@ -150,37 +87,33 @@ def session_of(config: pytest.Config) -> QcheckSession:
     qsession = config.stash.get(SESSION_KEY, None)
     if qsession is not None:
         return qsession
-    from qcheck.errors import QcheckError
     from qcheck.progress import Progress
     from qcheck.session import QcheckSession
-    from qcheck.suites import load_suite
 
-    settings = _settings(config, project_of(config))
+    invocation = invocation_of(config)
     try:
-        suite = load_suite(settings.suite).with_overrides(settings.overrides, "the command line")
-    except QcheckError as exc:
+        settings, suite = resolve(invocation)
+    except UsageProblem as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
-    settings = replace(settings, quantization=suite.quantization_for(settings.activations))
-    if settings.quantization.activations == "int16" and config.option.qcheck_io:
-        raise pytest.UsageError(f"qcheck: --qcheck-io={config.option.qcheck_io} does not apply to int16 activations: "
-                                "an int16x8 model takes and returns int16 (drop --qcheck-io, or convert with int8 "
-                                "activations)")
-    qsession = QcheckSession(settings, suite, Progress(config))
-    _check_outputs(config, settings, qsession)
-    _prepare_cache(config, qsession)
+    qsession = QcheckSession(settings, suite, Progress(config), project=invocation.project,
+                             broken=config.stash[SUITE_ERRORS_KEY])
+    _check_outputs(invocation, qsession)
+    _prepare_cache(invocation, qsession, worker=hasattr(config, "workerinput"))
     config.stash[SESSION_KEY] = qsession
     config.pluginmanager.register(qsession, "qcheck-session")
     return qsession
 
 
-def _check_outputs(config: pytest.Config, settings: Settings, qsession: QcheckSession) -> None:
+def _check_outputs(invocation: Invocation, qsession: QcheckSession) -> None:
     """Output folders and report paths qcheck cannot write are usage errors, before anything runs."""
     from qcheck.files import check_output_file, check_output_folder
 
-    out_option = "--qcheck-out" if config.option.qcheck_out else "qcheck_out ([tool.qcheck] out)"
+    settings = qsession.settings
+    given = invocation.get("qcheck_out")
+    out_option = "--qcheck-out" if given else "qcheck_out ([tool.qcheck] out)"
     problems = [check_output_folder(out_option, settings.out_dir)]
     out = settings.out_dir
-    if (not config.option.qcheck_out and not project_of(config).out and out.is_symlink()
+    if (not given and not invocation.project.out and out.is_symlink()
             and not out.resolve().is_relative_to(Path.cwd().resolve())):
         # The default folder is nobody's choice: a repository could commit it as a link to elsewhere.
         problems.append(f"{out}: the default output folder is a symbolic link leading out of {Path.cwd()} (to "
@@ -200,30 +133,37 @@ def _check_outputs(config: pytest.Config, settings: Settings, qsession: QcheckSe
         raise pytest.UsageError("\n".join(f"qcheck: {problem}" for problem in found))
 
 
-def project_of(config: pytest.Config) -> ProjectConfig:
-    """The project's defaults ([tool.qcheck] and ini keys), read once."""
-    project = config.stash.get(PROJECT_KEY, None)
-    if project is None:
-        project = config.stash[PROJECT_KEY] = _project(config)
-    return project
+def invocation_of(config: pytest.Config) -> Invocation:
+    """What qcheck reads of this pytest run, as plain values for :mod:`qcheck.resolver`: the one
+    place that reads pytest's ``config.option`` and ini keys for qcheck's settings."""
+    invocation = config.stash.get(INVOCATION_KEY, None)
+    if invocation is None:
+        options = _options(config)
+        invocation = config.stash[INVOCATION_KEY] = Invocation(
+            options, config.invocation_params.dir, _project(config, options), lambda: _pytest_cache(config),
+            # pytest-html's --html option; absent when pytest-html is not installed.
+            pytest_html=bool(getattr(config.option, "htmlpath", None)))
+    return invocation
 
 
-class _LateResults:
-    """Hands results to a session made after the run started: under xdist, the controller
+def _options(config: pytest.Config) -> dict[str, Any]:
+    return {dest: value for dest, value in vars(config.option).items() if dest.startswith("qcheck_")}
+
+
+class _Results:
+    """Hands each check's result to the session, made on first use. One path whether the
+    session was made at the start or not: under xdist, a controller given no qcheck option
     collects nothing, and meets qcheck only in its workers' reports."""
 
     def __init__(self, config: pytest.Config) -> None:
         self._config = config
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html reads the report's extras
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if SESSION_KEY in self._config.stash:
-            return  # the session's own hook has it
         from qcheck.results import RESULT_PROPERTY
 
         if any(name == RESULT_PROPERTY for name, _ in report.user_properties):
-            # Registered now, the session misses this one call of the hook: pass it on.
-            session_of(self._config).pytest_runtest_logreport(report)
+            session_of(self._config).gather(report)
 
 
 class _BrokenSuiteFiles:
@@ -251,96 +191,25 @@ def is_suite_file(name: str) -> bool:
     return name.startswith("qcheck_") and name.endswith(".toml")
 
 
-def _project(config: pytest.Config) -> ProjectConfig:
+def _project(config: pytest.Config, options: dict[str, Any]) -> ProjectConfig:
     """The project's defaults: [tool.qcheck] in pyproject.toml and the qcheck_* ini keys."""
     from qcheck.errors import QcheckError
     from qcheck.project import INI_KEYS, find_pyproject, project_config
 
     ini = {key: config.getini(key) for key in INI_KEYS.values()}
-    opt = config.option
     # A folder the command line gives is trusted; the configuration's, then unused, is not confined.
-    overridden = frozenset({*(["out"] if opt.qcheck_out else []),
-                            *(["cache_dir"] if opt.qcheck_cache_dir or opt.qcheck_no_cache else []),
-                            *(["baseline"] if opt.qcheck_baseline else [])})
+    overridden = frozenset({*(["out"] if options.get("qcheck_out") else []),
+                            *(["cache_dir"] if options.get("qcheck_cache_dir") or options.get("qcheck_no_cache")
+                              else []),
+                            *(["baseline"] if options.get("qcheck_baseline") else [])})
     try:
         return project_config(find_pyproject(config.rootpath, config.inipath), ini, config.inipath, overridden)
     except QcheckError as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
 
 
-def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
-    """The command line over the project's defaults over the built-in ones."""
-    from qcheck.project import unique_models
-    from qcheck.vela import ACCELERATORS
-
-    opt = config.option
-    models, notes = unique_models(tuple(opt.qcheck_model) or project.models, config.invocation_params.dir)
-    accelerators = (tuple(a.strip() for a in (opt.qcheck_accelerator or "").split(",") if a.strip())
-                    or project.accelerators)
-    for accelerator in accelerators:
-        if accelerator not in ACCELERATORS:
-            raise pytest.UsageError(f"qcheck: unknown accelerator '{accelerator}'; choose from {', '.join(ACCELERATORS)}")
-    samples = opt.qcheck_calibration_samples
-    if samples is not None and samples < 1:
-        raise pytest.UsageError("qcheck: --qcheck-calibration-samples must be at least 1")
-    if opt.qcheck_timeout is not None and not 0 < opt.qcheck_timeout < float("inf"):
-        raise pytest.UsageError(f"qcheck: --qcheck-timeout must be a positive number of seconds, not {opt.qcheck_timeout:g}")
-    out = opt.qcheck_out or project.out or DEFAULT_OUT
-    baseline = opt.qcheck_baseline or project.baseline
-    if opt.qcheck_baseline_update and not baseline:
-        raise pytest.UsageError("qcheck: --qcheck-baseline-update needs the baseline folder: pass --qcheck-baseline=DIR "
-                                "(or set baseline = \"DIR\" in [tool.qcheck])")
-    return Settings(
-        models=models,
-        data=opt.qcheck_data or project.data,
-        calibration=opt.qcheck_calibration or project.calibration,
-        calibration_samples=samples or project.calibration_samples or DEFAULT_CALIBRATION_SAMPLES,
-        reference=opt.qcheck_reference or project.reference,
-        io_dtype=opt.qcheck_io or "uint8",
-        unsafe_deserialization=bool(opt.qcheck_unsafe_deserialization),
-        stateful=opt.qcheck_stateful or "reset",
-        activations=opt.qcheck_activations,
-        suite=opt.qcheck_suite or project.suite or "default",
-        accelerators=accelerators,
-        out_dir=Path(out),
-        json_path=Path(opt.qcheck_json) if opt.qcheck_json else None,
-        html_path=Path(opt.qcheck_html) if opt.qcheck_html else None,
-        csv_dir=Path(opt.qcheck_csv) if opt.qcheck_csv else None,
-        # pytest-html's --html option; absent when pytest-html is not installed.
-        pytest_html_extras=bool(getattr(opt, "htmlpath", None)),
-        overrides=_overrides(config),
-        timeout=opt.qcheck_timeout or 900.0,
-        images=_image_options(opt),
-        cache_dir=_cache_dir(config, project.cache_dir),
-        notes=notes,
-        baseline_dir=Path(baseline).absolute() if baseline else None,
-        baseline_update=bool(opt.qcheck_baseline_update),
-    )
-
-
-def _image_options(opt: Any) -> ImageOptions:
-    size = None
-    if opt.qcheck_image_size:
-        height, sep, width = opt.qcheck_image_size.lower().partition("x")
-        if not (sep and height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
-            raise pytest.UsageError(f"qcheck: --qcheck-image-size expects HxW, e.g. 96x96, not {opt.qcheck_image_size!r}")
-        size = (int(height), int(width))
-    defaults = ImageOptions()
-    return ImageOptions(
-        size=size,
-        scale=defaults.scale if opt.qcheck_image_scale is None else opt.qcheck_image_scale,
-        offset=defaults.offset if opt.qcheck_image_offset is None else opt.qcheck_image_offset,
-        mode=opt.qcheck_image_mode or defaults.mode,
-    )
-
-
-def _cache_dir(config: pytest.Config, ini_value: str | None) -> Path | None:
-    opt = config.option
-    if opt.qcheck_no_cache:
-        return None
-    chosen: str | None = opt.qcheck_cache_dir or ini_value
-    if chosen:
-        return Path(chosen).resolve()
+def _pytest_cache(config: pytest.Config) -> Path | None:
+    """qcheck's folder in pytest's cache folder (the default cache), made now."""
     cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
     if cache is None:
         return None
@@ -352,46 +221,19 @@ def _cache_dir(config: pytest.Config, ini_value: str | None) -> Path | None:
         return (base if base.is_absolute() else config.rootpath / base) / "d" / "qcheck"
 
 
-def _prepare_cache(config: pytest.Config, qsession: QcheckSession) -> None:
+def _prepare_cache(invocation: Invocation, qsession: QcheckSession, *, worker: bool) -> None:
     """Check that the cache folder is qcheck's to use (a usage error if not), and clear it if
     asked (on the controller only: xdist workers start after it)."""
     from qcheck.cache import CacheFolderError
 
-    opt = config.option
-    given = "--qcheck-cache-dir" if opt.qcheck_cache_dir else "qcheck_cache_dir" if project_of(config).cache_dir else ""
-    clear = bool(opt.qcheck_cache_clear) and not hasattr(config, "workerinput")
+    given = ("--qcheck-cache-dir" if invocation.get("qcheck_cache_dir") else
+             "qcheck_cache_dir" if invocation.project.cache_dir else "")
+    clear = bool(invocation.get("qcheck_cache_clear")) and not worker
     try:
         # Only qcheck's own place in pytest's cache folder is repaired; a folder the user named is refused.
         qsession.cache.prepare(clear=clear, reclaim=not given)
     except CacheFolderError as exc:
         raise pytest.UsageError(f"qcheck: {given or 'the cache folder'}: {exc}") from None
-
-
-def _overrides(config: pytest.Config) -> dict[str, dict[str, Any]]:
-    overrides: dict[str, dict[str, Any]] = {}
-    for dest, (check, key) in THRESHOLD_OPTIONS.items():
-        value = getattr(config.option, dest, None)
-        if value is not None:
-            overrides.setdefault(check, {})[key] = with_default_unit(dest, value)
-    if config.option.qcheck_baseline or project_of(config).baseline:
-        overrides.setdefault("baseline", {})["enabled"] = True  # a baseline folder turns the check on
-    for item in config.option.qcheck_set:
-        target, sep, value = item.partition("=")
-        check, dot, key = target.strip().partition(".")
-        if not (sep and dot and check and key):
-            raise pytest.UsageError(f"qcheck: --qcheck-set expects CHECK.KEY=VALUE, got {item!r}")
-        overrides.setdefault(check, {})[key] = _toml_scalar(value.strip())
-    return overrides
-
-
-def _toml_scalar(text: str) -> Any:
-    """Read a command-line value as TOML would (numbers, booleans), else keep the string."""
-    import tomllib
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -431,7 +273,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if is_suite_file(file_path.name):
         from qcheck.suite_files import QcheckFile
 
-        return QcheckFile.from_parent(parent, path=file_path)
+        return QcheckFile.from_parent(parent, path=file_path, qsession=lambda: session_of(parent.config))
     return None
 
 
@@ -442,8 +284,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "qcheck_run_spec" in metafunc.fixturenames:
         from qcheck.markers import parametrization
 
-        specs, ids = parametrization(metafunc.definition, session_of(metafunc.config).settings,
-                                     project_of(metafunc.config))
+        qsession = session_of(metafunc.config)
+        specs, ids = parametrization(metafunc.definition, qsession.settings, qsession.project)
         metafunc.parametrize("qcheck_run_spec", specs or [None], ids=ids or ["no-model"], indirect=True,
                              scope="session")
 

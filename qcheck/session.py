@@ -1,4 +1,4 @@
-"""The session object: runs checks on the models, gathers results, writes the reports.
+"""The session object: plans the command line's models, gathers results, writes the reports.
 
 One instance per pytest run, made on first use (``qcheck.plugin.session_of``) and kept under a stash key.
 Under pytest-xdist the workers run checks and send each result on ``report.user_properties``;
@@ -8,105 +8,70 @@ only the controller (or a run without xdist) gathers them and writes the reports
 from __future__ import annotations
 
 import json
-import threading
-import time
+from dataclasses import replace
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from qcheck.cache import Cache
-from qcheck.checks import CheckDef, registry
-from qcheck.config import DEFAULT_ACCELERATOR, RunSpec, Settings
-from qcheck.errors import QcheckError, StepFailed
-from qcheck.files import InputFiles, safe_stem
-from qcheck.pipeline import DataSource, ModelRun
+from qcheck.config import RunSpec, Settings
+from qcheck.errors import QcheckError
+from qcheck.files import InputFiles
+from qcheck.pipeline import ModelRun
 from qcheck.progress import Progress
+from qcheck.project import ProjectConfig
+from qcheck.resolver import accelerators, run_spec
 from qcheck.results import RESULT_PROPERTY, CheckResult
+from qcheck.runner import PlannedCheck, Runner, plan
 from qcheck.suites import CheckSpec, Suite
-_SLOW_STEP = 1.0  # seconds: a check that took longer says so in the progress lines
-
-
-@dataclass(frozen=True)
-class PlannedCheck:
-    """One test item to be: a check on a model, for one accelerator where that matters."""
-
-    run: RunSpec
-    spec: CheckSpec
-    variant: str = ""
-
-    @property
-    def model(self) -> str:
-        return self.run.model
-
-    @property
-    def item_name(self) -> str:
-        params = "-".join(p for p in (self.model, self.variant) if p)
-        return f"{self.spec.name}[{params}]"
 
 
 class QcheckSession:
-    """Holds the run's settings and suite, the per-model pipelines and the gathered results."""
+    """The run's settings and suite, its :class:`~qcheck.runner.Runner`, and the gathered results."""
 
-    def __init__(self, settings: Settings, suite: Suite, progress: Progress | None = None) -> None:
+    def __init__(self, settings: Settings, suite: Suite, progress: Progress | None = None, *,
+                 project: ProjectConfig | None = None, broken: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.suite = suite
+        self.project = project or ProjectConfig()  # [tool.qcheck]: what suite files and markers fall back on
+        self.broken = broken if broken is not None else {}  # node id -> error of each unreadable qcheck_*.toml
         self.progress = progress or Progress()  # silent without a pytest config
-        self._sources: dict[tuple[Any, ...], DataSource] = {}
-        self._runs: dict[RunSpec, ModelRun] = {}
         self.cache = Cache(settings.cache_dir)
-        self._stems: dict[RunSpec, str] = {}
         self.results: list[CheckResult] = []
         self.written: list[str] = []  # what the reports wrote, for the terminal summary
-        self.notes: dict[str, list[str]] = {}
-        self._ahead: dict[RunSpec, list[PlannedCheck]] = {}  # checks with slow work to start early
-        self._ahead_threads: list[threading.Thread] = []
         self.inputs = InputFiles()  # what no artifact or report may be written over
-        for model in settings.models:
-            self._protect(settings.run_spec(model))
         self.inputs.add(settings.suite, "suite")
-        self._causes: dict[str, list[tuple[BaseException, str]]] = {}  # per model: (cause, check that said it)
-
-    # -- planning ----------------------------------------------------------------------------
+        self.runner = Runner(settings.out_dir, self.cache, settings.timeout, self.progress, inputs=self.inputs,
+                             first=[run_spec(settings, model) for model in settings.models])
 
     def plan(self) -> Iterator[PlannedCheck]:
-        checks = registry()
+        """The checks of the command line's (or ``[tool.qcheck]``'s) models."""
         for model in self.settings.models:
-            run = self.settings.run_spec(model)
-            for spec in self.suite.enabled():
-                check = checks[spec.name]
-                if check.per_accelerator:
-                    for accelerator in self.accelerators(spec):
-                        yield PlannedCheck(run, spec, accelerator)
-                else:
-                    yield PlannedCheck(run, spec)
+            for planned in plan(run_spec(self.settings, model), self.suite, self._accelerators):
+                yield self._with_baseline(planned) if planned.spec.name == "baseline" else planned
 
-    def accelerators(self, spec: CheckSpec) -> tuple[str, ...]:
-        if self.settings.accelerators:
-            return self.settings.accelerators
-        vela = self.suite.checks.get("vela")
-        fallback = vela.options.get("accelerator", DEFAULT_ACCELERATOR) if vela is not None else DEFAULT_ACCELERATOR
-        return (str(spec.options.get("accelerator", fallback)),)
+    def _with_baseline(self, planned: PlannedCheck) -> PlannedCheck:
+        """The baseline check's folder and update mode are the run's to say (the command line or
+        ``[tool.qcheck]``), never a suite file's: an untrusted suite cannot choose where qcheck writes."""
+        from qcheck.baseline import target_options
 
-    # -- running -----------------------------------------------------------------------------
+        options = target_options(dict(planned.options), self.suite, self.settings.baseline_dir,
+                                 self.settings.baseline_update, self.runner.stem(planned.run), self.inputs,
+                                 self._accelerators)
+        return replace(planned, options=options)
+
+    def _accelerators(self, spec: CheckSpec) -> tuple[str, ...]:
+        return accelerators(spec, self.suite, command_line=self.settings.accelerators)
 
     def run(self, spec: RunSpec) -> ModelRun:
-        """The pipeline for ``spec``, created on first use and shared by every item using it."""
-        if spec not in self._runs:
-            key = (spec.data, spec.calibration, spec.calibration_samples, spec.images)
-            if key not in self._sources:
-                self._sources[key] = DataSource(*key)
-            self._protect(spec)
-            self._runs[spec] = ModelRun(spec, self._stem(spec), self.settings.out_dir, self._sources[key],
-                                        self.settings.timeout, self.cache, self.progress, inputs=self.inputs)
-        return self._runs[spec]
+        """The pipeline for ``spec``, shared by every item and fixture using it."""
+        return self.runner.model_run(spec)
 
-    def _protect(self, spec: RunSpec) -> None:
-        for path, what in ((spec.model, "model"), (spec.reference, "reference model"), (spec.data, "data"),
-                           (spec.calibration, "calibration data")):
-            self.inputs.add(path, what)
+    def check(self, planned: PlannedCheck) -> CheckResult:
+        """Measure and judge one planned check; every failure becomes a failed result."""
+        return self.runner.execute(planned)
 
     def protect(self, items: Iterable[pytest.Item]) -> None:
         """Add the collected items' files (test modules, suite files) and models to the inputs,
@@ -119,141 +84,21 @@ class QcheckSession:
             if spec is None and callspec is not None:
                 spec = callspec.params.get("qcheck_run_spec")
             if isinstance(spec, RunSpec):
-                self._protect(spec)
+                self.runner.protect(spec)
 
     def clashes(self) -> list[str]:
-        """Artifacts of the command line's models that would be written over one of the inputs
-        (``--qcheck-out=.`` beside a model named ``m_quant.tflite``): found before anything runs."""
-        found = []
-        for model in self.settings.models:
-            spec = self.settings.run_spec(model)
-            stem, out = self._stem(spec), self.settings.out_dir
-            names = [f"{stem}_quantization_info.json"]
-            if Path(model).suffix.lower() != ".tflite":  # a .tflite is checked as it is, not converted
-                names.insert(0, f"{stem}_quant.tflite")
-            for name in names:
-                owner = self.inputs.owner(out / name)
-                if owner is not None:
-                    found.append(f"{out / name}: {model}'s artifact would be written over the {owner}; "
-                                 "qcheck never writes over its inputs: choose another --qcheck-out")
-        return found
-
-    def _stem(self, spec: RunSpec) -> str:
-        """Artifact names from the model's file name, made unique within the session.
-
-        The command line's models are named first, in their order, whichever is used first:
-        every xdist worker must give a model the same name, or two models that share a file
-        name would write over each other's artifacts.
-        """
-        if spec not in self._stems:
-            for model in self.settings.models:
-                self._assign_stem(self.settings.run_spec(model))
-            self._assign_stem(spec)
-        return self._stems[spec]
-
-    def _assign_stem(self, spec: RunSpec) -> None:
-        if spec not in self._stems:
-            path = Path(spec.model)
-            stem = safe_stem(path.stem if path.suffix else path.name)
-            taken = set(self._stems.values())
-            candidate, n = stem, 2
-            while candidate in taken:
-                candidate, n = f"{stem}-{n}", n + 1
-            self._stems[spec] = candidate
+        """Artifacts of the command line's models that would be written over one of the inputs."""
+        return self.runner.clashes()
 
     def expect(self, planned: Iterable[PlannedCheck]) -> None:
-        """The checks this process is to run (after -k/-m), so that slow work they will need
-        starts ahead: Vela compiles on a background thread while the model's evaluation runs.
-
-        Under pytest-xdist every worker collects every item; with qcheck's per-model groups a
-        model's checks all run on the worker that starts its first one.
-        """
-        checks = registry()
-        for item in planned:
-            if checks[item.spec.name].prepare is not None:
-                self._ahead.setdefault(item.run, []).append(item)
-
-    def _start_ahead(self, run: RunSpec) -> None:
-        planned = self._ahead.pop(run, [])
-        if not planned:
-            return
-        evidence, checks = self.run(run), registry()
-
-        def prepare() -> None:
-            for item in planned:
-                start = checks[item.spec.name].prepare
-                assert start is not None
-                try:
-                    start(evidence, self._options(item))
-                except Exception:
-                    pass  # the check asks for the same work, and reports what went wrong
-
-        thread = threading.Thread(target=prepare, name=f"qcheck-ahead-{self._stem(run)}", daemon=True)
-        thread.start()
-        self._ahead_threads.append(thread)
-
-    def _options(self, planned: PlannedCheck) -> dict[str, Any]:
-        check = registry()[planned.spec.name]
-        options = dict(planned.spec.options)
-        if check.per_accelerator and planned.spec.name != "vela" and "vela" in self.suite.checks:
-            # The memory checks describe the same compilation as vela: its target options
-            # (system_config, memory_mode, config_file) apply unless the check sets its own.
-            inherited = {k: v for k, v in self.suite.checks["vela"].options.items() if k in check.options}
-            options = {**inherited, **options}
-        if planned.variant:
-            options["accelerator"] = planned.variant
-        if planned.spec.name == "baseline":  # where its files are is the run's to say, not a suite's
-            from qcheck.baseline import target_options
-
-            options = target_options(options, self.suite, self.settings.baseline_dir, self.settings.baseline_update,
-                                     self._stem(planned.run), self.inputs, self.accelerators)
-        return options
-
-    def check(self, planned: PlannedCheck) -> CheckResult:
-        """Measure and judge one planned check; every failure becomes a failed result."""
-        from qcheck.verdict import error_result, judge
-
-        check: CheckDef = registry()[planned.spec.name]
-        options = self._options(planned)
-        self._start_ahead(planned.run)
-        evidence = self.run(planned.run)
-        label = f"{planned.spec.name}[{planned.variant}]" if planned.variant else planned.spec.name
-        self.progress.step(planned.model, f"check {label} ...")
-        started = time.monotonic()
-        try:
-            measurement = check.measure(evidence, options)
-        except (QcheckError, StepFailed) as exc:
-            see = self._first_to_report(planned.model, exc, label)
-            return error_result(planned.model, check, planned.spec, exc, planned.variant, see=see)
-        except OSError as exc:  # the file system said no (a file where a folder goes, a full disk): not a bug
-            return error_result(planned.model, check, planned.spec, _os_failure(exc), planned.variant)
-        except Exception as exc:  # a bug in qcheck: this check errors with its text, the session goes on
-            return error_result(planned.model, check, planned.spec, _internal(exc), planned.variant)
-        finally:
-            elapsed = time.monotonic() - started
-            if elapsed >= _SLOW_STEP:
-                self.progress.step(planned.model, f"check {label} measured in {elapsed:.1f} s")
-        result = judge(planned.model, check, planned.spec, measurement, planned.variant)
-        return _with_sections(result, {**evidence.sections(), "artifacts": evidence.artifacts()})
-
-    def _first_to_report(self, model: str, cause: BaseException, label: str) -> str:
-        """The check that already reported ``cause`` for ``model`` in full, or "" if this one is first.
-
-        A failed step is remembered and raised again, the same exception, to every check that
-        needs it (:class:`qcheck.pipeline.Memo`): a model that cannot be loaded is one error, said
-        once, and its other checks point to it.
-        """
-        seen = self._causes.setdefault(model, [])
-        for known, first in seen:
-            if known is cause:
-                return first
-        seen.append((cause, label))
-        return ""
+        """The checks this process is to run (after -k/-m): slow work they need starts ahead."""
+        self.runner.expect(planned)
 
     # -- gathering ---------------------------------------------------------------------------
 
-    @pytest.hookimpl(tryfirst=True)  # before pytest-html reads the report's extras
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    def gather(self, report: pytest.TestReport) -> None:
+        """Keep the check results ``report`` carries (a worker's, under xdist), from
+        ``qcheck.plugin``'s ``pytest_runtest_logreport``."""
         for name, value in report.user_properties:
             # A check that could not be measured errors in its item's setup (see qcheck.items).
             if name == RESULT_PROPERTY and (report.when == "call" or (report.when == "setup" and report.failed)):
@@ -273,12 +118,11 @@ class QcheckSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        for thread in self._ahead_threads:
-            thread.join()  # no Vela process outlives the session
+        self.runner.join()  # no Vela process outlives the session
         if hasattr(session.config, "workerinput"):
             return  # xdist worker: the controller writes the reports
         settings = self.settings
-        broken = _broken_suite_files(session.config)
+        broken = self.broken
         from qcheck.shards import SHARD_KEY
 
         shard = session.config.stash.get(SHARD_KEY, None)  # a shard's report is written even when empty
@@ -307,7 +151,7 @@ class QcheckSession:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        broken = _broken_suite_files(terminalreporter.config)
+        broken = self.broken
         if hasattr(terminalreporter.config, "workerinput") or not (self.results or broken or self.settings.notes):
             return
         from qcheck.report.terminal import render
@@ -321,13 +165,6 @@ class QcheckSession:
             terminalreporter.line(f"qcheck: {path} did not run: it has an error (see ERROR collecting {path} above)")
         for line in self.written:
             terminalreporter.line(f"qcheck: {line}")
-
-
-def _broken_suite_files(config: pytest.Config) -> dict[str, str]:
-    """The ``qcheck_*.toml`` files that could not be collected: node id -> the error."""
-    from qcheck.plugin import SUITE_ERRORS_KEY
-
-    return config.stash.get(SUITE_ERRORS_KEY, {})
 
 
 def _attach_summary(report: pytest.TestReport, entry: dict[str, Any]) -> None:
@@ -370,28 +207,6 @@ def _why(exc: OSError | QcheckError, path: Path) -> str:
         return exc.render() if exc.path != str(path) else QcheckError(None, exc.problem, exc.hint).render()
     where = exc.filename if exc.filename and exc.filename != str(path) else None
     return f"{exc.strerror or exc}" + (f" ({where})" if where else "")
-
-
-def _os_failure(exc: OSError) -> StepFailed:
-    """A file-system error as the path and what the system said about it."""
-    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
-    return StepFailed(f"{paths or 'a file'}: {exc.strerror or exc} (check the folders qcheck writes into: "
-                      "a file where a folder goes, a full disk, permissions)")
-
-
-def _internal(exc: Exception) -> StepFailed:
-    """An unexpected exception as one line that says where it happened, for a bug report."""
-    import traceback
-
-    frame = traceback.extract_tb(exc.__traceback__)[-1]
-    return StepFailed(f"internal error in qcheck ({type(exc).__name__}: {exc}, at {Path(frame.filename).name}:"
-                      f"{frame.lineno}); please report it with the model")
-
-
-def _with_sections(result: CheckResult, sections: dict[str, Any]) -> CheckResult:
-    from dataclasses import replace
-
-    return replace(result, sections={**sections, **result.sections})
 
 
 def encode(result: CheckResult) -> str:

@@ -19,33 +19,25 @@ and the command line's thresholds apply over the file's. Errors name the file an
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qcheck.config import DEFAULT_ACCELERATOR, DEFAULT_CALIBRATION_SAMPLES, Quantization, RunSpec, Settings
+from qcheck.config import CommandLine, Quantization, RunSpec, Settings
 from qcheck.errors import QcheckError
 from qcheck.items import QcheckItem
-from qcheck.project import ProjectConfig, looks_like_path
-from qcheck.session import PlannedCheck, QcheckSession
+from qcheck.project import ProjectConfig
+from qcheck.resolver import accelerators, calibration_samples, named_model_spec, suite_extends
+from qcheck.runner import PlannedCheck, plan
+from qcheck.session import QcheckSession
 from qcheck.suites import CheckSpec, Suite, suite_from_document
 from qcheck.toml_files import parse_toml, read_text, resolve, shown
 from qcheck.units import positive_int
 
 RUN_KEYS = frozenset({"model", "models", "data", "calibration", "calibration_samples", "reference", "stateful"})
-
-
-@dataclass(frozen=True)
-class CommandLine:
-    """What the command line sets that would otherwise come from a suite file or the project."""
-
-    suite: str | None = None  # a built-in suite's name or an absolute path
-    accelerators: tuple[str, ...] = ()
-    calibration_samples: int | None = None
-    overrides: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,24 +51,13 @@ class SuiteFile:
 
     def plan(self, command_line: CommandLine, project: ProjectConfig) -> Iterator[tuple[str, PlannedCheck]]:
         """(item name, planned check) for every enabled check on every model."""
-        from qcheck.checks import registry
+        def accelerators_of(spec: CheckSpec) -> tuple[str, ...]:
+            return accelerators(spec, self.suite, command_line=command_line.accelerators,
+                                own_table=spec.name in self.own_accelerators, project=project.accelerators)
 
-        checks = registry()
         for written, run in self.models:
-            for spec in self.suite.enabled():
-                if not checks[spec.name].per_accelerator:
-                    yield f"{spec.name}[{written}]", PlannedCheck(run, spec)
-                    continue
-                for accelerator in self.accelerators(spec, command_line, project):
-                    yield f"{spec.name}[{written}-{accelerator}]", PlannedCheck(run, spec, accelerator)
-
-    def accelerators(self, spec: CheckSpec, command_line: CommandLine, project: ProjectConfig) -> tuple[str, ...]:
-        """The command line's, else this file's own table's, else the project's, else the suite's."""
-        if command_line.accelerators:
-            return command_line.accelerators
-        if spec.name in self.own_accelerators or not project.accelerators:
-            return (str(spec.options.get("accelerator", DEFAULT_ACCELERATOR)),)
-        return project.accelerators
+            for planned in plan(run, self.suite, accelerators_of):
+                yield f"{planned.spec.name}[{'-'.join(p for p in (written, planned.variant) if p)}]", planned
 
 
 def read_suite_file(path: Path, source: str, settings: Settings, project: ProjectConfig,
@@ -85,10 +66,7 @@ def read_suite_file(path: Path, source: str, settings: Settings, project: Projec
     text = read_text(path, source)
     doc = parse_toml(text, source)
     suite_doc = {key: value for key, value in doc.items() if key not in RUN_KEYS}
-    if command_line.suite is not None:
-        suite_doc["extends"] = command_line.suite
-    elif "extends" not in doc:
-        suite_doc["extends"] = project.suite or "default"
+    suite_doc["extends"] = suite_extends(command_line, doc.get("extends"), project)
     suite = suite_from_document(suite_doc, source, path.stem, path.parent, (str(path.resolve()),),
                                 extra_keys=RUN_KEYS)
     if command_line.overrides:
@@ -118,16 +96,15 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
     duplicates = sorted(m for m, n in Counter(written).items() if n > 1)
     if duplicates:
         raise QcheckError(source, f"models: {shown(duplicates[0])} is listed twice")
-    data = _path(doc, "data", here, source) or project.data
-    calibration = _path(doc, "calibration", here, source) or project.calibration
-    reference = _path(doc, "reference", here, source) or project.reference
+    data, calibration = _path(doc, "data", here, source), _path(doc, "calibration", here, source)
+    reference = _path(doc, "reference", here, source)
     samples = doc.get("calibration_samples")
     if samples is not None:
         try:
             positive_int(samples)
         except ValueError as exc:
             raise QcheckError(source, f"calibration_samples {exc}") from None
-    samples = command_line.calibration_samples or samples or project.calibration_samples or DEFAULT_CALIBRATION_SAMPLES
+    samples = calibration_samples(command_line, samples, project)
     stateful = doc.get("stateful", settings.stateful)
     if stateful not in ("reset", "keep"):
         raise QcheckError(source, f"stateful must be \"reset\" or \"keep\", not {stateful!r}")
@@ -140,8 +117,9 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
             raise QcheckError(source, f"models: {shown(seen[resolved])} and {shown(model)} are the same file; "
                                       "list it once")
         seen[resolved] = model
-        specs.append((model, RunSpec(resolved, data, calibration, samples, reference, settings.io_dtype,
-                                     settings.unsafe_deserialization, settings.images, stateful, quantization)))
+        specs.append((model, named_model_spec(settings, resolved, data=data, calibration=calibration,
+                                              reference=reference, project=project, calibration_samples=samples,
+                                              stateful=stateful, quantization=quantization)))
     return tuple(specs)
 
 
@@ -178,25 +156,17 @@ def _table_lines(text: str, names: set[str]) -> dict[str, int]:
 # -- pytest collection ----------------------------------------------------------------------------
 
 
-def command_line(config: pytest.Config, settings: Settings) -> CommandLine:
-    """The settings of this run's command line that a suite file's would otherwise decide."""
-    opt = config.option
-    suite = opt.qcheck_suite
-    if suite and looks_like_path(suite):
-        suite = str((config.invocation_params.dir / suite).resolve())
-    accelerators = tuple(a.strip() for a in (opt.qcheck_accelerator or "").split(",") if a.strip())
-    return CommandLine(suite or None, accelerators, opt.qcheck_calibration_samples, settings.overrides)
-
-
 class QcheckFile(pytest.File):
     """A ``qcheck_*.toml`` file: one item per check and model it names."""
 
-    def collect(self) -> Iterator[SuiteFileItem]:
-        from qcheck.plugin import project_of, session_of
+    def __init__(self, *, qsession: Callable[[], QcheckSession], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._qsession = qsession  # the run's session, made when first needed (qcheck.plugin.session_of)
 
-        qsession = session_of(self.config)
-        project = project_of(self.config)
-        cli = command_line(self.config, qsession.settings)
+    def collect(self) -> Iterator[SuiteFileItem]:
+        qsession = self.qsession = self._qsession()
+        project = qsession.project
+        cli = qsession.settings.command_line
         suite_file = read_suite_file(self.path, self._source(), qsession.settings, project, cli)
         for name, planned in suite_file.plan(cli, project):
             yield SuiteFileItem.from_parent(self, name=name, planned=planned, suite_file=self._source(),
@@ -223,9 +193,9 @@ class SuiteFileItem(QcheckItem):
 
     @property
     def qsession(self) -> QcheckSession:
-        from qcheck.plugin import session_of
-
-        return session_of(self.config)
+        parent = self.parent
+        assert isinstance(parent, QcheckFile)
+        return parent.qsession
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return str(self.path), self._line, self.name

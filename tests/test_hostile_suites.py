@@ -17,10 +17,10 @@ from helpers import REAL, write
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from qcheck.config import Settings
+from qcheck.config import CommandLine, Settings
 from qcheck.errors import QcheckError
 from qcheck.project import ProjectConfig, project_config
-from qcheck.suite_files import CommandLine, read_suite_file
+from qcheck.suite_files import read_suite_file
 from qcheck.suites import load_suite
 
 VWW = REAL / "mlperf_tiny" / "vww_96_int8.tflite"

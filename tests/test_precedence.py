@@ -17,11 +17,12 @@ from helpers import REAL, touch, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, RunSpec, Settings
+from qcheck.config import DEFAULT_CALIBRATION_SAMPLES, CommandLine, RunSpec, Settings
 from qcheck.errors import QcheckError
 from qcheck.markers import MarkerRequest, marked_suite, read_marker
 from qcheck.project import ProjectConfig, find_pyproject, project_config
-from qcheck.suite_files import CommandLine, SuiteFile, read_suite_file
+from qcheck.resolver import run_spec
+from qcheck.suite_files import SuiteFile, read_suite_file
 from qcheck.suites import load_suite
 
 VWW = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
@@ -159,7 +160,8 @@ def test_the_command_line_over_the_project_for_the_runs_own_models(pytester: pyt
     assert cli.settings == Settings(
         models=("c.keras",), data="c.npz", calibration="c_cal.npz", calibration_samples=7,
         reference="c_float.keras", suite="ethos-u85", accelerators=("ethos-u85-512",), out_dir=Path("c_out"),
-        overrides={}, cache_dir=Path("c_cache").resolve())
+        overrides={}, cache_dir=Path("c_cache").resolve(),
+        command_line=CommandLine(suite="ethos-u85", accelerators=("ethos-u85-512",), calibration_samples=7))
     assert cli.suite.checks == load_suite("ethos-u85").checks
 
 
@@ -293,7 +295,7 @@ def test_marker_data_over_pyproject_data_and_models_over_the_command_lines(tmp_p
             return self.mark
 
     unmarked = parametrization(Node(None), settings, project)
-    assert unmarked == ([settings.run_spec("cli.tflite")], ["cli.tflite"])
+    assert unmarked == ([run_spec(settings, "cli.tflite")], ["cli.tflite"])
     thresholds_only = parametrization(Node(marker(size="1MB")), settings, project)
     assert thresholds_only == unmarked
     (spec,), ids = parametrization(Node(marker(model="m.tflite")), settings, project)

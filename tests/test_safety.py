@@ -29,6 +29,7 @@ from qcheck.config import Settings
 from qcheck.errors import StepFailed
 from qcheck.files import atomic_write
 from qcheck.isolation import call_isolated
+from qcheck.resolver import run_spec
 from qcheck.session import QcheckSession
 from qcheck.suites import load_suite
 
@@ -202,7 +203,7 @@ def test_the_users_files_are_never_modified(guarded: GuardedRun) -> None:
 def test_artifact_names_taken_from_a_model_stay_in_the_output_folder(tmp_path: Path, model: str, stem: str) -> None:
     out = tmp_path / "out"
     session = QcheckSession(Settings(models=(model,), out_dir=out), load_suite("default"))
-    run = session.run(session.settings.run_spec(model))
+    run = session.run(run_spec(session.settings, model))
     assert run.stem == stem
     for artifact in (f"{run.stem}_quant.tflite", f"{run.stem}_vela"):
         assert (out / artifact).resolve().parent == out.resolve()
@@ -346,5 +347,5 @@ def test_a_model_is_named_the_same_whichever_is_used_first() -> None:
     settings = Settings(models=("a/model.tflite", "b/model.tflite"))
     for order in (["a/model.tflite", "b/model.tflite"], ["b/model.tflite", "a/model.tflite"]):
         session = QcheckSession(settings, load_suite("default"))
-        stems = {model: session.run(settings.run_spec(model)).stem for model in order}
+        stems = {model: session.run(run_spec(settings, model)).stem for model in order}
         assert stems == {"a/model.tflite": "model", "b/model.tflite": "model-2"}

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from helpers import REAL, touch, write
 
-from qcheck.config import RunSpec, Settings
+from qcheck.config import CommandLine, RunSpec, Settings
 from qcheck.errors import QcheckError
 from qcheck.project import ProjectConfig
-from qcheck.suite_files import CommandLine, SuiteFile, read_suite_file
+from qcheck.suite_files import SuiteFile, read_suite_file
 
 VWW = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
 
