@@ -65,6 +65,12 @@ class Quantization:
     over it, defaults filled in. Part of the conversion's cache key."""
 
     activations: str = "int8"  # one of ACTIVATIONS
+    # How many samples calibrate the ranges; None: the run's (--qcheck-calibration-samples).
+    calibration_samples: int | None = None
+    # Fully-connected weights per output channel (TensorFlow's default) or one scale per tensor.
+    per_channel_dense: bool = True
+    # Keras layer names whose operators stay float (int8 only; never a default: see the remedies).
+    keep_float: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -125,6 +131,7 @@ class Settings:
     quantization: Quantization = Quantization()  # the run's suite's, with --qcheck-activations over it
 
     def run_spec(self, model: str) -> RunSpec:
-        return RunSpec(model, self.data, self.calibration, self.calibration_samples, self.reference,
+        samples = self.quantization.calibration_samples or self.calibration_samples  # the recipe's first
+        return RunSpec(model, self.data, self.calibration, samples, self.reference,
                        self.io_dtype, self.unsafe_deserialization, self.images, self.stateful,
                        self.quantization)

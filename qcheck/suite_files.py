@@ -127,7 +127,8 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
             positive_int(samples)
         except ValueError as exc:
             raise QcheckError(source, f"calibration_samples {exc}") from None
-    samples = command_line.calibration_samples or samples or project.calibration_samples or DEFAULT_CALIBRATION_SAMPLES
+    samples = (quantization.calibration_samples or command_line.calibration_samples or samples
+               or project.calibration_samples or DEFAULT_CALIBRATION_SAMPLES)  # the recipe's first
     stateful = doc.get("stateful", settings.stateful)
     if stateful not in ("reset", "keep"):
         raise QcheckError(source, f"stateful must be \"reset\" or \"keep\", not {stateful!r}")
