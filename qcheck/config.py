@@ -123,6 +123,7 @@ class Settings:
     pytest_html_extras: bool = False  # pytest-html writes a report: attach each model's summary to it
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeout: float = 900.0  # seconds for one conversion, evaluation or Vela compilation
+    remedies: bool = False  # --qcheck-remedies: try other recipes where accuracy or saturation fails
     cache_dir: Path | None = None  # None: no cache
     images: ImageOptions = ImageOptions()
     notes: tuple[str, ...] = ()  # what qcheck decided for the user, for the terminal summary

@@ -80,6 +80,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="empty the qcheck cache before the run (only a folder qcheck made)")
     group.addoption("--qcheck-timeout", dest="qcheck_timeout", type=float, metavar="SECONDS",
                     help="time limit for one conversion, evaluation, property search or Vela compilation (default 900)")
+    group.addoption("--qcheck-remedies", dest="qcheck_remedies", action="store_true",
+                    help="where accuracy_drop or saturation fails, try other [quantization] recipes and print what "
+                         "each measures and costs (also: [remedies] enabled = true in the suite)")
     for dest, (check, key) in THRESHOLD_OPTIONS.items():
         flag = "--" + dest.replace("_", "-")
         group.addoption(flag, dest=dest, metavar="VALUE", help=f"override {check}.{key} of the suite")
@@ -287,6 +290,7 @@ def _settings(config: pytest.Config, project: ProjectConfig) -> Settings:
         pytest_html_extras=bool(getattr(opt, "htmlpath", None)),
         overrides=_overrides(config),
         timeout=opt.qcheck_timeout or 900.0,
+        remedies=bool(opt.qcheck_remedies),
         images=_image_options(opt),
         cache_dir=_cache_dir(config, project.cache_dir),
         notes=notes,

@@ -24,6 +24,8 @@ from qcheck.errors import QcheckError, StepFailed
 from qcheck.files import InputFiles, safe_stem
 from qcheck.pipeline import DataSource, ModelRun
 from qcheck.progress import Progress
+from qcheck.remedies import Remedies, render as render_remedies, to_dict as remedies_dict
+from qcheck.remedies.runner import needs_remedies, try_remedies, with_hint
 from qcheck.results import RESULT_PROPERTY, CheckResult
 from qcheck.suites import CheckSpec, Suite
 _SLOW_STEP = 1.0  # seconds: a check that took longer says so in the progress lines
@@ -68,6 +70,7 @@ class QcheckSession:
             self._protect(settings.run_spec(model))
         self.inputs.add(settings.suite, "suite")
         self._causes: dict[str, list[tuple[BaseException, str]]] = {}  # per model: (cause, check that said it)
+        self.remedies: list[Remedies] = []  # the recipes tried for failing models (--qcheck-remedies)
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -229,6 +232,7 @@ class QcheckSession:
             if elapsed >= _SLOW_STEP:
                 self.progress.step(planned.model, f"check {label} measured in {elapsed:.1f} s")
         result = judge(planned.model, check, planned.spec, measurement, planned.variant)
+        result = with_hint(result, evidence, self.settings.remedies or self.suite.remedies)
         return _with_sections(result, {**evidence.sections(), "artifacts": evidence.artifacts()})
 
     def _first_to_report(self, model: str, cause: BaseException, label: str) -> str:
@@ -272,6 +276,7 @@ class QcheckSession:
             thread.join()  # no Vela process outlives the session
         if hasattr(session.config, "workerinput"):
             return  # xdist worker: the controller writes the reports
+        self._try_remedies()
         settings = self.settings
         broken = _broken_suite_files(session.config)
         if not (self.results or broken) or not (settings.json_path or settings.html_path or settings.csv_dir):
@@ -279,6 +284,8 @@ class QcheckSession:
         from qcheck.report.json_report import build_report
 
         report = build_report(self.results, self.suite, broken)
+        if self.remedies:
+            report["remedies"] = [remedies_dict(r) for r in self.remedies]
         for result in self.results:
             self.inputs.add(result.model, "model")  # under xdist, the controller learns them here
         failed = False
@@ -296,6 +303,15 @@ class QcheckSession:
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    def _try_remedies(self) -> None:
+        """Other recipes for each model whose accuracy or saturation failed, when asked (qcheck.remedies)."""
+        if not (self.settings.remedies or self.suite.remedies):
+            return
+        for model in self.settings.models:
+            spec = self.settings.run_spec(model)
+            if needs_remedies(self.results, spec.model):
+                self.remedies.append(try_remedies(self, spec))
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         broken = _broken_suite_files(terminalreporter.config)
         if hasattr(terminalreporter.config, "workerinput") or not (self.results or broken or self.settings.notes):
@@ -305,6 +321,9 @@ class QcheckSession:
         terminalreporter.section("qcheck")
         for line in render(self.results, verbose=terminalreporter.verbosity > 0):
             terminalreporter.line(line)
+        for remedies in self.remedies:
+            for line in render_remedies(remedies):
+                terminalreporter.line(f"qcheck: {line}")
         for note in self.settings.notes:
             terminalreporter.line(f"qcheck: {note}")
         for path in sorted(broken):

@@ -20,7 +20,7 @@ from qcheck.errors import QcheckError, suggest
 from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
 from qcheck.units import parse_quantity
 
-_SUITE_KEYS = {"extends", "description", "checks", "quantization"}
+_SUITE_KEYS = {"extends", "description", "checks", "quantization", "remedies"}
 # [quantization] key -> the values it takes (the fields of qcheck.config.Quantization); an empty
 # tuple: any value of the key's type (QUANTIZATION_TYPES).
 QUANTIZATION_KEYS: dict[str, tuple[str, ...]] = {"activations": ACTIVATIONS, "calibration_samples": (),
@@ -58,6 +58,8 @@ class Suite:
     checks: dict[str, CheckSpec]
     # The [quantization] keys this suite or one it extends sets; unset keys take their defaults.
     quantization: dict[str, Any] = field(default_factory=dict)
+    # [remedies] enabled = true: try other recipes when accuracy_drop or saturation fails (qcheck.remedies).
+    remedies: bool = False
 
     def quantization_for(self, activations: str | None = None, recipe: dict[str, Any] | None = None) -> Quantization:
         """How a float model is converted under this suite, ``recipe`` (validated by :func:`recipe_table`)
@@ -130,7 +132,22 @@ def suite_from_document(doc: dict[str, Any], source: str, name: str, here: Path,
         checks = _default_thresholds(checks)
     description = doc.get("description", parent.description if parent else "")
     quantization = {**(parent.quantization if parent else {}), **recipe_table(doc.get("quantization", {}), source)}
-    return Suite(name, source, description, checks, quantization)
+    remedies = _remedies_table(doc.get("remedies"), source, parent.remedies if parent else False)
+    return Suite(name, source, description, checks, quantization, remedies)
+
+
+def _remedies_table(table: Any, source: str, inherited: bool) -> bool:
+    """``[remedies] enabled``: whether a failed accuracy_drop or saturation tries other recipes."""
+    if table is None:
+        return inherited
+    if not isinstance(table, dict):
+        raise QcheckError(source, f"'remedies' must be a table ([remedies]), not {shown(table)}")
+    for key, value in table.items():
+        if key != "enabled":
+            raise QcheckError(source, f"[remedies]: unknown key {shown(key)}", "[remedies] takes: enabled")
+        if not isinstance(value, bool):
+            raise QcheckError(source, f"remedies.enabled must be true or false, not {shown(value)}")
+    return bool(table.get("enabled", inherited))
 
 
 _DEFAULT_SOURCE = "<built-in suite default>"
