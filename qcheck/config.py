@@ -71,6 +71,8 @@ class Quantization:
     per_channel_dense: bool = True
     # Keras layer names whose operators stay float (int8 only; never a default: see the remedies).
     keep_float: tuple[str, ...] = ()
+    # Keras layer names quantized to int16 activations (int8 weights), int8 elsewhere (ai-edge-quantizer).
+    int16_layers: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:

@@ -235,6 +235,7 @@ class ModelRun:
                             activations=self.spec.quantization.activations,
                             per_channel_dense=self.spec.quantization.per_channel_dense,
                             keep_float=self.spec.quantization.keep_float,
+                            int16_layers=self.spec.quantization.int16_layers,
                             calibration_file=split.calibration_path if split else "",
                             what=f"converting {self.model}", timeout=self._timeout,
                         )

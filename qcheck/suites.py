@@ -24,15 +24,12 @@ _SUITE_KEYS = {"extends", "description", "checks", "quantization", "remedies"}
 # [quantization] key -> the values it takes (the fields of qcheck.config.Quantization); an empty
 # tuple: any value of the key's type (QUANTIZATION_TYPES).
 QUANTIZATION_KEYS: dict[str, tuple[str, ...]] = {"activations": ACTIVATIONS, "calibration_samples": (),
-                                                 "per_channel_dense": (), "keep_float": ()}
+                                                 "per_channel_dense": (), "keep_float": (), "int16_layers": ()}
 QUANTIZATION_TYPES = {"calibration_samples": "a whole number of samples, at least 1",
-                      "per_channel_dense": "true or false", "keep_float": "a list of Keras layer names"}
-# Keys of the recipe that qcheck knows but cannot follow yet, with the reason.
-UNAVAILABLE_QUANTIZATION_KEYS = {
-    "int16_layers": "int16 activations for named layers only needs a per-operator quantizer (Google's "
-                    "ai-edge-quantizer), which qcheck does not use yet; activations = \"int16\" converts the "
-                    "whole model to int16x8",
-}
+                      "per_channel_dense": "true or false", "keep_float": "a list of Keras layer names",
+                      "int16_layers": "a list of Keras layer names"}
+# Keys of the recipe that qcheck knows but cannot follow, with the reason.
+UNAVAILABLE_QUANTIZATION_KEYS: dict[str, str] = {}
 _COMMON_CHECK_KEYS = {"max", "min", "enabled"}
 MAX_EXTENDS = 32  # suites in one ``extends`` chain; each is read with Python's stack
 
@@ -180,8 +177,9 @@ def recipe_table(table: Any, source: str) -> dict[str, Any]:
         if not allowed and not _recipe_value_ok(key, value):
             raise QcheckError(source, f"quantization.{key} must be {QUANTIZATION_TYPES[key]}, not {shown(value)}")
     recipe = dict(table)
-    if "keep_float" in recipe:
-        recipe["keep_float"] = tuple(recipe["keep_float"])
+    for key in ("keep_float", "int16_layers"):
+        if key in recipe:
+            recipe[key] = tuple(recipe[key])
     return recipe
 
 

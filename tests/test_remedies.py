@@ -27,7 +27,8 @@ def test_candidates_apply_only_where_they_can() -> None:
     int8 = Quantization()
     found = {c.change: c for c in candidates(int8, Diagnosis(guilty=("conv1",), fully_connected=True))}
     assert set(found) == {"int16 activations, whole model (int16x8)", "per-tensor weights for fully-connected layers",
-                          "keep 'conv1' float"}
+                          "int16 activations for 'conv1' only (ai-edge-quantizer)", "keep 'conv1' float"}
+    assert found["int16 activations for 'conv1' only (ai-edge-quantizer)"].quantization.int16_layers == ("conv1",)
     assert found["keep 'conv1' float"].keeps_float and found["keep 'conv1' float"].quantization.keep_float == ("conv1",)
     # No dense layer, no guilty layer, no separate calibration set: only int16 is left.
     assert [c.change for c in candidates(int8, Diagnosis())] == ["int16 activations, whole model (int16x8)"]
@@ -55,7 +56,7 @@ def test_the_cheapest_passing_recipe_is_marked_and_a_float_one_never_is() -> Non
 
 
 def test_recipe_lines_give_back_the_recipe(tmp_path: Path) -> None:
-    recipe = Quantization(activations="int16", calibration_samples=300, per_channel_dense=False)
+    recipe = Quantization(calibration_samples=300, per_channel_dense=False, int16_layers=("conv1",))
     lines = recipe_lines(recipe)
     suite = write(tmp_path / "s.toml", "\n".join(lines) + "\n")
     assert load_suite(str(suite)).quantization_for() == recipe
@@ -68,7 +69,7 @@ def test_recipe_lines_give_back_the_recipe(tmp_path: Path) -> None:
     ("keep_float = \"conv1\"", "quantization.keep_float must be a list of Keras layer names"),
     ("calibration_samples = 0", "quantization.calibration_samples must be a whole number"),
     ("per_channel_dense = \"no\"", "quantization.per_channel_dense must be true or false"),
-    ("int16_layers = [\"conv1\"]", "quantization.int16_layers is not available"),
+    ("int16_layers = \"conv1\"", "quantization.int16_layers must be a list of Keras layer names"),
 ])
 def test_a_bad_recipe_names_the_file_and_the_key(tmp_path: Path, table: str, words: str) -> None:
     suite = write(tmp_path / "bad.toml", f"[quantization]\n{table}\n")
@@ -131,8 +132,8 @@ def test_adopting_the_printed_recipe_makes_the_suite_pass(outlier_remedies: Qche
 def test_a_failed_accuracy_says_how_many_fixes_to_try(tmp_path: Path) -> None:
     run = run_qcheck(tmp_path, f"--qcheck-model={OUTLIER}", f"--qcheck-data={DIGITS}", "-k", "accuracy_drop")
     message = run.check("flatten_outlier.keras", "accuracy_drop")["message"]
-    # int16 whole model, per-tensor dense weights, keeping conv1 and flatten float.
-    assert "run with --qcheck-remedies to try 3 fixes" in message
+    # int16 whole model, per-tensor dense weights, int16 for conv1 and flatten only, keeping them float.
+    assert "run with --qcheck-remedies to try 4 fixes" in message
     assert "remedies" not in run.report
 
 

@@ -109,12 +109,18 @@ def candidates(current: Quantization, diagnosis: Diagnosis) -> list[Candidate]:
                                replace(current, calibration_samples=samples)))
     if current.activations == "int8":
         found.append(Candidate("int16 activations, whole model (int16x8)",
-                               replace(current, activations="int16", keep_float=())))
+                               replace(current, activations="int16", keep_float=(), int16_layers=())))
     if diagnosis.fully_connected:
         words = "per-tensor" if current.per_channel_dense else "per-channel"
         found.append(Candidate(f"{words} weights for fully-connected layers",
                                replace(current, per_channel_dense=not current.per_channel_dense)))
-    if current.activations == "int8" and diagnosis.guilty:
+    if current.activations == "int8" and not current.keep_float and diagnosis.guilty:
+        layers = tuple(dict.fromkeys((*current.int16_layers, *diagnosis.guilty)))
+        if layers != current.int16_layers:
+            names = ", ".join(f"'{n}'" for n in diagnosis.guilty)
+            found.append(Candidate(f"int16 activations for {names} only (ai-edge-quantizer)",
+                                   replace(current, int16_layers=layers)))
+    if current.activations == "int8" and not current.int16_layers and diagnosis.guilty:
         kept = tuple(dict.fromkeys((*current.keep_float, *diagnosis.guilty)))
         if kept != current.keep_float:
             names = ", ".join(f"'{n}'" for n in diagnosis.guilty)
@@ -123,13 +129,8 @@ def candidates(current: Quantization, diagnosis: Diagnosis) -> list[Candidate]:
 
 
 def unavailable(diagnosis: Diagnosis) -> tuple[str, ...]:
-    """Remedies that apply but qcheck cannot try, and the fix it cannot make, as notes."""
+    """The fix qcheck cannot make (it changes the model), as a note."""
     notes = []
-    if diagnosis.guilty:
-        names = ", ".join(f"'{n}'" for n in diagnosis.guilty)
-        notes.append(f"int16 activations for {names} only: not tried, qcheck cannot quantize chosen layers to int16 "
-                     "yet (it needs a per-operator quantizer such as ai-edge-quantizer); the whole model in int16 is "
-                     "tried instead")
     if diagnosis.outlier:
         notes.append(f"{diagnosis.outlier}: folding that channel's range into the next layer (equalizing the two "
                      "layers' weights) is the fix that keeps int8; it changes the model, so qcheck does not try it")
@@ -152,8 +153,10 @@ def recipe_lines(quantization: Quantization) -> list[str]:
         lines.append(f"calibration_samples = {quantization.calibration_samples}")
     if quantization.per_channel_dense != default.per_channel_dense:
         lines.append(f"per_channel_dense = {str(quantization.per_channel_dense).lower()}")
-    if quantization.keep_float:
-        lines.append("keep_float = [" + ", ".join(f'"{n}"' for n in quantization.keep_float) + "]")
+    for key in ("keep_float", "int16_layers"):
+        names: tuple[str, ...] = getattr(quantization, key)
+        if names:
+            lines.append(f"{key} = [" + ", ".join(f'"{n}"' for n in names) + "]")
     return lines
 
 

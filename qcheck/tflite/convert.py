@@ -480,6 +480,7 @@ def quantize(
     activations: str = "int8",
     per_channel_dense: bool = True,
     keep_float: tuple[str, ...] = (),
+    int16_layers: tuple[str, ...] = (),
 ) -> Quantized:
     """Load the float model once, quantize it to full integer and run the float pass.
 
@@ -490,7 +491,8 @@ def quantize(
     A SavedModel that TensorFlow 2 cannot load (a TF1 or early-TF2 export) is converted by the
     TF1 converter instead, and the notes say so. ``per_channel_dense=False`` gives fully-connected
     weights one scale per tensor; ``keep_float`` names Keras layers whose operators stay float
-    (the recipe of :class:`qcheck.config.Quantization`; see :mod:`qcheck.tflite.recipe`).
+    (the recipe of :class:`qcheck.config.Quantization`; see :mod:`qcheck.tflite.recipe`);
+    ``int16_layers`` names Keras layers given int16 activations, int8 elsewhere (:mod:`qcheck.tflite.mixed`).
     """
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"io dtype must be one of {IO_DTYPES}, not {io_dtype!r}")
@@ -500,6 +502,9 @@ def quantize(
         raise QcheckError(path, f"keep_float ({', '.join(keep_float)}) works with activations = \"int8\" only: "
                           "TensorFlow's int16x8 quantizer keeps no chosen operator float",
                           "drop keep_float, or set activations = \"int8\"")
+    if int16_layers and (activations != "int8" or keep_float):
+        raise QcheckError(path, "int16_layers works from an int8 recipe without keep_float: the other layers stay int8",
+                          "drop activations = \"int16\" or keep_float, or int16_layers")
     recipe = Recipe(per_channel_dense, keep_float)
     # Loading first: a damaged or unsafe file is refused before TensorFlow's seconds-long import.
     notes: tuple[str, ...] = ()
@@ -508,6 +513,9 @@ def quantize(
         try:
             model = _savedmodel_as_keras(path)
         except _Tf2LoadFailed as failed:
+            if int16_layers:
+                raise QcheckError(path, "int16_layers needs the model's Keras layer names, which a SavedModel that only "
+                                  "the TF1 converter takes does not keep", "drop int16_layers") from None
             return _quantize_tf1(path, proto, failed.cause, calibration, evaluation, io_dtype, activations,
                                  calibration_file, recipe)
     else:
@@ -517,6 +525,14 @@ def quantize(
     synthetic = calibration is None
     shapes = {str(tensor.name): tuple(tensor.shape)[1:] for tensor in wrapper.inputs}
     samples = _calibration_inputs(calibration, shapes, path, calibration_file)
+    if int16_layers:
+        from qcheck.tflite.mixed import quantize_int16_layers
+
+        float_tflite = _convert_float(tf, wrapper, path)
+        tflite, note = quantize_int16_layers(float_tflite, samples, int16_layers, path,
+                                             per_channel_dense=per_channel_dense)
+        reference = predict(model, evaluation) if evaluation is not None else None
+        return Quantized(tflite, reference, synthetic, float_tflite, (*notes, note))
     converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
     tflite, caught = _convert_integer(tf, converter, samples, io_dtype, activations, path, recipe)
     float_tflite = caught[0] if caught else _convert_float(tf, wrapper, path)

@@ -68,27 +68,40 @@ class Recipe:
 
     def _nodes(self, float_tflite: bytes, path: Path) -> list[str]:
         """The output tensor names of the operators of the ``keep_float`` layers."""
-        from qcheck.tflite.inspect import inspect_model
-
-        info = inspect_model(float_tflite)
-        outputs = [(op.op, name) for op in info.operators if op.subgraph == 0
-                   for name in (info.tensor(op.subgraph, i).name for i in op.outputs if i >= 0) if name]
         nodes: list[str] = []
-        kept: list[str] = []
-        for layer in self.keep_float:
-            found = [(op, name) for op, name in outputs if layer in layers_of(name)]
-            if found and len(found) == len(outputs) and len(outputs) > 1:
-                raise QcheckError(path, f"keep_float names '{layer}', which every operator of the converted model "
-                                  "comes from (the model's own name?): name its layers instead: "
-                                  + ", ".join(sorted(model_layers(outputs))))
-            if not found:
-                raise QcheckError(path, f"keep_float names the layer '{layer}', which no operator of the converted "
-                                  "model comes from; its layers are: " + ", ".join(sorted(model_layers(outputs))),
-                                  "name Keras layers as model.summary() shows them")
-            nodes.extend(name for _, name in found)
-            kept.append(f"'{layer}' ({', '.join(dict.fromkeys(op for op, _ in found))})")
+        kept = layer_operators(float_tflite, self.keep_float, path, "keep_float", nodes)
         self.notes = (f"kept float as keep_float asks: {', '.join(kept)}",)
         return list(dict.fromkeys(nodes))
+
+
+def layer_operators(float_tflite: bytes, layers: tuple[str, ...], path: Path, key: str,
+                    nodes: list[str] | None = None) -> list[str]:
+    """``'conv1' (CONV_2D)`` for each Keras layer in ``layers``, from the operators of the float
+    model whose output tensor names carry it; the tensor names are added to ``nodes``.
+
+    A layer no operator comes from is an error naming the layers the model has; so is a name
+    every operator comes from (the model's own name, not a layer's).
+    """
+    from qcheck.tflite.inspect import inspect_model
+
+    info = inspect_model(float_tflite)
+    outputs = [(op.op, name) for op in info.operators if op.subgraph == 0
+               for name in (info.tensor(op.subgraph, i).name for i in op.outputs if i >= 0) if name]
+    described: list[str] = []
+    for layer in layers:
+        found = [(op, name) for op, name in outputs if layer in layers_of(name)]
+        if found and len(found) == len(outputs) and len(outputs) > 1:
+            raise QcheckError(path, f"{key} names '{layer}', which every operator of the converted model "
+                              "comes from (the model's own name?): name its layers instead: "
+                              + ", ".join(sorted(model_layers(outputs))))
+        if not found:
+            raise QcheckError(path, f"{key} names the layer '{layer}', which no operator of the converted "
+                              "model comes from; its layers are: " + ", ".join(sorted(model_layers(outputs))),
+                              "name Keras layers as model.summary() shows them")
+        if nodes is not None:
+            nodes.extend(name for _, name in found)
+        described.append(f"'{layer}' ({', '.join(dict.fromkeys(op for op, _ in found))})")
+    return described
 
 
 def layers_of(tensor_name: str) -> set[str]:
