@@ -105,7 +105,13 @@ def test_a_failing_model_gets_a_remedy_table_with_a_passing_recipe(outlier_remed
     assert rows[0]["baseline"] and not rows[0]["passed"] and "accuracy_drop" in rows[0]["failed_checks"]
     (chosen,) = [r for r in rows if r["chosen"]]
     assert chosen["passed"] and not chosen["keeps_float"] and chosen["fully_integer"] is True
-    assert chosen["recipe"]["activations"] == "int16"
+    # int16 for the whole model and int16 for the guilty layers only (the conv that chose the range,
+    # the Flatten that shares it, the Dense that reads it) both keep the accuracy.
+    (whole,) = [r for r in rows if r["recipe"]["activations"] == "int16"]
+    (mixed,) = [r for r in rows if r["recipe"]["int16_layers"]]
+    assert mixed["recipe"]["int16_layers"] == ["conv1", "flatten", "digit"]
+    assert whole["passed"] and mixed["passed"] and chosen in (whole, mixed)
+    assert min((whole, mixed), key=lambda r: cost(r)) is chosen
     head = chosen["heads"]["digit"]
     assert head["drop"] < 0.03 and head["ci_low"] <= head["drop"] <= head["ci_high"]
     assert rows[0]["heads"]["digit"]["drop"] > 0.03
@@ -114,10 +120,18 @@ def test_a_failing_model_gets_a_remedy_table_with_a_passing_recipe(outlier_remed
     assert chosen["size_bytes"] > 0
     # Keeping the guilty layers float is tried, priced (float operators on the CPU) and not chosen.
     (kept,) = [r for r in rows if r["keeps_float"]]
-    assert kept["recipe"]["keep_float"] == ["conv1", "flatten"]
+    assert kept["recipe"]["keep_float"] == ["conv1", "flatten", "digit"]
     assert kept["fully_integer"] is False and kept["targets"]["ethos-u55-128"]["cpu_ops"] > 0
+    assert not kept["chosen"]
     assert "folding that channel's range into the next layer" in " ".join(table["notes"])
-    assert "<- cheapest that passes" in run.stdout and 'activations = "int16"' in run.stdout
+    assert "<- cheapest that passes" in run.stdout
+    assert "\n".join(f"qcheck:     {line}" for line in chosen["recipe_lines"]) in run.stdout
+
+
+def cost(row: dict[str, object]) -> tuple[float, ...]:
+    """The order remedies rank passing recipes in: CPU operators, inference time, SRAM, size."""
+    target = row["targets"]["ethos-u55-128"]  # type: ignore[index]
+    return (target["cpu_ops"], target["inference_time_s"], target["sram_bytes"], row["size_bytes"])  # type: ignore[index,return-value]
 
 
 def test_adopting_the_printed_recipe_makes_the_suite_pass(outlier_remedies: QcheckRun, tmp_path: Path) -> None:
@@ -132,7 +146,7 @@ def test_adopting_the_printed_recipe_makes_the_suite_pass(outlier_remedies: Qche
 def test_a_failed_accuracy_says_how_many_fixes_to_try(tmp_path: Path) -> None:
     run = run_qcheck(tmp_path, f"--qcheck-model={OUTLIER}", f"--qcheck-data={DIGITS}", "-k", "accuracy_drop")
     message = run.check("flatten_outlier.keras", "accuracy_drop")["message"]
-    # int16 whole model, per-tensor dense weights, int16 for conv1 and flatten only, keeping them float.
+    # int16 whole model, per-tensor dense weights, int16 for the guilty layers only, keeping them float.
     assert "run with --qcheck-remedies to try 4 fixes" in message
     assert "remedies" not in run.report
 

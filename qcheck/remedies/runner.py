@@ -51,6 +51,8 @@ def diagnose(run: ModelRun) -> Diagnosis:
             source = layer_of_label(cause.range_from) if cause.range_from else keras_layer(cause.name)
             guilty.append(source)
             guilty.append(keras_layer(cause.name))
+            # The layers that read the crushed tensor take it at its int8 scale unless they change too.
+            guilty.extend(_readers(run, cause.name))
             if cause.spread is not None:
                 outlier = (f"channel {cause.range_channel if cause.range_channel is not None else cause.spread.widest} "
                            f"of '{source}' stretches its per-tensor range")
@@ -63,6 +65,21 @@ def diagnose(run: ModelRun) -> Diagnosis:
         fully_connected, used = False, 0
     available = _separate_calibration(run.spec)
     return Diagnosis(tuple(dict.fromkeys(n for n in guilty if n)), outlier, fully_connected, used, available)
+
+
+def _readers(run: ModelRun, tensor_name: str) -> list[str]:
+    """The Keras layers of the operators that read the tensor named ``tensor_name``."""
+    try:
+        info = run.info()
+    except Exception:
+        return []
+    indices = {t.index for t in info.tensors if t.subgraph == 0 and t.name == tensor_name}
+    readers: list[str] = []
+    for op in info.operators:
+        if op.subgraph == 0 and indices & set(op.inputs) and op.op not in ("QUANTIZE", "DEQUANTIZE"):
+            names = [info.tensor(0, i).name for i in op.outputs if i >= 0]
+            readers.extend(keras_layer(name) for name in names if name)
+    return readers
 
 
 def _count(samples: Any) -> int:
