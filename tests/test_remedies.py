@@ -172,3 +172,16 @@ def test_keep_float_follows_keras_layer_names(tmp_path: Path) -> None:
                      f"--qcheck-suite={wrong}", "-k", "fully_quantized")
     message = run.check("flatten_outlier.keras", "fully_quantized")["message"]
     assert "keep_float names the layer 'conv9'" in message and "conv1, digit, flatten" in message
+
+
+def test_the_python_api_takes_the_same_recipe(tmp_path: Path) -> None:
+    import qcheck
+
+    q = qcheck.quantize(OUTLIER, DIGITS, quantization={"int16_layers": ["conv1", "flatten", "digit"]},
+                        out=tmp_path / "api")
+    info = q.quantization_info
+    assert info["int16_tensors"] > 0 and info["int8_tensors"] > 0 and info["fully_quantized"] is True  # mixed
+    assert info["operators"]["QUANTIZE"] == 2  # int8 -> int16 before conv1, int16 -> int8 after digit
+    assert qcheck.assert_accuracy_drop(q).passed is True  # int8 alone loses ~7 points here
+    with pytest.raises(QcheckError, match="quantization.keep_float must be a list of Keras layer names"):
+        qcheck.quantize(OUTLIER, DIGITS, quantization={"keep_float": "conv1"}, out=tmp_path / "bad")
