@@ -94,7 +94,7 @@ def test_the_remedies_table_of_a_suite(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def outlier_remedies(tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
     return run_qcheck(tmp_path_factory.mktemp("outlier_remedies"), f"--qcheck-model={OUTLIER}",
-                      f"--qcheck-data={DIGITS}", "--qcheck-remedies", timeout=900)
+                      f"--qcheck-data={DIGITS}", "--qcheck-remedies", "--qcheck-html=report.html", timeout=900)
 
 
 def test_a_failing_model_gets_a_remedy_table_with_a_passing_recipe(outlier_remedies: QcheckRun) -> None:
@@ -126,6 +126,10 @@ def test_a_failing_model_gets_a_remedy_table_with_a_passing_recipe(outlier_remed
     assert "folding that channel's range into the next layer" in " ".join(table["notes"])
     assert "<- cheapest that passes" in run.stdout
     assert "\n".join(f"qcheck:     {line}" for line in chosen["recipe_lines"]) in run.stdout
+    html = (run.out_dir.parent / "report.html").read_text()
+    section = html.split('data-section="remedies"')[1]
+    assert section.count("<tr class=") == len(rows) and section.count("cheapest that passes") == 1
+    assert "keeps float" in section
 
 
 def cost(row: dict[str, object]) -> tuple[float, ...]:

@@ -231,3 +231,30 @@ def to_dict(remedies: Remedies) -> dict[str, Any]:
         } for row in remedies.rows],
         "notes": list(remedies.notes),
     }
+
+
+def html_view(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The remedy tables of the JSON report (:func:`to_dict`) as text cells for the HTML report."""
+    views = []
+    for table in tables:
+        rows = []
+        for c in table.get("candidates", []):
+            heads = "; ".join(f"{head}: {_percent(h.get('drop'))} ({_percent(h.get('ci_low'))} to "
+                              f"{_percent(h.get('ci_high'))})" for head, h in (c.get("heads") or {}).items())
+            targets = c.get("targets") or {}
+            rows.append({
+                "change": c.get("change", ""),
+                "verdict": "pass" if c.get("passed") else "fail",
+                "failed": ", ".join(c.get("failed_checks") or []) or (c.get("error") or ""),
+                "heads": heads or "-",
+                "integer": {True: "yes", False: "no", None: "-"}[c.get("fully_integer")],
+                "targets": "; ".join(f"{a}: {t.get('cpu_ops', '-')} CPU ops, SRAM {_kib(t.get('sram_bytes'))}, flash "
+                                     f"{_kib(t.get('flash_bytes'))}, {_ms(t.get('inference_time_s'))}"
+                                     for a, t in targets.items()) or "-",
+                "size": _kib(c.get("size_bytes")),
+                "chosen": bool(c.get("chosen")),
+                "keeps_float": bool(c.get("keeps_float")),
+                "recipe": "\n".join(c.get("recipe_lines") or []),
+            })
+        views.append({"model": table.get("model", ""), "rows": rows, "notes": list(table.get("notes", []))})
+    return views
