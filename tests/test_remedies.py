@@ -117,7 +117,7 @@ def test_a_failing_model_gets_a_remedy_table_with_a_passing_recipe(outlier_remed
     assert rows[0]["heads"]["digit"]["drop"] > 0.03
     target = chosen["targets"]["ethos-u55-128"]
     assert target["cpu_ops"] == 0 and target["sram_bytes"] > 0 and target["inference_time_s"] > 0
-    assert chosen["size_bytes"] > 0
+    assert chosen["size_bytes"] > 0 and Path(chosen["quantized_model"]).stat().st_size == chosen["size_bytes"]
     # Keeping the guilty layers float is tried, priced (float operators on the CPU) and not chosen.
     (kept,) = [r for r in rows if r["keeps_float"]]
     assert kept["recipe"]["keep_float"] == ["conv1", "flatten", "digit"]

@@ -63,6 +63,7 @@ class Row:
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)  # accelerator -> Vela's numbers
     error: str = ""  # why the recipe could not be tried at all
     baseline: bool = False  # the recipe the run used
+    quantized_model: str = ""  # where the candidate's .tflite was written
 
     @property
     def cost(self) -> tuple[float, float, float, float]:
@@ -227,6 +228,7 @@ def to_dict(remedies: Remedies) -> dict[str, Any]:
             "size_bytes": row.size_bytes,
             "targets": row.targets,
             "error": row.error or None,
+            "quantized_model": row.quantized_model or None,
             "chosen": row is chosen,
         } for row in remedies.rows],
         "notes": list(remedies.notes),

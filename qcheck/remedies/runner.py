@@ -177,5 +177,6 @@ def _measure(session: QcheckSession, spec: RunSpec, change: str, recipe: Quantiz
         size = len(session.run(spec).tflite())
     except Exception:
         pass  # the checks said why the model could not be converted
+    written = session.run(spec).artifacts().get("quantized_model", "")
     return Row(change, recipe, not failed, keeps_float, failed, heads,
-               integer.passed if integer is not None else None, size, targets, error or "", baseline)
+               integer.passed if integer is not None else None, size, targets, error or "", baseline, written)
