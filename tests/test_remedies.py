@@ -189,3 +189,14 @@ def test_the_python_api_takes_the_same_recipe(tmp_path: Path) -> None:
     assert qcheck.assert_accuracy_drop(q).passed is True  # int8 alone loses ~7 points here
     with pytest.raises(QcheckError, match="quantization.keep_float must be a list of Keras layer names"):
         qcheck.quantize(OUTLIER, DIGITS, quantization={"keep_float": "conv1"}, out=tmp_path / "bad")
+
+
+def test_a_suite_asks_for_remedies_with_its_remedies_table(outlier_remedies: QcheckRun, tmp_path: Path) -> None:
+    # After the fixture's run, so that the candidates' conversions come from the shared cache.
+    suite = write(tmp_path / "remedies.toml", 'extends = "default"\n[remedies]\nenabled = true\n')
+    run = run_qcheck(tmp_path, f"--qcheck-model={OUTLIER}", f"--qcheck-data={DIGITS}", f"--qcheck-suite={suite}")
+    (table,) = run.report["remedies"]
+    assert [r["change"] for r in table["candidates"]] == [
+        r["change"] for r in outlier_remedies.report["remedies"][0]["candidates"]]
+    # Remedies are being tried: the failure does not also ask for them.
+    assert "--qcheck-remedies" not in run.check("flatten_outlier.keras", "accuracy_drop")["message"]
