@@ -173,6 +173,12 @@ def _ms(value: Any) -> str:
     return f"{float(value) * 1000:.3f} ms" if isinstance(value, (int, float)) else "-"
 
 
+def _time(target: dict[str, Any]) -> str:
+    """Vela's inference time, which leaves out the operators that run on the CPU."""
+    cpu = target.get("cpu_ops")
+    return _ms(target.get("inference_time_s")) + (" on the NPU, plus the CPU operators" if cpu else "")
+
+
 def describe(row: Row) -> str:
     """One line of the table for ``row``: verdict, heads with intervals, integer or not, target costs."""
     if row.error:
@@ -183,7 +189,7 @@ def describe(row: Row) -> str:
     parts = [heads, integer, f"size {_kib(row.size_bytes)}"]
     for accelerator, t in row.targets.items():
         parts.append(f"{accelerator}: {t.get('cpu_ops', '-')} CPU ops, SRAM {_kib(t.get('sram_bytes'))}, "
-                     f"flash {_kib(t.get('flash_bytes'))}, {_ms(t.get('inference_time_s'))}")
+                     f"flash {_kib(t.get('flash_bytes'))}, {_time(t)}")
     verdict = "PASS" if row.passed else "FAIL (" + ", ".join(row.failed) + ")"
     return f"{verdict}: " + ", ".join(parts)
 
@@ -251,7 +257,7 @@ def html_view(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "heads": heads or "-",
                 "integer": {True: "yes", False: "no", None: "-"}[c.get("fully_integer")],
                 "targets": "; ".join(f"{a}: {t.get('cpu_ops', '-')} CPU ops, SRAM {_kib(t.get('sram_bytes'))}, flash "
-                                     f"{_kib(t.get('flash_bytes'))}, {_ms(t.get('inference_time_s'))}"
+                                     f"{_kib(t.get('flash_bytes'))}, {_time(t)}"
                                      for a, t in targets.items()) or "-",
                 "size": _kib(c.get("size_bytes")),
                 "chosen": bool(c.get("chosen")),
