@@ -4,7 +4,9 @@ A suite has an optional ``extends`` (a built-in suite's name or a path relative 
 an optional ``description`` and one ``[checks.<name>]`` table per check, with ``max``/``min``
 thresholds (units allowed: "3%", "300KB"), ``enabled`` and the check's own options, and an
 optional ``[quantization]`` table saying how a float model is converted, the recipe
-(``activations = "int16"`` for int16x8, ``calibration_samples``, ``per_channel_dense``, ``keep_float``). Every error names the file and the key, and a misspelt name gets a suggestion.
+(``activations = "int16"`` for int16x8, ``calibration_samples``, ``per_channel_dense``,
+``keep_float``, ``int16_layers``), and an optional ``[remedies]`` table (``enabled``). Every error
+names the file and the key, and a misspelt name gets a suggestion.
 """
 
 from __future__ import annotations
