@@ -40,6 +40,14 @@ def test_candidates_apply_only_where_they_can() -> None:
     assert more.quantization.calibration_samples == 1000
 
 
+def test_layers_are_read_from_tensor_names() -> None:
+    from qcheck.remedies import keras_layer, layer_of_label
+
+    assert keras_layer("functional_1/flatten_outlier_1/conv1_1/Relu;functional_1/x/conv1_1/BiasAdd") == "conv1"
+    assert keras_layer("StatefulPartitionedCall_1:0") == ""  # no layer: never a recipe's name
+    assert layer_of_label("CONV_2D 'functional_1/flatten_outlier_1/conv1_1/Relu'") == "conv1"
+
+
 def _row(change: str, passed: bool, *, keeps_float: bool = False, time: float = 1.0) -> Row:
     return Row(change, Quantization(keep_float=("a",) if keeps_float else ()), passed, keeps_float,
                targets={"ethos-u55-128": {"cpu_ops": 0, "inference_time_s": time, "sram_bytes": 10}})

@@ -90,9 +90,10 @@ class Remedies:
 
 
 def keras_layer(tensor_name: str) -> str:
-    """The Keras layer a converted tensor comes from: ``<...>/<layer>/<op>``, Keras 3's ``_1`` dropped."""
+    """The Keras layer a converted tensor comes from: ``<...>/<layer>/<op>``, Keras 3's ``_1`` dropped;
+    "" for a name with no layer in it (``StatefulPartitionedCall_1:0``), which no recipe can name."""
     parts = tensor_name.split(";")[0].split("/")
-    return _SUFFIX.sub("", parts[-2]) if len(parts) >= 2 else parts[0]
+    return _SUFFIX.sub("", parts[-2]) if len(parts) >= 2 else ""
 
 
 def layer_of_label(label: str) -> str:
