@@ -60,6 +60,7 @@ def quantize(
     out: str | Path | None = None,
     cache_dir: str | Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    quantization: Mapping[str, Any] | None = None,
 ) -> QuantizedModel:
     """Quantize ``model`` to full integer as the pytest plugin does, and return it.
 
@@ -70,16 +71,20 @@ def quantize(
     dict keyed by input name, alone, in ``(inputs, y)`` or beside ``y``); calibration takes a seeded split
     of it unless ``calibration`` is given. The conversion runs in a child process. Artifacts go
     to ``out`` (a temporary folder, removed with the returned model, when not given).
+    ``quantization`` is the recipe as a suite's ``[quantization]`` table takes it (e.g.
+    ``{"activations": "int16"}`` or ``{"keep_float": ["conv1"]}``), over the suite's own.
     """
     from qcheck.cache import Cache
     from qcheck.quantized import QuantizedModel
     from qcheck.resolver import run_spec
     from qcheck.runner import Runner
-    from qcheck.suites import load_suite
+    from qcheck.suites import load_suite, recipe_table
 
     if io not in ("uint8", "int8"):
         raise QcheckError(None, f"io must be 'uint8' or 'int8', not {io!r}")
     thresholds = load_suite(suite)
+    recipe = thresholds.quantization_for(recipe=recipe_table(dict(quantization or {}), "quantize(quantization=...)"))
+    calibration_samples = recipe.calibration_samples or calibration_samples
     scratch = None if out is not None else tempfile.mkdtemp(prefix="qcheck-")
     out_dir = Path(out if out is not None else str(scratch))
     try:
@@ -87,7 +92,7 @@ def quantize(
         data_path = _data_path(data, out_dir, "data")
         calibration_path = _data_path(calibration, out_dir, "calibration")
         settings = Settings(calibration_samples=calibration_samples, io_dtype=io,
-                            unsafe_deserialization=unsafe_deserialization, quantization=thresholds.quantization_for())
+                            unsafe_deserialization=unsafe_deserialization, quantization=recipe)
         spec = run_spec(settings, model_path, data=data_path, calibration=calibration_path,
                         reference=str(as_given(reference)) if reference is not None else None)
         cache = Cache(Path(cache_dir).resolve() if cache_dir is not None else None)

@@ -66,6 +66,14 @@ class Quantization:
     over it, defaults filled in. Part of the conversion's cache key."""
 
     activations: str = "int8"  # one of ACTIVATIONS
+    # How many samples calibrate the ranges; None: the run's (--qcheck-calibration-samples).
+    calibration_samples: int | None = None
+    # Fully-connected weights per output channel (TensorFlow's default) or one scale per tensor.
+    per_channel_dense: bool = True
+    # Keras layer names whose operators stay float (int8 only; never a default: see the remedies).
+    keep_float: tuple[str, ...] = ()
+    # Keras layer names quantized to int16 activations (int8 weights), int8 elsewhere (ai-edge-quantizer).
+    int16_layers: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -128,6 +136,7 @@ class Settings:
     pytest_html_extras: bool = False  # pytest-html writes a report: attach each model's summary to it
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT
+    remedies: bool = False  # --qcheck-remedies: try other recipes where accuracy or saturation fails
     cache_dir: Path | None = None  # None: no cache
     images: ImageOptions = ImageOptions()
     notes: tuple[str, ...] = ()  # what qcheck decided for the user, for the terminal summary

@@ -255,6 +255,9 @@ class ModelRun:
                             "qcheck.tflite.convert:quantize", model, calibration, evaluation,
                             io_dtype=self.spec.io_dtype, unsafe=self.spec.unsafe_deserialization,
                             activations=self.spec.quantization.activations,
+                            per_channel_dense=self.spec.quantization.per_channel_dense,
+                            keep_float=self.spec.quantization.keep_float,
+                            int16_layers=self.spec.quantization.int16_layers,
                             calibration_file=split.calibration_path if split else "",
                             what=f"converting {self.model}", timeout=self._timeout, kept=CONVERTER,
                         )

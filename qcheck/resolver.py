@@ -109,6 +109,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("qcheck_shard", "run part K of N (each model with all its checks in one part), for a CI matrix", "K/N"),
     Flag("qcheck_shard_costs", "balance --qcheck-shard by these costs ('python -m qcheck merge --costs' writes them)",
          "FILE"),
+    Flag("qcheck_remedies", "where accuracy_drop or saturation fails, try other [quantization] recipes and print "
+         "what each measures and costs (also: [remedies] enabled = true in the suite)", action="store_true"),
     Flag("qcheck_timeout", "time limit for one conversion, evaluation, property search or Vela compilation "
          "(default 900)", "SECONDS", float),
     *(Flag(dest, f"override {check}.{key} of the suite", "VALUE") for dest, (check, key) in THRESHOLD_OPTIONS.items()),
@@ -171,7 +173,10 @@ def resolve(inv: Invocation) -> tuple[Settings, Suite]:
         suite = load_suite(settings.suite).with_overrides(settings.overrides, "the command line")
     except QcheckError as exc:
         raise UsageProblem(str(exc)) from None
-    settings = replace(settings, quantization=suite.quantization_for(settings.activations))
+    quantization = suite.quantization_for(settings.activations)
+    settings = replace(settings, quantization=quantization,
+                       calibration_samples=calibration_samples(settings.command_line, None, inv.project,
+                                                               quantization.calibration_samples))
     io = inv.get("qcheck_io")
     if settings.quantization.activations == "int16" and io:
         raise UsageProblem(f"--qcheck-io={io} does not apply to int16 activations: an int16x8 model takes and "
@@ -211,6 +216,7 @@ def _settings(inv: Invocation) -> Settings:
         pytest_html_extras=inv.pytest_html,
         overrides=cli.overrides,
         timeout=timeout or DEFAULT_TIMEOUT,
+        remedies=bool(inv.get("qcheck_remedies")),
         images=_image_options(inv),
         cache_dir=_cache_dir(inv),
         notes=notes,
@@ -310,9 +316,12 @@ def named_model_spec(settings: Settings, model: str, *, data: str | None, calibr
                     reference=reference or project.reference, **own)
 
 
-def calibration_samples(cli: CommandLine, file_value: int | None, project: ProjectConfig) -> int:
-    """Command line, suite file, ``[tool.qcheck]``, built-in."""
-    return cli.calibration_samples or file_value or project.calibration_samples or DEFAULT_CALIBRATION_SAMPLES
+def calibration_samples(cli: CommandLine, file_value: int | None, project: ProjectConfig,
+                        recipe: int | None = None) -> int:
+    """Command line, the suite's ``[quantization] calibration_samples`` (a recipe), the suite
+    file's own ``calibration_samples``, ``[tool.qcheck]``, built-in."""
+    return (cli.calibration_samples or recipe or file_value or project.calibration_samples
+            or DEFAULT_CALIBRATION_SAMPLES)
 
 
 def suite_extends(cli: CommandLine, file_extends: Any, project: ProjectConfig) -> Any:

@@ -23,6 +23,8 @@ from qcheck.pipeline import ModelRun
 from qcheck.progress import Progress
 from qcheck.project import ProjectConfig
 from qcheck.resolver import accelerators, run_spec
+from qcheck.remedies import Remedies, render as render_remedies, to_dict as remedies_dict
+from qcheck.remedies.runner import needs_remedies, try_remedies, with_hint
 from qcheck.results import RESULT_PROPERTY, CheckResult
 from qcheck.runner import PlannedCheck, Runner, plan
 from qcheck.suites import CheckSpec, Suite
@@ -45,11 +47,12 @@ class QcheckSession:
         self.inputs.add(settings.suite, "suite")
         self.runner = Runner(settings.out_dir, self.cache, settings.timeout, self.progress, inputs=self.inputs,
                              first=[run_spec(settings, model) for model in settings.models])
+        self.remedies: list[Remedies] = []  # the recipes tried for failing models (--qcheck-remedies)
 
     def plan(self) -> Iterator[PlannedCheck]:
         """The checks of the command line's (or ``[tool.qcheck]``'s) models."""
         for model in self.settings.models:
-            for planned in plan(run_spec(self.settings, model), self.suite, self._accelerators):
+            for planned in plan(run_spec(self.settings, model), self.suite, self.accelerators):
                 yield self._with_baseline(planned) if planned.spec.name == "baseline" else planned
 
     def _with_baseline(self, planned: PlannedCheck) -> PlannedCheck:
@@ -59,10 +62,10 @@ class QcheckSession:
 
         options = target_options(dict(planned.options), self.suite, self.settings.baseline_dir,
                                  self.settings.baseline_update, self.runner.stem(planned.run), self.inputs,
-                                 self._accelerators)
+                                 self.accelerators)
         return replace(planned, options=options)
 
-    def _accelerators(self, spec: CheckSpec) -> tuple[str, ...]:
+    def accelerators(self, spec: CheckSpec) -> tuple[str, ...]:
         return accelerators(spec, self.suite, command_line=self.settings.accelerators)
 
     def run(self, spec: RunSpec) -> ModelRun:
@@ -70,8 +73,10 @@ class QcheckSession:
         return self.runner.model_run(spec)
 
     def check(self, planned: PlannedCheck) -> CheckResult:
-        """Measure and judge one planned check; every failure becomes a failed result."""
-        return self.runner.execute(planned)
+        """Measure and judge one planned check; every failure becomes a failed result. A failed
+        accuracy or saturation names the remedies that could be tried (qcheck.remedies)."""
+        result = self.runner.execute(planned)
+        return with_hint(result, self.run(planned.run), self.settings.remedies or self.suite.remedies)
 
     def protect(self, items: Iterable[pytest.Item]) -> None:
         """Add the collected items' files (test modules, suite files) and models to the inputs,
@@ -121,6 +126,7 @@ class QcheckSession:
         self.runner.join()  # no Vela process outlives the session
         if hasattr(session.config, "workerinput"):
             return  # xdist worker: the controller writes the reports
+        self._try_remedies()
         settings = self.settings
         broken = self.broken
         from qcheck.shards import SHARD_KEY
@@ -133,6 +139,8 @@ class QcheckSession:
         report = build_report(self.results, self.suite, broken)
         if shard is not None:
             report["shard"] = shard.report_section()  # for python -m qcheck merge
+        if self.remedies:
+            report["remedies"] = [remedies_dict(r) for r in self.remedies]
         for result in self.results:
             self.inputs.add(result.model, "model")  # under xdist, the controller learns them here
         failed = False
@@ -150,6 +158,15 @@ class QcheckSession:
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    def _try_remedies(self) -> None:
+        """Other recipes for each model whose accuracy or saturation failed, when asked (qcheck.remedies)."""
+        if not (self.settings.remedies or self.suite.remedies):
+            return
+        for model in self.settings.models:
+            spec = run_spec(self.settings, model)
+            if needs_remedies(self.results, spec.model):
+                self.remedies.append(try_remedies(self, spec))
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         broken = self.broken
         if hasattr(terminalreporter.config, "workerinput") or not (self.results or broken or self.settings.notes):
@@ -159,6 +176,9 @@ class QcheckSession:
         terminalreporter.section("qcheck")
         for line in render(self.results, verbose=terminalreporter.verbosity > 0):
             terminalreporter.line(line)
+        for remedies in self.remedies:
+            for line in render_remedies(remedies):
+                terminalreporter.line(f"qcheck: {line}")
         for note in self.settings.notes:
             terminalreporter.line(f"qcheck: {note}")
         for path in sorted(broken):

@@ -104,7 +104,7 @@ def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, pr
             positive_int(samples)
         except ValueError as exc:
             raise QcheckError(source, f"calibration_samples {exc}") from None
-    samples = calibration_samples(command_line, samples, project)
+    samples = calibration_samples(command_line, samples, project, quantization.calibration_samples)
     stateful = doc.get("stateful", settings.stateful)
     if stateful not in ("reset", "keep"):
         raise QcheckError(source, f"stateful must be \"reset\" or \"keep\", not {stateful!r}")

@@ -3,8 +3,10 @@
 A suite has an optional ``extends`` (a built-in suite's name or a path relative to the file),
 an optional ``description`` and one ``[checks.<name>]`` table per check, with ``max``/``min``
 thresholds (units allowed: "3%", "300KB"), ``enabled`` and the check's own options, and an
-optional ``[quantization]`` table saying how a float model is converted (``activations = "int16"``
-for int16x8). Every error names the file and the key, and a misspelt name gets a suggestion.
+optional ``[quantization]`` table saying how a float model is converted, the recipe
+(``activations = "int16"`` for int16x8, ``calibration_samples``, ``per_channel_dense``,
+``keep_float``, ``int16_layers``), and an optional ``[remedies]`` table (``enabled``). Every error
+names the file and the key, and a misspelt name gets a suggestion.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from qcheck.errors import QcheckError, suggest
 from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
 from qcheck.units import parse_quantity
 
-_SUITE_KEYS = {"extends", "description", "checks", "quantization"}
-# [quantization] key -> the values it takes (the fields of qcheck.config.Quantization).
-QUANTIZATION_KEYS: dict[str, tuple[str, ...]] = {"activations": ACTIVATIONS}
+_SUITE_KEYS = {"extends", "description", "checks", "quantization", "remedies"}
+# [quantization] key -> the values it takes (the fields of qcheck.config.Quantization); an empty
+# tuple: any value of the key's type (QUANTIZATION_TYPES).
+QUANTIZATION_KEYS: dict[str, tuple[str, ...]] = {"activations": ACTIVATIONS, "calibration_samples": (),
+                                                 "per_channel_dense": (), "keep_float": (), "int16_layers": ()}
+QUANTIZATION_TYPES = {"calibration_samples": "a whole number of samples, at least 1",
+                      "per_channel_dense": "true or false", "keep_float": "a list of Keras layer names",
+                      "int16_layers": "a list of Keras layer names"}
+# Keys of the recipe that qcheck knows but cannot follow, with the reason.
+UNAVAILABLE_QUANTIZATION_KEYS: dict[str, str] = {}
 _COMMON_CHECK_KEYS = {"max", "min", "enabled"}
 MAX_EXTENDS = 32  # suites in one ``extends`` chain; each is read with Python's stack
 
@@ -48,10 +57,13 @@ class Suite:
     checks: dict[str, CheckSpec]
     # The [quantization] keys this suite or one it extends sets; unset keys take their defaults.
     quantization: dict[str, Any] = field(default_factory=dict)
+    # [remedies] enabled = true: try other recipes when accuracy_drop or saturation fails (qcheck.remedies).
+    remedies: bool = False
 
-    def quantization_for(self, activations: str | None = None) -> Quantization:
-        """How a float model is converted under this suite, ``activations`` (the command line's) over it."""
-        table = dict(self.quantization)
+    def quantization_for(self, activations: str | None = None, recipe: dict[str, Any] | None = None) -> Quantization:
+        """How a float model is converted under this suite, ``recipe`` (validated by :func:`recipe_table`)
+        and ``activations`` (the command line's) over it."""
+        table = {**self.quantization, **(recipe or {})}
         if activations is not None:
             table["activations"] = activations
         return Quantization(**table)
@@ -118,8 +130,23 @@ def suite_from_document(doc: dict[str, Any], source: str, name: str, here: Path,
     if parent is None and source != _DEFAULT_SOURCE:
         checks = _default_thresholds(checks)
     description = doc.get("description", parent.description if parent else "")
-    quantization = {**(parent.quantization if parent else {}), **_quantization_table(doc.get("quantization", {}), source)}
-    return Suite(name, source, description, checks, quantization)
+    quantization = {**(parent.quantization if parent else {}), **recipe_table(doc.get("quantization", {}), source)}
+    remedies = _remedies_table(doc.get("remedies"), source, parent.remedies if parent else False)
+    return Suite(name, source, description, checks, quantization, remedies)
+
+
+def _remedies_table(table: Any, source: str, inherited: bool) -> bool:
+    """``[remedies] enabled``: whether a failed accuracy_drop or saturation tries other recipes."""
+    if table is None:
+        return inherited
+    if not isinstance(table, dict):
+        raise QcheckError(source, f"'remedies' must be a table ([remedies]), not {shown(table)}")
+    for key, value in table.items():
+        if key != "enabled":
+            raise QcheckError(source, f"[remedies]: unknown key {shown(key)}", "[remedies] takes: enabled")
+        if not isinstance(value, bool):
+            raise QcheckError(source, f"remedies.enabled must be true or false, not {shown(value)}")
+    return bool(table.get("enabled", inherited))
 
 
 _DEFAULT_SOURCE = "<built-in suite default>"
@@ -135,19 +162,35 @@ def _default_thresholds(checks: dict[str, CheckSpec]) -> dict[str, CheckSpec]:
             for name, spec in checks.items()}
 
 
-def _quantization_table(table: Any, source: str) -> dict[str, Any]:
-    """The validated ``[quantization]`` table of a suite."""
+def recipe_table(table: Any, source: str) -> dict[str, Any]:
+    """The validated ``[quantization]`` table of a suite (a recipe: the same keys from Python)."""
     if not isinstance(table, dict):
         raise QcheckError(source, f"'quantization' must be a table ([quantization]), not {shown(table)}")
     for key, value in table.items():
+        if key in UNAVAILABLE_QUANTIZATION_KEYS:
+            raise QcheckError(source, f"quantization.{key} is not available: {UNAVAILABLE_QUANTIZATION_KEYS[key]}")
         if key not in QUANTIZATION_KEYS:
             raise QcheckError(source, f"[quantization]: unknown key {shown(key)}{suggest(key, QUANTIZATION_KEYS)}",
                               "[quantization] takes: " + ", ".join(sorted(QUANTIZATION_KEYS)))
         allowed = QUANTIZATION_KEYS[key]
-        if value not in allowed:
+        if allowed and value not in allowed:
             raise QcheckError(source, f"quantization.{key} must be one of " + ", ".join(f'"{a}"' for a in allowed)
                               + f", not {shown(value)}")
-    return dict(table)
+        if not allowed and not _recipe_value_ok(key, value):
+            raise QcheckError(source, f"quantization.{key} must be {QUANTIZATION_TYPES[key]}, not {shown(value)}")
+    recipe = dict(table)
+    for key in ("keep_float", "int16_layers"):
+        if key in recipe:
+            recipe[key] = tuple(recipe[key])
+    return recipe
+
+
+def _recipe_value_ok(key: str, value: Any) -> bool:
+    if key == "calibration_samples":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    if key == "per_channel_dense":
+        return isinstance(value, bool)
+    return isinstance(value, list) and all(isinstance(name, str) and name for name in value)
 
 
 def _read(ref: str, base_dir: Path) -> tuple[str, str, str, Path]:

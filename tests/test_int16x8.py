@@ -86,7 +86,7 @@ def test_activations_int4_is_a_suite_error_naming_the_key_and_the_allowed_values
 
 @pytest.mark.parametrize(("table", "expected"), [
     ('[quantization]\nactivation = "int16"\n', "[quantization]: unknown key 'activation' (did you mean 'activations'?)"),
-    ('[quantization]\nint16_layers = ["conv1"]\n', "[quantization]: unknown key 'int16_layers'"),
+    ('[quantization]\nint4_layers = ["conv1"]\n', "[quantization]: unknown key 'int4_layers'"),  # int16_layers is one now
     ('quantization = "int16"\n', "'quantization' must be a table ([quantization]), not 'int16'"),
 ])
 def test_an_unknown_or_misshapen_quantization_key_is_refused_by_name(tmp_path: Path, table: str, expected: str) -> None:

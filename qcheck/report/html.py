@@ -26,9 +26,11 @@ def render(report: Mapping[str, Any], *, links_from: Path | None = None, generat
     ``generated`` is a timestamp for the footer, left out when None, so that the same report
     renders to the same text.
     """
+    from qcheck.remedies import html_view
     from qcheck.report.view import page
 
-    return _template().render(page=page(report, links_from), generated=generated, fragment=None)
+    return _template().render(page=page(report, links_from), generated=generated, fragment=None,
+                              remedies=html_view(list(report.get("remedies", []))))
 
 
 def render_summary(model: Mapping[str, Any]) -> str:

@@ -24,6 +24,7 @@ from qcheck.errors import QcheckError
 from qcheck.inputs import check_folder_entries, check_regular, not_regular, read_regular
 from qcheck.lazy_arrays import LazyArray
 from qcheck.named_inputs import NamedInputs, by_input, chunked
+from qcheck.tflite.recipe import Recipe
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 IO_DTYPES = ("uint8", "int8")
@@ -477,6 +478,9 @@ def quantize(
     unsafe: bool = False,
     calibration_file: str = "",
     activations: str = "int8",
+    per_channel_dense: bool = True,
+    keep_float: tuple[str, ...] = (),
+    int16_layers: tuple[str, ...] = (),
 ) -> Quantized:
     """Load the float model once, quantize it to full integer and run the float pass.
 
@@ -485,12 +489,23 @@ def quantize(
     still converts (and the result says so). ``activations="int16"`` converts to int16x8
     (int16 activations, int8 weights) with int16 I/O, whatever ``io_dtype`` says.
     A SavedModel that TensorFlow 2 cannot load (a TF1 or early-TF2 export) is converted by the
-    TF1 converter instead, and the notes say so.
+    TF1 converter instead, and the notes say so. ``per_channel_dense=False`` gives fully-connected
+    weights one scale per tensor; ``keep_float`` names Keras layers whose operators stay float
+    (the recipe of :class:`qcheck.config.Quantization`; see :mod:`qcheck.tflite.recipe`);
+    ``int16_layers`` names Keras layers given int16 activations, int8 elsewhere (:mod:`qcheck.tflite.mixed`).
     """
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"io dtype must be one of {IO_DTYPES}, not {io_dtype!r}")
     if activations not in ACTIVATIONS:
         raise ValueError(f"activations must be one of {ACTIVATIONS}, not {activations!r}")
+    if keep_float and activations != "int8":
+        raise QcheckError(path, f"keep_float ({', '.join(keep_float)}) works with activations = \"int8\" only: "
+                          "TensorFlow's int16x8 quantizer keeps no chosen operator float",
+                          "drop keep_float, or set activations = \"int8\"")
+    if int16_layers and (activations != "int8" or keep_float):
+        raise QcheckError(path, "int16_layers works from an int8 recipe without keep_float: the other layers stay int8",
+                          "drop activations = \"int16\" or keep_float, or int16_layers")
+    recipe = Recipe(per_channel_dense, keep_float)
     # Loading first: a damaged or unsafe file is refused before TensorFlow's seconds-long import.
     notes: tuple[str, ...] = ()
     if model_kind(path) == "savedmodel":
@@ -498,8 +513,11 @@ def quantize(
         try:
             model = _savedmodel_as_keras(path)
         except _Tf2LoadFailed as failed:
+            if int16_layers:
+                raise QcheckError(path, "int16_layers needs the model's Keras layer names, which a SavedModel that only "
+                                  "the TF1 converter takes does not keep", "drop int16_layers") from None
             return _quantize_tf1(path, proto, failed.cause, calibration, evaluation, io_dtype, activations,
-                                 calibration_file)
+                                 calibration_file, recipe)
     else:
         model, notes = _load_keras_noted(path, unsafe=unsafe)
     tf = _quiet_tensorflow()
@@ -507,19 +525,27 @@ def quantize(
     synthetic = calibration is None
     shapes = {str(tensor.name): tuple(tensor.shape)[1:] for tensor in wrapper.inputs}
     samples = _calibration_inputs(calibration, shapes, path, calibration_file)
+    if int16_layers:
+        from qcheck.tflite.mixed import quantize_int16_layers
+
+        float_tflite = _convert_float(tf, wrapper, path)
+        tflite, note = quantize_int16_layers(float_tflite, samples, int16_layers, path,
+                                             per_channel_dense=per_channel_dense)
+        reference = predict(model, evaluation) if evaluation is not None else None
+        return Quantized(tflite, reference, synthetic, float_tflite, (*notes, note))
     converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
-    tflite, caught = _convert_integer(tf, converter, samples, io_dtype, activations, path)
+    tflite, caught = _convert_integer(tf, converter, samples, io_dtype, activations, path, recipe)
     float_tflite = caught[0] if caught else _convert_float(tf, wrapper, path)
     reference = None
     if evaluation is not None:
         reference = predict(model, evaluation)
-    return Quantized(tflite, reference, synthetic, float_tflite, notes)
+    return Quantized(tflite, reference, synthetic, float_tflite, notes + recipe.notes)
 
 
 def _convert_integer(tf: Any, converter: Any, samples: dict[str, np.ndarray], io_dtype: str, activations: str,
-                     path: Path) -> tuple[bytes, list[bytes]]:
+                     path: Path, recipe: Recipe | None = None) -> tuple[bytes, list[bytes]]:
     """Full-integer conversion (int8, or int16x8 as ``activations`` says, inside; ``io_dtype`` at
-    the edges) and the float twin caught."""
+    the edges; the rest of the ``recipe`` applied) and the float twin caught."""
 
     def representative() -> Iterator[dict[str, np.ndarray] | list[np.ndarray]]:
         for i in range(len(next(iter(samples.values())))):
@@ -530,6 +556,8 @@ def _convert_integer(tf: Any, converter: Any, samples: dict[str, np.ndarray], io
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     _set_integer_target(tf, converter, activations, io_dtype)
+    if recipe is not None:
+        recipe.apply(converter, path)
     caught = catch_float_model(converter)
     try:
         with warnings.catch_warnings():
@@ -546,7 +574,7 @@ def _convert_integer(tf: Any, converter: Any, samples: dict[str, np.ndarray], io
 
 def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarray | NamedInputs | None,
                   evaluation: np.ndarray | LazyArray | NamedInputs | None, io_dtype: str,
-                  activations: str = "int8", calibration_file: str = "") -> Quantized:
+                  activations: str = "int8", calibration_file: str = "", recipe: Recipe | None = None) -> Quantized:
     """Quantize a SavedModel through ``tf.compat.v1.lite.TFLiteConverter.from_saved_model``.
 
     TF 2's loader revives the model's Python objects (a TF 2.3 Keras optimizer fails there:
@@ -558,13 +586,14 @@ def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarra
     route = _Tf1Route(path, proto, tf2_cause)
     synthetic = calibration is None
     samples = _calibration_inputs(calibration, {route.input_key: tuple(route.shape[1:])}, path, calibration_file)
-    tflite, caught = _convert_integer(tf, route.converter(), samples, io_dtype, activations, path)
+    tflite, caught = _convert_integer(tf, route.converter(), samples, io_dtype, activations, path, recipe)
     # The TF1 converter writes no signature: name inputs and outputs by the SavedModel's, as the
     # TF 2 route does, so that labels are y_<output key> and the float and int8 outputs pair by name.
     tflite = route.named(tflite)
     float_tflite = route.named(caught[0]) if caught else route.float_tflite()
     reference = _run_float(float_tflite, evaluation) if evaluation is not None else None
-    notes = (route.note(), "float outputs: the float model of the same TF1 conversion, run in LiteRT")
+    notes = (route.note(), "float outputs: the float model of the same TF1 conversion, run in LiteRT",
+             *(recipe.notes if recipe else ()))
     return Quantized(tflite, reference, synthetic, float_tflite, notes)
 
 

@@ -1,0 +1,269 @@
+"""Remedies: recipes tried on the same data, measured and priced on the target (issue 18).
+
+When accuracy or saturation fails, qcheck can try other ``[quantization]`` recipes
+(:class:`qcheck.config.Quantization`) and judge each under the same suite: which heads pass, at
+what cost in CPU operators, SRAM, flash and inference time under Vela, and ``.tflite`` size.
+This module decides which candidates apply (:func:`candidates`), gathers what the checks
+measured for each (:class:`Row`), marks the cheapest recipe that passes (:func:`cheapest`) and
+renders the table (:func:`render`, :func:`to_dict`). :mod:`qcheck.remedies.runner` runs them.
+
+A candidate that keeps a layer float is shown with its cost but never marked: the seed forbids
+float fallback by default, so adopting it must be the user's decision.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from qcheck.config import Quantization
+
+# More calibration samples: at most this many (ranges from more samples hardly move; every
+# sample is one more run of the float model during calibration).
+MAX_CALIBRATION_SAMPLES = 1000
+# The checks whose failure remedies address, and whose message names them.
+REMEDIED_CHECKS = ("accuracy_drop", "saturation")
+_SUFFIX = re.compile(r"_\d+$")
+_QUOTED = re.compile(r"'([^']+)'")
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What the run knows about why the model lost accuracy, in Keras layer names."""
+
+    guilty: tuple[str, ...] = ()  # the layers to blame, the cause first
+    outlier: str = ""  # a sentence naming the outlier channel that stretches a range, when one does
+    fully_connected: bool = False  # the model has FULLY_CONNECTED operators (per-channel weights matter)
+    calibration_used: int = 0  # samples the current recipe calibrated on
+    calibration_available: int = 0  # samples in a separate calibration set (0: split from the data)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One recipe to try: what changes, in words, and the recipe itself."""
+
+    change: str
+    quantization: Quantization
+    keeps_float: bool = False  # never marked as the choice (float fallback is the user's call)
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one recipe measured under the suite."""
+
+    change: str
+    quantization: Quantization
+    passed: bool  # every enabled check passed (or had nothing to measure)
+    keeps_float: bool = False
+    failed: tuple[str, ...] = ()  # the checks that failed or errored, as "name[variant]"
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # head -> drop, ci_low, ci_high, metric
+    fully_integer: bool | None = None
+    size_bytes: int | None = None
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)  # accelerator -> Vela's numbers
+    error: str = ""  # why the recipe could not be tried at all
+    baseline: bool = False  # the recipe the run used
+    quantized_model: str = ""  # where the candidate's .tflite was written
+
+    @property
+    def cost(self) -> tuple[float, float, float, float]:
+        """What a recipe costs on the target, to compare passing ones: CPU operators, inference
+        time, SRAM (summed over the accelerators), then ``.tflite`` size."""
+        def total(key: str) -> float:
+            values = [t.get(key) for t in self.targets.values()]
+            return sum(float(v) for v in values if v is not None)
+
+        return (total("cpu_ops"), total("inference_time_s"), total("sram_bytes"), float(self.size_bytes or 0))
+
+
+@dataclass(frozen=True)
+class Remedies:
+    """The remedy table of one model: the recipe as run first, then each candidate."""
+
+    model: str
+    rows: tuple[Row, ...]
+    notes: tuple[str, ...] = ()  # what was not tried and why; the fix qcheck cannot make
+
+    @property
+    def chosen(self) -> Row | None:
+        return cheapest(self.rows)
+
+
+def keras_layer(tensor_name: str) -> str:
+    """The Keras layer a converted tensor comes from: ``<...>/<layer>/<op>``, Keras 3's ``_1`` dropped;
+    "" for a name with no layer in it (``StatefulPartitionedCall_1:0``), which no recipe can name."""
+    parts = tensor_name.split(";")[0].split("/")
+    return _SUFFIX.sub("", parts[-2]) if len(parts) >= 2 else ""
+
+
+def layer_of_label(label: str) -> str:
+    """The layer named in an operator label such as ``CONV_2D 'model/conv1_1/Relu'``."""
+    quoted = _QUOTED.search(label)
+    return keras_layer(quoted.group(1)) if quoted else ""
+
+
+def candidates(current: Quantization, diagnosis: Diagnosis) -> list[Candidate]:
+    """The recipes worth trying from ``current``, each only where it applies."""
+    found: list[Candidate] = []
+    if diagnosis.calibration_available > diagnosis.calibration_used:
+        samples = min(diagnosis.calibration_available, MAX_CALIBRATION_SAMPLES)
+        found.append(Candidate(f"calibrate on {samples} samples (was {diagnosis.calibration_used})",
+                               replace(current, calibration_samples=samples)))
+    if current.activations == "int8":
+        found.append(Candidate("int16 activations, whole model (int16x8)",
+                               replace(current, activations="int16", keep_float=(), int16_layers=())))
+    if diagnosis.fully_connected:
+        words = "per-tensor" if current.per_channel_dense else "per-channel"
+        found.append(Candidate(f"{words} weights for fully-connected layers",
+                               replace(current, per_channel_dense=not current.per_channel_dense)))
+    if current.activations == "int8" and not current.keep_float and diagnosis.guilty:
+        layers = tuple(dict.fromkeys((*current.int16_layers, *diagnosis.guilty)))
+        if layers != current.int16_layers:
+            names = ", ".join(f"'{n}'" for n in diagnosis.guilty)
+            found.append(Candidate(f"int16 activations for {names} only (ai-edge-quantizer)",
+                                   replace(current, int16_layers=layers)))
+    if current.activations == "int8" and not current.int16_layers and diagnosis.guilty:
+        kept = tuple(dict.fromkeys((*current.keep_float, *diagnosis.guilty)))
+        if kept != current.keep_float:
+            names = ", ".join(f"'{n}'" for n in diagnosis.guilty)
+            found.append(Candidate(f"keep {names} float", replace(current, keep_float=kept), keeps_float=True))
+    return found
+
+
+def unavailable(diagnosis: Diagnosis) -> tuple[str, ...]:
+    """The fix qcheck cannot make (it changes the model), as a note."""
+    notes = []
+    if diagnosis.outlier:
+        notes.append(f"{diagnosis.outlier}: folding that channel's range into the next layer (equalizing the two "
+                     "layers' weights) is the fix that keeps int8; it changes the model, so qcheck does not try it")
+    return tuple(notes)
+
+
+def cheapest(rows: tuple[Row, ...]) -> Row | None:
+    """The passing recipe that costs least on the target; never one that keeps a layer float."""
+    passing = [r for r in rows if r.passed and not r.keeps_float and not r.error]
+    return min(passing, key=lambda r: r.cost) if passing else None
+
+
+def recipe_lines(quantization: Quantization) -> list[str]:
+    """The ``[quantization]`` lines that give ``quantization`` (only the keys off their defaults)."""
+    default = Quantization()
+    lines = ["[quantization]"]
+    if quantization.activations != default.activations:
+        lines.append(f'activations = "{quantization.activations}"')
+    if quantization.calibration_samples is not None:
+        lines.append(f"calibration_samples = {quantization.calibration_samples}")
+    if quantization.per_channel_dense != default.per_channel_dense:
+        lines.append(f"per_channel_dense = {str(quantization.per_channel_dense).lower()}")
+    for key in ("keep_float", "int16_layers"):
+        names: tuple[str, ...] = getattr(quantization, key)
+        if names:
+            lines.append(f"{key} = [" + ", ".join(f'"{n}"' for n in names) + "]")
+    return lines
+
+
+def _percent(value: Any) -> str:
+    return f"{float(value) * 100:.2f}%" if isinstance(value, (int, float)) else "-"
+
+
+def _kib(value: Any) -> str:
+    return f"{float(value) / 1024:.1f} KiB" if isinstance(value, (int, float)) else "-"
+
+
+def _ms(value: Any) -> str:
+    return f"{float(value) * 1000:.3f} ms" if isinstance(value, (int, float)) else "-"
+
+
+def _time(target: dict[str, Any]) -> str:
+    """Vela's inference time, which leaves out the operators that run on the CPU."""
+    cpu = target.get("cpu_ops")
+    return _ms(target.get("inference_time_s")) + (" on the NPU, plus the CPU operators" if cpu else "")
+
+
+def describe(row: Row) -> str:
+    """One line of the table for ``row``: verdict, heads with intervals, integer or not, target costs."""
+    if row.error:
+        return f"could not be tried: {row.error}"
+    heads = "; ".join(f"'{head}' drop {_percent(h.get('drop'))} (95% CI {_percent(h.get('ci_low'))} to "
+                      f"{_percent(h.get('ci_high'))})" for head, h in row.heads.items()) or "accuracy not measured"
+    integer = {True: "fully integer", False: "NOT fully integer", None: "integer: not measured"}[row.fully_integer]
+    parts = [heads, integer, f"size {_kib(row.size_bytes)}"]
+    for accelerator, t in row.targets.items():
+        parts.append(f"{accelerator}: {t.get('cpu_ops', '-')} CPU ops, SRAM {_kib(t.get('sram_bytes'))}, "
+                     f"flash {_kib(t.get('flash_bytes'))}, {_time(t)}")
+    verdict = "PASS" if row.passed else "FAIL (" + ", ".join(row.failed) + ")"
+    return f"{verdict}: " + ", ".join(parts)
+
+
+def render(remedies: Remedies) -> list[str]:
+    """The remedy table of one model as terminal lines, the chosen recipe's lines to copy last."""
+    lines = [f"remedies for {remedies.model}:"]
+    chosen = remedies.chosen
+    for number, row in enumerate(remedies.rows):
+        label = "as run" if row.baseline else f"{number}. {row.change}"
+        mark = "  <- cheapest that passes" if row is chosen else ""
+        float_note = " (keeps float: never chosen for you)" if row.keeps_float else ""
+        lines.append(f"  {label}{float_note}: {describe(row)}{mark}")
+    for note in remedies.notes:
+        lines.append(f"  note: {note}")
+    if chosen is not None:
+        lines.append("  to adopt it, put these lines in your suite:")
+        lines.extend(f"    {line}" for line in recipe_lines(chosen.quantization))
+    elif any(r.passed and r.keeps_float for r in remedies.rows):
+        lines.append("  only a recipe that keeps layers float passes: adopt it yourself if float operators on the CPU "
+                     "are acceptable")
+    else:
+        lines.append("  no recipe tried passes the suite")
+    return lines
+
+
+def to_dict(remedies: Remedies) -> dict[str, Any]:
+    """Every candidate, for the JSON report."""
+    chosen = remedies.chosen
+    return {
+        "model": remedies.model,
+        "candidates": [{
+            "change": "as run" if row.baseline else row.change,
+            "baseline": row.baseline,
+            "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(row.quantization).items()},
+            "recipe_lines": recipe_lines(row.quantization),
+            "passed": row.passed,
+            "failed_checks": list(row.failed),
+            "keeps_float": row.keeps_float,
+            "heads": row.heads,
+            "fully_integer": row.fully_integer,
+            "size_bytes": row.size_bytes,
+            "targets": row.targets,
+            "error": row.error or None,
+            "quantized_model": row.quantized_model or None,
+            "chosen": row is chosen,
+        } for row in remedies.rows],
+        "notes": list(remedies.notes),
+    }
+
+
+def html_view(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The remedy tables of the JSON report (:func:`to_dict`) as text cells for the HTML report."""
+    views = []
+    for table in tables:
+        rows = []
+        for c in table.get("candidates", []):
+            heads = "; ".join(f"{head}: {_percent(h.get('drop'))} ({_percent(h.get('ci_low'))} to "
+                              f"{_percent(h.get('ci_high'))})" for head, h in (c.get("heads") or {}).items())
+            targets = c.get("targets") or {}
+            rows.append({
+                "change": c.get("change", ""),
+                "verdict": "pass" if c.get("passed") else "fail",
+                "failed": ", ".join(c.get("failed_checks") or []) or (c.get("error") or ""),
+                "heads": heads or "-",
+                "integer": {True: "yes", False: "no", None: "-"}[c.get("fully_integer")],
+                "targets": "; ".join(f"{a}: {t.get('cpu_ops', '-')} CPU ops, SRAM {_kib(t.get('sram_bytes'))}, flash "
+                                     f"{_kib(t.get('flash_bytes'))}, {_time(t)}"
+                                     for a, t in targets.items()) or "-",
+                "size": _kib(c.get("size_bytes")),
+                "chosen": bool(c.get("chosen")),
+                "keeps_float": bool(c.get("keeps_float")),
+                "recipe": "\n".join(c.get("recipe_lines") or []),
+            })
+        views.append({"model": table.get("model", ""), "rows": rows, "notes": list(table.get("notes", []))})
+    return views

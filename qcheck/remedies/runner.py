@@ -1,0 +1,181 @@
+"""Run the remedy candidates of one model through the session's own pipeline and checks.
+
+Each candidate is the model's :class:`~qcheck.config.RunSpec` with another recipe: the session
+makes its pipeline as for any model (so the conversion is cached like any conversion, and the data
+and float outputs are loaded once and shared), and every check of the suite measures and judges it
+exactly as it judged the model (``QcheckSession.check``). ``--qcheck-timeout`` bounds each step of
+each candidate (conversion, evaluation, Vela), as for the model itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from qcheck.checks import registry
+from qcheck.config import Quantization, RunSpec
+from qcheck.remedies import (
+    REMEDIED_CHECKS,
+    Diagnosis,
+    Remedies,
+    Row,
+    candidates,
+    keras_layer,
+    layer_of_label,
+    unavailable,
+)
+from qcheck.results import CheckResult
+
+if TYPE_CHECKING:
+    from qcheck.pipeline import ModelRun
+    from qcheck.session import QcheckSession
+
+_TARGET_KEYS = ("cpu_ops", "npu_ops", "sram_bytes", "flash_bytes", "inference_time_s")
+
+
+def diagnose(run: ModelRun) -> Diagnosis:
+    """What the model's run says about the loss: guilty layers, an outlier channel, its operators,
+    its calibration. Anything the run could not measure is left out (the checks report it)."""
+    from qcheck.tflite.tensor_stats import likely_cause, worst_layers
+
+    guilty: list[str] = []
+    outlier = ""
+    try:
+        evaluation = run.evaluation()
+    except Exception:  # the checks report why the model could not be evaluated
+        evaluation = None
+    analysis = evaluation.analysis if evaluation is not None else None
+    if analysis is not None and analysis.matched:
+        cause = likely_cause(analysis)
+        if cause is not None:
+            source = layer_of_label(cause.range_from) if cause.range_from else keras_layer(cause.name)
+            guilty.append(source)
+            guilty.append(keras_layer(cause.name))
+            # The layers that read the crushed tensor take it at its int8 scale unless they change too.
+            guilty.extend(_readers(run, cause.name))
+            if cause.spread is not None:
+                outlier = (f"channel {cause.range_channel if cause.range_channel is not None else cause.spread.widest} "
+                           f"of '{source}' stretches its per-tensor range")
+        else:
+            guilty.extend(keras_layer(r.name) for r in worst_layers(analysis, 2) if r.suspicious)
+    try:
+        fully_connected = any(op.op == "FULLY_CONNECTED" for op in run.info().operators)
+        used = _count(run.calibration_data())
+    except Exception:
+        fully_connected, used = False, 0
+    available = _separate_calibration(run.spec)
+    return Diagnosis(tuple(dict.fromkeys(n for n in guilty if n)), outlier, fully_connected, used, available)
+
+
+def _readers(run: ModelRun, tensor_name: str) -> list[str]:
+    """The Keras layers of the operators that read the tensor named ``tensor_name``."""
+    try:
+        info = run.info()
+    except Exception:
+        return []
+    indices = {t.index for t in info.tensors if t.subgraph == 0 and t.name == tensor_name}
+    readers: list[str] = []
+    for op in info.operators:
+        if op.subgraph == 0 and indices & set(op.inputs) and op.op not in ("QUANTIZE", "DEQUANTIZE"):
+            names = [info.tensor(0, i).name for i in op.outputs if i >= 0]
+            readers.extend(keras_layer(name) for name in names if name)
+    return readers
+
+
+def _count(samples: Any) -> int:
+    if samples is None:
+        return 0
+    return len(samples)
+
+
+def _separate_calibration(spec: RunSpec) -> int:
+    """Samples in the separate calibration set: only there can more calibrate without changing the
+    evaluation set (a split of the data takes at most half of it, the rest is the evaluation)."""
+    if spec.calibration is None:
+        return 0
+    from qcheck.data import load_data
+
+    try:
+        return len(load_data(spec.calibration, spec.images))
+    except Exception:
+        return 0
+
+
+def applicable(run: ModelRun) -> int:
+    """How many candidates apply to ``run``'s model (0 for a .tflite, which qcheck does not convert)."""
+    try:
+        if run.kind == "tflite":
+            return 0
+        return len(candidates(run.spec.quantization, diagnose(run)))
+    except Exception:
+        return 0
+
+
+def with_hint(result: CheckResult, run: ModelRun, enabled: bool) -> CheckResult:
+    """``result`` of a failed accuracy_drop or saturation, its message naming the remedies to try."""
+    if result.check not in REMEDIED_CHECKS or result.passed is not False or result.error is not None or enabled:
+        return result
+    count = applicable(run)
+    if count == 0:
+        return result
+    fixes = "fix" if count == 1 else "fixes"
+    return replace(result, message=f"{result.message} (run with --qcheck-remedies to try {count} {fixes})")
+
+
+def needs_remedies(results: list[CheckResult], model: str) -> bool:
+    """A remedied check failed its threshold for ``model`` (the run's own suite)."""
+    return any(r.model == model and not r.suite_file and r.check in REMEDIED_CHECKS and r.passed is False
+               and r.error is None for r in results)
+
+
+def try_remedies(session: QcheckSession, spec: RunSpec) -> Remedies:
+    """The remedy table of ``spec``'s model: the recipe as run, then each candidate, measured."""
+    run = session.run(spec)
+    if run.kind == "tflite":
+        return Remedies(spec.model, (), ("an already quantized .tflite: qcheck does not convert it, so it has no "
+                                         "recipe to change; give the Keras model",))
+    diagnosis = diagnose(run)
+    tried = candidates(spec.quantization, diagnosis)
+    rows = [_measure(session, spec, "as run", spec.quantization, baseline=True)]
+    for number, candidate in enumerate(tried, 1):
+        session.progress.step(spec.model, f"remedy {number}/{len(tried)}: {candidate.change} ...")
+        recipe = candidate.quantization
+        variant = replace(spec, quantization=recipe,
+                          calibration_samples=recipe.calibration_samples or spec.calibration_samples)
+        row = _measure(session, variant, candidate.change, recipe, keeps_float=candidate.keeps_float)
+        session.progress.step(spec.model, f"remedy {number}/{len(tried)}: {'passes' if row.passed else 'fails'}")
+        rows.append(row)
+    return Remedies(spec.model, tuple(rows), unavailable(diagnosis))
+
+
+def _measure(session: QcheckSession, spec: RunSpec, change: str, recipe: Quantization, *,
+             keeps_float: bool = False, baseline: bool = False) -> Row:
+    from qcheck.runner import plan
+
+    # The suite's own checks, as the session plans them; the baseline compares the model as
+    # run with the last good run, not a candidate recipe.
+    results = [session.check(planned) for planned in plan(spec, session.suite, session.accelerators)
+               if planned.spec.name != "baseline"]
+    failed = tuple(f"{r.check}[{r.variant}]" if r.variant else r.check for r in results if r.passed is False)
+    errors = [r.error for r in results if r.error is not None]
+    error = errors[0] if results and len(errors) == len(results) else ""
+    by_name = {(r.check, r.variant): r for r in results}
+    heads: dict[str, dict[str, Any]] = {}
+    accuracy = by_name.get(("accuracy_drop", ""))
+    if accuracy is not None:
+        for head, numbers in accuracy.sections.get("accuracy", {}).items():
+            heads[head] = {k: numbers.get(k) for k in ("metric", "drop", "ci_low", "ci_high", "float", "quantized")}
+    integer = by_name.get(("fully_quantized", ""))
+    targets = {}
+    for (name, variant), result in by_name.items():
+        if name == "vela" and variant:
+            numbers = result.sections.get("vela", {}).get(variant, {})
+            targets[variant] = {k: numbers.get(k) for k in _TARGET_KEYS}
+    size = None
+    try:
+        size = len(session.run(spec).tflite())
+    except Exception:
+        pass  # the checks said why the model could not be converted
+    written = session.run(spec).artifacts().get("quantized_model", "")
+    return Row(change, recipe, not failed, keeps_float, failed, heads,
+               integer.passed if integer is not None else None, size, targets, error or "", baseline, written)
