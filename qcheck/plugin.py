@@ -154,6 +154,9 @@ def session_of(config: pytest.Config) -> QcheckSession:
     _prepare_cache(config, qsession)
     config.stash[SESSION_KEY] = qsession
     config.pluginmanager.register(qsession, "qcheck-session")
+    from qcheck.items import FactsCourier
+
+    config.pluginmanager.register(FactsCourier(qsession), "qcheck-facts")
     return qsession
 
 

@@ -21,6 +21,7 @@ from qcheck.cache import Cache
 from qcheck.checks import CheckDef, registry
 from qcheck.config import DEFAULT_ACCELERATOR, RunSpec, Settings
 from qcheck.errors import QcheckError, StepFailed
+from qcheck.facts import FACTS_ATTRIBUTE, ReportFacts
 from qcheck.files import InputFiles, safe_stem
 from qcheck.pipeline import DataSource, ModelRun
 from qcheck.progress import Progress
@@ -59,6 +60,7 @@ class QcheckSession:
         self.cache = Cache(settings.cache_dir)
         self._stems: dict[RunSpec, str] = {}
         self.results: list[CheckResult] = []
+        self.facts: list[ReportFacts] = []  # each model's, sent once by the process that ran its checks
         self.written: list[str] = []  # what the reports wrote, for the terminal summary
         self.notes: dict[str, list[str]] = {}
         self._ahead: dict[RunSpec, list[PlannedCheck]] = {}  # checks with slow work to start early
@@ -228,8 +230,7 @@ class QcheckSession:
             elapsed = time.monotonic() - started
             if elapsed >= _SLOW_STEP:
                 self.progress.step(planned.model, f"check {label} measured in {elapsed:.1f} s")
-        result = judge(planned.model, check, planned.spec, measurement, planned.variant)
-        return _with_sections(result, {**evidence.sections(), "artifacts": evidence.artifacts()})
+        return judge(planned.model, check, planned.spec, measurement, planned.variant)
 
     def _first_to_report(self, model: str, cause: BaseException, label: str) -> str:
         """The check that already reported ``cause`` for ``model`` in full, or "" if this one is first.
@@ -249,6 +250,9 @@ class QcheckSession:
 
     @pytest.hookimpl(tryfirst=True)  # before pytest-html reads the report's extras
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        sent = getattr(report, FACTS_ATTRIBUTE, None)  # with the result of a model's last check
+        if sent is not None:
+            self.facts.append(ReportFacts.decode(str(sent)))
         for name, value in report.user_properties:
             # A check that could not be measured errors in its item's setup (see qcheck.items).
             if name == RESULT_PROPERTY and (report.when == "call" or (report.when == "setup" and report.failed)):
@@ -262,7 +266,7 @@ class QcheckSession:
         from qcheck.report.json_report import build_report
 
         same = [r for r in self.results if (r.model, r.suite_file) == (result.model, result.suite_file)]
-        report = build_report(same, self.suite)
+        report = build_report(same, self.suite, facts=self.facts)
         entry: dict[str, Any] = report["models"][0]
         return entry
 
@@ -278,7 +282,7 @@ class QcheckSession:
             return
         from qcheck.report.json_report import build_report
 
-        report = build_report(self.results, self.suite, broken)
+        report = build_report(self.results, self.suite, broken, self.facts)
         for result in self.results:
             self.inputs.add(result.model, "model")  # under xdist, the controller learns them here
         failed = False
@@ -303,7 +307,7 @@ class QcheckSession:
         from qcheck.report.terminal import render
 
         terminalreporter.section("qcheck")
-        for line in render(self.results, verbose=terminalreporter.verbosity > 0):
+        for line in render(self.results, verbose=terminalreporter.verbosity > 0, facts=self.facts):
             terminalreporter.line(line)
         for note in self.settings.notes:
             terminalreporter.line(f"qcheck: {note}")
@@ -376,12 +380,6 @@ def _internal(exc: Exception) -> StepFailed:
     frame = traceback.extract_tb(exc.__traceback__)[-1]
     return StepFailed(f"internal error in qcheck ({type(exc).__name__}: {exc}, at {Path(frame.filename).name}:"
                       f"{frame.lineno}); please report it with the model")
-
-
-def _with_sections(result: CheckResult, sections: dict[str, Any]) -> CheckResult:
-    from dataclasses import replace
-
-    return replace(result, sections={**sections, **result.sections})
 
 
 def encode(result: CheckResult) -> str:
