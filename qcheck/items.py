@@ -144,5 +144,9 @@ def _model_of(item: pytest.Item | None) -> tuple[RunSpec, str] | None:
 
 def _facts(item: QcheckItem) -> ReportFacts:
     """The facts of ``item``'s model, for its report entry (model as given, suite file)."""
-    facts = item.qsession.run(item.planned.run).facts()
-    return ReportFacts(item.planned.model, item.suite_file, facts.sections())
+    try:
+        sections = item.qsession.run(item.planned.run).facts().sections()
+    except Exception as exc:  # a bug in qcheck: inside pytest's hooks it would end the session
+        sections = {"notes": [f"internal error in qcheck gathering the model's facts for the report "
+                              f"({type(exc).__name__}: {exc}); please report it with the model"]}
+    return ReportFacts(item.planned.model, item.suite_file, sections)

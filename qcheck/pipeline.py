@@ -196,8 +196,9 @@ class ModelRun:
         return {"stem": self.stem, **{key: str(path) for key, path in paths.items() if path.exists()}}
 
     def facts(self) -> ModelFacts:
-        """What the run knows about the model so far, for the reports: made from the steps
-        already taken, nothing is computed here (a model whose checks ran once, so once per model)."""
+        """What the run knows about the model so far, for the reports, from the steps already
+        taken (nothing is computed here). Asked for once per model, after the last of its checks
+        (:class:`qcheck.items.FactsCourier`)."""
         from qcheck.facts import ModelFacts
         from qcheck.tflite.census import quantization_info
 

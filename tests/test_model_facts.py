@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FIXTURES, QcheckRun, run_qcheck, write
+from helpers import FIXTURES, REAL, QcheckRun, run_qcheck, write
 
 from qcheck.checks import REGISTRY, check, registry
 from qcheck.checks.calibration import CalibrationDiagnosis, Spread
@@ -32,6 +32,7 @@ from qcheck.vela import VelaConfig, VelaResult
 # quantization info and artifacts, and the layer table (2.5 to 15 KB per item on these fixtures).
 JUNIT_BYTES_PER_ITEM = 2048
 MODELS = ("digits_cnn.keras", "float_op.keras")
+VWW = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
 FACTS_BUILT = "gathering the facts for the report"  # the progress line ModelRun.facts() writes
 
 # Counts, on the process that writes the reports, the test reports that bring a model's facts.
@@ -192,3 +193,23 @@ def test_no_check_makes_a_models_table() -> None:
     made once; a check may add only the placement of a model Vela compiled already."""
     for definition in registry().values():
         assert set(definition.sections) & set(fact_sections()) <= {"vela"}, definition.name
+
+
+def test_a_failure_gathering_the_facts_is_said_and_ends_nothing(pytester: pytest.Pytester) -> None:
+    # A bug in qcheck, made here: gathering the facts runs inside pytest's hooks, where an
+    # exception would end the session.
+    pytester.makeconftest("""
+        import qcheck.pipeline
+
+        def broken(self):
+            raise TypeError("a bug")
+
+        qcheck.pipeline.ModelRun.facts = broken
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:xdist", f"--qcheck-model={VWW}", "-k", "size",
+                                "--qcheck-json=r.json")
+
+    result.assert_outcomes(passed=1)
+    (entry,) = json.loads((pytester.path / "r.json").read_text())["models"]
+    assert entry["checks"][0]["status"] == "passed"
+    assert "internal error in qcheck gathering the model's facts for the report (TypeError: a bug)" in entry["notes"][0]
