@@ -19,9 +19,11 @@ from qcheck.pipeline import Memo, check_fits, with_reference_names
 if TYPE_CHECKING:
     import numpy as np
 
+    from qcheck.checks.calibration import CalibrationDiagnosis
     from qcheck.data import Dataset
     from qcheck.named_inputs import NamedInputs
     from qcheck.pipeline import ModelRun
+    from qcheck.tflite.breakdown import LayerBytes
     from qcheck.tflite.census import Census
     from qcheck.tflite.convert import FloatReference
     from qcheck.tflite.inspect import ModelInfo
@@ -68,6 +70,14 @@ class DataEvidence:
 
     def calibration_data(self) -> np.ndarray | NamedInputs | None:
         return self._base.calibration_data()
+
+    def calibration_diagnosis(self) -> CalibrationDiagnosis | None:
+        from qcheck.checks.calibration import calibration_diagnosis
+
+        return self._memo.get("calibration_diagnosis", lambda: calibration_diagnosis(self))  # on this data
+
+    def size_breakdown(self) -> list[LayerBytes]:
+        return self._base.size_breakdown()
 
     def no_reference_reason(self) -> str:
         return self._base.no_reference_reason()

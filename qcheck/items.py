@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from qcheck.config import RunSpec
+from qcheck.facts import FACTS_ATTRIBUTE, ReportFacts
 from qcheck.results import RESULT_PROPERTY, CheckResult
 from qcheck.runner import PlannedCheck
 from qcheck.session import QcheckSession, encode
@@ -93,3 +95,63 @@ class QcheckItem(pytest.Item):
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return self.planned.model, None, f"qcheck {self.name}"
+
+
+# Whether the item is the last of its model's checks in a row: set before it runs.
+_LAST_OF_MODEL = pytest.StashKey[bool]()
+
+
+class FactsCourier:
+    """Sends each model's facts (:class:`qcheck.facts.ModelFacts`) once, with the result of the
+    last of its checks that this process runs.
+
+    A model's checks run in a row (under pytest-xdist on one worker, see :mod:`qcheck.xdist_groups`),
+    so the item whose next item checks another model, or that has none, is the last: the report
+    that carries its result carries the model's facts too (in :data:`qcheck.facts.FACTS_ATTRIBUTE`,
+    sent to the controller by pytest-xdist and left out of --junitxml), and the session adds them
+    to the model's report entry. When the run stops before a model's last check (``-x``), the
+    process that writes the reports takes that model's facts at the end.
+    """
+
+    def __init__(self, qsession: QcheckSession) -> None:
+        self._qsession = qsession
+        self._unsent: dict[tuple[RunSpec, str], QcheckItem] = {}
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        if isinstance(item, QcheckItem):
+            item.stash[_LAST_OF_MODEL] = _model_of(nextitem) != _model_of(item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        # The report its result travels with (see QcheckItem: an error is recorded in setup).
+        if isinstance(item, QcheckItem) and (report.when == "call" or (report.when == "setup" and report.failed)):
+            if item.stash.get(_LAST_OF_MODEL, True):
+                setattr(report, FACTS_ATTRIBUTE, _facts(item).encode())
+                self._unsent.pop((item.planned.run, item.suite_file), None)
+            else:
+                self._unsent[(item.planned.run, item.suite_file)] = item
+        return report
+
+    @pytest.hookimpl(tryfirst=True)  # before the session writes the reports
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not hasattr(session.config, "workerinput"):
+            self._qsession.facts.extend(_facts(item) for item in self._unsent.values())
+        self._unsent.clear()
+
+
+def _model_of(item: pytest.Item | None) -> tuple[RunSpec, str] | None:
+    """The model run and suite file whose facts ``item`` adds to (None: not a check item)."""
+    return (item.planned.run, item.suite_file) if isinstance(item, QcheckItem) else None
+
+
+def _facts(item: QcheckItem) -> ReportFacts:
+    """The facts of ``item``'s model, for its report entry (model as given, suite file)."""
+    try:
+        sections = item.qsession.run(item.planned.run).facts().sections()
+    except Exception as exc:  # a bug in qcheck: inside pytest's hooks it would end the session
+        sections = {"notes": [f"internal error in qcheck gathering the model's facts for the report "
+                              f"({type(exc).__name__}: {exc}); please report it with the model"]}
+    return ReportFacts(item.planned.model, item.suite_file, sections)

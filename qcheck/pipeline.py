@@ -26,8 +26,11 @@ from qcheck.isolation import call_isolated
 from qcheck.progress import Progress
 
 if TYPE_CHECKING:
+    from qcheck.checks.calibration import CalibrationDiagnosis
     from qcheck.data import Dataset, Split
+    from qcheck.facts import ModelFacts
     from qcheck.named_inputs import NamedInputs
+    from qcheck.tflite.breakdown import LayerBytes
     from qcheck.tflite.census import Census
     from qcheck.tflite.convert import FloatReference, Quantized
     from qcheck.tflite.inspect import ModelInfo
@@ -75,6 +78,11 @@ class Memo:
         """The value already made for ``key``, or None (nothing is made here)."""
         ok, value = self._values.get(key, (False, None))
         return value if ok else None
+
+    def made_under(self, prefix: str) -> dict[str, Any]:
+        """The values already made for the keys starting with ``prefix``, by key (nothing is made here)."""
+        made = list(self._values.items())  # one step (a background thread may be adding a value)
+        return {key: value for key, (ok, value) in sorted(made) if ok and key.startswith(prefix)}
 
 
 # What it means for the model that a step failed, by the step's Memo key (for the checks that
@@ -204,17 +212,29 @@ class ModelRun:
             paths["quantized_model"] = as_given(self._path)  # a link keeps its name
         return {"stem": self.stem, **{key: str(path) for key, path in paths.items() if path.exists()}}
 
-    def sections(self) -> dict[str, Any]:
-        """Model-level facts already computed, for the report (nothing is computed here)."""
+    def facts(self) -> ModelFacts:
+        """What the run knows about the model so far, for the reports, from the steps already
+        taken (nothing is computed here). Asked for once per model, after the last of its checks
+        (:class:`qcheck.items.FactsCourier`)."""
+        from qcheck.facts import ModelFacts
         from qcheck.tflite.census import quantization_info
 
-        sections: dict[str, Any] = {}
-        if self.notes:
-            sections["notes"] = list(self.notes)
+        self._step("gathering the facts for the report")
         info = self._memo.made("info")
-        if info is not None:
-            sections["quantization_info"] = quantization_info(info, self._memo.made("census"))
-        return sections
+        evaluation = self._memo.made("evaluation")
+        analysis = evaluation.analysis if evaluation is not None else None
+        breakdown = self._memo.made("size_breakdown")
+        return ModelFacts(
+            notes=tuple(self.notes),
+            quantization_info=quantization_info(info, self._memo.made("census")) if info is not None else None,
+            calibration=self._memo.made("calibration_diagnosis"),
+            tensors=analysis.tensors if analysis is not None else (),
+            layers=tuple(t for t in analysis.tensors if t.rmse_steps is not None) if analysis is not None else (),
+            reference_weights=analysis.weights if analysis is not None else None,
+            vela={result.config.accelerator: result for result in self._memo.made_under("vela:").values()},
+            size_breakdown=tuple(breakdown) if breakdown is not None else None,
+            artifacts=self.artifacts(),
+        )
 
     # -- data -------------------------------------------------------------------------------
 
@@ -486,6 +506,19 @@ class ModelRun:
 
         key = f"tflm_divergence:{samples.tolist()}:{steps!r}"
         return self._memo.get(key, lambda: tflm_steps.divergence(self, samples, steps))
+
+    def calibration_diagnosis(self) -> CalibrationDiagnosis | None:
+        """Calibration inputs against evaluation inputs, and constant outputs (None without data),
+        made once for the checks that cite it and the report."""
+        from qcheck.checks.calibration import calibration_diagnosis
+
+        return self._memo.get("calibration_diagnosis", lambda: calibration_diagnosis(self))
+
+    def size_breakdown(self) -> list[LayerBytes]:
+        """The constant bytes of the .tflite per operator, largest first (made once)."""
+        from qcheck.tflite.breakdown import size_breakdown
+
+        return self._memo.get("size_breakdown", lambda: size_breakdown(self.info()))
 
     # -- targets ---------------------------------------------------------------------------
 

@@ -101,6 +101,9 @@ def session_of(config: pytest.Config) -> QcheckSession:
     _prepare_cache(invocation, qsession, worker=hasattr(config, "workerinput"))
     config.stash[SESSION_KEY] = qsession
     config.pluginmanager.register(qsession, "qcheck-session")
+    from qcheck.items import FactsCourier
+
+    config.pluginmanager.register(FactsCourier(qsession), "qcheck-facts")
     return qsession
 
 

@@ -8,9 +8,6 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 RESULT_PROPERTY = "qcheck_result"  # the user property a check item's result travels in (xdist too)
-# Report sections about the model itself, added to every result by the session: notes and
-# quantization_info (ModelRun.sections), artifacts (session.artifacts). Checks declare their own.
-MODEL_SECTIONS = ("notes", "quantization_info", "artifacts")
 
 
 @dataclass(frozen=True)
@@ -19,7 +16,9 @@ class Measurement:
 
     ``value`` is in the check's base unit; ``details`` says what it is in words; ``hint`` says
     what to try if the value fails its threshold; ``skip`` says why nothing could be measured;
-    ``sections`` are model-level results for the report (``accuracy``, ``vela``, ...).
+    ``sections`` are the check's own figures for the report (``accuracy``, ``saturation``, ...),
+    as its ``@check(sections=...)`` declares them. What is known of the model whatever checks it
+    (its tensors, Vela's compilations, ...) is :class:`qcheck.facts.ModelFacts`, sent once per model.
     """
 
     value: float | None

@@ -226,11 +226,10 @@ class Runner:
         """Measure and judge one planned check on its model's shared pipeline."""
         self._start_ahead(planned.run)
         evidence = self.model_run(planned.run)
-        result = measure_and_judge(evidence, planned, progress=self.progress,
-                                   first_to_report=lambda cause: self._first_to_report(planned, cause))
-        if result.status == "error":
-            return result
-        return replace(result, sections={**evidence.sections(), "artifacts": evidence.artifacts(), **result.sections})
+        # The model's own facts (tensors, calibration, Vela, files) travel once per model, not
+        # with each result (qcheck.facts).
+        return measure_and_judge(evidence, planned, progress=self.progress,
+                                 first_to_report=lambda cause: self._first_to_report(planned, cause))
 
     def _first_to_report(self, planned: PlannedCheck, cause: BaseException) -> str:
         """The check that already reported ``cause`` for the model in full, or "" if this one is first.

@@ -18,6 +18,7 @@ import pytest
 from qcheck.cache import Cache
 from qcheck.config import RunSpec, Settings
 from qcheck.errors import QcheckError
+from qcheck.facts import FACTS_ATTRIBUTE, ReportFacts
 from qcheck.files import InputFiles
 from qcheck.pipeline import ModelRun
 from qcheck.progress import Progress
@@ -42,6 +43,7 @@ class QcheckSession:
         self.progress = progress or Progress()  # silent without a pytest config
         self.cache = Cache(settings.cache_dir)
         self.results: list[CheckResult] = []
+        self.facts: list[ReportFacts] = []  # each model's, sent once by the process that ran its checks
         self.written: list[str] = []  # what the reports wrote, for the terminal summary
         self.inputs = InputFiles()  # what no artifact or report may be written over
         self.inputs.add(settings.suite, "suite")
@@ -104,6 +106,9 @@ class QcheckSession:
     def gather(self, report: pytest.TestReport) -> None:
         """Keep the check results ``report`` carries (a worker's, under xdist), from
         ``qcheck.plugin``'s ``pytest_runtest_logreport``."""
+        sent = getattr(report, FACTS_ATTRIBUTE, None)  # with the result of a model's last check
+        if sent is not None:
+            self.facts.append(ReportFacts.decode(str(sent)))
         for name, value in report.user_properties:
             # A check that could not be measured errors in its item's setup (see qcheck.items).
             if name == RESULT_PROPERTY and (report.when == "call" or (report.when == "setup" and report.failed)):
@@ -117,7 +122,7 @@ class QcheckSession:
         from qcheck.report.json_report import build_report
 
         same = [r for r in self.results if (r.model, r.suite_file) == (result.model, result.suite_file)]
-        report = build_report(same, self.suite)
+        report = build_report(same, self.suite, facts=self.facts)
         entry: dict[str, Any] = report["models"][0]
         return entry
 
@@ -136,7 +141,7 @@ class QcheckSession:
             return
         from qcheck.report.json_report import build_report
 
-        report = build_report(self.results, self.suite, broken)
+        report = build_report(self.results, self.suite, broken, self.facts)
         if shard is not None:
             report["shard"] = shard.report_section()  # for python -m qcheck merge
         if self.remedies:
@@ -174,7 +179,7 @@ class QcheckSession:
         from qcheck.report.terminal import render
 
         terminalreporter.section("qcheck")
-        for line in render(self.results, verbose=terminalreporter.verbosity > 0):
+        for line in render(self.results, verbose=terminalreporter.verbosity > 0, facts=self.facts):
             terminalreporter.line(line)
         for remedies in self.remedies:
             for line in render_remedies(remedies):

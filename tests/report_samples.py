@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from qcheck.facts import ReportFacts
 from qcheck.results import CheckResult
 from qcheck.suites import Suite
 
@@ -96,8 +97,9 @@ def _result(model: str, check: str, passed: bool | None, value: float | None, th
     return CheckResult(model, check, passed, value, threshold, unit, text, variant, sections)
 
 
-def model_results(model: str, out: Path) -> list[CheckResult]:
-    """Every check of one of the three sample models, with its sections."""
+def _sample_sections(model: str, out: Path) -> tuple[dict[str, Any], float, bool, bool]:
+    """All sections of one of the three sample models, the value of its vela check, and whether
+    its sram and accuracy_drop checks pass."""
     if model == GOOD:
         layers = [_layer(f"good/conv{i}", "CONV_2D", 0.2 + 0.03 * i) for i in range(6)]
         sections = _model_sections(model, out, layers, 0.004, (-0.006, 0.014))
@@ -118,26 +120,58 @@ def model_results(model: str, out: Path) -> list[CheckResult]:
         sections["vela"] = _vela([("Elu", EVIL_LAYER, EVIL_REASON), ("Dequantize", "tfl.dequantize", "Unsupported opType")],
                                  10, 700_000)
         sram_passed, vela_value, drop_passed = False, 2.0, True
+    return sections, vela_value, sram_passed, drop_passed
+
+
+# The sections the sample models' checks make themselves; the others are their models' facts.
+_OWN = {"accuracy_drop": "accuracy", "saturation": "saturation"}
+
+
+def model_results(model: str, out: Path) -> list[CheckResult]:
+    """Every check of one of the three sample models, with the sections it makes itself."""
+    sections, vela_value, sram_passed, drop_passed = _sample_sections(model, out)
     drop = sections["accuracy"]["digit"]["drop"]
+
+    def own(check: str) -> dict[str, Any]:
+        return {_OWN[check]: sections[_OWN[check]]} if check in _OWN else {}
+
     results = [
-        _result(model, "accuracy_drop", drop_passed, drop, 0.03, "fraction", sections,
+        _result(model, "accuracy_drop", drop_passed, drop, 0.03, "fraction", own("accuracy_drop"),
                 message=f"accuracy_drop {'passed' if drop_passed else 'failed'}: {drop:.2%}\n  try: look at <layers>"),
-        _result(model, "fully_quantized", vela_value == 0, vela_value, 0.0, "count", sections),
-        _result(model, "saturation", True, 0.002, 0.01, "fraction", sections),
-        _result(model, "size", True, 91234.0, None, "bytes", sections),
+        _result(model, "fully_quantized", vela_value == 0, vela_value, 0.0, "count", {}),
+        _result(model, "saturation", True, 0.002, 0.01, "fraction", own("saturation")),
+        _result(model, "size", True, 91234.0, None, "bytes", {}),
     ]
     for acc in (U55, U85):
         results += [
-            _result(model, "vela", vela_value == 0, vela_value, 0.0, "count", sections, acc),
-            _result(model, "sram", sram_passed, sections["vela"][acc]["sram_bytes"], 512 * 1024, "bytes", sections, acc),
-            _result(model, "flash", True, 60000.0, 2 * 1024**2, "bytes", sections, acc),
-            _result(model, "npu_weights", True, 52000.0, None, "bytes", sections, acc),
-            _result(model, "inference_time", None, None, None, "seconds", sections, acc,
+            _result(model, "vela", vela_value == 0, vela_value, 0.0, "count", {}, acc),
+            _result(model, "sram", sram_passed, sections["vela"][acc]["sram_bytes"], 512 * 1024, "bytes", {}, acc),
+            _result(model, "flash", True, 60000.0, 2 * 1024**2, "bytes", {}, acc),
+            _result(model, "npu_weights", True, 52000.0, None, "bytes", {}, acc),
+            _result(model, "inference_time", None, None, None, "seconds", {}, acc,
                     message="inference_time not run: <no estimate>"),
         ]
     return results
 
 
+def model_facts(model: str, out: Path) -> ReportFacts:
+    """The facts of one of the three sample models, as the process that ran its checks sends them."""
+    sections, *_ = _sample_sections(model, out)
+    return ReportFacts(model, "", {key: value for key, value in sections.items() if key not in _OWN.values()})
+
+
 def sample_results(out: Path) -> list[CheckResult]:
     """All results of the three models, in the order a run could deliver them."""
     return [r for model in (GOOD, LOSSY, EVIL) for r in model_results(model, out)]
+
+
+def sample_facts(out: Path) -> list[ReportFacts]:
+    """The facts of the three models, one each."""
+    return [model_facts(model, out) for model in (GOOD, LOSSY, EVIL)]
+
+
+def sample_report(out: Path) -> dict[str, Any]:
+    """The report of the three models."""
+    from qcheck.report.json_report import build_report
+
+    return build_report(sample_results(out), SUITE, facts=sample_facts(out))

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 from browser import dump_dom, screenshot
-from report_samples import EVIL, EVIL_LAYER, EVIL_REASON, GOOD, LOSSY, SUITE, sample_results
+from report_samples import EVIL, EVIL_LAYER, EVIL_REASON, GOOD, LOSSY, sample_report
 
 from qcheck.report.charts import BarRow, bar_chart, meter, nice_ticks, shorten
 from qcheck.report.html import render, render_summary, write_report
-from qcheck.report.json_report import build_report
 
 SECTIONS = ("checks", "accuracy", "quantization", "layers", "tensors", "vela", "size", "artifacts")
 
@@ -21,7 +20,7 @@ SECTIONS = ("checks", "accuracy", "quantization", "layers", "tensors", "vela", "
 @pytest.fixture
 def report(tmp_path: Path) -> dict[str, Any]:
     """Three models (passing, failing on accuracy, failing on Vela) with artifacts in tmp_path/qcheck-out."""
-    return build_report(sample_results(tmp_path / "qcheck-out"), SUITE)
+    return sample_report(tmp_path / "qcheck-out")
 
 
 def _sections(html: str, name: str) -> int:

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import pandas as pd
 import pytest
 from helpers import REAL, QcheckRun
-from report_samples import EVIL, GOOD, LOSSY, SUITE, sample_results
+from report_samples import EVIL, GOOD, LOSSY, SUITE, sample_facts, sample_report, sample_results
 
 from qcheck.files import write_json
 from qcheck.progress import format_step
@@ -30,13 +30,14 @@ VWW = REAL / "mlperf_tiny" / "vww_96_int8.tflite"
 
 def test_same_results_give_the_same_json_and_html_whatever_their_order(tmp_path: Path) -> None:
     """xdist delivers results in any order; the documents must not depend on it."""
-    results = sample_results(tmp_path / "qcheck-out")
-    shuffled = list(results)
+    results, facts = sample_results(tmp_path / "qcheck-out"), sample_facts(tmp_path / "qcheck-out")
+    shuffled, shuffled_facts = list(results), list(facts)
     random.Random(3).shuffle(shuffled)
+    random.Random(3).shuffle(shuffled_facts)
 
     texts = []
-    for run, order in enumerate((results, shuffled, results)):
-        report = build_report(order, SUITE)
+    for run, (order, facts_order) in enumerate(((results, facts), (shuffled, shuffled_facts), (results, facts))):
+        report = build_report(order, SUITE, facts=facts_order)
         write_json(tmp_path / f"{run}.json", report)
         texts.append(((tmp_path / f"{run}.json").read_text(), render(report, generated=f"time {run}")))
 
@@ -47,7 +48,7 @@ def test_same_results_give_the_same_json_and_html_whatever_their_order(tmp_path:
 
 
 def test_json_carries_the_new_sections(tmp_path: Path) -> None:
-    report = build_report(sample_results(tmp_path), SUITE)
+    report = sample_report(tmp_path)
     (lossy,) = [m for m in report["models"] if m["model"] == LOSSY]
 
     assert report["schema_version"] == 1
@@ -60,7 +61,7 @@ def test_json_carries_the_new_sections(tmp_path: Path) -> None:
 
 
 def test_csv_tables_per_model(tmp_path: Path) -> None:
-    report = build_report(sample_results(tmp_path / "qcheck-out"), SUITE)
+    report = sample_report(tmp_path / "qcheck-out")
     written = write_tables(tmp_path / "tables", report)
 
     names = {p.name for p in written}
@@ -76,7 +77,7 @@ def test_csv_tables_per_model(tmp_path: Path) -> None:
 
 
 def test_csv_tensor_table_is_the_fixtures_table_joined_with_the_statistics(tmp_path: Path) -> None:
-    report = build_report(sample_results(tmp_path), SUITE)
+    report = sample_report(tmp_path)
     (good,) = [m for m in report["models"] if m["model"] == GOOD]
     fixture_table = pd.DataFrame([{"name": "good/conv0", "dtype": "int8", "scale": 0.05, "producer": "CONV_2D"},
                                   {"name": "weights", "dtype": "int8", "scale": 0.01, "producer": None}])

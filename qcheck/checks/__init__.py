@@ -37,7 +37,8 @@ class CheckDef:
     # Run by the session on a background thread once the model's first check starts, so that
     # e.g. Vela compiles while the evaluation runs; errors are left for the check to meet.
     prepare: Prepare | None = None
-    # The model-level report sections its measurements may carry; the JSON report keeps these.
+    # The report sections its measurements may carry: its own figures, made by it alone (what
+    # is known of the model whatever checks it, is qcheck.facts.ModelFacts).
     sections: tuple[str, ...] = ()
 
     @property
@@ -56,12 +57,18 @@ def check(
 
     ``options``: the keys its suite table takes beyond max/min/enabled, each with a type or a
     validator (such as :func:`qcheck.units.one_of`), applied when the suite loads. ``sections``:
-    the report sections its measurements carry (a section it does not declare is an error).
+    the report sections its measurements carry, each made by this check alone (a section it does
+    not declare is an error); the JSON report writes every one.
     """
 
     def register(measure: Measure) -> Measure:
         if name in REGISTRY:
             raise RuntimeError(f"check {name!r} registered twice")
+        for other in REGISTRY.values():
+            shared = sorted(set(sections) & set(other.sections))
+            if shared:
+                raise RuntimeError(f"check {name!r} declares the report section(s) {', '.join(shared)} that check "
+                                   f"{other.name!r} makes: a section has one maker (name it after {name!r})")
         REGISTRY[name] = CheckDef(name, unit, _declared_sections(name, measure, sections), dict(options or {}),
                                   per_accelerator, prepare, tuple(sections))
         return measure
@@ -70,8 +77,8 @@ def check(
 
 
 def _declared_sections(name: str, measure: Measure, sections: tuple[str, ...]) -> Measure:
-    """``measure``, refusing a measurement whose report sections the check did not declare (the
-    JSON report keeps declared sections only, so an undeclared one would be lost silently)."""
+    """``measure``, refusing a measurement whose report sections the check did not declare (each
+    section has one maker, known by its declaration)."""
 
     @functools.wraps(measure)
     def measured(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:

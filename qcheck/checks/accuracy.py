@@ -11,7 +11,6 @@ import numpy as np
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
 from qcheck.errors import QcheckError
-from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.layers import explain_layers, layer_hint
 from qcheck.results import Measurement
 from qcheck.units import one_of
@@ -144,7 +143,7 @@ def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement
         details = f"strict: judged on the upper 95% bound {worst.ci_high * 100:.2f}%; " + details
     run = evidence.evaluation()
     explanation = explain_layers(run.analysis) if run is not None and run.analysis is not None else ""
-    calibration = calibration_diagnosis(evidence)
+    calibration = evidence.calibration_diagnosis()
     if calibration is not None and calibration.warnings:
         explanation = "; ".join([*calibration.warnings, *([explanation] if explanation else [])])
     hint = ("check that the calibration data is preprocessed exactly like inference data and give "

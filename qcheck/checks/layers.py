@@ -97,21 +97,9 @@ def layer_hint(analysis: Analysis) -> str:
             "weights, or clip it in training) or quantize that activation per channel")
 
 
-# The report sections layer_sections() makes.
-LAYER_SECTIONS = ("tensors", "layers", "reference_weights")
-
-
-def layer_sections(analysis: Analysis) -> dict[str, Any]:
-    """The per-tensor and per-layer tables for reports."""
-    tensors = [r.to_dict() for r in analysis.tensors]
-    layers = [r.to_dict() for r in analysis.tensors if r.rmse_steps is not None]
-    sections: dict[str, Any] = {"tensors": tensors, "layers": layers}
-    if analysis.weights is not None:
-        sections["reference_weights"] = analysis.weights.to_dict()
-    return sections
-
-
-@check("layer_error", unit="count", sections=LAYER_SECTIONS)
+# The per-tensor and per-layer tables are the model's facts (qcheck.facts.ModelFacts: tensors,
+# layers, reference_weights), made once from the evaluation's analysis for the report.
+@check("layer_error", unit="count")
 def layer_error(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Worst per-layer error in quantization steps (rmse/scale vs the float model)."""
     run = evidence.evaluation()
@@ -130,4 +118,4 @@ def layer_error(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                f"{analysis.samples} samples, {analysis.matched} layers compared")
     explanation = explain_layers(analysis)
     return Measurement(worst.rmse_steps, details + (f"; {explanation}" if explanation else ""),
-                       layer_hint(analysis), sections=layer_sections(analysis))
+                       layer_hint(analysis))

@@ -34,21 +34,17 @@ def _measure(
     if already_compiled(evidence):
         return Measurement(None, skip="the model is already compiled for Ethos-U; Vela's memory and time "
                                       "estimates need the model before compilation")
-    result = evidence.vela(vela_config(options))
-    sections = {"vela": {result.config.accelerator: result.to_dict()}}
+    result = evidence.vela(vela_config(options))  # the report has it among the model's facts
     if result.npu_ops == 0:
         return Measurement(None, skip=f"nothing runs on the NPU: all {result.cpu_ops} operator(s) fall back "
-                                      f"to the CPU (see the vela check)", sections=sections)
+                                      f"to the CPU (see the vela check)")
     value = read(result)
     if value is None:
-        return Measurement(None, skip=f"Vela reported no {quantity} ({describe_config(result)})",
-                           sections=sections)
-    return Measurement(float(value), f"{describe(result, value)} ({describe_config(result)})", hint,
-                       sections=sections)
+        return Measurement(None, skip=f"Vela reported no {quantity} ({describe_config(result)})")
+    return Measurement(float(value), f"{describe(result, value)} ({describe_config(result)})", hint)
 
 
-@check("sram", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
-       sections=("vela",))
+@check("sram", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
 def sram(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """SRAM that Vela allocates for the NPU (feature maps, and weights it buffers)."""
     return _measure(
@@ -59,8 +55,7 @@ def sram(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     )  # fmt: skip
 
 
-@check("flash", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
-       sections=("vela",))
+@check("flash", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
 def flash(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Memory holding the compiled network: off-chip flash or DRAM, as the memory mode has it."""
 
@@ -73,8 +68,7 @@ def flash(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                     f"fewer or smaller weights: {_SHRINK}")
 
 
-@check("npu_weights", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
-       sections=("vela",))
+@check("npu_weights", unit="bytes", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
 def npu_weights(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Weights as Vela encodes them for the NPU, in bytes."""
     return _measure(
@@ -84,8 +78,7 @@ def npu_weights(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     )  # fmt: skip
 
 
-@check("inference_time", unit="seconds", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
-       sections=("vela",))
+@check("inference_time", unit="seconds", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead)
 def inference_time(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Time per inference on the NPU, as Vela estimates it."""
 

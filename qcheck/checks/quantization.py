@@ -18,7 +18,7 @@ def _listing(names: list[str], quote: bool = True) -> str:
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
 
 
-@check("fully_quantized", unit="count", sections=("quantization_info",))
+@check("fully_quantized", unit="count")
 def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Every activation and weight is integer, with no float QUANTIZE/DEQUANTIZE."""
     census = evidence.census()
@@ -54,8 +54,7 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     elif census.float_ops:
         hint = ("the listed ops have no int8 kernel in TFLite: replace them in the Keras model "
                 "(e.g. a different activation) or move them out of the deployed graph")
-    return Measurement(float(census.problems), "; ".join(parts), hint,
-                       sections={"quantization_info": info})
+    return Measurement(float(census.problems), "; ".join(parts), hint)
 
 
 def _what_it_is(census: Census) -> str:

@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qcheck.checks import check
-from qcheck.checks.calibration import calibration_diagnosis
 from qcheck.checks.evidence import Evidence
-from qcheck.checks.layers import LAYER_SECTIONS, layer_sections
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
 from qcheck.tflite.inspect import ModelInfo, TensorInfo, layer_name
@@ -54,7 +52,7 @@ def _optional_reference(evidence: Evidence) -> tuple[FloatReference | None, str]
 
 
 @check("saturation", unit="fraction", options={"scope": one_of("io", "all")},
-       sections=("saturation", "calibration", *LAYER_SECTIONS))
+       sections=("saturation",))
 def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Share of input and output values clipped at the integer limits.
 
@@ -113,10 +111,8 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
             if scope == "all":
                 for r in clipped:
                     shares[f"{r.op} '{layer_name(r.name)}'"] = r.saturation or 0.0
-        sections.update(layer_sections(analysis))
-    calibration = calibration_diagnosis(evidence)
+    calibration = evidence.calibration_diagnosis()  # the report has it among the model's facts
     if calibration is not None:
-        sections["calibration"] = calibration.to_dict()
         notes.extend(calibration.warnings)
     if not shares:
         return Measurement(None, skip="the model has no quantized input or output to measure",

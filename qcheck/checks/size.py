@@ -13,13 +13,13 @@ from qcheck.units import format_quantity
 _TOP = 3  # layers named in the hint; the JSON report has them all
 
 
-@check("size", unit="bytes", sections=("size_breakdown",))
+@check("size", unit="bytes")
 def size(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Size of the .tflite file in bytes (not the flash or NPU-encoded weights Vela reports)."""
-    from qcheck.tflite.breakdown import constant_bytes, size_breakdown
+    from qcheck.tflite.breakdown import constant_bytes
 
     info = evidence.info()
-    layers = size_breakdown(info)
+    layers = evidence.size_breakdown()  # the report has it among the model's facts
     constants = constant_bytes(info)
     details = (f"the .tflite file is {_bytes(info.size_bytes)}: {_bytes(constants)} of constant data "
                f"(weights, biases, shapes) and {_bytes(info.size_bytes - constants)} of graph structure, "
@@ -36,12 +36,7 @@ def size(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                 "or prune")
     else:
         hint = "the file holds no constant data: its size is the graph itself"
-    return Measurement(
-        float(info.size_bytes),
-        details,
-        hint,
-        sections={"size_breakdown": [layer.to_dict() for layer in layers]},
-    )
+    return Measurement(float(info.size_bytes), details, hint)
 
 
 def _bytes(value: float) -> str:

@@ -78,6 +78,8 @@ def compile_ahead(evidence: Evidence, options: Mapping[str, Any]) -> None:
         evidence.vela(vela_config(options))
 
 
+# Vela's compilations are the model's facts (qcheck.facts.ModelFacts.vela); the check adds the
+# placement it reads from a model Vela compiled already, which nothing compiles.
 @check("vela", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead, sections=("vela",))
 def vela(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Operators that Vela places on the CPU instead of the Ethos-U NPU."""
@@ -98,7 +100,6 @@ def vela(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         details,
         "make the model fully int8 (see fully_quantized) and use operators Vela supports "
         "(vela --supported-ops-report lists them with their constraints)",
-        sections={"vela": {result.config.accelerator: result.to_dict()}},
     )
 
 

@@ -3,49 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from qcheck import __version__
-from qcheck.files import write_json
-from qcheck.checks import registry
 from qcheck.baseline.report import figure_of
-from qcheck.results import MODEL_SECTIONS, SCHEMA_VERSION, CheckResult
+from qcheck.facts import ReportFacts, by_model, merge_sections
+from qcheck.results import SCHEMA_VERSION, CheckResult
 from qcheck.suites import Suite
 
 
-
-def report_sections() -> tuple[str, ...]:
-    """Model-level sections, merged across the checks of one model (docs/report-schema.md
-    describes each): the model run's own, and those each registered check declares."""
-    declared = {section for check in registry().values() for section in check.sections}
-    return tuple(sorted(declared | set(MODEL_SECTIONS)))
-
-
 def build_report(results: Iterable[CheckResult], suite: Suite,
-                 suite_file_errors: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The report document (schema_version 1) from the gathered results.
+                 suite_file_errors: Mapping[str, str] | None = None,
+                 facts: Iterable[ReportFacts] = ()) -> dict[str, Any]:
+    """The report document (schema_version 1) from the gathered results and model facts.
 
-    ``suite_file_errors`` maps each ``qcheck_*.toml`` that could not be read to its error: its
-    checks did not run, so the report does not pass.
+    Each model entry has its checks, the sections its checks made (each check declares its own),
+    and the sections of its model's facts (:class:`qcheck.facts.ModelFacts`): everything they
+    carry is written, nothing is chosen here. ``suite_file_errors`` maps each ``qcheck_*.toml``
+    that could not be read to its error: its checks did not run, so the report does not pass.
     """
     errors = [{"file": path, "message": message} for path, message in sorted((suite_file_errors or {}).items())]
     # One entry per model and suite file: the same model in two suite files is checked twice,
     # perhaps with other data and thresholds, and its results must not merge.
     models: dict[tuple[str, str], dict[str, Any]] = {}
-    sections = report_sections()
     for r in sorted(results, key=lambda r: (r.model, r.suite_file, r.check, r.variant)):
         entry = models.setdefault((r.model, r.suite_file), {"model": r.model, "suite": r.suite_file or suite.name,
                                                             "suite_file": r.suite_file, "checks": []})
         entry["checks"].append(r.to_dict())
-        for key in sections:
-            if key not in r.sections:
-                continue
-            value = r.sections[key]
-            if isinstance(value, dict) and isinstance(entry.get(key), dict):
-                entry[key] = {**entry[key], **value}
-            else:
-                entry[key] = value
+        merge_sections(entry, r.sections)
+    for key, sections in by_model(facts).items():
+        if key in models:  # facts of a model none of whose checks reported are left out
+            merge_sections(models[key], sections)
     for entry in models.values():
         checks = entry["checks"]
         for check in checks:  # the baseline's value beside each figure (qcheck.baseline)
@@ -78,6 +66,3 @@ def _errors(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
             causes.setdefault(c["error"], []).append(f"{c['name']}[{c['variant']}]" if c["variant"] else c["name"])
     return [{"cause": cause, "checks": names} for cause, names in causes.items()]
 
-
-def write_report(path: Path, results: Iterable[CheckResult], suite: Suite) -> None:
-    write_json(path, build_report(results, suite))

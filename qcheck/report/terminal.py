@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from qcheck.baseline.report import baseline_section, cells, figure_of, update_lines
+from qcheck.facts import ReportFacts
+from qcheck.facts import by_model as facts_by_model
 from qcheck.results import CheckResult
 from qcheck.units import format_quantity
 
@@ -12,10 +14,11 @@ _VERDICT = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SK
 _CAUSE_LINES = 6  # lines of a cause shown under the table; the JSON report has all of it
 
 
-def render(results: Iterable[CheckResult], *, verbose: bool = False) -> list[str]:
+def render(results: Iterable[CheckResult], *, verbose: bool = False, facts: Iterable[ReportFacts] = ()) -> list[str]:
     """Lines of a table per model (and suite file): check, value, threshold, verdict; failures
-    explained below, and each cause that kept checks from being measured said once, with the
-    checks it stopped."""
+    explained below, each cause that kept checks from being measured said once, with the
+    checks it stopped, and the notes of the model's ``facts``."""
+    notes = {key: list(sections.get("notes") or []) for key, sections in facts_by_model(facts).items()}
     by_model: dict[tuple[str, str], list[CheckResult]] = {}
     for result in results:
         by_model.setdefault((result.model, result.suite_file), []).append(result)
@@ -42,8 +45,7 @@ def render(results: Iterable[CheckResult], *, verbose: bool = False) -> list[str
                 lines.append(f"  - {first}")
         lines.extend(_errors(model_results))
         lines.extend(f"  {line}" for line in update_lines(section))
-        notes = next((r.sections.get("notes") for r in model_results if r.sections.get("notes")), None)
-        for note in notes or []:
+        for note in notes.get((model, suite_file), []):
             lines.append(f"  note: {note}")
     return lines
 
