@@ -108,7 +108,7 @@ def test_arena_is_the_one_tflm_allocates_with_its_head_and_tail(tmp_path: Path) 
         assert 0 < section["lower_bound"]["peak_bytes"] <= section["head"]
         assert f"({expected['total']} B) measured by TFLite Micro (tflite-micro 0.dev" in check["message"]
         assert run.check(model.name, "tflm_ops")["passed"] is True
-        assert run.model(model.name)["tflm"]["arena"]["total"] == expected["total"]
+        assert run.model(model.name)["arena"]["total"] == expected["total"]
     assert "AddDepthwiseConv2D(), AddFullyConnected(), AddReshape(), AddSoftmax()" in run.check(
         MICRO_SPEECH.name, "tflm_ops")["message"]
 
@@ -188,11 +188,11 @@ def test_parity_is_the_largest_output_difference_from_tflite_reference_kernels(t
                       f"--qcheck-data={ad01_data}")
     check = ad01.check(AD01.name, "tflm_parity")
     assert (check["passed"], check["value"], check["threshold"]) == (False, ad01_expected["max_steps"], 1)
-    parity = ad01.model(AD01.name)["tflm"]["parity"]
+    parity = ad01.model(AD01.name)["tflm_parity"]["parity"]
     (head,) = parity.values()
     assert head["samples_differing"] == pytest.approx(ad01_expected["differing"])
     assert head["changed"] is None and head["task"] == "reconstruction"  # 640 values of its input's shape
-    divergence = ad01.model(AD01.name)["tflm"]["divergence"]
+    divergence = ad01.model(AD01.name)["tflm_parity"]["divergence"]
     assert divergence["first_difference"]["operator"] == 0
     assert divergence["first_difference"]["label"] == "FULLY_CONNECTED 'functional_1/activation/Relu'"
     assert "first operator whose output differs on sample(s)" in check["message"]
@@ -202,9 +202,9 @@ def test_parity_is_the_largest_output_difference_from_tflite_reference_kernels(t
                      f"--qcheck-data={kws_data}", "--qcheck-html=report.html")
     check = kws.check(KWS.name, "tflm_parity")
     assert (check["passed"], check["value"]) == (True, 0)
-    (head,) = kws.model(KWS.name)["tflm"]["parity"].values()
+    (head,) = kws.model(KWS.name)["tflm_parity"]["parity"].values()
     assert (head["task"], head["changed"]) == ("classification", 0.0)  # top-1 of its 12 classes
-    assert "divergence" not in kws.model(KWS.name)["tflm"]
+    assert "divergence" not in kws.model(KWS.name)["tflm_parity"]
     # The HTML report's TFLite Micro table: the arena's parts and the parity per head.
     html = (tmp_path / "kws" / "report.html").read_text()
     from qcheck.units import format_quantity

@@ -100,7 +100,7 @@ def _refused_ops(evidence: Evidence, loaded: TflmLoad) -> list[tuple[str, int]]:
     return [("the model", 1)]
 
 
-@check("arena", unit="bytes", sections=("arena", "tflm"))
+@check("arena", unit="bytes", sections=("arena",))
 def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Tensor arena TensorFlow Lite Micro allocates for the model (measured by TFLM: head and tail)."""
     from qcheck.tflite.arena import estimate_arena
@@ -132,8 +132,7 @@ def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         details,
         "shrink the tensors alive at once (input resolution, channels of the widest layers); the head is the "
         "part that grows with them",
-        sections={"arena": section, "tflm": {"arena": {"total": loaded.total, "head": loaded.head,
-                                                       "tail": loaded.tail}}},
+        sections={"arena": section},
     )
 
 
@@ -144,7 +143,7 @@ def _steps(value: Any) -> float:
 
 @check("tflm_parity", unit="count", options={"max_changed": share, "layer_steps": _steps, "task": task_name,
                                              "tasks": task_table},
-       sections=("tflm",))
+       sections=("tflm_parity",))
 def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Largest difference between TensorFlow Lite Micro and LiteRT outputs, in quantization steps.
 
@@ -199,7 +198,7 @@ def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         "a kernel of TFLite Micro computes the layer named above otherwise than TFLite: check that the TFLite "
         "Micro version supports that operator with these types and quantization (per-channel), or report it "
         "with the model to tensorflow/tflite-micro",
-        sections={"tflm": section}, samples=len(worst_per_sample), failures=failures,
+        sections={"tflm_parity": section}, samples=len(worst_per_sample), failures=failures,
     )
 
 

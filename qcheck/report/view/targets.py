@@ -104,25 +104,27 @@ def _budget(value: float, budget: float | None, unit: str) -> str:
     return f"of {format_quantity(budget, unit)}{share}"
 
 
-def tflm(section: Mapping[str, Any] | None) -> Table | None:
-    """Operators without a TFLite Micro kernel, and the resolver the model needs."""
+def tflm(section: Mapping[str, Any] | None, arena: Mapping[str, Any] | None = None,
+         parity_section: Mapping[str, Any] | None = None) -> Table | None:
+    """Operators without a TFLite Micro kernel, the resolver the model needs, and (from the arena
+    and tflm_parity checks) the arena TFLM allocates and how far its outputs are from LiteRT's."""
     if not section:
         return None
+    parity_section = parity_section or {}
     rows = [(str(u.get("op", "")), str(u.get("count", "")), str(u.get("reason", "")))
             for u in section.get("unsupported", [])]
     resolver = ", ".join(f"{m}()" for m in section.get("resolver", []))
     rows.append(("MicroMutableOpResolver", str(len(section.get("resolver", []))), resolver or "nothing"))
-    arena = section.get("arena")  # from the arena check: TFLM's own allocation, head and tail
-    if isinstance(arena, Mapping):
+    if isinstance(arena, Mapping) and arena.get("loaded"):  # the arena check's: TFLM's own allocation
         rows.extend((f"arena {part}", format_quantity(arena.get(part), "bytes"), what) for part, what in (
             ("head", "activations as TFLM's planner lays them out, and kernel scratch buffers"),
             ("tail", "persistent: kernels' data and TFLM's structures"), ("total", "the arena the model needs")))
-    for head, parity in (section.get("parity") or {}).items():  # from the tflm_parity check
+    for head, parity in (parity_section.get("parity") or {}).items():
         changed = parity.get("changed")
         decision = "no decision" if changed is None else f"decision changed on {changed:.1%}"
         rows.append((f"parity '{head}'", f"{parity.get('max_steps', 0):g} {parity.get('unit', 'steps')}",
                      f"largest difference from LiteRT's reference kernels; {decision}"))
-    first = (section.get("divergence") or {}).get("first_difference")
+    first = (parity_section.get("divergence") or {}).get("first_difference")
     if first:
         rows.append(("first differing layer", f"{first['steps']:g} {first['unit']}", str(first["label"])))
     return Table(("operator", "count", "TFLite Micro"), tuple(rows))
