@@ -1,0 +1,95 @@
+"""Round-2 review: wrong verdicts and lost files found by red-teaming the merged capabilities
+(merge, shards, baselines). Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import FIXTURES, run_qcheck, write
+
+# -- python -m qcheck merge: what a merged report may claim ------------------------------------
+
+
+def _merge(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qcheck", "merge", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _report(models: list[Any], **extra: Any) -> dict[str, Any]:
+    return {"schema_version": 1, "qcheck_version": "0", "passed": True, "models": models, "suite_file_errors": [],
+            **extra}
+
+
+def _model(name: str, passed: Any = True, status: str = "passed") -> dict[str, Any]:
+    return {"model": name, "suite_file": "", "passed": passed, "status": status,
+            "checks": [{"name": "size", "variant": "", "status": status, "passed": status == "passed"}]}
+
+
+@pytest.mark.parametrize("entry", [
+    _model("a.keras", passed="false"),  # a string is truthy: it must not read as a pass
+    _model("a.keras", passed=True, status="failed"),  # a failed check under a model said to pass
+])
+def test_merge_never_passes_a_model_whose_report_does_not_say_pass_plainly(tmp_path: Path,
+                                                                           entry: dict[str, Any]) -> None:
+    (tmp_path / "in.json").write_text(json.dumps(_report([entry])))
+    done = _merge("out.json", "in.json", cwd=tmp_path)
+    assert done.returncode != 0, done.stdout
+    assert "all passed" not in done.stdout
+    if done.returncode == 1:
+        assert json.loads((tmp_path / "out.json").read_text())["passed"] is False
+
+
+def test_merge_does_not_pass_a_shard_report_that_says_it_failed(tmp_path: Path) -> None:
+    # A report's own verdict stands: what made it fail may be nothing merge can see.
+    (tmp_path / "in.json").write_text(json.dumps(_report([_model("a.keras")], passed=False)))
+    done = _merge("out.json", "in.json", cwd=tmp_path)
+    assert done.returncode == 1 and json.loads((tmp_path / "out.json").read_text())["passed"] is False
+
+
+@pytest.mark.parametrize("text", [
+    json.dumps(_report(["not a model"])),
+    json.dumps(_report([], suite_file_errors=[{"file": "qcheck_x.toml"}])),
+    json.dumps(_report([{"model": "a.keras", "passed": True, "checks": "none"}])),
+    "[" * 100_000 + "]" * 100_000,
+])
+def test_merge_names_the_file_of_a_malformed_report_instead_of_a_traceback(tmp_path: Path, text: str) -> None:
+    (tmp_path / "in.json").write_text(text)
+    done = _merge("out.json", "in.json", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "in.json" in done.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("option", ["--html", "--junit", "--costs"])
+def test_merge_refuses_two_outputs_at_one_path(tmp_path: Path, option: str) -> None:
+    (tmp_path / "in.json").write_text(json.dumps(_report([_model("a.keras")])))
+    done = _merge("out.json", "in.json", option, "./out.json", cwd=tmp_path)
+    assert done.returncode == 2 and "out.json" in done.stderr, done.stderr
+    assert not (tmp_path / "out.json").exists()  # nothing written: the merged JSON is not lost under another
+
+
+# -- shards: a job that did not finish --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_cancelled_shard_does_not_merge_as_passed(tmp_path: Path) -> None:
+    # The CI job is stopped after its first check (a cancel, a timeout: pytest still writes the
+    # report). float_op.keras, which fails when it runs, never ran.
+    write(tmp_path / "job" / "conftest.py", """
+        import pytest
+        def pytest_runtest_teardown(item, nextitem):
+            pytest.exit("the CI job was cancelled", returncode=2)
+    """)
+    shard = run_qcheck(tmp_path / "job", f"--qcheck-model={FIXTURES / 'digits_cnn.keras'}",
+                       f"--qcheck-model={FIXTURES / 'float_op.keras'}", f"--qcheck-data={FIXTURES / 'digits.npz'}",
+                       "-p", "no:xdist", "--qcheck-shard=1/1")
+    assert shard.report["shard"]["groups"] and len(shard.report["models"]) == 1  # the report is written
+    done = _merge("merged.json", tmp_path / "job" / "report.json", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout
+    assert "float_op.keras" in done.stderr and "all passed" not in done.stdout
+    assert not (tmp_path / "merged.json").exists()
