@@ -93,3 +93,42 @@ def test_a_cancelled_shard_does_not_merge_as_passed(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stdout
     assert "float_op.keras" in done.stderr and "all passed" not in done.stdout
     assert not (tmp_path / "merged.json").exists()
+
+
+# -- baselines: two models of one file name -----------------------------------------------------
+
+
+def _baseline_run(cwd: Path, *models: str, update: bool = False) -> Any:
+    return run_qcheck(cwd, *(f"--qcheck-model={m}" for m in models), f"--qcheck-data={FIXTURES / 'digits.npz'}",
+                      "--qcheck-baseline=bl", "-p", "no:xdist", "-k", "baseline",
+                      *(["--qcheck-baseline-update"] if update else []))
+
+
+def _baseline_of(run: Any, model: str) -> dict[str, Any]:
+    (entry,) = [m for m in run.report["models"] if m["model"] == model]
+    (check,) = [c for c in entry["checks"] if c["name"] == "baseline"]
+    return dict(check)
+
+
+@pytest.mark.slow
+def test_a_model_is_never_judged_against_the_baseline_of_another_of_the_same_file_name(tmp_path: Path) -> None:
+    # a/model.keras gets bl/model.json, b/model.keras bl/model-2.json (named in the order given).
+    for folder, fixture in (("a", "digits_cnn.keras"), ("b", "float_op.keras")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.keras").write_bytes((FIXTURES / fixture).read_bytes())
+    made = _baseline_run(tmp_path, "a/model.keras", "b/model.keras", update=True)
+    assert {p.name for p in (tmp_path / "bl").iterdir()} == {"model.json", "model.npz", "model-2.json",
+                                                             "model-2.npz"}, made.stdout
+    a_baseline = (tmp_path / "bl" / "model.json").read_bytes()
+    # b alone (as a developer runs the model they changed) is now named "model": a's baseline.
+    alone = _baseline_run(tmp_path, "b/model.keras")
+    result = _baseline_of(alone, "b/model.keras")
+    assert result["status"] != "passed"
+    assert "a/model.keras" in result["message"] and "b/model.keras" in result["message"], result["message"]
+    # ... and an update from that run does not write b's figures over a's baseline.
+    _baseline_run(tmp_path, "b/model.keras", update=True)
+    assert (tmp_path / "bl" / "model.json").read_bytes() == a_baseline
+    # In the order the baselines were made, each model passes against its own.
+    again = _baseline_run(tmp_path, "a/model.keras", "b/model.keras")
+    assert _baseline_of(again, "a/model.keras")["status"] == "passed"
+    assert _baseline_of(again, "b/model.keras")["status"] == "passed"
