@@ -18,7 +18,7 @@ from typing import Any
 
 from qcheck.errors import QcheckError
 
-_MERGED_KEYS = ("models", "passed", "suite_file_errors", "shard")
+_MERGED_KEYS = ("models", "passed", "suite_file_errors", "shard", "remedies")
 
 
 def merge_reports(reports: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -52,6 +52,9 @@ def merge_reports(reports: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, An
     merged = {key: value for key, value in first.items() if key not in _MERGED_KEYS}
     merged["models"] = [models[key][1] for key in sorted(models)]  # as one run orders them
     merged["suite_file_errors"] = [errors[pair] for pair in sorted(errors)]
+    remedies = [table for _, report in reports for table in report.get("remedies", [])]  # each shard's models'
+    if remedies:
+        merged["remedies"] = sorted(remedies, key=lambda table: str(table.get("model")))
     # A shard's own verdict stands too: what made it fail may be nothing this merge can see.
     merged["passed"] = (all(entry["passed"] for entry in merged["models"]) and not errors
                         and all(report.get("passed") is True for _, report in reports))
@@ -73,13 +76,18 @@ def _check_shape(name: str, report: Any) -> None:
     hint = "merge the JSON reports qcheck wrote (--qcheck-json), unedited"
     for i, entry in enumerate(report["models"]):
         if (not isinstance(entry, dict) or not isinstance(entry.get("model"), str)
-                or not isinstance(entry.get("checks"), list) or not all(isinstance(c, dict) for c in entry["checks"])):
-            raise QcheckError(name, f"models[{i}] is not a model's entry (a 'model' name and a 'checks' list)", hint)
+                or not isinstance(entry.get("checks"), list)
+                or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in entry["checks"])):
+            raise QcheckError(name, f"models[{i}] is not a model's entry (a 'model' name and a 'checks' list, each "
+                              "check with its 'name')", hint)
     errors = report.get("suite_file_errors", [])
     if not isinstance(errors, list) or not all(
             isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("message"), str)
             for e in errors):
         raise QcheckError(name, "'suite_file_errors' is not a list of {file, message}", hint)
+    remedies = report.get("remedies", [])
+    if not isinstance(remedies, list) or not all(isinstance(table, dict) for table in remedies):
+        raise QcheckError(name, "'remedies' is not a list of the models' remedy tables", hint)
     if "shard" in report and not isinstance(report["shard"], dict):
         raise QcheckError(name, "'shard' is not an object", hint)
 

@@ -132,3 +132,23 @@ def test_a_model_is_never_judged_against_the_baseline_of_another_of_the_same_fil
     again = _baseline_run(tmp_path, "a/model.keras", "b/model.keras")
     assert _baseline_of(again, "a/model.keras")["status"] == "passed"
     assert _baseline_of(again, "b/model.keras")["status"] == "passed"
+
+
+def test_merge_keeps_every_shards_remedies(tmp_path: Path) -> None:
+    # The remedies tried for a failing model are in its shard's report; the first shard's alone
+    # must not stand for all of them.
+    for name, model in (("s1.json", "a.keras"), ("s2.json", "b.keras")):
+        remedies = [{"model": model, "candidates": [], "notes": [f"tried for {model}"]}]
+        (tmp_path / name).write_text(json.dumps(_report([_model(model, passed=False, status="failed")],
+                                                        passed=False, remedies=remedies)))
+    done = _merge("out.json", "s1.json", "s2.json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    merged = json.loads((tmp_path / "out.json").read_text())
+    assert [r["model"] for r in merged["remedies"]] == ["a.keras", "b.keras"]
+
+
+def test_merge_names_the_file_of_a_check_without_a_name(tmp_path: Path) -> None:
+    entry = {"model": "a.keras", "passed": True, "checks": [{"status": "passed", "passed": True}]}
+    (tmp_path / "in.json").write_text(json.dumps(_report([entry])))
+    done = _merge("out.json", "in.json", "--junit", "j.xml", cwd=tmp_path)
+    assert done.returncode == 2 and "in.json" in done.stderr and "Traceback" not in done.stderr, done.stderr
