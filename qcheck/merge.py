@@ -88,8 +88,10 @@ def _check_shape(name: str, report: Any) -> None:
     remedies = report.get("remedies", [])
     if not isinstance(remedies, list) or not all(isinstance(table, dict) for table in remedies):
         raise QcheckError(name, "'remedies' is not a list of the models' remedy tables", hint)
-    if "shard" in report and not isinstance(report["shard"], dict):
-        raise QcheckError(name, "'shard' is not an object", hint)
+    shard = report.get("shard")
+    if "shard" in report and not (isinstance(shard, dict) and all(
+            type(shard.get(key)) is int for key in ("index", "count")) and isinstance(shard.get("groups"), dict)):
+        raise QcheckError(name, "'shard' is not a shard's split (its index, count and groups)", hint)
 
 
 def _check_split(reports: Sequence[tuple[str, dict[str, Any]]]) -> None:

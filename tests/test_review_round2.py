@@ -56,6 +56,7 @@ def test_merge_does_not_pass_a_shard_report_that_says_it_failed(tmp_path: Path) 
     json.dumps(_report([], suite_file_errors=[{"file": "qcheck_x.toml"}])),
     json.dumps(_report([{"model": "a.keras", "passed": True, "checks": "none"}])),
     "[" * 100_000 + "]" * 100_000,
+    json.dumps(_report([], shard={"index": "one", "count": 1, "groups": {}})),
 ])
 def test_merge_names_the_file_of_a_malformed_report_instead_of_a_traceback(tmp_path: Path, text: str) -> None:
     (tmp_path / "in.json").write_text(text)
