@@ -18,7 +18,7 @@ from typing import Any
 
 from qcheck.errors import QcheckError
 
-_MERGED_KEYS = ("models", "passed", "suite_file_errors", "shard")
+_MERGED_KEYS = ("models", "passed", "suite_file_errors", "shard", "remedies")
 
 
 def merge_reports(reports: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -32,8 +32,7 @@ def merge_reports(reports: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, An
         raise QcheckError(None, "no reports to merge", "give the JSON reports of the shards (--qcheck-json)")
     first_name, first = reports[0]
     for name, report in reports:
-        if not isinstance(report, dict) or not isinstance(report.get("models"), list):
-            raise QcheckError(name, "is not a qcheck JSON report (no 'models' list)")
+        _check_shape(name, report)
         for field in ("schema_version", "qcheck_version"):
             if report.get(field) != first.get(field):
                 raise QcheckError(name, f"has {field} {report.get(field)!r}, but {first_name} has {first.get(field)!r}",
@@ -48,13 +47,51 @@ def merge_reports(reports: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, An
                 raise QcheckError(name, f"reports {key[0]}{where}, which {models[key][0]} reports too",
                                   "each model must run in one shard: give every shard the same "
                                   "--qcheck-shard-costs file, or merge only the reports of one split")
-            models[key] = (name, entry)
+            models[key] = (name, {**entry, "passed": _model_passed(entry)})
     errors = {(e["file"], e["message"]): e for _, r in reports for e in r.get("suite_file_errors", [])}
     merged = {key: value for key, value in first.items() if key not in _MERGED_KEYS}
     merged["models"] = [models[key][1] for key in sorted(models)]  # as one run orders them
     merged["suite_file_errors"] = [errors[pair] for pair in sorted(errors)]
-    merged["passed"] = all(entry.get("passed") for entry in merged["models"]) and not errors
+    remedies = [table for _, report in reports for table in report.get("remedies", [])]  # each shard's models'
+    if remedies:
+        merged["remedies"] = sorted(remedies, key=lambda table: str(table.get("model")))
+    # A shard's own verdict stands too: what made it fail may be nothing this merge can see.
+    merged["passed"] = (all(entry["passed"] for entry in merged["models"]) and not errors
+                        and all(report.get("passed") is True for _, report in reports))
     return merged
+
+
+def _model_passed(entry: dict[str, Any]) -> bool:
+    """A model passes when its entry says so plainly (``true``, not a truthy string) and none of
+    its checks failed or could not be measured."""
+    return entry.get("passed") is True and all(
+        check.get("passed") is not False and check.get("status") not in ("failed", "error")
+        for check in entry["checks"])
+
+
+def _check_shape(name: str, report: Any) -> None:
+    """QcheckError naming ``name`` unless ``report`` has the fields the merge reads, of their types."""
+    if not isinstance(report, dict) or not isinstance(report.get("models"), list):
+        raise QcheckError(name, "is not a qcheck JSON report (no 'models' list)")
+    hint = "merge the JSON reports qcheck wrote (--qcheck-json), unedited"
+    for i, entry in enumerate(report["models"]):
+        if (not isinstance(entry, dict) or not isinstance(entry.get("model"), str)
+                or not isinstance(entry.get("checks"), list)
+                or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in entry["checks"])):
+            raise QcheckError(name, f"models[{i}] is not a model's entry (a 'model' name and a 'checks' list, each "
+                              "check with its 'name')", hint)
+    errors = report.get("suite_file_errors", [])
+    if not isinstance(errors, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("message"), str)
+            for e in errors):
+        raise QcheckError(name, "'suite_file_errors' is not a list of {file, message}", hint)
+    remedies = report.get("remedies", [])
+    if not isinstance(remedies, list) or not all(isinstance(table, dict) for table in remedies):
+        raise QcheckError(name, "'remedies' is not a list of the models' remedy tables", hint)
+    shard = report.get("shard")
+    if "shard" in report and not (isinstance(shard, dict) and all(
+            type(shard.get(key)) is int for key in ("index", "count")) and isinstance(shard.get("groups"), dict)):
+        raise QcheckError(name, "'shard' is not a shard's split (its index, count and groups)", hint)
 
 
 def _check_split(reports: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -79,6 +116,15 @@ def _check_split(reports: Sequence[tuple[str, dict[str, Any]]]) -> None:
                               "give every shard the same --qcheck-shard-costs file (or caches restored from "
                               "the same run), and merge the reports of one CI run")
         index = int(shard.get("index", 0))
+        unfinished = shard.get("unfinished")
+        if not isinstance(unfinished, list):
+            raise QcheckError(name, "does not say which of its models finished ('shard.unfinished')",
+                              "merge the JSON reports qcheck wrote (--qcheck-json), unedited")
+        if unfinished:
+            raise QcheckError(name, f"is shard {index}/{shard.get('count')} of a run that did not finish: "
+                              f"{', '.join(str(g).removeprefix('model:') for g in unfinished[:5])} did not finish "
+                              "all their checks (a cancelled job, -x, a crash), so its report is not their verdict",
+                              "run the shard again to its end, then merge")
         if index in seen:
             raise QcheckError(name, f"is shard {index}/{shard.get('count')}, as {seen[index]} is")
         seen[index] = name
@@ -152,6 +198,7 @@ def main(argv: Sequence[str]) -> int:
     inputs = InputFiles()
     reports = []
     try:
+        _distinct_outputs(args)
         for path in args.reports:
             inputs.add(path, "shard report")
             reports.append((str(path), _read(path)))
@@ -199,6 +246,19 @@ def main(argv: Sequence[str]) -> int:
     return 0 if merged["passed"] else 1
 
 
+def _distinct_outputs(args: argparse.Namespace) -> None:
+    """QcheckError when two outputs are one file (links followed): the later would replace the earlier."""
+    seen: dict[Path, str] = {}
+    for option, path in (("OUT", args.out), ("--html", args.html), ("--junit", args.junit), ("--costs", args.costs)):
+        if path is None:
+            continue
+        where = path.resolve()
+        if where in seen:
+            raise QcheckError(path, f"is given as {option} and as {seen[where]}: one would be written over the other",
+                              "give each output its own path")
+        seen[where] = option
+
+
 def _read(path: Path) -> dict[str, Any]:
     from qcheck.inputs import read_regular
 
@@ -207,6 +267,8 @@ def _read(path: Path) -> dict[str, Any]:
     text = read_regular(path, "report")  # a FIFO or a device is refused, never read
     try:
         report = json.loads(text)
+    except RecursionError:
+        raise QcheckError(path, "is not a qcheck JSON report (nested too deeply to read)") from None
     except ValueError as exc:
         raise QcheckError(path, f"is not JSON ({exc})") from None
     if not isinstance(report, dict):

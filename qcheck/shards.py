@@ -128,12 +128,16 @@ class ShardPlan:
     source: str = ""  # where the costs came from: "file", "cache" or "hash"
     parts: dict[str, int] | None = None
     costs: dict[str, float] | None = None
+    # The models of this part with a check that never finished (a cancelled job, -x, a crash):
+    # their report entries are partial or absent, so the merge must not take the part as complete.
+    unfinished: tuple[str, ...] = ()
 
     def report_section(self) -> dict[str, Any]:
         parts = self.parts or {}
         return {"index": self.shard.index, "count": self.shard.count, "balanced_by": self.source,
                 "digest": plan_digest(parts, self.shard.count), "groups": dict(sorted(parts.items())),
-                "costs": {k: round(v, 3) for k, v in sorted((self.costs or {}).items())}}
+                "costs": {k: round(v, 3) for k, v in sorted((self.costs or {}).items())},
+                "unfinished": list(self.unfinished)}
 
 
 class ShardPlugin:
@@ -153,6 +157,7 @@ class ShardPlugin:
         self._costs_file = costs_file
         self._groups: dict[str, str] = {}  # node id -> group, for the items this process runs
         self._spent: dict[str, float] = {}
+        self._finished: set[str] = set()  # node ids whose teardown was reported
         if self.plan is not None:
             config.stash[SHARD_KEY] = self.plan
 
@@ -188,6 +193,8 @@ class ShardPlugin:
         self._groups = {item.nodeid: group_of(item, session.config.rootpath) for item in session.items}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":  # the item ran to its end (under xdist the controller sees every one)
+            self._finished.add(report.nodeid)
         group = self._groups.get(report.nodeid)
         if group is not None:
             self._spent[group] = self._spent.get(group, 0.0) + report.duration
@@ -198,10 +205,12 @@ class ShardPlugin:
         if workeroutput is not None:  # an xdist worker: the controller gathers and records
             plan = self.plan or ShardPlan(Shard(1, 1))
             workeroutput[_WORKER_OUTPUT] = json.dumps({"parts": plan.parts, "source": plan.source,
-                                                       "spent": self._spent})
+                                                       "spent": self._spent, "groups": self._groups})
             return
         if self.plan is not None:
             self.plan.costs = dict(self._spent)
+            self.plan.unfinished = tuple(sorted({group for node, group in self._groups.items()
+                                                 if group.startswith("model:") and node not in self._finished}))
         else:
             self._record_costs()
 
@@ -213,6 +222,7 @@ class ShardPlugin:
         data = json.loads(sent)
         if self.plan is not None:
             self.plan.parts, self.plan.source = data["parts"], data["source"]
+        self._groups.update(data.get("groups", {}))  # every worker keeps the same items: any one's names them
         for group, seconds in data["spent"].items():
             self._spent[group] = self._spent.get(group, 0.0) + float(seconds)
 

@@ -16,7 +16,12 @@ Any change after that gives a later ``ctime``, hence another key, and the file i
 The boot id keeps entries from serving another machine or another boot (a cache restored in CI,
 a clock set back across a reboot): there the file is hashed by content as before. What it does
 not cover: someone who can set the system clock back, or write the cache folder (who can forge
-any entry anyway, see the README's threat model).
+any entry anyway, see the README's threat model); nor a file being written through a shared
+memory map (``np.memmap`` in ``r+`` mode) while qcheck runs: a write to a page that is already
+dirty sets no time until the kernel writes the page back (``vm.dirty_expire_centisecs``, 30 s by
+default), so a digest recorded in between is kept for the new bytes (found in review; waiting
+out the write-back window before recording would close it, at the cost of the index serving no
+file changed in the last minute).
 
 Small files (under :data:`MIN_SIZE`) are read as before: hashing them costs less than the lookup.
 """

@@ -460,7 +460,9 @@ def test_under_xdist_each_worker_writes_its_models_baselines(project: Path) -> N
     assert f"baseline unchanged: {project / 'bl' / 'model.json'}" in run.stdout
     ours, theirs = (json.loads((project / "bl" / f"{stem}.json").read_text()) for stem in ("model", "other"))
     assert (theirs["model"], theirs["arrays"]["file"]) == ("other.keras", "other.npz")
-    assert {**ours, "model": "", "arrays": ""} == {**theirs, "model": "", "arrays": ""}  # the same model
+    assert (ours["source"], theirs["source"]) == ("../model.keras", "../other.keras")
+    assert {**ours, "model": "", "arrays": "", "source": ""} == {**theirs, "model": "", "arrays": "",
+                                                                 "source": ""}  # the same model
     again = run_qcheck(project, *args)
     assert again.returncode == 0 and {r["status"] for r in (again.check("model.keras", "baseline"),
                                                             again.check("other.keras", "baseline"))} == {"passed"}

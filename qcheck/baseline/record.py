@@ -92,6 +92,9 @@ class Record:
     data_sha256: str = ""  # of the evaluation inputs: outcomes pair only on the same samples
     golden_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     heads: tuple[Head, ...] = ()
+    # The model's path relative to the baseline folder (posix): two models of one file name are
+    # told apart by it (their baselines' names depend on the order they are given in).
+    source: str | None = None
 
 
 def toolchain_versions() -> dict[str, str]:

@@ -70,6 +70,7 @@ def encode(rec: Record, npz_name: str) -> tuple[bytes, bytes]:
     document = {
         "format": FORMAT,
         "model": rec.model,
+        **({"source": rec.source} if rec.source is not None else {}),
         "quantized_sha256": rec.quantized_sha256,
         "toolchain": dict(sorted(rec.toolchain.items())),
         "accelerator": rec.accelerator,
@@ -279,9 +280,10 @@ def decode(text: bytes, npz: bytes, json_path: Path, npz_path: Path) -> Record:
         scale = head.get("scale")
         heads.append(Head(string(head.get("name"), f"{key}.name"), string(head.get("task"), f"{key}.task"), outcome,
                           outcomes, golden, None if scale is None else number(scale, f"{key}.scale")))
+    source = doc.get("source")
     return Record(string(doc.get("model"), "model"), versions, string(doc.get("quantized_sha256"), "quantized_sha256"),
                   figures, accelerator, samples, string(evaluation.get("data_sha256"), "evaluation.data_sha256"),
-                  golden_samples, tuple(heads))
+                  golden_samples, tuple(heads), None if source is None else string(source, "source"))
 
 
 def _shown(array: np.ndarray | None) -> str:

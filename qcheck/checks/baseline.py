@@ -9,6 +9,7 @@ them from this run instead. The tolerances are this check's options in the suite
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,8 +63,19 @@ def baseline(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     folder = target.folder
     json_path, _ = paths(folder, target.stem)
     now_raw, notes = record(evidence, target.figure_options, target.accelerator)
+    now_raw = replace(now_raw, source=_source(evidence.model, folder))
     now = canonical(now_raw)
     old, unreadable = (read(folder, target.stem), None) if not target.update else _previous(folder, target.stem)
+    other = _other_model(old, folder, evidence.model)
+    if other is not None:
+        # Named in the order given, two models of one file name swap names when one runs alone:
+        # judging (or overwriting) the other's baseline would be a verdict on the wrong figures.
+        problem = (f"{json_path} is the baseline of {other}, not of {evidence.model} (models of one file name "
+                   f"are named in the order given: {json_path.name}, then -2, ...); nothing compared or written")
+        hint = ("give the models in the order their baselines were made (every one of the same file name), or "
+                f"delete {json_path.name} and {json_path.with_suffix('.npz').name} and run {UPDATE_FLAG}")
+        return Measurement(1.0, problem, hint, sections={"baseline": {"file": str(json_path), "other_model": other}},
+                           failures=(problem,))
     comparison = compare(old, now, options) if old is not None else None
     section: dict[str, Any] = {"file": str(json_path), **(comparison.section if comparison else {})}
     if target.update:
@@ -81,6 +93,34 @@ def baseline(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
             "find what made the figure worse (the lines above say whether the model or the toolchain changed)")
     return Measurement(float(len(comparison.failures)), details, hint, sections={"baseline": section},
                        failures=tuple(comparison.failures))
+
+
+def _source(model: str, folder: Path) -> str | None:
+    """``model``'s path relative to the baseline folder, as written in the baseline (None when
+    there is none, another drive)."""
+    import os
+
+    try:
+        return Path(os.path.relpath(os.path.abspath(model), os.path.abspath(folder))).as_posix()
+    except ValueError:
+        return None
+
+
+def _other_model(old: Record | None, folder: Path, model: str) -> str | None:
+    """The other model whose baseline ``old`` is, when that model is still where the baseline
+    says and is not ``model`` (a baseline moved with its folder, or of a model since moved, is
+    taken as this model's)."""
+    import os
+
+    if old is None or old.source is None:
+        return None
+    recorded = Path(folder, old.source)
+    try:
+        if not recorded.is_file() or os.path.samefile(recorded, model):
+            return None
+    except OSError:
+        return None
+    return os.path.normpath(os.path.relpath(recorded)) if not Path(model).is_absolute() else str(recorded.resolve())
 
 
 def _previous(folder: Path, stem: str) -> tuple[Record | None, str | None]:
