@@ -10,18 +10,19 @@ reading the file.
 Why that is safe enough: any write to a file, and any ``touch``, rename or ``chmod``, sets its
 change time (``ctime``) to the kernel's clock, which no unprivileged process can set back. A
 digest is recorded only when the file's ``stat`` was the same before and after it was read, and
-its times are at least :data:`SETTLED_NS` in the past (a write in the same tick of the kernel's
-coarse clock as the last one could otherwise leave every time unchanged: git's "racy" files).
-Any change after that gives a later ``ctime``, hence another key, and the file is read again.
-The boot id keeps entries from serving another machine or another boot (a cache restored in CI,
-a clock set back across a reboot): there the file is hashed by content as before. What it does
-not cover: someone who can set the system clock back, or write the cache folder (who can forge
-any entry anyway, see the README's threat model); nor a file being written through a shared
-memory map (``np.memmap`` in ``r+`` mode) while qcheck runs: a write to a page that is already
-dirty sets no time until the kernel writes the page back (``vm.dirty_expire_centisecs``, 30 s by
-default), so a digest recorded in between is kept for the new bytes (found in review; waiting
-out the write-back window before recording would close it, at the cost of the index serving no
-file changed in the last minute).
+its times are at least :func:`settled_ns` in the past. Two reasons: a write in the same tick of the
+kernel's coarse clock as the last one could otherwise leave every time unchanged (git's "racy"
+files); and a file written through a shared memory map (``np.memmap`` in ``r+`` mode) gets no new
+time for a write to a page that is already dirty, until the kernel writes that page back
+(``vm.dirty_expire_centisecs``, 30 s by default, checked every ``vm.dirty_writeback_centisecs``,
+5 s): only once that window has passed since the last time is every later write sure to set the
+times again (found in review, where a digest recorded in between was served for the new bytes).
+So a file changed in the last ~45 s is hashed by content. Any change after recording gives a
+later ``ctime``, hence another key, and the file is read again. The boot id keeps entries from
+serving another machine or another boot (a cache restored in CI, a clock set back across a
+reboot): there the file is hashed by content as before. What it does not cover: someone who can
+set the system clock back, or write the cache folder (who can forge any entry anyway, see the
+README's threat model).
 
 Small files (under :data:`MIN_SIZE`) are read as before: hashing them costs less than the lookup.
 """
@@ -51,7 +52,24 @@ class Index(Protocol):
 
 
 MIN_SIZE = 1 << 20
-SETTLED_NS = 2_000_000_000
+_MARGIN_NS = 5_000_000_000  # the flusher can run late under load
+
+
+def _centisecs(name: str, default: int) -> int:
+    try:
+        return int(Path(f"/proc/sys/vm/{name}").read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def settled_ns() -> int:
+    """How old a file's times must be before its digest is recorded: the kernel's write-back
+    window for dirty pages (see the module's docstring), read from this machine's settings."""
+    expire, writeback = _centisecs("dirty_expire_centisecs", 3000), _centisecs("dirty_writeback_centisecs", 500)
+    return (expire + 2 * writeback) * 10_000_000 + _MARGIN_NS
+
+
+SETTLED_NS: int | None = None  # None: settled_ns(); tests set 0 to record at once
 _HEX = re.compile(r"[0-9a-f]{64}")
 # The index in use by the current pipeline step (set around cache-key computations).
 _ACTIVE: ContextVar[Index | None] = ContextVar("qcheck_stat_index", default=None)
@@ -89,7 +107,8 @@ def file_digest(path: Path, compute: Callable[[Path], str]) -> str:
         after = os.stat(path)
     except OSError:
         return value
-    settled = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) >= SETTLED_NS
+    settle = settled_ns() if SETTLED_NS is None else SETTLED_NS
+    settled = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) >= settle
     if _identity(after) == _identity(before) and settled:
         cache.put(key, value)
     return value

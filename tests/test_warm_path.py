@@ -91,7 +91,7 @@ def test_a_file_changed_with_its_size_and_times_put_back_is_read_again(tmp_path:
 
 def test_a_file_written_moments_ago_is_not_recorded(tmp_path: Path) -> None:
     # Within the same tick of the kernel's coarse clock a second write could leave every time as it
-    # was: a digest is recorded only for a file whose times are SETTLED_NS old.
+    # was: a digest is recorded only for a file whose times are settled_ns() old.
     cache, data = Cache(tmp_path / "cache"), _big(tmp_path / "x.npy", 1)
     reads, compute = _counting()
     with stat_index.using(cache):
@@ -122,7 +122,7 @@ def test_changed_data_in_a_folder_is_evaluated_again_even_with_its_times_put_bac
     # Calibrated on a file of its own: the evaluation samples reach the cache keys only through
     # x.npy's digest (calibration samples split from x.npy would be hashed as arrays).
     np.savez(tmp_path / "cal.npz", x=digits["x"][:200].astype(np.float32))
-    time.sleep(stat_index.SETTLED_NS / 1e9 + 0.5)  # settled: the index records it
+    time.sleep(stat_index.settled_ns() / 1e9 + 0.5)  # settled: the index records it
     args = (f"--qcheck-model={FIXTURES / 'digits_cnn.keras'}", f"--qcheck-data={folder}",
             f"--qcheck-calibration={tmp_path / 'cal.npz'}",
             f"--qcheck-cache-dir={tmp_path / 'cache'}", "-p", "no:xdist", "-k", "accuracy_drop")
@@ -139,3 +139,12 @@ def test_changed_data_in_a_folder_is_evaluated_again_even_with_its_times_put_bac
     (head,) = changed.report["models"][0]["accuracy"].values()
     (was,) = warm.report["models"][0]["accuracy"].values()
     assert head["float"] < 0.5 < was["float"], changed.stdout  # the new samples against the labels
+
+
+def test_digests_wait_out_the_kernels_write_back_of_dirty_pages() -> None:
+    # A write through a shared memory map to a page that is already dirty sets no time until the
+    # kernel writes the page back: a digest recorded before that could be served for new bytes.
+    vm = Path("/proc/sys/vm")
+    expire = int((vm / "dirty_expire_centisecs").read_text()) * 10_000_000
+    writeback = int((vm / "dirty_writeback_centisecs").read_text()) * 10_000_000
+    assert stat_index.SETTLED_NS is None and stat_index.settled_ns() > expire + writeback
