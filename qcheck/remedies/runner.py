@@ -167,9 +167,14 @@ def _measure(session: QcheckSession, spec: RunSpec, change: str, recipe: Quantiz
             heads[head] = {k: numbers.get(k) for k in ("metric", "drop", "ci_low", "ci_high", "float", "quantized")}
     integer = by_name.get(("fully_quantized", ""))
     targets = {}
+    compiled: dict[str, Any] = {}  # Vela's figures are the model's facts (qcheck.facts), not the check's
+    try:
+        compiled = session.run(spec).facts().sections().get("vela", {})
+    except Exception:
+        pass  # the vela check said why the model could not be compiled
     for (name, variant), result in by_name.items():
         if name == "vela" and variant:
-            numbers = result.sections.get("vela", {}).get(variant, {})
+            numbers = {**compiled.get(variant, {}), **result.sections.get("vela", {}).get(variant, {})}
             targets[variant] = {k: numbers.get(k) for k in _TARGET_KEYS}
     size = None
     try:

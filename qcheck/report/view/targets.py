@@ -108,13 +108,14 @@ def tflm(section: Mapping[str, Any] | None, arena: Mapping[str, Any] | None = No
          parity_section: Mapping[str, Any] | None = None) -> Table | None:
     """Operators without a TFLite Micro kernel, the resolver the model needs, and (from the arena
     and tflm_parity checks) the arena TFLM allocates and how far its outputs are from LiteRT's."""
-    if not section:
+    if not (section or arena or parity_section):  # none of the three checks ran
         return None
-    parity_section = parity_section or {}
+    section, parity_section = section or {}, parity_section or {}
     rows = [(str(u.get("op", "")), str(u.get("count", "")), str(u.get("reason", "")))
             for u in section.get("unsupported", [])]
-    resolver = ", ".join(f"{m}()" for m in section.get("resolver", []))
-    rows.append(("MicroMutableOpResolver", str(len(section.get("resolver", []))), resolver or "nothing"))
+    if section:  # the tflm_ops check ran: what the application's op resolver must register
+        resolver = ", ".join(f"{m}()" for m in section.get("resolver", []))
+        rows.append(("MicroMutableOpResolver", str(len(section.get("resolver", []))), resolver or "nothing"))
     if isinstance(arena, Mapping) and arena.get("loaded"):  # the arena check's: TFLM's own allocation
         rows.extend((f"arena {part}", format_quantity(arena.get(part), "bytes"), what) for part, what in (
             ("head", "activations as TFLM's planner lays them out, and kernel scratch buffers"),
