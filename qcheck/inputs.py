@@ -5,7 +5,9 @@ ends, and opening some devices has effects of its own (a tape rewinds). So a pat
 with ``os.stat`` before it is opened, and anything but a regular file is refused with a message
 that says what it is. What is opened is checked again on the open descriptor, opened with
 ``O_NONBLOCK`` so that a file swapped for a FIFO in between cannot block the open itself.
-Symbolic links the user gave are followed: the command line is trusted, the files are not.
+Symbolic links the user gave are followed: the command line is trusted, the files are not. Files
+found in a folder qcheck reads on its own (a baseline) are read with ``links=False`` and a size
+``limit``: a link is refused, not followed, and a file past the limit is not read into memory.
 """
 
 from __future__ import annotations
@@ -42,26 +44,31 @@ def not_regular(path: str | Path, mode: int, what: str = "file") -> QcheckError:
                        f"give the {what} as a regular file: qcheck does not read pipes, devices or sockets")
 
 
-def check_regular(path: str | Path, what: str = "file") -> os.stat_result:
-    """``os.stat`` of ``path``, which must be a regular file; raises QcheckError naming it otherwise."""
+def check_regular(path: str | Path, what: str = "file", *, links: bool = True) -> os.stat_result:
+    """``os.stat`` of ``path``, which must be a regular file; raises QcheckError naming it otherwise.
+    With ``links=False`` a symbolic link is refused instead of followed."""
     try:
-        status = os.stat(path)
+        status = os.stat(path) if links else os.lstat(path)
     except FileNotFoundError:
         raise QcheckError(path, f"{what} does not exist") from None
     except OSError as exc:
         raise QcheckError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(status.st_mode):
+        raise QcheckError(path, f"is a symbolic link (to {os.readlink(path)}); qcheck reads a {what} only from a "
+                          "regular file", "replace the link by the file itself")
     if not stat.S_ISREG(status.st_mode):
         raise not_regular(path, status.st_mode, what)
     return status
 
 
 @contextmanager
-def open_regular(path: str | Path, what: str = "file") -> Iterator[BinaryIO]:
+def open_regular(path: str | Path, what: str = "file", *, links: bool = True) -> Iterator[BinaryIO]:
     """Open ``path`` for reading if it is a regular file, checked before and after the open."""
-    check_regular(path, what)
+    check_regular(path, what, links=links)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:  # e.g. ENXIO: a socket put in its place since the check
+        fd = os.open(path, flags)
+    except OSError as exc:  # e.g. ENXIO: a socket put in its place since the check; ELOOP: a link
         raise QcheckError(path, f"cannot be read: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as handle:
         mode = os.fstat(fd).st_mode
@@ -70,10 +77,19 @@ def open_regular(path: str | Path, what: str = "file") -> Iterator[BinaryIO]:
         yield handle
 
 
-def read_regular(path: str | Path, what: str = "file") -> bytes:
-    """The bytes of ``path``, which must be a regular file (see :func:`open_regular`)."""
-    with open_regular(path, what) as handle:
-        return handle.read()
+def read_regular(path: str | Path, what: str = "file", *, limit: int | None = None, links: bool = True) -> bytes:
+    """The bytes of ``path``, which must be a regular file (see :func:`open_regular`), of at most
+    ``limit`` bytes when one is given."""
+    with open_regular(path, what, links=links) as handle:
+        if limit is None:
+            return handle.read()
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise QcheckError(path, f"is {size} bytes, more than a {what} may be ({limit} bytes)")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise QcheckError(path, f"grew past {limit} bytes while being read")
+    return data
 
 
 def as_given(path: str | Path) -> Path:

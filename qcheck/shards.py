@@ -105,9 +105,14 @@ def _relative(path: str, rootpath: Path) -> str:
 
 def read_costs(path: Path) -> dict[str, float]:
     """The costs in a file ``merge --costs`` wrote; pytest.UsageError naming the file otherwise."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    from qcheck.errors import QcheckError
+    from qcheck.inputs import read_regular
+
+    try:  # a regular file only: a FIFO given here would hang the run at start-up
+        document = json.loads(read_regular(path, "costs file", limit=16 << 20))
+    except QcheckError as exc:
+        raise pytest.UsageError(f"--qcheck-shard-costs={path}: {exc.problem}") from None
+    except (ValueError, RecursionError) as exc:
         raise pytest.UsageError(f"--qcheck-shard-costs={path}: cannot be read ({exc})") from None
     costs = document.get("costs") if isinstance(document, dict) and document.get("format") == COSTS_FORMAT else None
     if not isinstance(costs, dict) or not all(isinstance(v, (int, float)) for v in costs.values()):

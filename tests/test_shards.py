@@ -7,6 +7,7 @@ models, sharded and merged as a CI matrix does.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -184,3 +185,13 @@ def test_a_shard_runs_under_xdist_as_without(matrix: Matrix, tmp_path: Path) -> 
     assert parallel.report["shard"]["groups"] == serial["shard"]["groups"]
     # What each model cost is gathered from the workers (their node ids carry xdist's "@model").
     assert set(parallel.report["shard"]["costs"]) == set(serial["shard"]["costs"]) != set()
+
+
+def test_a_fifo_given_as_the_costs_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    # path.read_text() on a FIFO blocks until something writes into it: the run would hang at start-up.
+    from qcheck.shards import read_costs
+
+    fifo = tmp_path / "costs.json"
+    os.mkfifo(fifo)
+    with pytest.raises(pytest.UsageError, match="FIFO"):
+        read_costs(fifo)

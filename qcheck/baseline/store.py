@@ -19,7 +19,6 @@ import io
 import json
 import math
 import os
-import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from qcheck.baseline import UPDATE_FLAG
 from qcheck.baseline.record import FIGURES, TOOLCHAIN, Figure, Head, Record
 from qcheck.errors import QcheckError
 from qcheck.files import InputFiles, atomic_write
-from qcheck.inputs import describe
+from qcheck.inputs import read_regular
 
 FORMAT = 1
 MAX_JSON_BYTES = 1 << 20  # a baseline's JSON is a few KB
@@ -161,29 +160,9 @@ def _exists(path: Path) -> bool:
 def read_untrusted(path: Path, cap: int) -> bytes:
     """The bytes of ``path``: a regular file (a link is refused, not followed) of at most ``cap`` bytes."""
     try:
-        found = path.lstat()
-    except OSError as exc:
-        raise QcheckError(path, f"cannot be read: {exc.strerror or exc}", _HINT) from None
-    if stat.S_ISLNK(found.st_mode):
-        raise QcheckError(path, f"is a symbolic link (to {os.readlink(path)}); qcheck reads a baseline only from a "
-                          "regular file in the baseline folder", "replace the link by the file itself")
-    if not stat.S_ISREG(found.st_mode):
-        raise QcheckError(path, f"is {describe(found.st_mode)}, not a regular file", _HINT)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise QcheckError(path, f"cannot be read: {exc.strerror or exc}", _HINT) from None
-    with os.fdopen(fd, "rb") as handle:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            raise QcheckError(path, f"is {describe(status.st_mode)}, not a regular file", _HINT)
-        if status.st_size > cap:
-            raise QcheckError(path, f"is {status.st_size} bytes, more than a baseline file may be ({cap} bytes)",
-                              _HINT)
-        data = handle.read(cap + 1)
-    if len(data) > cap:
-        raise QcheckError(path, f"grew past {cap} bytes while being read", _HINT)
-    return data
+        return read_regular(path, "baseline file", limit=cap, links=False)
+    except QcheckError as exc:
+        raise QcheckError(path, exc.problem, exc.hint or _HINT) from None
 
 
 def _document(text: bytes, path: Path) -> dict[str, Any]:
