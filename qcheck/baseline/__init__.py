@@ -47,16 +47,18 @@ def target_options(options: dict[str, Any], suite: Suite, folder: Path | None, u
     first accelerator, with its target options under each memory check's own (as the session
     gives them to the memory checks); without an enabled vela check there are none."""
     from qcheck.baseline.record import FIGURES
+    from qcheck.runner import check_options
+    from qcheck.suites import CheckSpec
 
     vela = suite.checks.get("vela")
     accelerator = None
-    target: dict[str, Any] = {}
     if vela is not None and vela.enabled is not False:
         accelerator = accelerators(vela)[0]  # the first configuration's figures: one baseline per model
-        target = {key: value for key, value in vela.options.items() if key != "accelerator"}
     figures: dict[str, Mapping[str, Any]] = {}
     for name, per_accelerator in FIGURES.items():
-        spec = suite.checks.get(name)
-        own = dict(spec.options) if spec is not None else {}
-        figures[name] = {**target, **own, "accelerator": accelerator} if per_accelerator else own
+        if per_accelerator and accelerator is None:
+            continue  # no Vela in the suite: no Vela figures
+        spec = suite.checks.get(name) or CheckSpec(name)
+        # As the runner gives them to the check itself (the memory checks inherit vela's target).
+        figures[name] = check_options(spec, suite, (accelerator or "") if per_accelerator else "")
     return {**options, TARGET_KEY: BaselineTarget(folder, update, stem, inputs, accelerator, figures)}
