@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from qcheck.tflite.convert import FloatReference
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import RunResult
-    from qcheck.tflm import Divergence, TflmLoad
+    from qcheck.tflm import CpuPartLoad, Divergence, TflmLoad
     from qcheck.vela import VelaConfig, VelaResult
 
 
@@ -104,6 +104,9 @@ class DataEvidence:
 
     def tflm(self) -> TflmLoad:
         return self._base.tflm()
+
+    def tflm_cpu_part(self, config: VelaConfig | None) -> CpuPartLoad:
+        return self._base.tflm_cpu_part(config)
 
     def tflm_evaluation(self, runtime: str = "tflm") -> RunResult | None:
         def make() -> RunResult:

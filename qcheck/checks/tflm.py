@@ -1,19 +1,21 @@
-"""Does it run on a microcontroller without an NPU? ``tflm_ops``, ``arena`` and ``tflm_parity``.
+"""Does it run on a microcontroller? ``tflm_ops``, ``arena``, ``tflm_parity`` and ``tflm_cpu_ops``.
 
 Each asks TensorFlow Lite Micro itself (the ``tflite-micro`` package's interpreter, in a child
 process, :mod:`qcheck.tflm`): whether it loads the model, the arena its allocator used, and what
-its kernels compute on the evaluation samples.
+its kernels compute on the evaluation samples; and, on an Ethos-U system, whether it loads the
+operators Vela leaves on the CPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
+from qcheck.checks.vela import TARGET_OPTIONS, already_compiled, compile_ahead, describe_config, vela_config
 from qcheck.checks.tasks import TaskError, declared_tasks, share, task_name, task_table
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
@@ -22,11 +24,13 @@ from qcheck.units import format_quantity, parse_quantity
 if TYPE_CHECKING:
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import HeadOutput
-    from qcheck.tflm import TflmLoad
+    from qcheck.tflm import CpuPartLoad, TflmLoad
+    from qcheck.tflm_kernels import Operator
 
 _LISTED = 8
 _ANALYSED = 4  # samples run layer by layer in both runtimes when the outputs differ
 _NPU = "needs the Ethos-U NPU (this model was compiled by Vela)"
+_ETHOS_U = "ethos-u"
 
 
 def _npu_ops(evidence: Evidence) -> int:
@@ -84,8 +88,11 @@ def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
 
 def _refused_ops(evidence: Evidence, loaded: TflmLoad) -> list[tuple[str, int]]:
     """What TFLM's refusal is about, as (kind of operator, how many of them the model has)."""
-    operators = evidence.info().operators
-    hybrid = evidence.census().hybrid_ops
+    return _refused_kinds(evidence.info().operators, loaded, evidence.census().hybrid_ops)
+
+
+def _refused_kinds(operators: Sequence[Operator], loaded: TflmLoad, hybrid: Sequence[Any] = ()) -> list[tuple[str, int]]:
+    """What TFLM's refusal of ``operators`` is about, as (kind of operator, how many of them)."""
     if hybrid:  # every kernel exists, but TFLite Micro refuses float activations with int8 weights
         return [("hybrid (dynamic-range: int8 weights, float activations) operators", len(hybrid))]
     if loaded.failed_op == "CUSTOM":  # TFLM names no custom code: the model's custom operators are the suspects
@@ -277,3 +284,72 @@ def _against_default_litert(evidence: Evidence, micro: Mapping[str, HeadOutput],
     return (f"LiteRT's default run (with XNNPACK, which the accuracy checks use) differs from TFLite Micro by up to "
             f"{worst:g} steps: set [checks.accuracy_drop] runtime = \"tflm\" to judge accuracy on TFLite Micro's "
             "kernels")
+
+
+@check("tflm_cpu_ops", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
+       sections=("tflm_cpu",))
+def tflm_cpu_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Operators Vela leaves on the CPU that TensorFlow Lite Micro cannot load, as TFLite Micro itself reports.
+
+    On an Ethos-U system, TFLM runs the model: its 'ethos-u' kernel hands the NPU its part, and
+    TFLM's own kernels run every other operator on the Cortex-M. Those operators are cut out of
+    Vela's output (:mod:`qcheck.tflm.cpu_part`) and loaded in TFLM alone; one it has no kernel
+    for means the model cannot run on the device at all.
+    """
+    accelerator = str(options.get("accelerator", ""))
+    if already_compiled(evidence):
+        part, where = evidence.tflm_cpu_part(None), "the model as given, compiled by Vela already"
+    else:
+        config = vela_config(options)
+        part, where = evidence.tflm_cpu_part(config), describe_config(evidence.vela(config))
+    section = {"tflm_cpu": {accelerator: {"accelerator": accelerator, **part.to_dict()}}}
+    if part.load is None:
+        return Measurement(0.0, f"Vela puts every operator on the NPU ({part.npu_ops} 'ethos-u' operator(s)): nothing "
+                                f"runs on TensorFlow Lite Micro's CPU kernels ({where})", sections=section)
+    loaded = part.load
+    count = len(part.operators)
+    listed = ", ".join(op.label for op in part.operators[:_LISTED])
+    listed += f" and {count - _LISTED} more" if count > _LISTED else ""
+    if loaded.loaded:
+        return Measurement(0.0, f"{_runtime(loaded)} loads the {count} operator(s) Vela leaves on the CPU ({where}): "
+                                f"{listed}; {_cpu_arena(loaded)}; {_cpu_resolver(part)}", sections=section)
+    hybrid = evidence.census().hybrid_ops  # float activations: never on the NPU, refused by TFLM
+    refused = _refused_kinds(part.operators, loaded, hybrid)
+    total = sum(n for _, n in refused)
+    at = ""
+    if 0 <= loaded.failed_node < count:  # TFLM numbers the CPU part's operators: name the compiled model's
+        at = f"; the operator it stopped at: {part.operators[loaded.failed_node].label}"
+    kinds = "; ".join(f"{key} x{n}" for key, n in refused[:_LISTED])
+    hint = ("replace the operator with one Vela puts on the NPU (the vela check says why it stays on the CPU) or "
+            "with one TFLite Micro has a kernel for, or register your own kernel for it in the application's op "
+            "resolver; TFLite Micro stops at the first operator it cannot load, so fix that one and run again")
+    if hybrid:
+        hint = ("convert to full integer (a representative dataset and TFLITE_BUILTINS_INT8): Vela and TFLite Micro "
+                "run int8 models, not dynamic-range ones")
+    return Measurement(
+        float(total),
+        f"{_runtime(loaded)} cannot load the operator(s) Vela leaves on the CPU ({where}), so the model cannot run "
+        f"on the device: {loaded.reason} ({kinds}{at}); CPU operators: {listed}",
+        hint, sections=section,
+    )
+
+
+def _cpu_arena(loaded: TflmLoad) -> str:
+    """The arena TFLM allocates for the CPU part alone, said for what it is."""
+    return (f"TFLite Micro allocates {format_quantity(loaded.total, 'bytes')} for the CPU part alone (head "
+            f"{format_quantity(loaded.head, 'bytes')}: its own tensors; tail {format_quantity(loaded.tail, 'bytes')}: "
+            "its kernels' data and TFLM's structures), not the device's arena, which also holds the NPU part's "
+            "tensors and scratch as Vela plans them")
+
+
+def _cpu_resolver(part: CpuPartLoad) -> str:
+    """The ``AddXxx()`` calls the application's op resolver needs for the CPU part and the NPU."""
+    from qcheck.tflm_kernels import CUSTOM_KERNELS, resolver_calls
+
+    methods, custom = resolver_calls(part.operators)
+    if part.npu_ops:
+        methods = sorted({*methods, CUSTOM_KERNELS[_ETHOS_U]})
+    text = f"your MicroMutableOpResolver<{len(methods)}> needs " + ", ".join(f"{m}()" for m in methods)
+    if custom:
+        text += "; custom operator(s) " + ", ".join(f"'{code}'" for code in custom) + " are registered by hand"
+    return text

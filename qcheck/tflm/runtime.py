@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qcheck.tflm import ArenaRecord, Divergence, LayerDifference, TflmLoad, tflm_version
+from qcheck.tflm import ArenaRecord, CpuOperator, CpuPartLoad, Divergence, LayerDifference, TflmLoad, tflm_version
 
 if TYPE_CHECKING:
     from qcheck.lazy_arrays import LazyArray
@@ -86,6 +86,25 @@ def load(tflite: bytes) -> TflmLoad:
         raise RuntimeError("TFLite Micro loaded the model but printed no arena allocation: "
                            + " | ".join(printed[:6]))
     return TflmLoad(version, True, totals["total"], totals.get("head", 0), totals.get("tail", 0), records)
+
+
+def load_cpu_part(compiled: bytes) -> CpuPartLoad:
+    """Cut the CPU part out of ``compiled`` (a model Vela wrote) and load it in TFLM: the
+    operators Vela left on the CPU, as TFLite Micro's kernels would run them beside the NPU."""
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflm.cpu_part import cut_cpu_part
+
+    part = cut_cpu_part(compiled)
+    info = inspect_model(compiled)
+    main = {op.index: op for op in info.operators if op.subgraph == 0}
+    operators = tuple(CpuOperator(i, main[i].op, main[i].custom, info.operator_label(main[i]))
+                      for i in part.operators)
+
+    def named(indices: tuple[int, ...]) -> tuple[str, ...]:
+        return tuple(info.tensor(0, i).name for i in indices)
+
+    return CpuPartLoad(part.npu_ops, operators, named(part.inputs), named(part.outputs),
+                       None if part.empty else load(part.tflite))
 
 
 def _refused(version: str, log: list[str], error: str) -> TflmLoad:

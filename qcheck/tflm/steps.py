@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from qcheck.data import Dataset
     from qcheck.pipeline import ModelRun
     from qcheck.tflite.run import RunResult
-    from qcheck.tflm import Divergence, TflmLoad
+    from qcheck.tflm import CpuPartLoad, Divergence, TflmLoad
 
 # A model Vela compiled: its 'ethos-u' operators need the NPU (TFLM's kernel drives it).
 ETHOS_U = "ethos-u"
@@ -40,6 +40,21 @@ def load(run: ModelRun) -> TflmLoad:
         run._step("loading in TFLite Micro")
         loaded: TflmLoad = call_isolated("qcheck.tflm.runtime:load", tflite,
                                          what=f"loading {run.model} in TFLite Micro", timeout=run.timeout)
+        return loaded
+
+    return run._cache.get_or_make(key, measure)[0]
+
+
+def cpu_part(run: ModelRun, compiled: bytes, where: str) -> CpuPartLoad:
+    """TFLM's answer to loading the CPU part of ``compiled`` (Vela's output ``where``: for which
+    accelerator), keyed by the compiled bytes, so that a warm run compiles and loads nothing."""
+    key = digest("tflm-cpu-part", versions(DISTRIBUTION, "ai-edge-litert"), compiled)
+
+    def measure() -> CpuPartLoad:
+        run._step(f"loading the CPU part of {where} in TFLite Micro")
+        loaded: CpuPartLoad = call_isolated("qcheck.tflm.runtime:load_cpu_part", compiled,
+                                            what=f"loading the CPU part of {run.model} ({where}) in TFLite Micro",
+                                            timeout=run.timeout)
         return loaded
 
     return run._cache.get_or_make(key, measure)[0]
