@@ -262,7 +262,7 @@ def test_a_damaged_model_is_refused_with_a_value_error() -> None:
 
 def test_tflm_cpu_ops_in_the_ethos_u_suites(edited: dict[str, Path], tmp_path: Path) -> None:
     models = (FLOAT_IO, edited["gather"], edited["top_k"], HELLO, COMPILED)
-    run = run_qcheck(tmp_path / "u55", "--qcheck-suite=ethos-u55", "-k", "tflm_cpu_ops",
+    run = run_qcheck(tmp_path / "u55", "--qcheck-suite=ethos-u55", "-k", "tflm_cpu_ops", "--qcheck-html=report.html",
                      *(f"--qcheck-model={m}" for m in models))
     for model in models:  # what TFLM loaded is what Vela's per-layer CSV put on the CPU
         if model != COMPILED:
@@ -300,6 +300,13 @@ def test_tflm_cpu_ops_in_the_ethos_u_suites(edited: dict[str, Path], tmp_path: P
         assert "nothing runs on TensorFlow Lite Micro's CPU kernels" in check["message"]
     assert "compiled by Vela already" in run.check(COMPILED.name, "tflm_cpu_ops")["message"]
     assert "tflm_cpu_ops[ethos-u55-128]" in run.stdout and run.returncode == 1
+    # The HTML report's TFLite Micro table has a row for the CPU part of each accelerator.
+    html = (tmp_path / "u55" / "report.html").read_text()
+    assert ("CPU part (ethos-u55-128)</td><td>2</td><td>loads QUANTIZE &#39;tfl.quantize&#39;, DEQUANTIZE "
+            f"&#39;StatefulPartitionedCall_1:0&#39;; {_kib(arena['total'])} arena for the CPU part alone<") in html
+    assert ("CPU part (ethos-u55-128)</td><td>1</td><td>cannot load them: Didn&#39;t find op for builtin opcode "
+            "&#39;TOPK_V2&#39;") in html
+    assert "CPU part (ethos-u55-128)</td><td>0</td><td>nothing runs on TFLite Micro&#39;s CPU kernels<" in html
 
 
 def _kib(size: int) -> str:
