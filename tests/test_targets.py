@@ -208,8 +208,8 @@ def test_ethos_suites_extend_the_default_with_budgets_for_one_accelerator(
     loaded, default = load_suite(suite), load_suite("default")
 
     assert [name for name in loaded.checks if name in default.checks] == list(default.checks)
-    # tflm_cpu_ops: the operators Vela leaves on the CPU, loaded in TFLite Micro (tests/test_tflm_cpu_part.py).
-    targets = {*TARGET_CHECKS, "tflm_cpu_ops"}
+    # The operators Vela leaves on the CPU, loaded and run in TFLite Micro (tests/test_tflm_cpu_part.py).
+    targets = {*TARGET_CHECKS, "tflm_cpu_ops", "tflm_cpu_parity"}
     assert {spec.name for spec in loaded.enabled()} == {spec.name for spec in default.enabled()} | targets
     # Every target check compiles the same configuration, so Vela runs once per model.
     assert {loaded.checks[name].options["accelerator"] for name in targets} == {accelerator}

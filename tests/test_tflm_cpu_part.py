@@ -55,9 +55,9 @@ def _tensor(model: Any, schema: Any, name: bytes, dtype: int, shape: list[int], 
     return len(graph.tensors) - 1
 
 
-def with_gather_after_first_layer(source: Path, target: Path) -> Path:
-    """An int8 GATHER along axis 1 with the indices 0..n-1 (an identity, reading constant indices)
-    between the first operator and the rest."""
+def with_gather_after_first_layer(source: Path, target: Path, reverse: bool = False) -> Path:
+    """An int8 GATHER along axis 1 with the indices 0..n-1 (an identity, reading constant indices),
+    or n-1..0 with ``reverse``, between the first operator and the rest."""
 
     def change(model: Any, schema: Any) -> None:
         graph = model.subgraphs[0]
@@ -66,7 +66,7 @@ def with_gather_after_first_layer(source: Path, target: Path) -> Path:
         width = int(old.shape[1])
         gathered = _tensor(model, schema, b"gathered", old.type, list(old.shape), like=old)
         indices = _tensor(model, schema, b"gather_indices", schema.TensorType.INT32, [width],
-                          np.arange(width, dtype=np.int32).tobytes())
+                          np.arange(width, dtype=np.int32)[:: -1 if reverse else 1].tobytes())
         for later in graph.operators[1:]:
             later.inputs = np.array([gathered if int(t) == between else int(t) for t in later.inputs], dtype=np.int32)
         model.operatorCodes.append(_code(schema, "GATHER"))
@@ -106,8 +106,18 @@ def with_top_k_appended(source: Path, target: Path) -> Path:
 @pytest.fixture(scope="module")
 def edited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("edited")
-    return {"gather": with_gather_after_first_layer(HELLO, folder / "hello_gather.tflite"),
-            "top_k": with_top_k_appended(HELLO, folder / "hello_top_k.tflite")}
+    gather = with_gather_after_first_layer(HELLO, folder / "hello_gather.tflite")
+    return {"gather": gather, "top_k": with_top_k_appended(HELLO, folder / "hello_top_k.tflite"),
+            "reversed": with_gather_after_first_layer(HELLO, folder / "hello_reversed.tflite", reverse=True),
+            "unnamed": edit_model(gather, folder / "hello_unnamed.tflite", _without_names)}
+
+
+def _without_names(model: Any, schema: Any) -> None:
+    """Every tensor's name blanked, as in TFLite Micro's keyword_scrambled."""
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            tensor.name = b""
+    model.signatureDefs = []
 
 
 def _compile(model: Path, out: Path, accelerator: str = U55) -> tuple[bytes, list[tuple[str, str]]]:
@@ -323,18 +333,90 @@ def test_the_other_ethos_u_suites_check_the_cpu_part_too(edited: dict[str, Path]
     assert (check["passed"], check["value"], check["variant"]) == (False, 1, accelerator)
 
 
-def test_warm_run_takes_the_cpu_part_from_the_cache(edited: dict[str, Path], tmp_path: Path) -> None:
+def test_warm_run_takes_the_cpu_part_from_the_cache(tmp_path: Path) -> None:
     """The second run has a TensorFlow and a TFLite Micro that fail on import, here and in children."""
-    args = (f"--qcheck-model={FLOAT_IO}", f"--qcheck-model={edited['top_k']}", "--qcheck-suite=ethos-u55",
-            f"--qcheck-cache-dir={tmp_path / 'cache'}", "-k", "tflm_cpu_ops or vela")
+    args = (f"--qcheck-model={FLOAT_IO}", f"--qcheck-data={FIXTURES / 'digits.npz'}", "--qcheck-suite=ethos-u55",
+            f"--qcheck-cache-dir={tmp_path / 'cache'}", "-k", "tflm_cpu or vela")
     cold = run_qcheck(tmp_path / "cold", *args)
-    assert "tflm_cpu" in cold.model(FLOAT_IO.name)
+    assert cold.returncode == 1, cold.stdout  # vela fails: QUANTIZE and DEQUANTIZE stay on the CPU
+    assert [c["passed"] for c in cold.model(FLOAT_IO.name)["checks"]] == [True, True, False]
     poison = tmp_path / "poison"
     for name in ("tensorflow", "keras", "tflite_micro"):
         (poison / name).mkdir(parents=True)
         (poison / name / "__init__.py").write_text(f"raise ImportError('{name} imported in a warm run')\n")
     path = os.pathsep.join([str(poison), *filter(None, [os.environ.get("PYTHONPATH")])])
     warm = run_qcheck(tmp_path / "warm", *args, env={"PYTHONPATH": path})
-    for model in (FLOAT_IO.name, "hello_top_k.tflite"):
-        assert warm.model(model)["checks"] == cold.model(model)["checks"]
-        assert warm.model(model)["tflm_cpu"] == cold.model(model)["tflm_cpu"]
+    assert warm.returncode == 1, warm.stdout
+    model = FLOAT_IO.name
+    assert warm.model(model)["checks"] == cold.model(model)["checks"]
+    for section in ("tflm_cpu", "tflm_cpu_parity"):
+        assert warm.model(model)[section] == cold.model(model)[section]
+
+
+# --- parity of the CPU part ------------------------------------------------------------------
+
+
+def test_cpu_parity_compares_what_tflm_writes_with_litert_on_the_same_inputs(edited: dict[str, Path],
+                                                                             tmp_path: Path) -> None:
+    """The CPU part of the identity GATHER's compilation, compared with a model whose GATHER
+    reverses (same tensor names): TFLM writes the values it was fed, LiteRT their reverse, and
+    the difference is the largest between the first layer's outputs and their reverse."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from qcheck.tflm.runtime import cpu_part_parity
+
+    compiled, _ = _compile(edited["gather"], tmp_path / "vela")
+    original = edited["reversed"].read_bytes()
+    x = np.linspace(-1.0, 7.0, 24, dtype=np.float32).reshape(-1, 1)
+    found = cpu_part_parity(compiled, original, x)
+
+    litert = Interpreter(model_content=original, experimental_preserve_all_tensors=True,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    litert.allocate_tensors()
+    (source,) = [t for t in litert.get_tensor_details() if t["name"] == _Graph(compiled).npu_writes()[0]]
+    (given,) = litert.get_input_details()
+    scale, zero = given["quantization"]
+    expected = 0
+    for sample in x:
+        litert.set_tensor(given["index"], np.clip(np.round(sample[None] / scale) + zero, -128, 127).astype(np.int8))
+        litert.invoke()
+        first = litert.get_tensor(source["index"]).astype(int)
+        expected = max(expected, int(np.abs(first - first[:, ::-1]).max()))
+    assert expected > 0  # the premise: the first layer's 16 outputs are not a palindrome
+    assert (found.samples, found.unmatched) == (24, ())
+    assert [(o.name, o.steps, o.unit) for o in found.outputs] == [("gathered", expected, "steps")]
+
+
+def test_tflm_cpu_parity_in_the_suite(edited: dict[str, Path], tmp_path: Path) -> None:
+    from qcheck.tflite.inspect import inspect_model
+
+    hello_data = tmp_path / "hello.npz"
+    np.savez(hello_data, x=np.linspace(-1.0, 7.0, 40, dtype=np.float32).reshape(-1, 1))
+    digits = run_qcheck(tmp_path / "digits", "--qcheck-suite=ethos-u55", "-k", "tflm_cpu_parity",
+                        f"--qcheck-model={FLOAT_IO}", f"--qcheck-data={FIXTURES / 'digits.npz'}",
+                        "--qcheck-html=report.html")
+    check = digits.check(FLOAT_IO.name, "tflm_cpu_parity")
+    assert (check["passed"], check["value"], check["threshold"], check["variant"]) == (True, 0, 1, U55)
+    assert "on the first 100 evaluation sample(s)" in check["message"]
+    assert "'tfl.quantize' up to 0 steps; 'StatefulPartitionedCall_1:0' up to 0 steps" in check["message"]
+    section = digits.model(FLOAT_IO.name)["tflm_cpu_parity"][U55]
+    assert section["samples"] == 100 and section["unmatched"] == []
+    html = (tmp_path / "digits" / "report.html").read_text()
+    assert ("CPU part parity (ethos-u55-128) &#39;tfl.quantize&#39;</td><td>0 steps</td><td>largest difference "
+            "from LiteRT&#39;s reference kernels on 100 sample(s)<") in html
+
+    others = run_qcheck(tmp_path / "others", "--qcheck-suite=ethos-u55", "-k", "tflm_cpu_parity",
+                        f"--qcheck-data={hello_data}", f"--qcheck-model={edited['gather']}",
+                        f"--qcheck-model={edited['unnamed']}", f"--qcheck-model={edited['top_k']}",
+                        f"--qcheck-model={HELLO}")
+    gather = others.check("hello_gather.tflite", "tflm_cpu_parity")
+    assert (gather["passed"], gather["value"]) == (True, 0) and "'gathered' up to 0 steps" in gather["message"]
+    assert others.model("hello_gather.tflite")["tflm_cpu_parity"][U55]["samples"] == 40
+    # With no tensor names, the tensors crossing to the NPU cannot be found in the model: said, not compared.
+    assert not any(t.name for t in inspect_model(edited["unnamed"].read_bytes()).tensors)
+    unnamed = others.check("hello_unnamed.tflite", "tflm_cpu_parity")
+    assert unnamed["passed"] is None and "could not be found by name in the model" in unnamed["message"]
+    top_k = others.check("hello_top_k.tflite", "tflm_cpu_parity")
+    assert top_k["passed"] is None and "cannot load the CPU part" in top_k["message"]
+    hello = others.check(HELLO.name, "tflm_cpu_parity")
+    assert hello["passed"] is None and "nothing to compare" in hello["message"]

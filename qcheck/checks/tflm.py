@@ -353,3 +353,52 @@ def _cpu_resolver(part: CpuPartLoad) -> str:
     if custom:
         text += "; custom operator(s) " + ", ".join(f"'{code}'" for code in custom) + " are registered by hand"
     return text
+
+
+@check("tflm_cpu_parity", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
+       sections=("tflm_cpu_parity",))
+def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Largest difference between TensorFlow Lite Micro and LiteRT on the operators Vela leaves on the CPU, in steps.
+
+    The CPU part of Vela's output runs in TFLM on the first evaluation samples, fed what LiteRT
+    (TFLite's reference kernels) computes in the model for the tensors it reads from the NPU or
+    the input; what it writes is compared with LiteRT's values of the same tensors, found by
+    name in the model (a float output in steps of the quantized tensor its operator reads).
+    """
+    from qcheck.pipeline import CPU_PARITY_SAMPLES
+
+    if evidence.evaluation_data() is None:
+        return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
+    if already_compiled(evidence):
+        return Measurement(None, skip="the model is Vela's output: LiteRT cannot run its NPU part to feed the CPU "
+                                      "part; give qcheck the model before compilation")
+    config = vela_config(options)
+    part = evidence.tflm_cpu_part(config)
+    if part.load is None:
+        return Measurement(None, skip="Vela puts every operator on the NPU: nothing runs on TensorFlow Lite Micro's "
+                                      "CPU kernels, nothing to compare")
+    if not part.load.loaded:
+        return Measurement(None, skip=f"{_runtime(part.load)} cannot load the CPU part: {part.load.reason} "
+                                      "(see tflm_cpu_ops)")
+    parity = evidence.tflm_cpu_parity(config)
+    assert parity is not None  # there is data
+    accelerator = str(options.get("accelerator", ""))
+    if parity.unmatched:
+        return Measurement(None, skip="the tensors the CPU part reads or writes could not be found by name in the "
+                                      f"model ({', '.join(repr(n) for n in parity.unmatched[:_LISTED])}): the CPU "
+                                      "part was not compared")
+    where = describe_config(evidence.vela(config))
+    value = max((o.steps for o in parity.outputs), default=0.0)
+    described = "; ".join(f"'{o.name}' up to {o.steps:g} {o.unit}" for o in parity.outputs)
+    first = f"the first {parity.samples}" if parity.samples == CPU_PARITY_SAMPLES else f"{parity.samples}"
+    operators = ", ".join(op.label for op in part.operators[:_LISTED])
+    return Measurement(
+        float(value),
+        f"{_runtime(part.load)} against LiteRT's reference kernels on the operator(s) Vela leaves on the CPU "
+        f"({where}: {operators}), on {first} evaluation sample(s) fed what LiteRT computes for the tensors they read: "
+        f"{described}",
+        "a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the TFLite Micro "
+        "version supports it with these types and quantization, or report it with the model to tensorflow/tflite-micro",
+        sections={"tflm_cpu_parity": {accelerator: {"accelerator": accelerator, **parity.to_dict()}}},
+        samples=parity.samples,
+    )

@@ -123,6 +123,31 @@ class CpuPartLoad:
         }
 
 
+@dataclass(frozen=True)
+class CpuOutputDifference:
+    """How far TFLM's value of one output of the CPU part is from LiteRT's."""
+
+    name: str  # the tensor's name (the same in the compiled and the original model)
+    steps: float  # largest difference, in quantization steps (of the float output's quantized source)
+    unit: str  # "steps", or "float" for a float output with no quantized source
+
+
+@dataclass(frozen=True)
+class CpuParity:
+    """The CPU part run in TFLM against the same operators run in LiteRT (reference kernels) in
+    the original model, fed the values LiteRT computes for its inputs; or the boundary tensors
+    that could not be found by name in the original model (``unmatched``, then nothing ran)."""
+
+    samples: int
+    outputs: tuple[CpuOutputDifference, ...]
+    unmatched: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "unmatched": list(self.unmatched),
+                "outputs": [{"name": o.name, "max_steps": o.steps, "unit": o.unit} for o in self.outputs]}
+
+
 def exchanged() -> tuple[type, ...]:
     """The classes of this package that the cache stores and child processes exchange."""
-    return (ArenaRecord, TflmLoad, LayerDifference, Divergence, CpuOperator, CpuPartLoad)
+    return (ArenaRecord, TflmLoad, LayerDifference, Divergence, CpuOperator, CpuPartLoad, CpuOutputDifference,
+            CpuParity)
