@@ -1,8 +1,9 @@
-"""Does it run on a microcontroller? ``tflm_ops``, ``arena``, ``tflm_parity`` and ``tflm_cpu_ops``.
+"""Does it run on a microcontroller? ``tflm_ops``, ``arena``, ``tflm_parity``; ``tflm_cpu_ops`` and
+``tflm_cpu_parity`` beside an Ethos-U NPU.
 
 Each asks TensorFlow Lite Micro itself (the ``tflite-micro`` package's interpreter, in a child
 process, :mod:`qcheck.tflm`): whether it loads the model, the arena its allocator used, and what
-its kernels compute on the evaluation samples; and, on an Ethos-U system, whether it loads the
+its kernels compute on the evaluation samples; and, on an Ethos-U system, the same of the
 operators Vela leaves on the CPU.
 """
 
@@ -15,8 +16,8 @@ import numpy as np
 
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
-from qcheck.checks.vela import TARGET_OPTIONS, already_compiled, compile_ahead, describe_config, vela_config
 from qcheck.checks.tasks import TaskError, declared_tasks, share, task_name, task_table
+from qcheck.checks.vela import TARGET_OPTIONS, already_compiled, compile_ahead, describe_config, vela_config
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
 from qcheck.units import format_quantity, parse_quantity
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 _LISTED = 8
 _ANALYSED = 4  # samples run layer by layer in both runtimes when the outputs differ
 _NPU = "needs the Ethos-U NPU (this model was compiled by Vela)"
-_ETHOS_U = "ethos-u"
 
 
 def _npu_ops(evidence: Evidence) -> int:
@@ -91,7 +91,8 @@ def _refused_ops(evidence: Evidence, loaded: TflmLoad) -> list[tuple[str, int]]:
     return _refused_kinds(evidence.info().operators, loaded, evidence.census().hybrid_ops)
 
 
-def _refused_kinds(operators: Sequence[Operator], loaded: TflmLoad, hybrid: Sequence[Any] = ()) -> list[tuple[str, int]]:
+def _refused_kinds(operators: Sequence[Operator], loaded: TflmLoad,
+                   hybrid: Sequence[Any] = ()) -> list[tuple[str, int]]:
     """What TFLM's refusal of ``operators`` is about, as (kind of operator, how many of them)."""
     if hybrid:  # every kernel exists, but TFLite Micro refuses float activations with int8 weights
         return [("hybrid (dynamic-range: int8 weights, float activations) operators", len(hybrid))]
@@ -345,10 +346,11 @@ def _cpu_arena(loaded: TflmLoad) -> str:
 def _cpu_resolver(part: CpuPartLoad) -> str:
     """The ``AddXxx()`` calls the application's op resolver needs for the CPU part and the NPU."""
     from qcheck.tflm_kernels import CUSTOM_KERNELS, resolver_calls
+    from qcheck.vela import NPU_CUSTOM_CODE
 
     methods, custom = resolver_calls(part.operators)
     if part.npu_ops:
-        methods = sorted({*methods, CUSTOM_KERNELS[_ETHOS_U]})
+        methods = sorted({*methods, CUSTOM_KERNELS[NPU_CUSTOM_CODE]})
     text = f"your MicroMutableOpResolver<{len(methods)}> needs " + ", ".join(f"{m}()" for m in methods)
     if custom:
         text += "; custom operator(s) " + ", ".join(f"'{code}'" for code in custom) + " are registered by hand"

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qcheck.vela import NPU_CUSTOM_CODE
+
 if TYPE_CHECKING:
     from qcheck.tflite.inspect import ModelInfo, OperatorInfo
 
-NPU_CUSTOM_CODE = "ethos-u"
 # Vela's plan of the whole model's arena (tensor index -> offset): meaningless for a model with
 # other tensors, so the CPU part leaves it out and TFLM plans its tensors itself.
 _OFFLINE_PLAN = b"OfflineMemoryAllocation"
@@ -65,7 +66,12 @@ def cut_cpu_part(compiled: bytes) -> CpuPart:
     if not cpu:
         return CpuPart(b"", (), (), (), len(npu))
     inputs, outputs = _boundary(info, npu, cpu)
-    return CpuPart(_build(compiled, cpu, inputs, outputs), tuple(op.index for op in cpu), inputs, outputs, len(npu))
+    try:
+        tflite = _build(compiled, cpu, inputs, outputs)
+    except (IndexError, KeyError, TypeError) as exc:  # a buffer or operator code the file does not hold
+        raise ValueError(f"the compiled model is damaged ({type(exc).__name__}: {exc}): its CPU part cannot be "
+                         "cut out") from exc
+    return CpuPart(tflite, tuple(op.index for op in cpu), inputs, outputs, len(npu))
 
 
 def _boundary(info: ModelInfo, npu: list[OperatorInfo], cpu: list[OperatorInfo]) -> tuple[tuple[int, ...],
