@@ -155,8 +155,9 @@ class _Graph:
         names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
         graph = model.subgraphs[0]
         self.tensors = graph.tensors
-        self.codes = [(c.customCode or b"").decode() if max(c.builtinCode, c.deprecatedBuiltinCode) == 32
-                      else names[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in model.operatorCodes]
+        builtins = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+        self.codes = [(c.customCode or b"").decode() if b == schema.BuiltinOperator.CUSTOM else names[b]
+                      for c, b in zip(model.operatorCodes, builtins, strict=True)]
         self.ops = [(self.codes[op.opcodeIndex], [int(t) for t in op.inputs], [int(t) for t in op.outputs])
                     for op in graph.operators]
         self.inputs = [self.name(int(t)) for t in graph.inputs]
