@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from qcheck.tflite.convert import FloatReference
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import RunResult
-    from qcheck.tflm import Divergence, TflmLoad
+    from qcheck.tflm import CpuParity, CpuPartLoad, Divergence, TflmLoad
     from qcheck.vela import VelaConfig, VelaResult
 
 
@@ -104,6 +104,25 @@ class DataEvidence:
 
     def tflm(self) -> TflmLoad:
         return self._base.tflm()
+
+    def tflm_cpu_part(self, config: VelaConfig | None) -> CpuPartLoad:
+        return self._base.tflm_cpu_part(config)
+
+    def tflm_cpu_parity(self, config: VelaConfig) -> CpuParity | None:
+        def make() -> CpuParity:
+            import numpy
+
+            from qcheck.pipeline import CPU_PARITY_SAMPLES
+
+            check_fits(self.info(), self._data, self.model)
+            x = self._data.x[numpy.arange(min(len(self._data), CPU_PARITY_SAMPLES))]
+            return cast("CpuParity", call_isolated(
+                "qcheck.tflm.runtime:cpu_part_parity", self._base.vela_compiled(config), self.tflite(), x,
+                stateful=self.spec.stateful, what=f"running the CPU part of {self.model} in TFLite Micro and LiteRT",
+                timeout=self.timeout,
+            ))
+
+        return self._memo.get(f"tflm_cpu_parity:{config}", make)
 
     def tflm_evaluation(self, runtime: str = "tflm") -> RunResult | None:
         def make() -> RunResult:

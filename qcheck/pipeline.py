@@ -35,10 +35,11 @@ if TYPE_CHECKING:
     from qcheck.tflite.convert import FloatReference, Quantized
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import RunResult
-    from qcheck.tflm import Divergence, TflmLoad
+    from qcheck.tflm import CpuParity, CpuPartLoad, Divergence, TflmLoad
     from qcheck.vela import VelaConfig, VelaResult
 
 T = TypeVar("T")
+CPU_PARITY_SAMPLES = 100  # evaluation samples the CPU part of an Ethos-U system runs in both runtimes
 
 
 class Memo:
@@ -96,6 +97,7 @@ _FAILED_STEPS = {
     "calibration": "has no usable calibration data: the file could not be loaded",
     "split": "has no usable data: the data could not be split",
     "tflm": "could not be loaded in TFLite Micro", "tflm_evaluation": "could not be run in TFLite Micro",
+    "tflm_cpu_part": "could not have its CPU part loaded in TFLite Micro",
 }
 
 
@@ -507,6 +509,37 @@ class ModelRun:
         key = f"tflm_divergence:{samples.tolist()}:{steps!r}"
         return self._memo.get(key, lambda: tflm_steps.divergence(self, samples, steps))
 
+    def vela_compiled(self, config: VelaConfig) -> bytes:
+        """Vela's compiled model for ``config`` (compiled once, as for :meth:`vela`)."""
+        self.vela(config)
+        compiled: bytes | None = self._memo.made(f"vela_compiled:{config}")
+        if not compiled:
+            raise QcheckError(self.model, f"Vela wrote no compiled model for {config.described}")
+        return compiled
+
+    def tflm_cpu_part(self, config: VelaConfig | None) -> CpuPartLoad:
+        from qcheck.tflm import steps
+
+        def make() -> CpuPartLoad:
+            if config is None:  # the model is Vela's output already
+                return steps.cpu_part(self, self.tflite(), "the model as given")
+            return steps.cpu_part(self, self.vela_compiled(config), f"Vela's output for {config.accelerator}")
+
+        return self._memo.get(f"tflm_cpu_part:{config}", make)
+
+    def tflm_cpu_parity(self, config: VelaConfig) -> CpuParity | None:
+        from qcheck.tflm import steps
+
+        def make() -> CpuParity | None:
+            data = self.evaluation_data()
+            if data is None:
+                return None
+            check_fits(self.info(), data, self.model)
+            x = data.x[np.arange(min(len(data), CPU_PARITY_SAMPLES))]
+            return steps.cpu_parity(self, self.vela_compiled(config), f"Vela's output for {config.accelerator}", x)
+
+        return self._memo.get(f"tflm_cpu_parity:{config}", make)
+
     def calibration_diagnosis(self) -> CalibrationDiagnosis | None:
         """Calibration inputs against evaluation inputs, and constant outputs (None without data),
         made once for the checks that cite it and the report."""
@@ -550,6 +583,7 @@ class ModelRun:
                                              timeout=self._timeout, root=self.out_dir, never=self._inputs)
 
             files, _ = self._cache.get_or_make(key, compile)
+            self._memo.get(f"vela_compiled:{config}", lambda: files.compiled)  # for the CPU part's checks
             return read_result(model, config, files, folder, root=self.out_dir, never=self._inputs)
 
         # One compilation per configuration, shared by the vela check and the memory checks.

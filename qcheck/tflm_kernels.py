@@ -18,10 +18,17 @@ A kernel being listed does not mean every data type is supported (most take int8
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
-if TYPE_CHECKING:
-    from qcheck.tflite.inspect import OperatorInfo
+
+class Operator(Protocol):
+    """An operator as the resolver hint needs it (:class:`qcheck.tflite.inspect.OperatorInfo`, or
+    :class:`qcheck.tflm.CpuOperator`)."""
+
+    @property
+    def op(self) -> str: ...
+    @property
+    def custom(self) -> bool: ...
 
 SOURCE: Final = (
     "tensorflow/tflite-micro python/tflite_micro/python_ops_resolver.cc "
@@ -161,7 +168,7 @@ def resolver_call(op: str, custom: bool = False) -> str:
     return "Add" + "".join(part[:1].upper() + part[1:].lower() for part in op.replace("-", "_").split("_"))
 
 
-def resolver_calls(operators: Iterable[OperatorInfo]) -> tuple[list[str], list[str]]:
+def resolver_calls(operators: Iterable[Operator]) -> tuple[list[str], list[str]]:
     """The sorted ``AddXxx`` methods a model's operators need, and its custom operator codes
     (registered by hand, with TFLM's ``AddXxx`` when TFLM has the kernel)."""
     methods: set[str] = set()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from qcheck.tflite.convert import FloatReference
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import RunResult
-    from qcheck.tflm import Divergence, TflmLoad
+    from qcheck.tflm import CpuParity, CpuPartLoad, Divergence, TflmLoad
     from qcheck.vela import VelaConfig, VelaResult
 
 
@@ -46,3 +46,10 @@ class Evidence(Protocol):
     def tflm(self) -> TflmLoad: ...
     def tflm_evaluation(self, runtime: str = "tflm") -> RunResult | None: ...
     def tflm_divergence(self, samples: np.ndarray, steps: float) -> Divergence: ...
+    # The operators Vela leaves on the CPU of an Ethos-U system, cut out of its output for
+    # ``config`` (of the model itself when it is Vela's output already, config None) and
+    # loaded in TFLM.
+    def tflm_cpu_part(self, config: VelaConfig | None) -> CpuPartLoad: ...
+    # That CPU part run in TFLM against LiteRT's reference kernels on the first evaluation samples,
+    # fed what LiteRT computes for the tensors it reads (None without evaluation data).
+    def tflm_cpu_parity(self, config: VelaConfig) -> CpuParity | None: ...

@@ -1,13 +1,15 @@
-"""Does it run on a microcontroller without an NPU? ``tflm_ops``, ``arena`` and ``tflm_parity``.
+"""Does it run on a microcontroller? ``tflm_ops``, ``arena``, ``tflm_parity``; ``tflm_cpu_ops`` and
+``tflm_cpu_parity`` beside an Ethos-U NPU.
 
 Each asks TensorFlow Lite Micro itself (the ``tflite-micro`` package's interpreter, in a child
 process, :mod:`qcheck.tflm`): whether it loads the model, the arena its allocator used, and what
-its kernels compute on the evaluation samples.
+its kernels compute on the evaluation samples; and, on an Ethos-U system, the same of the
+operators Vela leaves on the CPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +17,7 @@ import numpy as np
 from qcheck.checks import check
 from qcheck.checks.evidence import Evidence
 from qcheck.checks.tasks import TaskError, declared_tasks, share, task_name, task_table
+from qcheck.checks.vela import TARGET_OPTIONS, already_compiled, compile_ahead, describe_config, vela_config
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
 from qcheck.units import format_quantity, parse_quantity
@@ -22,7 +25,8 @@ from qcheck.units import format_quantity, parse_quantity
 if TYPE_CHECKING:
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import HeadOutput
-    from qcheck.tflm import TflmLoad
+    from qcheck.tflm import CpuPartLoad, TflmLoad
+    from qcheck.tflm_kernels import Operator
 
 _LISTED = 8
 _ANALYSED = 4  # samples run layer by layer in both runtimes when the outputs differ
@@ -84,8 +88,12 @@ def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
 
 def _refused_ops(evidence: Evidence, loaded: TflmLoad) -> list[tuple[str, int]]:
     """What TFLM's refusal is about, as (kind of operator, how many of them the model has)."""
-    operators = evidence.info().operators
-    hybrid = evidence.census().hybrid_ops
+    return _refused_kinds(evidence.info().operators, loaded, evidence.census().hybrid_ops)
+
+
+def _refused_kinds(operators: Sequence[Operator], loaded: TflmLoad,
+                   hybrid: Sequence[Any] = ()) -> list[tuple[str, int]]:
+    """What TFLM's refusal of ``operators`` is about, as (kind of operator, how many of them)."""
     if hybrid:  # every kernel exists, but TFLite Micro refuses float activations with int8 weights
         return [("hybrid (dynamic-range: int8 weights, float activations) operators", len(hybrid))]
     if loaded.failed_op == "CUSTOM":  # TFLM names no custom code: the model's custom operators are the suspects
@@ -277,3 +285,122 @@ def _against_default_litert(evidence: Evidence, micro: Mapping[str, HeadOutput],
     return (f"LiteRT's default run (with XNNPACK, which the accuracy checks use) differs from TFLite Micro by up to "
             f"{worst:g} steps: set [checks.accuracy_drop] runtime = \"tflm\" to judge accuracy on TFLite Micro's "
             "kernels")
+
+
+@check("tflm_cpu_ops", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
+       sections=("tflm_cpu",))
+def tflm_cpu_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Operators Vela leaves on the CPU that TensorFlow Lite Micro cannot load, as TFLite Micro itself reports.
+
+    On an Ethos-U system, TFLM runs the model: its 'ethos-u' kernel hands the NPU its part, and
+    TFLM's own kernels run every other operator on the Cortex-M. Those operators are cut out of
+    Vela's output (:mod:`qcheck.tflm.cpu_part`) and loaded in TFLM alone; one it has no kernel
+    for means the model cannot run on the device at all.
+    """
+    accelerator = str(options.get("accelerator", ""))
+    if already_compiled(evidence):
+        part, where = evidence.tflm_cpu_part(None), "the model as given, compiled by Vela already"
+    else:
+        config = vela_config(options)
+        part, where = evidence.tflm_cpu_part(config), describe_config(evidence.vela(config))
+    section = {"tflm_cpu": {accelerator: {"accelerator": accelerator, **part.to_dict()}}}
+    if part.load is None:
+        return Measurement(0.0, f"Vela puts every operator on the NPU ({part.npu_ops} 'ethos-u' operator(s)): nothing "
+                                f"runs on TensorFlow Lite Micro's CPU kernels ({where})", sections=section)
+    loaded = part.load
+    count = len(part.operators)
+    listed = ", ".join(op.label for op in part.operators[:_LISTED])
+    listed += f" and {count - _LISTED} more" if count > _LISTED else ""
+    if loaded.loaded:
+        return Measurement(0.0, f"{_runtime(loaded)} loads the {count} operator(s) Vela leaves on the CPU ({where}): "
+                                f"{listed}; {_cpu_arena(loaded)}; {_cpu_resolver(part)}", sections=section)
+    hybrid = evidence.census().hybrid_ops  # float activations: never on the NPU, refused by TFLM
+    refused = _refused_kinds(part.operators, loaded, hybrid)
+    total = sum(n for _, n in refused)
+    at = ""
+    if 0 <= loaded.failed_node < count:  # TFLM numbers the CPU part's operators: name the compiled model's
+        at = f"; the operator it stopped at: {part.operators[loaded.failed_node].label}"
+    kinds = "; ".join(f"{key} x{n}" for key, n in refused[:_LISTED])
+    hint = ("replace the operator with one Vela puts on the NPU (the vela check says why it stays on the CPU) or "
+            "with one TFLite Micro has a kernel for, or register your own kernel for it in the application's op "
+            "resolver; TFLite Micro stops at the first operator it cannot load, so fix that one and run again")
+    if hybrid:
+        hint = ("convert to full integer (a representative dataset and TFLITE_BUILTINS_INT8): Vela and TFLite Micro "
+                "run int8 models, not dynamic-range ones")
+    return Measurement(
+        float(total),
+        f"{_runtime(loaded)} cannot load the operator(s) Vela leaves on the CPU ({where}), so the model cannot run "
+        f"on the device: {loaded.reason} ({kinds}{at}); CPU operators: {listed}",
+        hint, sections=section,
+    )
+
+
+def _cpu_arena(loaded: TflmLoad) -> str:
+    """The arena TFLM allocates for the CPU part alone, said for what it is."""
+    return (f"TFLite Micro allocates {format_quantity(loaded.total, 'bytes')} for the CPU part alone (head "
+            f"{format_quantity(loaded.head, 'bytes')}: its own tensors; tail {format_quantity(loaded.tail, 'bytes')}: "
+            "its kernels' data and TFLM's structures), not the device's arena, which also holds the NPU part's "
+            "tensors and scratch as Vela plans them")
+
+
+def _cpu_resolver(part: CpuPartLoad) -> str:
+    """The ``AddXxx()`` calls the application's op resolver needs for the CPU part and the NPU."""
+    from qcheck.tflm_kernels import CUSTOM_KERNELS, resolver_calls
+    from qcheck.vela import NPU_CUSTOM_CODE
+
+    methods, custom = resolver_calls(part.operators)
+    if part.npu_ops:
+        methods = sorted({*methods, CUSTOM_KERNELS[NPU_CUSTOM_CODE]})
+    text = f"your MicroMutableOpResolver<{len(methods)}> needs " + ", ".join(f"{m}()" for m in methods)
+    if custom:
+        text += "; custom operator(s) " + ", ".join(f"'{code}'" for code in custom) + " are registered by hand"
+    return text
+
+
+@check("tflm_cpu_parity", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
+       sections=("tflm_cpu_parity",))
+def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
+    """Largest difference between TensorFlow Lite Micro and LiteRT on the operators Vela leaves on the CPU, in steps.
+
+    The CPU part of Vela's output runs in TFLM on the first evaluation samples, fed what LiteRT
+    (TFLite's reference kernels) computes in the model for the tensors it reads from the NPU or
+    the input; what it writes is compared with LiteRT's values of the same tensors, found by
+    name in the model (a float output in steps of the quantized tensor its operator reads).
+    """
+    from qcheck.pipeline import CPU_PARITY_SAMPLES
+
+    if evidence.evaluation_data() is None:
+        return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
+    if already_compiled(evidence):
+        return Measurement(None, skip="the model is Vela's output: LiteRT cannot run its NPU part to feed the CPU "
+                                      "part; give qcheck the model before compilation")
+    config = vela_config(options)
+    part = evidence.tflm_cpu_part(config)
+    if part.load is None:
+        return Measurement(None, skip="Vela puts every operator on the NPU: nothing runs on TensorFlow Lite Micro's "
+                                      "CPU kernels, nothing to compare")
+    if not part.load.loaded:
+        return Measurement(None, skip=f"{_runtime(part.load)} cannot load the CPU part: {part.load.reason} "
+                                      "(see tflm_cpu_ops)")
+    parity = evidence.tflm_cpu_parity(config)
+    assert parity is not None  # there is data
+    accelerator = str(options.get("accelerator", ""))
+    if parity.unmatched:
+        return Measurement(None, skip="the tensors the CPU part reads or writes could not be found by name in the "
+                                      f"model ({', '.join(repr(n) for n in parity.unmatched[:_LISTED])}): the CPU "
+                                      "part was not compared")
+    where = describe_config(evidence.vela(config))
+    value = max((o.steps for o in parity.outputs), default=0.0)
+    described = "; ".join(f"'{o.name}' up to {o.steps:g} {o.unit}" for o in parity.outputs)
+    first = f"the first {parity.samples}" if parity.samples == CPU_PARITY_SAMPLES else f"{parity.samples}"
+    operators = ", ".join(op.label for op in part.operators[:_LISTED])
+    return Measurement(
+        float(value),
+        f"{_runtime(part.load)} against LiteRT's reference kernels on the operator(s) Vela leaves on the CPU "
+        f"({where}: {operators}), on {first} evaluation sample(s) fed what LiteRT computes for the tensors they read: "
+        f"{described}",
+        "a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the TFLite Micro "
+        "version supports it with these types and quantization, or report it with the model to tensorflow/tflite-micro",
+        sections={"tflm_cpu_parity": {accelerator: {"accelerator": accelerator, **parity.to_dict()}}},
+        samples=parity.samples,
+    )

@@ -92,6 +92,62 @@ class Divergence:
                 "first_over_threshold": one(self.first_over), "note": self.note}
 
 
+@dataclass(frozen=True)
+class CpuOperator:
+    """An operator of a Vela-compiled model that runs on the CPU (not an 'ethos-u' one)."""
+
+    index: int  # in the compiled model's main subgraph
+    op: str
+    custom: bool
+    label: str  # as reports name it: its type and its output's name
+
+
+@dataclass(frozen=True)
+class CpuPartLoad:
+    """TFLM's answer to loading the CPU part of a Vela-compiled model (:mod:`qcheck.tflm.cpu_part`):
+    the operators Vela left on the CPU, the tensors crossing between them and the NPU, and
+    TFLM's load of them alone (None when nothing runs on the CPU)."""
+
+    npu_ops: int
+    operators: tuple[CpuOperator, ...]
+    inputs: tuple[str, ...]  # names of the compiled model's tensors the CPU part reads from the NPU or the input
+    outputs: tuple[str, ...]  # names of those it writes for the NPU or as the model's output
+    load: TflmLoad | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "npu_ops": self.npu_ops,
+            "cpu_operators": [{"index": op.index, "op": op.op, "label": op.label} for op in self.operators],
+            "inputs": list(self.inputs), "outputs": list(self.outputs),
+            "load": None if self.load is None else self.load.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class CpuOutputDifference:
+    """How far TFLM's value of one output of the CPU part is from LiteRT's."""
+
+    name: str  # the tensor's name (the same in the compiled and the original model)
+    steps: float  # largest difference, in quantization steps (of the float output's quantized source)
+    unit: str  # "steps", or "float" for a float output with no quantized source
+
+
+@dataclass(frozen=True)
+class CpuParity:
+    """The CPU part run in TFLM against the same operators run in LiteRT (reference kernels) in
+    the original model, fed the values LiteRT computes for its inputs; or the boundary tensors
+    that could not be found by name in the original model (``unmatched``, then nothing ran)."""
+
+    samples: int
+    outputs: tuple[CpuOutputDifference, ...]
+    unmatched: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "unmatched": list(self.unmatched),
+                "outputs": [{"name": o.name, "max_steps": o.steps, "unit": o.unit} for o in self.outputs]}
+
+
 def exchanged() -> tuple[type, ...]:
     """The classes of this package that the cache stores and child processes exchange."""
-    return (ArenaRecord, TflmLoad, LayerDifference, Divergence)
+    return (ArenaRecord, TflmLoad, LayerDifference, Divergence, CpuOperator, CpuPartLoad, CpuOutputDifference,
+            CpuParity)

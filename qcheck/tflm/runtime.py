@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qcheck.tflm import ArenaRecord, Divergence, LayerDifference, TflmLoad, tflm_version
+from qcheck.tflm import (
+    ArenaRecord,
+    CpuOperator,
+    CpuOutputDifference,
+    CpuPartLoad,
+    CpuParity,
+    Divergence,
+    LayerDifference,
+    TflmLoad,
+    tflm_version,
+)
 
 if TYPE_CHECKING:
     from qcheck.lazy_arrays import LazyArray
@@ -86,6 +96,25 @@ def load(tflite: bytes) -> TflmLoad:
         raise RuntimeError("TFLite Micro loaded the model but printed no arena allocation: "
                            + " | ".join(printed[:6]))
     return TflmLoad(version, True, totals["total"], totals.get("head", 0), totals.get("tail", 0), records)
+
+
+def load_cpu_part(compiled: bytes) -> CpuPartLoad:
+    """Cut the CPU part out of ``compiled`` (a model Vela wrote) and load it in TFLM: the
+    operators Vela left on the CPU, as TFLite Micro's kernels would run them beside the NPU."""
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflm.cpu_part import cut_cpu_part
+
+    part = cut_cpu_part(compiled)
+    info = inspect_model(compiled)
+    main = {op.index: op for op in info.operators if op.subgraph == 0}
+    operators = tuple(CpuOperator(i, main[i].op, main[i].custom, info.operator_label(main[i]))
+                      for i in part.operators)
+
+    def named(indices: tuple[int, ...]) -> tuple[str, ...]:
+        return tuple(info.tensor(0, i).name for i in indices)
+
+    return CpuPartLoad(part.npu_ops, operators, named(part.inputs), named(part.outputs),
+                       None if part.empty else load(part.tflite))
 
 
 def _refused(version: str, log: list[str], error: str) -> TflmLoad:
@@ -314,3 +343,83 @@ def _difference(info: ModelInfo, index: int, litert: Any, micro: Any) -> float |
     if a.dtype.kind == "f" or b.dtype.kind == "f":
         return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
     return float(np.max(np.abs(a.astype(np.int64) - b.astype(np.int64))))
+
+
+def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInputs, *,
+                    stateful: str = "reset") -> CpuParity:
+    """Run the CPU part of ``compiled`` (Vela's output for ``original``) in TFLM on the samples of
+    ``x``, fed the values LiteRT (reference kernels) computes in ``original`` for the tensors it
+    reads, and compare what it writes with LiteRT's values of the same tensors, found by name."""
+    from qcheck.named_inputs import by_input
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflite.quant import quantize
+    from qcheck.tflm.cpu_part import cut_cpu_part
+
+    part = cut_cpu_part(compiled)
+    if part.empty:
+        return CpuParity(0, ())
+    whole, info = inspect_model(compiled), inspect_model(original)
+    by_name: dict[str, list[Any]] = {}
+    for tensor in info.tensors:
+        if tensor.subgraph == 0:
+            by_name.setdefault(tensor.name, []).append(tensor)
+    found: dict[int, int] = {}  # compiled model's tensor -> original model's
+    for index in (*part.inputs, *part.outputs):
+        ours = whole.tensor(0, index)
+        same = [t for t in by_name.get(ours.name, []) if t.dtype == ours.dtype and t.elements == ours.elements]
+        if ours.name and len(same) == 1:
+            found[index] = same[0].index
+    unmatched = tuple(whole.tensor(0, i).name or f"tensor #{i}" for i in (*part.inputs, *part.outputs)
+                      if i not in found)
+    if unmatched:
+        return CpuParity(0, (), unmatched)
+    litert, micro, sub = _litert(original, keep_tensors=True), _tflm(part.tflite), inspect_model(part.tflite)
+    positions = {io.name: i for i, io in enumerate(info.inputs)}
+    feed = {}
+    for name, values in by_input(x, positions).items():
+        tensor = info.inputs[positions[name]].tensor
+        p = _params(tensor)
+        values = np.asarray(values, np.float32)
+        feed[name] = quantize(values, p)[0] if p is not None else values.astype(np.dtype(tensor.dtype))
+    worst = np.zeros(len(part.outputs))
+    steps = [_output_step(sub, k) for k in range(len(part.outputs))]
+    for k in range(len(x)):
+        if stateful == "reset" and info.stateful:
+            litert.reset_all_variables()
+            micro.reset()
+        for name, i in positions.items():
+            litert.set_tensor(info.inputs[i].tensor.index, feed[name][k : k + 1])
+        litert.invoke()
+        for position, index in enumerate(part.inputs):
+            shape = sub.inputs[position].tensor.shape
+            micro.set_input(np.asarray(litert.get_tensor(found[index])).reshape(shape), position)
+        failure: Exception | None = None
+        with captured_stderr() as log:
+            try:
+                micro.invoke()
+            except RuntimeError as exc:
+                failure = exc
+        if failure is not None:
+            raise RuntimeError(f"TFLite Micro failed on sample {k}: {_describe_failure(log, failure)}")
+        for position, index in enumerate(part.outputs):
+            a = np.asarray(litert.get_tensor(found[index])).reshape(-1).astype(np.float64)
+            b = np.asarray(micro.get_output(position)).reshape(-1).astype(np.float64)
+            worst[position] = max(worst[position], float(np.max(np.abs(a - b), initial=0.0)) / steps[position][0])
+    outputs = tuple(CpuOutputDifference(whole.tensor(0, index).name, float(worst[k]), steps[k][1])
+                    for k, index in enumerate(part.outputs))
+    return CpuParity(len(x), outputs)
+
+
+def _output_step(info: ModelInfo, position: int) -> tuple[float, str]:
+    """One step of the CPU part's output at ``position``: 1 for an integer tensor; for a float
+    one, the scale of the quantized tensor its operator reads (a DEQUANTIZE's input), if any."""
+    tensor = info.outputs[position].tensor
+    if not tensor.dtype.startswith("float"):
+        return 1.0, "steps"
+    for op in info.operators:
+        if op.subgraph == 0 and tensor.index in op.outputs:
+            for i in op.inputs:
+                source = info.tensor(0, i) if i >= 0 else None
+                if source is not None and source.scale and source.scale[0] > 0 and not source.constant:
+                    return float(source.scale[0]), "steps"
+    return 1.0, "float"

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from qcheck.data import Dataset
     from qcheck.pipeline import ModelRun
     from qcheck.tflite.run import RunResult
-    from qcheck.tflm import Divergence, TflmLoad
+    from qcheck.named_inputs import NamedInputs
+    from qcheck.tflm import CpuParity, CpuPartLoad, Divergence, TflmLoad
 
 # A model Vela compiled: its 'ethos-u' operators need the NPU (TFLM's kernel drives it).
 ETHOS_U = "ethos-u"
@@ -43,6 +44,39 @@ def load(run: ModelRun) -> TflmLoad:
         return loaded
 
     return run._cache.get_or_make(key, measure)[0]
+
+
+def cpu_part(run: ModelRun, compiled: bytes, where: str) -> CpuPartLoad:
+    """TFLM's answer to loading the CPU part of ``compiled`` (Vela's output ``where``: for which
+    accelerator), keyed by the compiled bytes, so that a warm run compiles and loads nothing."""
+    key = digest("tflm-cpu-part", versions(DISTRIBUTION, "ai-edge-litert"), compiled)
+
+    def measure() -> CpuPartLoad:
+        run._step(f"loading the CPU part of {where} in TFLite Micro")
+        loaded: CpuPartLoad = call_isolated("qcheck.tflm.runtime:load_cpu_part", compiled,
+                                            what=f"loading the CPU part of {run.model} ({where}) in TFLite Micro",
+                                            timeout=run.timeout)
+        return loaded
+
+    return run._cache.get_or_make(key, measure)[0]
+
+
+def cpu_parity(run: ModelRun, compiled: bytes, where: str, x: np.ndarray | NamedInputs) -> CpuParity:
+    """The CPU part of ``compiled`` (Vela's output for the model, ``where``: for which accelerator)
+    run in TFLM on the samples ``x`` against the same operators in LiteRT (reference kernels)."""
+    original = run.tflite()
+    key = digest("tflm-cpu-parity", versions(DISTRIBUTION, "ai-edge-litert"), compiled, original, x,
+                 run.spec.stateful)
+
+    def compare() -> CpuParity:
+        run._step(f"running the CPU part of {where} in TFLite Micro and LiteRT on {len(x)} sample(s)")
+        found: CpuParity = call_isolated("qcheck.tflm.runtime:cpu_part_parity", compiled, original, x,
+                                         stateful=run.spec.stateful,
+                                         what=f"running the CPU part of {run.model} ({where}) in TFLite Micro and "
+                                              "LiteRT", timeout=run.timeout)
+        return found
+
+    return run._cache.get_or_make(key, compare)[0]
 
 
 def evaluation(run: ModelRun, data: Dataset, runtime: str) -> RunResult:

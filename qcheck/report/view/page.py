@@ -136,7 +136,8 @@ def model_view(entry: Mapping[str, Any], index: int = 1, links_from: Path | None
                          for label, share in sorted((entry.get("saturation") or {}).items())),
         vela=tuple(vela_target(acc, data, checks) for acc, data in sorted((entry.get("vela") or {}).items())),
         size=size_breakdown(entry.get("size_breakdown") or []),
-        tflm=tflm(entry.get("tflm"), entry.get("arena"), entry.get("tflm_parity")),
+        tflm=tflm(entry.get("tflm"), entry.get("arena"), entry.get("tflm_parity"), entry.get("tflm_cpu"),
+                  entry.get("tflm_cpu_parity")),
         artifacts=artifacts(entry.get("artifacts") or {}, links_from),
     )
 

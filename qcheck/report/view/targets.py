@@ -105,10 +105,13 @@ def _budget(value: float, budget: float | None, unit: str) -> str:
 
 
 def tflm(section: Mapping[str, Any] | None, arena: Mapping[str, Any] | None = None,
-         parity_section: Mapping[str, Any] | None = None) -> Table | None:
+         parity_section: Mapping[str, Any] | None = None, cpu_part: Mapping[str, Any] | None = None,
+         cpu_parity: Mapping[str, Any] | None = None) -> Table | None:
     """Operators without a TFLite Micro kernel, the resolver the model needs, and (from the arena
-    and tflm_parity checks) the arena TFLM allocates and how far its outputs are from LiteRT's."""
-    if not (section or arena or parity_section):  # none of the three checks ran
+    and tflm_parity checks) the arena TFLM allocates and how far its outputs are from LiteRT's;
+    on an Ethos-U system (tflm_cpu_ops, tflm_cpu_parity), whether TFLM loads the operators Vela
+    leaves on the CPU, and how far what they write is from LiteRT's."""
+    if not (section or arena or parity_section or cpu_part or cpu_parity):  # none of the checks ran
         return None
     section, parity_section = section or {}, parity_section or {}
     rows = [(str(u.get("op", "")), str(u.get("count", "")), str(u.get("reason", "")))
@@ -128,4 +131,25 @@ def tflm(section: Mapping[str, Any] | None, arena: Mapping[str, Any] | None = No
     first = (parity_section.get("divergence") or {}).get("first_difference")
     if first:
         rows.append(("first differing layer", f"{first['steps']:g} {first['unit']}", str(first["label"])))
+    for accelerator, part in sorted((cpu_part or {}).items()):
+        rows.append(_cpu_part_row(accelerator, part))
+    for accelerator, parity in sorted((cpu_parity or {}).items()):
+        for output in parity.get("outputs", []):
+            rows.append((f"CPU part parity ({accelerator}) '{output.get('name', '')}'",
+                         f"{output.get('max_steps', 0):g} {output.get('unit', 'steps')}",
+                         f"largest difference from LiteRT's reference kernels on {parity.get('samples', 0)} sample(s)"))
     return Table(("operator", "count", "TFLite Micro"), tuple(rows))
+
+
+def _cpu_part_row(accelerator: str, part: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The operators Vela leaves on the CPU for ``accelerator``, and what TFLM made of them."""
+    operators = [str(op.get("label", "")) for op in part.get("cpu_operators", [])]
+    load = part.get("load")
+    if not operators or not isinstance(load, Mapping):
+        return f"CPU part ({accelerator})", "0", "nothing runs on TFLite Micro's CPU kernels"
+    if load.get("loaded"):
+        said = (f"loads {', '.join(operators)}; {format_quantity(load.get('total'), 'bytes')} arena for the CPU "
+                "part alone")
+    else:
+        said = f"cannot load them: {load.get('reason', '')} ({', '.join(operators)})"
+    return f"CPU part ({accelerator})", str(len(operators)), said
