@@ -24,3 +24,43 @@ def test_a_model_stopped_by_x_keeps_its_facts_in_the_report(tmp_path: Path, xdis
     assert entry["quantization_info"]["quantization"] == "mixed"
     assert entry["artifacts"]["quantized_model"].endswith("float_op_quant.tflite")
     assert "ethos-u55-128" in entry["vela"]  # started ahead: waited for, not raced
+
+
+# -- baselines: a figure the baseline has and this run cannot measure is no pass ----------------
+
+
+def test_a_baseline_figure_that_cannot_be_measured_now_fails_the_baseline(tmp_path: Path) -> None:
+    # The baseline was made with evaluation data; CI then loses it (a moved file, a changed
+    # [tool.qcheck] data): accuracy_drop skips, and the baseline passed "not measured now" with
+    # the run's exit code 0, whatever the accuracy had become.
+    import shutil
+
+    shutil.copy(FIXTURES / "digits_cnn.keras", tmp_path / "model.keras")
+    made = run_qcheck(tmp_path, "--qcheck-model=model.keras", f"--qcheck-data={FIXTURES / 'digits.npz'}",
+                      "--qcheck-baseline=bl", "--qcheck-baseline-update", "-k", "baseline")
+    assert made.returncode == 0, made.stdout
+    run = run_qcheck(tmp_path, "--qcheck-model=model.keras", "--qcheck-baseline=bl", "-k", "baseline or accuracy")
+    assert run.check("model.keras", "accuracy_drop")["status"] == "skipped"
+    baseline = run.check("model.keras", "baseline")
+    assert baseline["status"] == "failed", baseline["message"]
+    assert "accuracy_drop is in the baseline" in baseline["message"]
+    assert "needs evaluation data" in baseline["message"]
+    assert run.returncode == 1
+
+
+def test_a_figure_its_check_could_not_measure_fails_and_one_not_asked_for_does_not() -> None:
+    # TFLite Micro no longer loading the model leaves its arena unmeasured (the arena check skips;
+    # tflm_ops is not in the default suite): that is no pass. A figure the run does not ask for
+    # (Vela's, with Vela out of the suite) stays a line.
+    from qcheck.baseline.compare import compare
+    from qcheck.baseline.record import Figure, Record
+
+    base = Record("m.keras", {}, "ab", {"arena": Figure(3136.0, "bytes"), "sram": Figure(1312.0, "bytes")},
+                  accelerator="ethos-u55-128")
+    now = Record("m.keras", {}, "ab", {}, unmeasured={
+        "arena": "TFLite Micro cannot load the model, so it has no arena: Didn't find op for builtin opcode"})
+    result = compare(base, now, {})
+    assert len(result.failures) == 1 and result.failures[0].startswith("arena is in the baseline (3.06 KiB)")
+    assert "Didn't find op" in result.failures[0]
+    assert any(line.startswith("sram: not measured now") for line in result.lines)
+    assert result.section["figures"]["arena"]["verdict"] == "unmeasurable"

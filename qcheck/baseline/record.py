@@ -95,6 +95,9 @@ class Record:
     # The model's path relative to the baseline folder (posix): two models of one file name are
     # told apart by it (their baselines' names depend on the order they are given in).
     source: str | None = None
+    # Figures this run asked for and could not measure, with the reason (the check skipped or
+    # failed): never stored, compared against a baseline that has them.
+    unmeasured: dict[str, str] = field(default_factory=dict)
 
 
 def toolchain_versions() -> dict[str, str]:
@@ -117,7 +120,7 @@ def record(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
     cannot be had (every figure needs it).
     """
     tflite = evidence.tflite()
-    figures, notes = _figures(evidence, options, accelerator)
+    figures, notes, unmeasured = _figures(evidence, options, accelerator)
     try:
         heads, samples, data_sha, indices = _heads(evidence, options.get("accuracy_drop", {}))
     except (QcheckError, StepFailed) as exc:  # accuracy_drop reports it in full
@@ -127,16 +130,17 @@ def record(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
 
     return Record(PurePath(evidence.model).name, toolchain_versions(), hashlib.sha256(tflite).hexdigest(), figures,
                   accelerator if any(FIGURES[name] for name in figures) else None, samples, data_sha, indices,
-                  heads), notes
+                  heads, unmeasured=unmeasured), notes
 
 
 def _figures(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
-             accelerator: str | None) -> tuple[dict[str, Figure], list[str]]:
+             accelerator: str | None) -> tuple[dict[str, Figure], list[str], dict[str, str]]:
     from qcheck.checks import registry
 
     checks = registry()
     figures: dict[str, Figure] = {}
     notes: list[str] = []
+    unmeasured: dict[str, str] = {}
     for name, per_accelerator in FIGURES.items():
         if per_accelerator and accelerator is None:
             continue  # Vela is not in the suite: nothing compiles for it
@@ -146,12 +150,16 @@ def _figures(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
             measured = check.measure(evidence, own)
         except (QcheckError, StepFailed) as exc:
             notes.append(f"{name} not recorded: {str(exc).splitlines()[0]}")
+            unmeasured[name] = str(exc).splitlines()[0]
             continue
         if measured.value is None or not math.isfinite(measured.value):
-            continue  # skipped by its check (no data, no NPU operators): nothing to compare
+            # Skipped by its check (no data, no NPU operators, TFLite Micro cannot load the model):
+            # nothing to record, and against a baseline that has the figure, a regression unseen.
+            unmeasured[name] = measured.skip or "its check measured nothing"
+            continue
         low, high = measured.interval if measured.interval is not None else (None, None)
         figures[name] = Figure(float(measured.value), check.unit, low, high)
-    return figures, notes
+    return figures, notes, unmeasured
 
 
 def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, ...], int, str, np.ndarray]:
