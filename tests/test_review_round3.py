@@ -64,3 +64,39 @@ def test_a_figure_its_check_could_not_measure_fails_and_one_not_asked_for_does_n
     assert "Didn't find op" in result.failures[0]
     assert any(line.startswith("sram: not measured now") for line in result.lines)
     assert result.section["figures"]["arena"]["verdict"] == "unmeasurable"
+
+
+def _synthetic_images(path: Path, n: int = 600) -> Path:
+    """Smooth random colour fields, 32x32x3 in 0..255 (the MLPerf Tiny ResNet's input), seeded."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x = np.repeat(np.repeat(rng.normal(size=(n, 4, 4, 3)), 8, axis=1), 8, axis=2)
+    x += rng.normal(scale=0.3, size=x.shape)
+    x = (x - x.min(axis=(1, 2, 3), keepdims=True)) / np.ptp(x, axis=(1, 2, 3), keepdims=True) * 255
+    np.savez(path, x=x.astype(np.float32))
+    return path
+
+
+def test_a_baseline_of_accuracy_on_tflite_micro_pairs_tflite_micros_outcomes(tmp_path: Path) -> None:
+    # With runtime = "tflm" accuracy_drop judges TFLite Micro's outputs; the baseline kept
+    # LiteRT's (XNNPACK) outcomes and golden outputs, so a change in TFLite Micro's kernels was
+    # compared on outputs that never ran on them. On these images the published int8 ResNet's
+    # top-1 agrees with its float model on 90.83% in LiteRT and 90.33% in TFLite Micro.
+    import json
+
+    from helpers import REAL
+
+    _synthetic_images(tmp_path / "images.npz")
+    (tmp_path / "suite.toml").write_text('extends = "default"\n[checks.accuracy_drop]\nruntime = "tflm"\n')
+    model = REAL / "mlperf_tiny" / "pretrainedResnet_quant.tflite"
+    run = run_qcheck(tmp_path, f"--qcheck-model={model}", f"--qcheck-reference={REAL / 'mlperf_tiny' / 'pretrainedResnet.h5'}",
+                     "--qcheck-data=images.npz", "--qcheck-suite=suite.toml", "--qcheck-baseline=bl",
+                     "--qcheck-baseline-update", "-k", "baseline or accuracy_drop")
+    drop = run.check("pretrainedResnet_quant.tflite", "accuracy_drop")
+    assert "on TensorFlow Lite Micro's kernels" in drop["message"]
+    document = json.loads((tmp_path / "bl" / "pretrainedResnet_quant.json").read_text())
+    (head,) = document["heads"]
+    # Without labels each sample's outcome is top-1 agreement with the float model: the share
+    # that agrees is what accuracy_drop measured on TFLite Micro.
+    assert head["value"] == pytest.approx(1 - drop["value"], abs=1e-6)

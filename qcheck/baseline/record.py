@@ -22,6 +22,7 @@ from qcheck.errors import QcheckError, StepFailed
 
 if TYPE_CHECKING:
     from qcheck.checks.evidence import Evidence
+    from qcheck.tflite.run import RunResult
 
 # The figures, by the check that measures them, and whether they are Vela's (one accelerator).
 FIGURES: dict[str, bool] = {
@@ -173,7 +174,9 @@ def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, 
     if data is None:
         return (), 0, "", empty
     accuracy_options = dict(options)  # accuracy_drop's: tasks, and the limits task_accuracy applies
-    run, reference = evidence.evaluation(), evidence.reference()
+    # The outputs accuracy_drop judges: TFLite Micro's with runtime = "tflm", else LiteRT's.
+    tflm = accuracy_options.get("runtime") == "tflm"
+    run, reference = evidence.tflm_evaluation("tflm") if tflm else evidence.evaluation(), evidence.reference()
     if run is None:
         return (), 0, "", empty
     names = reference.output_names if reference is not None else tuple(run.outputs)
@@ -182,7 +185,7 @@ def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, 
         results = task_accuracy(evidence, accuracy_options)
         tasks = {result.head: result.task for result in results} if not isinstance(results, str) else {}
     else:  # an already quantized .tflite without its float model: judged on the labels alone
-        tasks = _label_tasks(evidence, accuracy_options, names, labels)
+        tasks = _label_tasks(run, accuracy_options, names, labels, evidence.model)
     n = len(data)
     indices = golden_indices(n)
     heads = []
@@ -200,18 +203,16 @@ def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, 
     return tuple(heads), n, digest("baseline-data", data.x), indices
 
 
-def _label_tasks(evidence: Evidence, options: Mapping[str, Any], names: tuple[str, ...],
-                 labels: Mapping[str, np.ndarray]) -> dict[str, str]:
+def _label_tasks(run: RunResult, options: Mapping[str, Any], names: tuple[str, ...],
+                 labels: Mapping[str, np.ndarray], model: str) -> dict[str, str]:
     """The task of each labelled head of a model without its float model (declared, or inferred
-    from the quantized outputs and the labels); heads whose outcome needs the float model are left out."""
+    from the quantized outputs ``run`` and the labels); heads whose outcome needs the float model are left out."""
     from qcheck.checks.tasks import TaskError, declared_tasks, infer_task
 
-    run = evidence.evaluation()
-    assert run is not None
     try:
         declared = declared_tasks(options, names)
     except TaskError as exc:
-        raise QcheckError(evidence.model, str(exc)) from None
+        raise QcheckError(model, str(exc)) from None
     tasks = {}
     for name in names:
         y = labels.get(name)
