@@ -100,3 +100,23 @@ def test_a_baseline_of_accuracy_on_tflite_micro_pairs_tflite_micros_outcomes(tmp
     # Without labels each sample's outcome is top-1 agreement with the float model: the share
     # that agrees is what accuracy_drop measured on TFLite Micro.
     assert head["value"] == pytest.approx(1 - drop["value"], abs=1e-6)
+
+
+# -- precedence: the command line names the accelerator, whichever flag says it ---------------
+
+
+def test_qcheck_set_accelerator_wins_over_the_projects_accelerator(tmp_path: Path) -> None:
+    # [tool.qcheck] accelerator beat --qcheck-set vela.accelerator=...: the run compiled for
+    # another NPU than the command line named and reported its verdict, for the command line's
+    # models and for a suite file's alike.
+    from helpers import REAL, write
+
+    model = REAL / "tflm" / "hello_world_int8.tflite"
+    write(tmp_path / "pyproject.toml", '[tool.qcheck]\naccelerator = "ethos-u55-64"\n')
+    write(tmp_path / "qcheck_hw.toml", f'model = "{model}"\n')
+    run = run_qcheck(tmp_path, f"--qcheck-model={model}", "--qcheck-set", "vela.accelerator=ethos-u85-256",
+                     "-k", "vela", "-p", "no:xdist")
+    assert run.returncode == 0, run.stdout
+    variants = sorted((entry["suite_file"], check["variant"]) for entry in run.report["models"]
+                      for check in entry["checks"] if check["name"] == "vela")
+    assert variants == [("", "ethos-u85-256"), ("qcheck_hw.toml", "ethos-u85-256")]
