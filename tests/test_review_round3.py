@@ -120,3 +120,22 @@ def test_qcheck_set_accelerator_wins_over_the_projects_accelerator(tmp_path: Pat
     variants = sorted((entry["suite_file"], check["variant"]) for entry in run.report["models"]
                       for check in entry["checks"] if check["name"] == "vela")
     assert variants == [("", "ethos-u85-256"), ("qcheck_hw.toml", "ethos-u85-256")]
+
+
+# -- tflm_parity's advice holds whatever accuracy_drop's runtime ------------------------------
+
+
+def test_tflm_parity_does_not_say_accuracy_is_judged_on_xnnpack_when_it_is_judged_on_tflite_micro(
+        tmp_path: Path) -> None:
+    # With [checks.accuracy_drop] runtime = "tflm" the parity message still said "XNNPACK, which
+    # the accuracy checks use" and told the user to set what was already set.
+    from helpers import REAL
+
+    _synthetic_images(tmp_path / "images.npz", 200)
+    (tmp_path / "suite.toml").write_text('extends = "cortex-m"\n[checks.accuracy_drop]\nruntime = "tflm"\n')
+    run = run_qcheck(tmp_path, f"--qcheck-model={REAL / 'mlperf_tiny' / 'pretrainedResnet_quant.tflite'}",
+                     "--qcheck-data=images.npz", "--qcheck-suite=suite.toml", "-k", "tflm_parity")
+    message = run.check("pretrainedResnet_quant.tflite", "tflm_parity")["message"]
+    assert "differs from TFLite Micro by up to" in message  # XNNPACK rounds otherwise on this model
+    assert "which the accuracy checks use" not in message
+    assert "accuracy_drop judges unless [checks.accuracy_drop] runtime = \"tflm\"" in message
