@@ -139,3 +139,31 @@ def test_tflm_parity_does_not_say_accuracy_is_judged_on_xnnpack_when_it_is_judge
     assert "differs from TFLite Micro by up to" in message  # XNNPACK rounds otherwise on this model
     assert "which the accuracy checks use" not in message
     assert "accuracy_drop judges unless [checks.accuracy_drop] runtime = \"tflm\"" in message
+
+
+# -- artifacts: two suite files' models of one file name keep their own, under xdist too ------
+
+
+@pytest.mark.parametrize("xdist", [["-p", "no:xdist"], ["-n", "2"]], ids=["serial", "xdist"])
+def test_same_named_models_of_two_suite_files_do_not_share_artifacts(tmp_path: Path, xdist: list[str]) -> None:
+    # Each worker named the model it ran first "m": both wrote qcheck-out/m_quantization_info.json
+    # (and m_quant.tflite, m_vela/), and each report entry pointed at whichever was written last.
+    import json
+    import shutil
+
+    from helpers import REAL, write
+
+    for folder, source in (("a", REAL / "tflm" / "hello_world_int8.tflite"),
+                           ("b", REAL / "tflm" / "micro_speech_quantized.tflite")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(source, tmp_path / folder / "m.tflite")
+        write(tmp_path / folder / f"qcheck_{folder}.toml", 'model = "m.tflite"\n')
+    run = run_qcheck(tmp_path, "a", "b", "-k", "fully_quantized", *xdist)
+    assert run.returncode == 0, run.stdout
+    entries = {entry["suite_file"]: entry for entry in run.report["models"]}
+    assert set(entries) == {"a/qcheck_a.toml", "b/qcheck_b.toml"}
+    written = {name: entry["artifacts"]["quantization_info"] for name, entry in entries.items()}
+    assert len(set(written.values())) == 2, written
+    for name, entry in entries.items():
+        on_disk = json.loads(Path(written[name]).read_text())
+        assert on_disk["operators"] == entry["quantization_info"]["operators"], name
