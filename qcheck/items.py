@@ -99,6 +99,8 @@ class QcheckItem(pytest.Item):
 
 # Whether the item is the last of its model's checks in a row: set before it runs.
 _LAST_OF_MODEL = pytest.StashKey[bool]()
+# The key of an xdist worker's output holding the facts of models it stopped before finishing.
+_UNSENT_OUTPUT = "qcheck_unsent_facts"
 
 
 class FactsCourier:
@@ -110,7 +112,8 @@ class FactsCourier:
     that carries its result carries the model's facts too (in :data:`qcheck.facts.FACTS_ATTRIBUTE`,
     sent to the controller by pytest-xdist and left out of --junitxml), and the session adds them
     to the model's report entry. When the run stops before a model's last check (``-x``), the
-    process that writes the reports takes that model's facts at the end.
+    process that writes the reports takes that model's facts at the end (from an xdist worker,
+    through the worker's output).
     """
 
     def __init__(self, qsession: QcheckSession) -> None:
@@ -137,9 +140,23 @@ class FactsCourier:
 
     @pytest.hookimpl(tryfirst=True)  # before the session writes the reports
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not hasattr(session.config, "workerinput"):
-            self._qsession.facts.extend(_facts(item) for item in self._unsent.values())
+        if self._unsent:
+            self._qsession.runner.join()  # what was started ahead (Vela) is in the facts, whenever -x stopped
+        unsent = [_facts(item) for item in self._unsent.values()]
         self._unsent.clear()
+        output = getattr(session.config, "workeroutput", None)
+        if output is not None:
+            # An xdist worker stopped before a model's last check (-x): no report of its will
+            # carry the facts, so they go with the worker's output, which the controller reads
+            # when the worker finishes (pytest_testnodedown, before the controller's reports).
+            output[_UNSENT_OUTPUT] = [facts.encode() for facts in unsent]
+        else:
+            self._qsession.facts.extend(unsent)
+
+    @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, on the controller
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        sent = getattr(node, "workeroutput", {}).get(_UNSENT_OUTPUT, [])
+        self._qsession.facts.extend(ReportFacts.decode(str(text)) for text in sent)
 
 
 def _model_of(item: pytest.Item | None) -> tuple[RunSpec, str] | None:

@@ -187,7 +187,7 @@ def resolve(inv: Invocation) -> tuple[Settings, Suite]:
 def _settings(inv: Invocation) -> Settings:
     cli = command_line(inv)
     project = inv.project
-    accelerators = cli.accelerators or project.accelerators
+    accelerators = cli.accelerators or project_accelerators(cli, project)
     _known_accelerators(accelerators)
     timeout = inv.get("qcheck_timeout")
     if timeout is not None and not 0 < timeout < math.inf:
@@ -224,6 +224,14 @@ def _settings(inv: Invocation) -> Settings:
         baseline_dir=Path(baseline).absolute() if baseline else None,
         baseline_update=bool(inv.get("qcheck_baseline_update")),
     )
+
+
+def project_accelerators(cli: CommandLine, project: ProjectConfig) -> tuple[str, ...]:
+    """``[tool.qcheck] accelerator``, unless the command line names one (``--qcheck-set
+    vela.accelerator=...``): the command line comes first, whichever of its flags says it."""
+    if any("accelerator" in table for table in cli.overrides.values()):
+        return ()
+    return project.accelerators
 
 
 def _path(value: str | None) -> Path | None:

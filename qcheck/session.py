@@ -92,6 +92,10 @@ class QcheckSession:
                 spec = callspec.params.get("qcheck_run_spec")
             if isinstance(spec, RunSpec):
                 self.runner.protect(spec)
+                # Named in the order collected, the same in every xdist worker: named on first use,
+                # two suite files' models of one file name were both "m" on their two workers, and
+                # each wrote over the other's artifacts (its _quant.tflite, Vela's output).
+                self.runner.stem(spec)
 
     def clashes(self) -> list[str]:
         """Artifacts of the command line's models that would be written over one of the inputs."""

@@ -30,7 +30,7 @@ from qcheck.config import CommandLine, Quantization, RunSpec, Settings
 from qcheck.errors import QcheckError
 from qcheck.items import QcheckItem
 from qcheck.project import ProjectConfig
-from qcheck.resolver import accelerators, calibration_samples, named_model_spec, suite_extends
+from qcheck.resolver import accelerators, calibration_samples, named_model_spec, project_accelerators, suite_extends
 from qcheck.runner import PlannedCheck, plan
 from qcheck.session import QcheckSession
 from qcheck.suites import CheckSpec, Suite, suite_from_document
@@ -53,7 +53,8 @@ class SuiteFile:
         """(item name, planned check) for every enabled check on every model."""
         def accelerators_of(spec: CheckSpec) -> tuple[str, ...]:
             return accelerators(spec, self.suite, command_line=command_line.accelerators,
-                                own_table=spec.name in self.own_accelerators, project=project.accelerators)
+                                own_table=spec.name in self.own_accelerators,
+                                project=project_accelerators(command_line, project))
 
         for written, run in self.models:
             for planned in plan(run, self.suite, accelerators_of):

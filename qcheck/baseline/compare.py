@@ -152,11 +152,18 @@ def _figures(base: Record, now: Record, tols: dict[str, Tolerance], cause: Calla
         old, new = base.figures.get(name), now.figures.get(name)
         label = _NAMES.get(name, name)
         if old is None or new is None:
+            why = now.unmeasured.get(name) if new is None else None
             result.section["figures"][name] = {"baseline": _value(old), "now": _value(new), "verdict": "new"
-                                              if old is None else "not measured"}
+                                              if old is None else "not measured" if why is None else "unmeasurable"}
             result.lines.append(f"{label}: {'new, not in the baseline' if old is None else 'not measured now'} "
-                                f"({_show(old or new)})")
+                                f"({_show(old or new)}{'' if why is None else ': ' + why})")
             result.changes.append(result.lines[-1])
+            if why is not None:
+                # The run asked for the figure and its check could not measure it: whatever
+                # stopped it (a model TFLite Micro no longer loads, data no longer given) may hide
+                # a regression, so the baseline cannot vouch for it.
+                result.failures.append(f"{label} is in the baseline ({_show(old)}) but could not be measured now: "
+                                       f"{why}{cause(name)}; if that is intended, refresh the baseline")
             continue
         if name in ("vela", "sram", "flash", "npu_weights", "inference_time") and not vela_comparable:
             continue

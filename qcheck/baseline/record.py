@@ -22,6 +22,7 @@ from qcheck.errors import QcheckError, StepFailed
 
 if TYPE_CHECKING:
     from qcheck.checks.evidence import Evidence
+    from qcheck.tflite.run import RunResult
 
 # The figures, by the check that measures them, and whether they are Vela's (one accelerator).
 FIGURES: dict[str, bool] = {
@@ -95,6 +96,9 @@ class Record:
     # The model's path relative to the baseline folder (posix): two models of one file name are
     # told apart by it (their baselines' names depend on the order they are given in).
     source: str | None = None
+    # Figures this run asked for and could not measure, with the reason (the check skipped or
+    # failed): never stored, compared against a baseline that has them.
+    unmeasured: dict[str, str] = field(default_factory=dict)
 
 
 def toolchain_versions() -> dict[str, str]:
@@ -117,7 +121,7 @@ def record(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
     cannot be had (every figure needs it).
     """
     tflite = evidence.tflite()
-    figures, notes = _figures(evidence, options, accelerator)
+    figures, notes, unmeasured = _figures(evidence, options, accelerator)
     try:
         heads, samples, data_sha, indices = _heads(evidence, options.get("accuracy_drop", {}))
     except (QcheckError, StepFailed) as exc:  # accuracy_drop reports it in full
@@ -127,16 +131,17 @@ def record(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
 
     return Record(PurePath(evidence.model).name, toolchain_versions(), hashlib.sha256(tflite).hexdigest(), figures,
                   accelerator if any(FIGURES[name] for name in figures) else None, samples, data_sha, indices,
-                  heads), notes
+                  heads, unmeasured=unmeasured), notes
 
 
 def _figures(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
-             accelerator: str | None) -> tuple[dict[str, Figure], list[str]]:
+             accelerator: str | None) -> tuple[dict[str, Figure], list[str], dict[str, str]]:
     from qcheck.checks import registry
 
     checks = registry()
     figures: dict[str, Figure] = {}
     notes: list[str] = []
+    unmeasured: dict[str, str] = {}
     for name, per_accelerator in FIGURES.items():
         if per_accelerator and accelerator is None:
             continue  # Vela is not in the suite: nothing compiles for it
@@ -146,12 +151,16 @@ def _figures(evidence: Evidence, options: Mapping[str, Mapping[str, Any]],
             measured = check.measure(evidence, own)
         except (QcheckError, StepFailed) as exc:
             notes.append(f"{name} not recorded: {str(exc).splitlines()[0]}")
+            unmeasured[name] = str(exc).splitlines()[0]
             continue
         if measured.value is None or not math.isfinite(measured.value):
-            continue  # skipped by its check (no data, no NPU operators): nothing to compare
+            # Skipped by its check (no data, no NPU operators, TFLite Micro cannot load the model):
+            # nothing to record, and against a baseline that has the figure, a regression unseen.
+            unmeasured[name] = measured.skip or "its check measured nothing"
+            continue
         low, high = measured.interval if measured.interval is not None else (None, None)
         figures[name] = Figure(float(measured.value), check.unit, low, high)
-    return figures, notes
+    return figures, notes, unmeasured
 
 
 def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, ...], int, str, np.ndarray]:
@@ -165,7 +174,9 @@ def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, 
     if data is None:
         return (), 0, "", empty
     accuracy_options = dict(options)  # accuracy_drop's: tasks, and the limits task_accuracy applies
-    run, reference = evidence.evaluation(), evidence.reference()
+    # The outputs accuracy_drop judges: TFLite Micro's with runtime = "tflm", else LiteRT's.
+    tflm = accuracy_options.get("runtime") == "tflm"
+    run, reference = evidence.tflm_evaluation("tflm") if tflm else evidence.evaluation(), evidence.reference()
     if run is None:
         return (), 0, "", empty
     names = reference.output_names if reference is not None else tuple(run.outputs)
@@ -174,7 +185,7 @@ def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, 
         results = task_accuracy(evidence, accuracy_options)
         tasks = {result.head: result.task for result in results} if not isinstance(results, str) else {}
     else:  # an already quantized .tflite without its float model: judged on the labels alone
-        tasks = _label_tasks(evidence, accuracy_options, names, labels)
+        tasks = _label_tasks(run, accuracy_options, names, labels, evidence.model)
     n = len(data)
     indices = golden_indices(n)
     heads = []
@@ -192,18 +203,16 @@ def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, 
     return tuple(heads), n, digest("baseline-data", data.x), indices
 
 
-def _label_tasks(evidence: Evidence, options: Mapping[str, Any], names: tuple[str, ...],
-                 labels: Mapping[str, np.ndarray]) -> dict[str, str]:
+def _label_tasks(run: RunResult, options: Mapping[str, Any], names: tuple[str, ...],
+                 labels: Mapping[str, np.ndarray], model: str) -> dict[str, str]:
     """The task of each labelled head of a model without its float model (declared, or inferred
-    from the quantized outputs and the labels); heads whose outcome needs the float model are left out."""
+    from the quantized outputs ``run`` and the labels); heads whose outcome needs the float model are left out."""
     from qcheck.checks.tasks import TaskError, declared_tasks, infer_task
 
-    run = evidence.evaluation()
-    assert run is not None
     try:
         declared = declared_tasks(options, names)
     except TaskError as exc:
-        raise QcheckError(evidence.model, str(exc)) from None
+        raise QcheckError(model, str(exc)) from None
     tasks = {}
     for name in names:
         y = labels.get(name)

@@ -64,7 +64,7 @@ def baseline(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     json_path, _ = paths(folder, target.stem)
     now_raw, notes = record(evidence, target.figure_options, target.accelerator)
     now_raw = replace(now_raw, source=_source(evidence.model, folder))
-    now = canonical(now_raw)
+    now = replace(canonical(now_raw), unmeasured=now_raw.unmeasured)  # what could not be measured is not stored
     old, unreadable = (read(folder, target.stem), None) if not target.update else _previous(folder, target.stem)
     other = _other_model(old, folder, evidence.model)
     if other is not None:

@@ -280,11 +280,13 @@ def _against_default_litert(evidence: Evidence, micro: Mapping[str, HeadOutput],
     for head, output in run.outputs.items():
         parity, _ = _head_parity(info, head, output, micro[head], None)
         worst = max(worst, parity["max_steps"])
+    # This check does not see accuracy_drop's options: the sentence holds whether it sets runtime or not.
+    default = ("LiteRT's default run (XNNPACK: what accuracy_drop judges unless [checks.accuracy_drop] "
+               "runtime = \"tflm\", and what saturation and layer_error measure)")
     if worst == 0:
-        return "LiteRT's default run (with XNNPACK, which the accuracy checks use) agrees with TFLite Micro exactly"
-    return (f"LiteRT's default run (with XNNPACK, which the accuracy checks use) differs from TFLite Micro by up to "
-            f"{worst:g} steps: set [checks.accuracy_drop] runtime = \"tflm\" to judge accuracy on TFLite Micro's "
-            "kernels")
+        return f"{default} agrees with TFLite Micro exactly"
+    return (f"{default} differs from TFLite Micro by up to {worst:g} steps: with runtime = \"tflm\" accuracy_drop "
+            "judges TFLite Micro's outputs instead")
 
 
 @check("tflm_cpu_ops", unit="count", options=TARGET_OPTIONS, per_accelerator=True, prepare=compile_ahead,
