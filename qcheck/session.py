@@ -11,7 +11,7 @@ import json
 from dataclasses import replace
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -29,6 +29,9 @@ from qcheck.remedies.runner import needs_remedies, try_remedies, with_hint
 from qcheck.results import RESULT_PROPERTY, CheckResult
 from qcheck.runner import PlannedCheck, Runner, plan
 from qcheck.suites import CheckSpec, Suite
+
+if TYPE_CHECKING:
+    from qcheck.suite_files import SuiteFile
 
 
 class QcheckSession:
@@ -50,6 +53,7 @@ class QcheckSession:
         self.runner = Runner(settings.out_dir, self.cache, settings.timeout, self.progress, inputs=self.inputs,
                              first=[run_spec(settings, model) for model in settings.models])
         self.remedies: list[Remedies] = []  # the recipes tried for failing models (--qcheck-remedies)
+        self._suite_files: dict[str, SuiteFile] = {}  # by source: read once (see suite_file)
 
     def plan(self) -> Iterator[PlannedCheck]:
         """The checks of the command line's (or ``[tool.qcheck]``'s) models."""
@@ -78,7 +82,7 @@ class QcheckSession:
         """Measure and judge one planned check; every failure becomes a failed result. A failed
         accuracy or saturation names the remedies that could be tried (qcheck.remedies)."""
         result = self.runner.execute(planned)
-        return with_hint(result, self.run(planned.run), self.settings.remedies or self.suite.remedies)
+        return with_hint(result, self.run(planned.run), self.settings.remedies or planned.remedies)
 
     def protect(self, items: Iterable[pytest.Item]) -> None:
         """Add the collected items' files (test modules, suite files) and models to the inputs,
@@ -131,7 +135,7 @@ class QcheckSession:
         self.runner.join()  # no Vela process outlives the session
         if hasattr(session.config, "workerinput"):
             return  # xdist worker: the controller writes the reports
-        self._try_remedies()
+        self._try_remedies(session.config.rootpath)
         settings = self.settings
         broken = self.broken
         from qcheck.shards import SHARD_KEY
@@ -163,14 +167,41 @@ class QcheckSession:
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def _try_remedies(self) -> None:
-        """Other recipes for each model whose accuracy or saturation failed, when asked (qcheck.remedies)."""
-        if not (self.settings.remedies or self.suite.remedies):
-            return
+    def suite_file(self, path: Path, source: str) -> SuiteFile:
+        """The ``qcheck_*.toml`` at ``path`` (``source`` names it), read and validated once: for
+        its items and for its models' remedies. Raises QcheckError."""
+        from qcheck.suite_files import read_suite_file
+
+        if source not in self._suite_files:
+            self._suite_files[source] = read_suite_file(path, source, self.settings, self.project,
+                                                        self.settings.command_line)
+        return self._suite_files[source]
+
+    def _try_remedies(self, rootpath: Path) -> None:
+        """Other recipes for each model whose accuracy or saturation failed, where the command line
+        or the suite the checks came from asks (qcheck.remedies): the command line's models and
+        those of the suite files alike, each measured with the checks it was planned with."""
+        for suite_file, checks in self._planned_by_model(rootpath):
+            if (self.settings.remedies or checks[0].remedies) and needs_remedies(self.results, checks[0].model,
+                                                                                  suite_file):
+                self.remedies.append(try_remedies(self, checks, suite_file))
+
+    def _planned_by_model(self, rootpath: Path) -> Iterator[tuple[str, list[PlannedCheck]]]:
+        """(suite file or "", the checks planned for one model) for the command line's models, then
+        for those of the suite files whose results are gathered (read again where this process did
+        not collect them: the xdist controller)."""
         for model in self.settings.models:
-            spec = run_spec(self.settings, model)
-            if needs_remedies(self.results, spec.model):
-                self.remedies.append(try_remedies(self, spec))
+            yield "", list(plan(run_spec(self.settings, model), self.suite, self.accelerators))
+        for source in sorted({r.suite_file for r in self.results if r.suite_file}):
+            try:
+                suite_file = self.suite_file(rootpath / source, source)
+            except QcheckError:
+                continue  # reported when the file was collected
+            by_run: dict[RunSpec, list[PlannedCheck]] = {}
+            for _, planned in suite_file.plan(self.settings.command_line, self.project):
+                by_run.setdefault(planned.run, []).append(planned)
+            for checks in by_run.values():
+                yield source, checks
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         broken = self.broken
