@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from qcheck.runner import PlannedCheck
     from qcheck.session import QcheckSession
 
+# A channel whose reach is this many times the median channel's is an outlier: folding it into the
+# next layer is the fix. Channels all crushed alike (a range calibrated on inputs scaled
+# differently) have no outlier to fold.
+_OUTLIER = 4.0
 _TARGET_KEYS = ("cpu_ops", "npu_ops", "sram_bytes", "flash_bytes", "inference_time_s")
 
 
@@ -54,7 +58,7 @@ def diagnose(run: ModelRun) -> Diagnosis:
             guilty.append(keras_layer(cause.name))
             # The layers that read the crushed tensor take it at its int8 scale unless they change too.
             guilty.extend(_readers(run, cause.name))
-            if cause.spread is not None:
+            if cause.spread is not None and cause.spread.widest_range >= _OUTLIER * cause.spread.median_range:
                 outlier = (f"channel {cause.range_channel if cause.range_channel is not None else cause.spread.widest} "
                            f"of '{source}' stretches its per-tensor range")
         else:
