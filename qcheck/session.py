@@ -11,12 +11,12 @@ import json
 from dataclasses import replace
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pytest
 
 from qcheck.cache import Cache
-from qcheck.config import RunSpec, Settings
+from qcheck.config import CommandLine, RunSpec, Settings
 from qcheck.errors import QcheckError
 from qcheck.facts import FACTS_ATTRIBUTE, ReportFacts
 from qcheck.files import InputFiles
@@ -30,15 +30,26 @@ from qcheck.results import RESULT_PROPERTY, CheckResult
 from qcheck.runner import PlannedCheck, Runner, plan
 from qcheck.suites import CheckSpec, Suite
 
-if TYPE_CHECKING:
-    from qcheck.suite_files import SuiteFile
+
+class SuiteFilePlan(Protocol):
+    """A read ``qcheck_*.toml`` (:class:`qcheck.suite_files.SuiteFile`): the checks it plans."""
+
+    def plan(self, command_line: CommandLine, project: ProjectConfig) -> Iterator[tuple[str, PlannedCheck]]: ...
+
+
+class SuiteFileReader(Protocol):
+    """:func:`qcheck.suite_files.read_suite_file`: the plugin hands it over (that module builds on this one)."""
+
+    def __call__(self, path: Path, source: str, settings: Settings, project: ProjectConfig,
+                 command_line: CommandLine) -> SuiteFilePlan: ...
 
 
 class QcheckSession:
     """The run's settings and suite, its :class:`~qcheck.runner.Runner`, and the gathered results."""
 
     def __init__(self, settings: Settings, suite: Suite, progress: Progress | None = None, *,
-                 project: ProjectConfig | None = None, broken: dict[str, str] | None = None) -> None:
+                 project: ProjectConfig | None = None, broken: dict[str, str] | None = None,
+                 read_suite_file: SuiteFileReader | None = None) -> None:
         self.settings = settings
         self.suite = suite
         self.project = project or ProjectConfig()  # [tool.qcheck]: what suite files and markers fall back on
@@ -53,7 +64,10 @@ class QcheckSession:
         self.runner = Runner(settings.out_dir, self.cache, settings.timeout, self.progress, inputs=self.inputs,
                              first=[run_spec(settings, model) for model in settings.models])
         self.remedies: list[Remedies] = []  # the recipes tried for failing models (--qcheck-remedies)
-        self._suite_files: dict[str, SuiteFile] = {}  # by source: read once (see suite_file)
+        # The qcheck_*.toml files collected, by source (qcheck.suite_files); the others whose results
+        # come in (from xdist workers) are read with ``read_suite_file``, which the plugin hands over.
+        self.suite_files: dict[str, SuiteFilePlan] = {}
+        self.read_suite_file = read_suite_file
 
     def plan(self) -> Iterator[PlannedCheck]:
         """The checks of the command line's (or ``[tool.qcheck]``'s) models."""
@@ -167,16 +181,6 @@ class QcheckSession:
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def suite_file(self, path: Path, source: str) -> SuiteFile:
-        """The ``qcheck_*.toml`` at ``path`` (``source`` names it), read and validated once: for
-        its items and for its models' remedies. Raises QcheckError."""
-        from qcheck.suite_files import read_suite_file
-
-        if source not in self._suite_files:
-            self._suite_files[source] = read_suite_file(path, source, self.settings, self.project,
-                                                        self.settings.command_line)
-        return self._suite_files[source]
-
     def _try_remedies(self, rootpath: Path) -> None:
         """Other recipes for each model whose accuracy or saturation failed, where the command line
         or the suite the checks came from asks (qcheck.remedies): the command line's models and
@@ -193,10 +197,15 @@ class QcheckSession:
         for model in self.settings.models:
             yield "", list(plan(run_spec(self.settings, model), self.suite, self.accelerators))
         for source in sorted({r.suite_file for r in self.results if r.suite_file}):
-            try:
-                suite_file = self.suite_file(rootpath / source, source)
-            except QcheckError:
-                continue  # reported when the file was collected
+            suite_file = self.suite_files.get(source)
+            if suite_file is None and self.read_suite_file is not None:
+                try:
+                    suite_file = self.read_suite_file(rootpath / source, source, self.settings, self.project,
+                                                      self.settings.command_line)
+                except QcheckError:
+                    continue  # reported when the file was collected
+            if suite_file is None:
+                continue
             by_run: dict[RunSpec, list[PlannedCheck]] = {}
             for _, planned in suite_file.plan(self.settings.command_line, self.project):
                 by_run.setdefault(planned.run, []).append(planned)
