@@ -24,7 +24,6 @@ from qcheck.config import Quantization
 MAX_CALIBRATION_SAMPLES = 1000
 # The checks whose failure remedies address, and whose message names them.
 REMEDIED_CHECKS = ("accuracy_drop", "saturation")
-_SUFFIX = re.compile(r"_\d+$")
 _QUOTED = re.compile(r"'([^']+)'")
 
 
@@ -98,8 +97,9 @@ class Remedies:
 def keras_layer(tensor_name: str) -> str:
     """The Keras layer a converted tensor comes from: ``<...>/<layer>/<op>``, Keras 3's ``_1`` dropped;
     "" for a name with no layer in it (``StatefulPartitionedCall_1:0``), which no recipe can name."""
-    parts = tensor_name.split(";")[0].split("/")
-    return _SUFFIX.sub("", parts[-2]) if len(parts) >= 2 else ""
+    from qcheck.tflite.recipe import layer_scope
+
+    return layer_scope(tensor_name)
 
 
 def layer_of_label(label: str) -> str:
