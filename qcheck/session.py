@@ -61,6 +61,8 @@ class QcheckSession:
         self.written: list[str] = []  # what the reports wrote, for the terminal summary
         self.inputs = InputFiles()  # what no artifact or report may be written over
         self.inputs.add(settings.suite, "suite")
+        # Not in the models' RunSpecs where the recipe calibrates on the data (calibration_from), yet the user's.
+        self.inputs.add(settings.calibration, "calibration data")
         self.runner = Runner(settings.out_dir, self.cache, settings.timeout, self.progress, inputs=self.inputs,
                              first=[run_spec(settings, model) for model in settings.models])
         self.remedies: list[Remedies] = []  # the recipes tried for failing models (--qcheck-remedies)

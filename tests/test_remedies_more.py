@@ -82,6 +82,11 @@ def test_scatter_places_points_in_order_of_their_values() -> None:
     assert chart.threshold_y is not None and dots["as run"].cy < chart.threshold_y < dots["2"].cy
     top, bottom = dots["2"].whisker or (0.0, 0.0)
     assert top < dots["2"].cy < bottom
+    # Two recipes at the same place: both drawn, one label names both.
+    same = scatter([ScatterPoint("as run", "as run", 1000.0, 0.08), ScatterPoint("3", "3. x", 1000.0, 0.08,
+                                                                             chosen=True)],
+                   x_fmt=str, y_fmt=str, x_label="", y_label="")
+    assert [(d.label, d.text) for d in same.dots] == [("as run", "as run, 3 (chosen)"), ("3", "")]
     inside = range(chart.plot_left, chart.plot_left + chart.plot_width + 1)
     assert all(int(d.cx) in inside and chart.plot_top <= d.cy <= chart.plot_top + chart.plot_height
                for d in chart.dots)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 ROW = 18  # pixels per bar row
 LABEL_WIDTH = 300  # pixels for the row labels
@@ -203,7 +203,8 @@ class ScatterPoint:
 
 @dataclass(frozen=True)
 class Dot:
-    """A placed point, its error bar (``whisker``: top and bottom y) and its label's position."""
+    """A placed point, its error bar (``whisker``: top and bottom y) and its label's position.
+    ``text`` is the label as drawn: points at the same place share one ("as run, 3"), the others' is ""."""
 
     label: str
     title: str
@@ -215,6 +216,7 @@ class Dot:
     keeps_float: bool
     label_x: float
     label_y: float
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -280,10 +282,16 @@ def scatter(points: Sequence[ScatterPoint], *, x_fmt: Callable[[float], str], y_
         whisker = None
         if _finite(p.low) and _finite(p.high) and p.low is not None and p.high is not None:
             whisker = (y_at(p.high), y_at(p.low))
+        text = f"{p.label} (chosen)" if p.chosen else p.label
+        same = next((i for i, d in enumerate(dots) if abs(d.cx - cx) < 2 and abs(d.cy - cy) < 2 and d.text), None)
+        if same is not None:  # drawn over another point: one label names both
+            dots[same] = replace(dots[same], text=f"{dots[same].text}, {text}")
+            text = ""
         label_y = cy + 4
-        while any(abs(d.label_x - (cx + 9)) < _LABEL_GAP * 2 and abs(d.label_y - label_y) < _LABEL_GAP for d in dots):
+        while text and any(d.text and abs(d.label_x - (cx + 9)) < _LABEL_GAP * 2 and abs(d.label_y - label_y) < _LABEL_GAP
+                           for d in dots):
             label_y += _LABEL_GAP  # a point at nearly the same place: its label goes below the other's
-        dots.append(Dot(p.label, p.title, cx, cy, whisker, p.tone, p.chosen, p.keeps_float, cx + 9, label_y))
+        dots.append(Dot(p.label, p.title, cx, cy, whisker, p.tone, p.chosen, p.keeps_float, cx + 9, label_y, text))
     x_ticks = tuple(Tick(x_at(t * x_tick_unit), x_fmt(t * x_tick_unit))
                     for t in nice_ticks(0.0, x_high / x_tick_unit))
     y_ticks = tuple(YTick(y_at(t), y_fmt(t)) for t in nice_ticks(y_low, y_high))
