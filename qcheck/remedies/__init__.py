@@ -293,8 +293,13 @@ def _numbered(number: int, candidate: dict[str, Any]) -> str:
 
 def _worst_head(candidate: dict[str, Any]) -> dict[str, Any]:
     """The head that lost most (its drop and interval), or {} when no drop was measured."""
-    heads = [h for h in (candidate.get("heads") or {}).values() if isinstance(h.get("drop"), (int, float))]
+    heads = [h for h in _table(candidate.get("heads")).values() if _number(_table(h).get("drop")) is not None]
     return max(heads, key=lambda h: float(h["drop"])) if heads else {}
+
+
+def _table(value: Any) -> dict[str, Any]:
+    """``value`` where it is a JSON object, else {} (a merged report's tables come from files)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _number(value: Any) -> float | None:
@@ -307,10 +312,10 @@ def pictures(table: dict[str, Any]) -> list[dict[str, Any]]:
     with its interval, the suite's threshold as a line."""
     from qcheck.report.charts import ScatterPoint, scatter
 
-    candidates = list(table.get("candidates", []))
-    accelerators = sorted({a for c in candidates for a in (c.get("targets") or {})})
+    candidates = [_table(c) for c in table.get("candidates", [])]
+    accelerators = sorted({str(a) for c in candidates for a in _table(c.get("targets"))})
     axes: list[tuple[str, str, Any]] = [
-        (f"on {a}", f"SRAM on {a} (Vela), KiB", lambda c, a=a: ((c.get("targets") or {}).get(a) or {}).get("sram_bytes"))
+        (f"on {a}", f"SRAM on {a} (Vela), KiB", lambda c, a=a: _table(_table(c.get("targets")).get(a)).get("sram_bytes"))
         for a in accelerators] or [("by .tflite size", ".tflite size (Vela did not run), KiB", lambda c: c.get("size_bytes"))]
     threshold = _number(table.get("accuracy_threshold"))
     drawn = []
@@ -322,7 +327,7 @@ def pictures(table: dict[str, Any]) -> list[dict[str, Any]]:
                 label="as run" if c.get("baseline") else str(number), title=_numbered(number, c),
                 x=_number(cost(c)), y=_number(head.get("drop")), low=_number(head.get("ci_low")),
                 high=_number(head.get("ci_high")), tone="ok" if c.get("passed") else "bad",
-                chosen=bool(c.get("chosen")), keeps_float=bool(c.get("keeps_float"))))
+                chosen=c.get("chosen") is True, keeps_float=c.get("keeps_float") is True))
         chart = scatter(points, x_fmt=lambda v: f"{v / 1024:g}", y_fmt=lambda v: f"{v * 100:g}%",
                         x_label=x_label, y_label="worst head's accuracy drop", threshold=threshold,
                         threshold_label=f"max {threshold * 100:g}%" if threshold is not None else "",
