@@ -190,7 +190,12 @@ class QcheckSession:
         for suite_file, checks in self._planned_by_model(rootpath):
             if (self.settings.remedies or checks[0].remedies) and needs_remedies(self.results, checks[0].model,
                                                                                   suite_file):
-                self.remedies.append(try_remedies(self, checks, suite_file))
+                try:
+                    self.remedies.append(try_remedies(self, checks, suite_file))
+                except Exception as exc:  # a bug in qcheck: the reports are still written
+                    self.remedies.append(Remedies(checks[0].model, (), (
+                        f"remedies could not be tried: internal error in qcheck ({type(exc).__name__}: {exc}); "
+                        "please report it with the model",), suite_file=suite_file))
 
     def _planned_by_model(self, rootpath: Path) -> Iterator[tuple[str, list[PlannedCheck]]]:
         """(suite file or "", the checks planned for one model) for the command line's models, then
