@@ -58,6 +58,10 @@ class ImageOptions:
 # What ``[quantization] activations`` and ``--qcheck-activations`` take: int8 (full integer) or
 # int16 (int16x8: int16 activations, int8 weights).
 ACTIVATIONS = ("int8", "int16")
+# What ``[quantization] calibration_from`` takes: "auto" calibrates on the separate calibration set
+# when one is given, else on a seeded split of the data; "data" always on that split of the
+# (evaluation) data, the separate set unused (a remedy where that set looks preprocessed differently).
+CALIBRATION_FROM = ("auto", "data")
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class Quantization:
     keep_float: tuple[str, ...] = ()
     # Keras layer names quantized to int16 activations (int8 weights), int8 elsewhere (ai-edge-quantizer).
     int16_layers: tuple[str, ...] = ()
+    # Where the calibration samples come from (CALIBRATION_FROM); applied where a RunSpec is made
+    # (qcheck.resolver.calibration_set), so it changes the RunSpec's calibration, not the converter.
+    calibration_from: str = "auto"
 
     @property
     def kind(self) -> str:
@@ -81,8 +88,9 @@ class Quantization:
         return "int16x8" if self.activations == "int16" else "full-integer"
 
     def key(self) -> str:
-        """The settings as a stable string, for the cache key."""
-        return ",".join(f"{name}={value}" for name, value in sorted(vars(self).items()))
+        """The settings as a stable string, for the cache key (``calibration_from`` is left out: the
+        samples it picks are part of the key themselves)."""
+        return ",".join(f"{name}={value}" for name, value in sorted(vars(self).items()) if name != "calibration_from")
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,9 @@ class ModelRun:
             if split is not None:
                 from qcheck.data import few_calibration_samples
 
-                self.notes.append(f"calibration: {split.calibration_source}")
+                self.notes.append(f"calibration: {split.calibration_source}" + (
+                    " (as [quantization] calibration_from = \"data\" asks: a separate calibration set is not used)"
+                    if self.spec.quantization.calibration_from == "data" else ""))
                 few = few_calibration_samples(len(split.calibration))
                 if few:
                     self.notes.append(few)

@@ -89,6 +89,7 @@ def session_of(config: pytest.Config) -> QcheckSession:
         return qsession
     from qcheck.progress import Progress
     from qcheck.session import QcheckSession
+    from qcheck.suite_files import read_suite_file
 
     invocation = invocation_of(config)
     try:
@@ -96,7 +97,7 @@ def session_of(config: pytest.Config) -> QcheckSession:
     except UsageProblem as exc:
         raise pytest.UsageError(f"qcheck: {exc}") from None
     qsession = QcheckSession(settings, suite, Progress(config), project=invocation.project,
-                             broken=config.stash[SUITE_ERRORS_KEY])
+                             broken=config.stash[SUITE_ERRORS_KEY], read_suite_file=read_suite_file)
     _check_outputs(invocation, qsession)
     _prepare_cache(invocation, qsession, worker=hasattr(config, "workerinput"))
     config.stash[SESSION_KEY] = qsession

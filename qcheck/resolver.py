@@ -29,6 +29,7 @@ from qcheck.config import (
     DEFAULT_TIMEOUT,
     THRESHOLD_OPTIONS,
     ImageOptions,
+    Quantization,
     RunSpec,
     Settings,
     with_default_unit,
@@ -310,7 +311,15 @@ def run_spec(settings: Settings, model: str, **own: Any) -> RunSpec:
     unknown = set(own) - set(_SHARED)
     if unknown:
         raise TypeError(f"RunSpec has no field {sorted(unknown)[0]!r}")
-    return RunSpec(model=model, **{name: own.get(name, getattr(settings, name)) for name in _SHARED})
+    values = {name: own.get(name, getattr(settings, name)) for name in _SHARED}
+    values["calibration"] = calibration_set(values["calibration"], values["quantization"])
+    return RunSpec(model=model, **values)
+
+
+def calibration_set(calibration: str | None, quantization: Quantization) -> str | None:
+    """The separate calibration set a model is calibrated on: none where the recipe says
+    ``calibration_from = "data"`` (a seeded split of the data calibrates it, as without one)."""
+    return None if quantization.calibration_from == "data" else calibration
 
 
 def named_model_spec(settings: Settings, model: str, *, data: str | None, calibration: str | None,

@@ -44,6 +44,8 @@ class PlannedCheck:
     # What the check is measured with (:func:`check_options`): resolved when planned, against
     # the suite the check came from.
     options: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # Whether that suite tries other recipes when the check fails ([remedies] enabled, qcheck.remedies).
+    remedies: bool = field(default=False, compare=False)
 
     @property
     def model(self) -> str:
@@ -73,7 +75,7 @@ def plan(run: RunSpec, suite: Suite, accelerators: Callable[[CheckSpec], tuple[s
 
 def planned_check(run: RunSpec, spec: CheckSpec, suite: Suite, variant: str = "") -> PlannedCheck:
     """``spec`` of ``suite`` on ``run`` (for accelerator ``variant``), its options resolved."""
-    return PlannedCheck(run, spec, variant, check_options(spec, suite, variant))
+    return PlannedCheck(run, spec, variant, check_options(spec, suite, variant), suite.remedies)
 
 
 def check_options(spec: CheckSpec, suite: Suite, variant: str = "") -> dict[str, Any]:

@@ -11,12 +11,12 @@ import json
 from dataclasses import replace
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from qcheck.cache import Cache
-from qcheck.config import RunSpec, Settings
+from qcheck.config import CommandLine, RunSpec, Settings
 from qcheck.errors import QcheckError
 from qcheck.facts import FACTS_ATTRIBUTE, ReportFacts
 from qcheck.files import InputFiles
@@ -31,11 +31,25 @@ from qcheck.runner import PlannedCheck, Runner, plan
 from qcheck.suites import CheckSpec, Suite
 
 
+class SuiteFilePlan(Protocol):
+    """A read ``qcheck_*.toml`` (:class:`qcheck.suite_files.SuiteFile`): the checks it plans."""
+
+    def plan(self, command_line: CommandLine, project: ProjectConfig) -> Iterator[tuple[str, PlannedCheck]]: ...
+
+
+class SuiteFileReader(Protocol):
+    """:func:`qcheck.suite_files.read_suite_file`: the plugin hands it over (that module builds on this one)."""
+
+    def __call__(self, path: Path, source: str, settings: Settings, project: ProjectConfig,
+                 command_line: CommandLine) -> SuiteFilePlan: ...
+
+
 class QcheckSession:
     """The run's settings and suite, its :class:`~qcheck.runner.Runner`, and the gathered results."""
 
     def __init__(self, settings: Settings, suite: Suite, progress: Progress | None = None, *,
-                 project: ProjectConfig | None = None, broken: dict[str, str] | None = None) -> None:
+                 project: ProjectConfig | None = None, broken: dict[str, str] | None = None,
+                 read_suite_file: SuiteFileReader | None = None) -> None:
         self.settings = settings
         self.suite = suite
         self.project = project or ProjectConfig()  # [tool.qcheck]: what suite files and markers fall back on
@@ -47,9 +61,15 @@ class QcheckSession:
         self.written: list[str] = []  # what the reports wrote, for the terminal summary
         self.inputs = InputFiles()  # what no artifact or report may be written over
         self.inputs.add(settings.suite, "suite")
+        # Not in the models' RunSpecs where the recipe calibrates on the data (calibration_from), yet the user's.
+        self.inputs.add(settings.calibration, "calibration data")
         self.runner = Runner(settings.out_dir, self.cache, settings.timeout, self.progress, inputs=self.inputs,
                              first=[run_spec(settings, model) for model in settings.models])
         self.remedies: list[Remedies] = []  # the recipes tried for failing models (--qcheck-remedies)
+        # The qcheck_*.toml files collected, by source (qcheck.suite_files); the others whose results
+        # come in (from xdist workers) are read with ``read_suite_file``, which the plugin hands over.
+        self.suite_files: dict[str, SuiteFilePlan] = {}
+        self.read_suite_file = read_suite_file
 
     def plan(self) -> Iterator[PlannedCheck]:
         """The checks of the command line's (or ``[tool.qcheck]``'s) models."""
@@ -78,7 +98,7 @@ class QcheckSession:
         """Measure and judge one planned check; every failure becomes a failed result. A failed
         accuracy or saturation names the remedies that could be tried (qcheck.remedies)."""
         result = self.runner.execute(planned)
-        return with_hint(result, self.run(planned.run), self.settings.remedies or self.suite.remedies)
+        return with_hint(result, self.run(planned.run), self.settings.remedies or planned.remedies)
 
     def protect(self, items: Iterable[pytest.Item]) -> None:
         """Add the collected items' files (test modules, suite files) and models to the inputs,
@@ -135,7 +155,7 @@ class QcheckSession:
         self.runner.join()  # no Vela process outlives the session
         if hasattr(session.config, "workerinput"):
             return  # xdist worker: the controller writes the reports
-        self._try_remedies()
+        self._try_remedies(session.config.rootpath)
         settings = self.settings
         broken = self.broken
         from qcheck.shards import SHARD_KEY
@@ -167,14 +187,41 @@ class QcheckSession:
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def _try_remedies(self) -> None:
-        """Other recipes for each model whose accuracy or saturation failed, when asked (qcheck.remedies)."""
-        if not (self.settings.remedies or self.suite.remedies):
-            return
+    def _try_remedies(self, rootpath: Path) -> None:
+        """Other recipes for each model whose accuracy or saturation failed, where the command line
+        or the suite the checks came from asks (qcheck.remedies): the command line's models and
+        those of the suite files alike, each measured with the checks it was planned with."""
+        for suite_file, checks in self._planned_by_model(rootpath):
+            if (self.settings.remedies or checks[0].remedies) and needs_remedies(self.results, checks[0].model,
+                                                                                  suite_file):
+                try:
+                    self.remedies.append(try_remedies(self, checks, suite_file))
+                except Exception as exc:  # a bug in qcheck: the reports are still written
+                    self.remedies.append(Remedies(checks[0].model, (), (
+                        f"remedies could not be tried: internal error in qcheck ({type(exc).__name__}: {exc}); "
+                        "please report it with the model",), suite_file=suite_file))
+
+    def _planned_by_model(self, rootpath: Path) -> Iterator[tuple[str, list[PlannedCheck]]]:
+        """(suite file or "", the checks planned for one model) for the command line's models, then
+        for those of the suite files whose results are gathered (read again where this process did
+        not collect them: the xdist controller)."""
         for model in self.settings.models:
-            spec = run_spec(self.settings, model)
-            if needs_remedies(self.results, spec.model):
-                self.remedies.append(try_remedies(self, spec))
+            yield "", list(plan(run_spec(self.settings, model), self.suite, self.accelerators))
+        for source in sorted({r.suite_file for r in self.results if r.suite_file}):
+            suite_file = self.suite_files.get(source)
+            if suite_file is None and self.read_suite_file is not None:
+                try:
+                    suite_file = self.read_suite_file(rootpath / source, source, self.settings, self.project,
+                                                      self.settings.command_line)
+                except QcheckError:
+                    continue  # reported when the file was collected
+            if suite_file is None:
+                continue
+            by_run: dict[RunSpec, list[PlannedCheck]] = {}
+            for _, planned in suite_file.plan(self.settings.command_line, self.project):
+                by_run.setdefault(planned.run, []).append(planned)
+            for checks in by_run.values():
+                yield source, checks
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         broken = self.broken

@@ -169,6 +169,7 @@ class QcheckFile(pytest.File):
         project = qsession.project
         cli = qsession.settings.command_line
         suite_file = read_suite_file(self.path, self._source(), qsession.settings, project, cli)
+        qsession.suite_files[self._source()] = suite_file  # its models' remedies are planned from it
         for name, planned in suite_file.plan(cli, project):
             yield SuiteFileItem.from_parent(self, name=name, planned=planned, suite_file=self._source(),
                                             line=suite_file.lines.get(planned.spec.name))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qcheck.checks import CheckDef, registry
-from qcheck.config import ACTIVATIONS, Quantization
+from qcheck.config import ACTIVATIONS, CALIBRATION_FROM, Quantization
 from qcheck.errors import QcheckError, suggest
 from qcheck.toml_files import check_depth, parse_toml, read_text, resolve, shown
 from qcheck.units import parse_quantity
@@ -26,7 +26,8 @@ _SUITE_KEYS = {"extends", "description", "checks", "quantization", "remedies"}
 # [quantization] key -> the values it takes (the fields of qcheck.config.Quantization); an empty
 # tuple: any value of the key's type (QUANTIZATION_TYPES).
 QUANTIZATION_KEYS: dict[str, tuple[str, ...]] = {"activations": ACTIVATIONS, "calibration_samples": (),
-                                                 "per_channel_dense": (), "keep_float": (), "int16_layers": ()}
+                                                 "per_channel_dense": (), "keep_float": (), "int16_layers": (),
+                                                 "calibration_from": CALIBRATION_FROM}
 QUANTIZATION_TYPES = {"calibration_samples": "a whole number of samples, at least 1",
                       "per_channel_dense": "true or false", "keep_float": "a list of Keras layer names",
                       "int16_layers": "a list of Keras layer names"}

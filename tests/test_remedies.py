@@ -194,6 +194,11 @@ def test_the_python_api_takes_the_same_recipe(tmp_path: Path) -> None:
                         out=tmp_path / "api")
     info = q.quantization_info
     assert info["int16_tensors"] > 0 and info["int8_tensors"] > 0 and info["fully_quantized"] is True  # mixed
+    # Said to be mixed, naming the int16 layers (not "int16x8", which is the whole model).
+    assert info["quantization"] == "mixed-int16x8"
+    assert "int16 activations in the layers 'conv1', 'flatten', 'digit', int8 in the others" in (
+        info["quantization_description"])
+    assert [op.split(" ")[0] for op in info["int16_operators"]] == ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
     assert info["operators"]["QUANTIZE"] == 2  # int8 -> int16 before conv1, int16 -> int8 after digit
     assert qcheck.assert_accuracy_drop(q).passed is True  # int8 alone loses ~7 points here
     with pytest.raises(QcheckError, match="quantization.keep_float must be a list of Keras layer names"):

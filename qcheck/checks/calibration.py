@@ -55,6 +55,8 @@ class CalibrationDiagnosis:
     warnings: tuple[str, ...] = field(default=())
     # A multi-input model's (calibration, evaluation) spreads by input name.
     inputs: dict[str, tuple[Spread | None, Spread]] = field(default_factory=dict)
+    # The inputs ("" for a single input) whose calibration span differs from the evaluation span.
+    mismatched: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         def spread(s: Spread | None) -> dict[str, float] | None:
@@ -81,14 +83,17 @@ def _per_input(calibration: Any, evaluation: Any) -> list[tuple[str, Any, Any]]:
     return [(name, cal.get(name), evaluation.arrays[name]) for name in evaluation.names]
 
 
-def _spreads(calibration: Any, evaluation: Any, name: str, warnings: list[str]) -> tuple[Spread | None, Spread]:
-    """The spreads of one input's calibration and evaluation samples, warning when they differ."""
+def _spreads(calibration: Any, evaluation: Any, name: str, warnings: list[str],
+             mismatched: list[str]) -> tuple[Spread | None, Spread]:
+    """The spreads of one input's calibration and evaluation samples, warning (and adding ``name``
+    to ``mismatched``) when they differ."""
     cal = Spread.of(calibration) if calibration is not None and len(calibration) else None
     ev = Spread.of(evaluation)
     if cal is not None and cal.width > 0 and ev.width > 0:
         ratio = ev.width / cal.width
         if ratio > _RANGE_RATIO or ratio < 1 / _RANGE_RATIO:
             where = f"input '{name}': " if name else ""
+            mismatched.append(name)
             warnings.append(
                 f"{where}calibration inputs span {cal.describe()} but evaluation inputs {ev.describe()} "
                 f"(0.1th to 99.9th percentiles of their values; the evaluation span is {ratio:.2f}x the calibration "
@@ -106,15 +111,17 @@ def calibration_diagnosis(evidence: Evidence) -> CalibrationDiagnosis | None:
     if data is None or run is None:
         return None
     calibration = evidence.calibration_data()
-    warnings = []
+    warnings: list[str] = []
+    mismatched: list[str] = []
     few = few_calibration_samples(len(calibration)) if calibration is not None else None
     if few:
         warnings.append(few)
-    spreads = {name: _spreads(cal_x, ev_x, name, warnings) for name, cal_x, ev_x in _per_input(calibration, data.x)}
+    spreads = {name: _spreads(cal_x, ev_x, name, warnings, mismatched) for name, cal_x, ev_x in _per_input(calibration, data.x)}
     cal, ev = spreads[""] if "" in spreads else (None, None)
     constant = tuple(head for head, out in run.outputs.items()
                      if len(out.raw) > 1 and np.all(out.raw == out.raw[:1]))
     for head in constant:
         warnings.append(f"output '{head}' is the same for all {len(data)} evaluation samples")
     return CalibrationDiagnosis(len(calibration) if calibration is not None else 0, cal, ev, constant,
-                                tuple(warnings), {name: pair for name, pair in spreads.items() if name})
+                                tuple(warnings), {name: pair for name, pair in spreads.items() if name},
+                                tuple(mismatched))

@@ -24,7 +24,6 @@ from qcheck.config import Quantization
 MAX_CALIBRATION_SAMPLES = 1000
 # The checks whose failure remedies address, and whose message names them.
 REMEDIED_CHECKS = ("accuracy_drop", "saturation")
-_SUFFIX = re.compile(r"_\d+$")
 _QUOTED = re.compile(r"'([^']+)'")
 
 
@@ -37,6 +36,9 @@ class Diagnosis:
     fully_connected: bool = False  # the model has FULLY_CONNECTED operators (per-channel weights matter)
     calibration_used: int = 0  # samples the current recipe calibrated on
     calibration_available: int = 0  # samples in a separate calibration set (0: split from the data)
+    # The separate calibration set's inputs span other values than the evaluation inputs
+    # (qcheck.checks.calibration): it looks preprocessed differently.
+    calibration_differs: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Row:
     error: str = ""  # why the recipe could not be tried at all
     baseline: bool = False  # the recipe the run used
     quantized_model: str = ""  # where the candidate's .tflite was written
+    evaluated_on: str = ""  # which samples it was evaluated on, where they are not those of the recipe as run
 
     @property
     def cost(self) -> tuple[float, float, float, float]:
@@ -83,6 +86,8 @@ class Remedies:
     model: str
     rows: tuple[Row, ...]
     notes: tuple[str, ...] = ()  # what was not tried and why; the fix qcheck cannot make
+    suite_file: str = ""  # the qcheck_*.toml whose checks the model ran with ("" for the command line's)
+    accuracy_threshold: float | None = None  # accuracy_drop's max under that suite
 
     @property
     def chosen(self) -> Row | None:
@@ -92,8 +97,9 @@ class Remedies:
 def keras_layer(tensor_name: str) -> str:
     """The Keras layer a converted tensor comes from: ``<...>/<layer>/<op>``, Keras 3's ``_1`` dropped;
     "" for a name with no layer in it (``StatefulPartitionedCall_1:0``), which no recipe can name."""
-    parts = tensor_name.split(";")[0].split("/")
-    return _SUFFIX.sub("", parts[-2]) if len(parts) >= 2 else ""
+    from qcheck.tflite.recipe import layer_scope
+
+    return layer_scope(tensor_name)
 
 
 def layer_of_label(label: str) -> str:
@@ -105,7 +111,10 @@ def layer_of_label(label: str) -> str:
 def candidates(current: Quantization, diagnosis: Diagnosis) -> list[Candidate]:
     """The recipes worth trying from ``current``, each only where it applies."""
     found: list[Candidate] = []
-    if diagnosis.calibration_available > diagnosis.calibration_used:
+    if diagnosis.calibration_differs and current.calibration_from != "data":
+        found.append(Candidate("calibrate on samples split from the evaluation data (the calibration set looks "
+                               "preprocessed differently)", replace(current, calibration_from="data")))
+    elif diagnosis.calibration_available > diagnosis.calibration_used:  # more of a mismatched set would not help
         samples = min(diagnosis.calibration_available, MAX_CALIBRATION_SAMPLES)
         found.append(Candidate(f"calibrate on {samples} samples (was {diagnosis.calibration_used})",
                                replace(current, calibration_samples=samples)))
@@ -155,6 +164,8 @@ def recipe_lines(quantization: Quantization) -> list[str]:
         lines.append(f"calibration_samples = {quantization.calibration_samples}")
     if quantization.per_channel_dense != default.per_channel_dense:
         lines.append(f"per_channel_dense = {str(quantization.per_channel_dense).lower()}")
+    if quantization.calibration_from != default.calibration_from:
+        lines.append(f'calibration_from = "{quantization.calibration_from}"')
     for key in ("keep_float", "int16_layers"):
         names: tuple[str, ...] = getattr(quantization, key)
         if names:
@@ -192,12 +203,12 @@ def describe(row: Row) -> str:
         parts.append(f"{accelerator}: {t.get('cpu_ops', '-')} CPU ops, SRAM {_kib(t.get('sram_bytes'))}, "
                      f"flash {_kib(t.get('flash_bytes'))}, {_time(t)}")
     verdict = "PASS" if row.passed else "FAIL (" + ", ".join(row.failed) + ")"
-    return f"{verdict}: " + ", ".join(parts)
+    return f"{verdict}: " + ", ".join(parts) + (f"; {row.evaluated_on}" if row.evaluated_on else "")
 
 
 def render(remedies: Remedies) -> list[str]:
     """The remedy table of one model as terminal lines, the chosen recipe's lines to copy last."""
-    lines = [f"remedies for {remedies.model}:"]
+    lines = [f"remedies for {remedies.model}" + (f" ({remedies.suite_file})" if remedies.suite_file else "") + ":"]
     chosen = remedies.chosen
     for number, row in enumerate(remedies.rows):
         label = "as run" if row.baseline else f"{number}. {row.change}"
@@ -222,6 +233,8 @@ def to_dict(remedies: Remedies) -> dict[str, Any]:
     chosen = remedies.chosen
     return {
         "model": remedies.model,
+        "suite_file": remedies.suite_file or None,
+        "accuracy_threshold": remedies.accuracy_threshold,
         "candidates": [{
             "change": "as run" if row.baseline else row.change,
             "baseline": row.baseline,
@@ -236,6 +249,7 @@ def to_dict(remedies: Remedies) -> dict[str, Any]:
             "targets": row.targets,
             "error": row.error or None,
             "quantized_model": row.quantized_model or None,
+            "evaluated_on": row.evaluated_on or None,
             "chosen": row is chosen,
         } for row in remedies.rows],
         "notes": list(remedies.notes),
@@ -243,16 +257,18 @@ def to_dict(remedies: Remedies) -> dict[str, Any]:
 
 
 def html_view(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The remedy tables of the JSON report (:func:`to_dict`) as text cells for the HTML report."""
+    """The remedy tables of the JSON report (:func:`to_dict`) as text cells for the HTML report,
+    each with its accuracy-against-cost pictures (:func:`pictures`)."""
     views = []
     for table in tables:
         rows = []
-        for c in table.get("candidates", []):
+        for number, c in enumerate(table.get("candidates", [])):
             heads = "; ".join(f"{head}: {_percent(h.get('drop'))} ({_percent(h.get('ci_low'))} to "
                               f"{_percent(h.get('ci_high'))})" for head, h in (c.get("heads") or {}).items())
             targets = c.get("targets") or {}
             rows.append({
-                "change": c.get("change", ""),
+                "change": _numbered(number, c),
+                "evaluated_on": c.get("evaluated_on") or "",
                 "verdict": "pass" if c.get("passed") else "fail",
                 "failed": ", ".join(c.get("failed_checks") or []) or (c.get("error") or ""),
                 "heads": heads or "-",
@@ -265,5 +281,56 @@ def html_view(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "keeps_float": bool(c.get("keeps_float")),
                 "recipe": "\n".join(c.get("recipe_lines") or []),
             })
-        views.append({"model": table.get("model", ""), "rows": rows, "notes": list(table.get("notes", []))})
+        views.append({"model": table.get("model", ""), "suite_file": table.get("suite_file") or "", "rows": rows,
+                      "notes": list(table.get("notes", [])), "pictures": pictures(table)})
     return views
+
+
+def _numbered(number: int, candidate: dict[str, Any]) -> str:
+    """The candidate's change as the table and the picture name it: "as run", else "1. ..."."""
+    return "as run" if candidate.get("baseline") else f"{number}. {candidate.get('change', '')}"
+
+
+def _worst_head(candidate: dict[str, Any]) -> dict[str, Any]:
+    """The head that lost most (its drop and interval), or {} when no drop was measured."""
+    heads = [h for h in _table(candidate.get("heads")).values() if _number(_table(h).get("drop")) is not None]
+    return max(heads, key=lambda h: float(h["drop"])) if heads else {}
+
+
+def _table(value: Any) -> dict[str, Any]:
+    """``value`` where it is a JSON object, else {} (a merged report's tables come from files)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def pictures(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """Accuracy against cost for a remedy table (:func:`to_dict`): one scatter per accelerator, x the
+    SRAM Vela gives, or one with x the .tflite size when Vela did not run; y the worst head's drop
+    with its interval, the suite's threshold as a line."""
+    from qcheck.report.charts import ScatterPoint, scatter
+
+    candidates = [_table(c) for c in table.get("candidates", [])]
+    accelerators = sorted({str(a) for c in candidates for a in _table(c.get("targets"))})
+    axes: list[tuple[str, str, Any]] = [
+        (f"on {a}", f"SRAM on {a} (Vela), KiB", lambda c, a=a: _table(_table(c.get("targets")).get(a)).get("sram_bytes"))
+        for a in accelerators] or [("by .tflite size", ".tflite size (Vela did not run), KiB", lambda c: c.get("size_bytes"))]
+    threshold = _number(table.get("accuracy_threshold"))
+    drawn = []
+    for title, x_label, cost in axes:
+        points = []
+        for number, c in enumerate(candidates):
+            head = _worst_head(c)
+            points.append(ScatterPoint(
+                label="as run" if c.get("baseline") else str(number), title=_numbered(number, c),
+                x=_number(cost(c)), y=_number(head.get("drop")), low=_number(head.get("ci_low")),
+                high=_number(head.get("ci_high")), tone="ok" if c.get("passed") else "bad",
+                chosen=c.get("chosen") is True, keeps_float=c.get("keeps_float") is True))
+        chart = scatter(points, x_fmt=lambda v: f"{v / 1024:g}", y_fmt=lambda v: f"{v * 100:g}%",
+                        x_label=x_label, y_label="worst head's accuracy drop", threshold=threshold,
+                        threshold_label=f"max {threshold * 100:g}%" if threshold is not None else "",
+                        x_tick_unit=1024)
+        drawn.append({"title": title, "chart": chart})
+    return drawn

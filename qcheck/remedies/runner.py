@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from qcheck.checks import registry
 from qcheck.config import Quantization, RunSpec
+from qcheck.resolver import calibration_set
 from qcheck.remedies import (
     REMEDIED_CHECKS,
     Diagnosis,
@@ -28,8 +28,13 @@ from qcheck.results import CheckResult
 
 if TYPE_CHECKING:
     from qcheck.pipeline import ModelRun
+    from qcheck.runner import PlannedCheck
     from qcheck.session import QcheckSession
 
+# A channel whose reach is this many times the median channel's is an outlier: folding it into the
+# next layer is the fix. Channels all crushed alike (a range calibrated on inputs scaled
+# differently) have no outlier to fold.
+_OUTLIER = 4.0
 _TARGET_KEYS = ("cpu_ops", "npu_ops", "sram_bytes", "flash_bytes", "inference_time_s")
 
 
@@ -53,7 +58,7 @@ def diagnose(run: ModelRun) -> Diagnosis:
             guilty.append(keras_layer(cause.name))
             # The layers that read the crushed tensor take it at its int8 scale unless they change too.
             guilty.extend(_readers(run, cause.name))
-            if cause.spread is not None:
+            if cause.spread is not None and cause.spread.widest_range >= _OUTLIER * cause.spread.median_range:
                 outlier = (f"channel {cause.range_channel if cause.range_channel is not None else cause.spread.widest} "
                            f"of '{source}' stretches its per-tensor range")
         else:
@@ -64,7 +69,20 @@ def diagnose(run: ModelRun) -> Diagnosis:
     except Exception:
         fully_connected, used = False, 0
     available = _separate_calibration(run.spec)
-    return Diagnosis(tuple(dict.fromkeys(n for n in guilty if n)), outlier, fully_connected, used, available)
+    return Diagnosis(tuple(dict.fromkeys(n for n in guilty if n)), outlier, fully_connected, used, available,
+                     _calibration_differs(run))
+
+
+def _calibration_differs(run: ModelRun) -> bool:
+    """A separate calibration set spans other input values than the evaluation data (the
+    calibration diagnosis's warning): it looks preprocessed differently."""
+    if run.spec.calibration is None:
+        return False
+    try:
+        diagnosis = run.calibration_diagnosis()
+    except Exception:  # the checks report why the model could not be evaluated
+        return False
+    return diagnosis is not None and bool(diagnosis.mismatched)
 
 
 def _readers(run: ModelRun, tensor_name: str) -> list[str]:
@@ -122,40 +140,61 @@ def with_hint(result: CheckResult, run: ModelRun, enabled: bool) -> CheckResult:
     return replace(result, message=f"{result.message} (run with --qcheck-remedies to try {count} {fixes})")
 
 
-def needs_remedies(results: list[CheckResult], model: str) -> bool:
-    """A remedied check failed its threshold for ``model`` (the run's own suite)."""
-    return any(r.model == model and not r.suite_file and r.check in REMEDIED_CHECKS and r.passed is False
-               and r.error is None for r in results)
+def needs_remedies(results: list[CheckResult], model: str, suite_file: str = "") -> bool:
+    """A remedied check failed its threshold for ``model`` under the suite it was planned from
+    (``suite_file``'s, or the run's own for "")."""
+    return any(r.model == model and r.suite_file == suite_file and r.check in REMEDIED_CHECKS
+               and r.passed is False and r.error is None for r in results)
 
 
-def try_remedies(session: QcheckSession, spec: RunSpec) -> Remedies:
-    """The remedy table of ``spec``'s model: the recipe as run, then each candidate, measured."""
+def try_remedies(session: QcheckSession, checks: list[PlannedCheck], suite_file: str = "") -> Remedies:
+    """The remedy table of one model, from the checks planned for it (on the command line's
+    suite or ``suite_file``'s): the recipe as run, then each candidate, measured by the same checks."""
+    spec = checks[0].run
     run = session.run(spec)
     if run.kind == "tflite":
         return Remedies(spec.model, (), ("an already quantized .tflite: qcheck does not convert it, so it has no "
-                                         "recipe to change; give the Keras model",))
+                                         "recipe to change; give the Keras model",), suite_file=suite_file)
     diagnosis = diagnose(run)
     tried = candidates(spec.quantization, diagnosis)
-    rows = [_measure(session, spec, "as run", spec.quantization, baseline=True)]
+    rows = [_measure(session, checks, spec, "as run", spec.quantization, baseline=True)]
     for number, candidate in enumerate(tried, 1):
         session.progress.step(spec.model, f"remedy {number}/{len(tried)}: {candidate.change} ...")
         recipe = candidate.quantization
-        variant = replace(spec, quantization=recipe,
+        variant = replace(spec, quantization=recipe, calibration=calibration_set(spec.calibration, recipe),
                           calibration_samples=recipe.calibration_samples or spec.calibration_samples)
-        row = _measure(session, variant, candidate.change, recipe, keeps_float=candidate.keeps_float)
+        row = _measure(session, checks, variant, candidate.change, recipe, keeps_float=candidate.keeps_float)
+        if variant.calibration != spec.calibration:
+            row = replace(row, evaluated_on=_evaluated_on(session.run(variant), session.run(spec)))
         session.progress.step(spec.model, f"remedy {number}/{len(tried)}: {'passes' if row.passed else 'fails'}")
         rows.append(row)
-    return Remedies(spec.model, tuple(rows), unavailable(diagnosis))
+    return Remedies(spec.model, tuple(rows), unavailable(diagnosis), suite_file=suite_file,
+                    accuracy_threshold=_threshold(checks))
 
 
-def _measure(session: QcheckSession, spec: RunSpec, change: str, recipe: Quantization, *,
-             keeps_float: bool = False, baseline: bool = False) -> Row:
-    from qcheck.runner import plan
+def _evaluated_on(run: ModelRun, as_run: ModelRun) -> str:
+    """Which samples ``run`` was evaluated on, calibrated on a split of the data where the recipe
+    as run had a separate calibration set (its drop is measured on fewer samples)."""
+    try:
+        data, theirs, calibration = run.evaluation_data(), as_run.evaluation_data(), run.calibration_data()
+    except Exception:
+        return ""  # the checks said why the data could not be loaded or split
+    if data is None or theirs is None or calibration is None:
+        return ""
+    return (f"evaluated on {len(data)} of the {len(data) + len(calibration)} samples of {data.path}, the other "
+            f"{len(calibration)} calibrated it (the recipe as run was evaluated on all {len(theirs)})")
 
-    # The suite's own checks, as the session plans them; the baseline compares the model as
-    # run with the last good run, not a candidate recipe.
-    results = [session.check(planned) for planned in plan(spec, session.suite, session.accelerators)
-               if planned.spec.name != "baseline"]
+
+def _threshold(checks: list[PlannedCheck]) -> float | None:
+    """The largest accuracy drop the suite allows (for the report's picture)."""
+    return next((planned.spec.max for planned in checks if planned.spec.name == "accuracy_drop"), None)
+
+
+def _measure(session: QcheckSession, checks: list[PlannedCheck], spec: RunSpec, change: str, recipe: Quantization,
+             *, keeps_float: bool = False, baseline: bool = False) -> Row:
+    # The checks the model ran with, options and all, on ``spec``; the baseline compares the
+    # model as run with the last good run, not a candidate recipe.
+    results = [session.check(replace(planned, run=spec)) for planned in checks if planned.spec.name != "baseline"]
     failed = tuple(f"{r.check}[{r.variant}]" if r.variant else r.check for r in results if r.passed is False)
     errors = [r.error for r in results if r.error is not None]
     error = errors[0] if results and len(errors) == len(results) else ""

@@ -46,6 +46,8 @@ KIND_DESCRIPTIONS = {
     "float16": "float16 quantized: float16 weights, float32 activations",
     "float": "float: nothing is quantized",
     "mixed": "mixed: some operators compute in integer, others in float",
+    # int16 activations on some layers only (ai-edge-quantizer's per-layer recipe, [quantization] int16_layers).
+    "mixed-int16x8": "mixed int8 and int16x8: int16 activations in some operators, int8 in the others",
 }
 FLOAT_IO_PATTERN = "{body} inside, float32 at the {sides}"
 # Operators that only convert between float and integer: they say nothing about how the body computes.
@@ -68,6 +70,8 @@ class Census:
     # QUANTIZE at the entry / a DEQUANTIZE at the exit.
     float_io: tuple[str, ...] = ()
     io_notes: tuple[str, ...] = ()  # integer I/O other than int8/uint8, an NCHW-looking input
+    # A mixed-int16x8 model's operators computing on int16 activations (the others compute on int8).
+    int16_ops: tuple[FloatOp, ...] = ()
 
     @property
     def description(self) -> str:
@@ -75,7 +79,18 @@ class Census:
         if self.float_io and self.kind in ("full-integer", "int16x8"):
             body = "int16" if self.kind == "int16x8" else "int8"
             return FLOAT_IO_PATTERN.format(body=body, sides=" and ".join(self.float_io))
+        if self.kind == "mixed-int16x8":
+            return (f"mixed int8 and int16x8: int16 activations in the layers {self.int16_layers()}, "
+                    "int8 in the others")
         return KIND_DESCRIPTIONS[self.kind]
+
+    def int16_layers(self) -> str:
+        """The Keras layers of the int16 operators, as the recipe's ``int16_layers`` names them (an
+        operator whose tensor names carry no layer is named by its type and output)."""
+        from qcheck.tflite.recipe import layer_scope
+
+        names = [f"'{layer_scope(op.output)}'" if layer_scope(op.output) else op.describe() for op in self.int16_ops]
+        return ", ".join(dict.fromkeys(names))
 
     @property
     def fully_quantized(self) -> bool:
@@ -103,19 +118,21 @@ def take_census(info: ModelInfo) -> Census:
         for op in info.operators
         if any((op.subgraph, i) in counted for i in (*op.inputs, *op.outputs) if i >= 0)
     )
-    kind, hybrid = _kind(info, {(t.subgraph, t.index) for t in exempt})
+    kind, hybrid, int16 = _kind(info, {(t.subgraph, t.index) for t in exempt})
     return Census(tuple(float_tensors), tuple(exempt), float_ops, tuple(_int32_activations(info)),
-                  kind, hybrid, _float_io(info), _io_notes(info))
+                  kind, hybrid, _float_io(info), _io_notes(info), int16)
 
 
-def _kind(info: ModelInfo, exempt: set[tuple[int, int]]) -> tuple[str, tuple[FloatOp, ...]]:
-    """The model's kind (a key of KIND_DESCRIPTIONS) and its hybrid operators.
+def _kind(info: ModelInfo, exempt: set[tuple[int, int]]) -> tuple[str, tuple[FloatOp, ...], tuple[FloatOp, ...]]:
+    """The model's kind (a key of KIND_DESCRIPTIONS), its hybrid operators and, for a model with
+    int16 activations on some layers only, the operators computing on int16.
 
     Judged by the operators that compute (QUANTIZE/DEQUANTIZE only convert): on float
-    activations or on integer ones, and with which weights.
+    activations or on integer ones (int16 or int8), and with which weights.
     """
     float_compute, integer_compute, hybrid = 0, 0, []
-    int16_activations = int8_activations = 0
+    int16_ops: list[FloatOp] = []
+    int8_ops = 0
     for op in info.operators:
         if op.op in _CONVERTING_OPS:
             continue
@@ -128,20 +145,22 @@ def _kind(info: ModelInfo, exempt: set[tuple[int, int]]) -> tuple[str, tuple[Flo
                 hybrid.append(FloatOp(op.op, _first_output_name(info, op)))
         elif any(t.dtype in _QUANTIZED_DTYPES for t in activations):
             integer_compute += 1
-    for t in info.tensors:
-        if not t.constant and t.dtype == "int16":
-            int16_activations += 1
-        elif not t.constant and t.dtype in ("int8", "uint8"):
-            int8_activations += 1
+            # An int8 LSTM's int16 cell state is a variable tensor: that LSTM still computes in int8.
+            if any(t.dtype == "int16" and not t.variable for t in activations):
+                int16_ops.append(FloatOp(op.op, _first_output_name(info, op), op.index, op.subgraph))
+            else:
+                int8_ops += 1
     if float_compute == 0:
-        return ("int16x8" if int16_activations > int8_activations else "full-integer"), ()
+        if int16_ops and int8_ops:
+            return "mixed-int16x8", (), tuple(int16_ops)
+        return ("int16x8" if int16_ops else "full-integer"), (), ()
     if integer_compute > 0:
-        return "mixed", tuple(hybrid)
+        return "mixed", tuple(hybrid), ()
     if hybrid:
-        return "dynamic-range", tuple(hybrid)
+        return "dynamic-range", tuple(hybrid), ()
     if any(t.constant and t.dtype == "float16" for t in info.tensors):
-        return "float16", ()
-    return "float", ()
+        return "float16", (), ()
+    return "float", (), ()
 
 
 def _float_io(info: ModelInfo) -> tuple[str, ...]:
@@ -236,6 +255,7 @@ def quantization_info(info: ModelInfo, census: Census | None = None) -> dict[str
         "quantization_description": census.description,
         "float_io": list(census.float_io),
         "hybrid_operators": [op.describe() for op in census.hybrid_ops],
+        "int16_operators": [op.describe() for op in census.int16_ops],
         "uint8_tensors": dtypes.get("uint8", 0),
         "int8_tensors": dtypes.get("int8", 0),
         "int16_tensors": dtypes.get("int16", 0),

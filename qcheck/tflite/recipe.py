@@ -118,11 +118,13 @@ def layers_of(tensor_name: str) -> set[str]:
     return names
 
 
+def layer_scope(tensor_name: str) -> str:
+    """The Keras layer a converted tensor comes from: ``<...>/<layer>/<op>``, Keras 3's ``_1`` dropped;
+    "" for a name with no layer in it (``StatefulPartitionedCall_1:0``)."""
+    parts = tensor_name.split(";")[0].split("/")
+    return _SUFFIX.sub("", parts[-2]) if len(parts) >= 2 else ""
+
+
 def model_layers(outputs: list[tuple[str, str]]) -> set[str]:
     """Layer names to suggest: the scope that holds each operator (``.../<layer>/<op>``)."""
-    found: set[str] = set()
-    for _, name in outputs:
-        parts = name.split(";")[0].split("/")
-        if len(parts) >= 2:
-            found.add(_SUFFIX.sub("", parts[-2]))
-    return found
+    return {layer for _, name in outputs if (layer := layer_scope(name))}
