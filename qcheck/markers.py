@@ -25,6 +25,7 @@ from qcheck.resolver import named_model_spec, run_spec
 
 if TYPE_CHECKING:
     from qcheck.project import ProjectConfig
+    from qcheck.files import InputFiles
     from qcheck.session import QcheckSession
     from qcheck.suites import Suite
 
@@ -106,8 +107,8 @@ def _request(node: MarkedNode) -> MarkerRequest | InvalidMarker | None:
         return InvalidMarker(str(exc))
 
 
-def parametrization(definition: MarkedNode, settings: Settings,
-                    project: ProjectConfig) -> tuple[list[RunSpec | InvalidMarker], list[str]]:
+def parametrization(definition: MarkedNode, settings: Settings, project: ProjectConfig,
+                    inputs: InputFiles | None = None) -> tuple[list[RunSpec | InvalidMarker], list[str]]:
     """The run specs a test using qcheck's fixtures runs with, and their test ids.
 
     A wrong marker gives the test one ``InvalidMarker`` spec: that test errors at setup with the
@@ -120,6 +121,8 @@ def parametrization(definition: MarkedNode, settings: Settings,
         return [run_spec(settings, model) for model in settings.models], list(settings.models)
     spec = named_model_spec(settings, request.model, data=request.data, calibration=request.calibration,
                             reference=request.reference, project=project)
+    if inputs is not None:  # the user's file, even where the recipe calibrates on the data and the spec drops it
+        inputs.add(request.calibration, "calibration data")
     return [spec], [request.model_as_written or request.model]
 
 

@@ -289,7 +289,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from qcheck.markers import parametrization
 
         qsession = session_of(metafunc.config)
-        specs, ids = parametrization(metafunc.definition, qsession.settings, qsession.project)
+        specs, ids = parametrization(metafunc.definition, qsession.settings, qsession.project, qsession.inputs)
         metafunc.parametrize("qcheck_run_spec", specs or [None], ids=ids or ["no-model"], indirect=True,
                              scope="session")
 

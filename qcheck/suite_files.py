@@ -48,6 +48,9 @@ class SuiteFile:
     models: tuple[tuple[str, RunSpec], ...]  # (the model as the file writes it, what it runs with)
     own_accelerators: frozenset[str]  # checks whose table in this file sets an accelerator
     lines: dict[str, int]  # check name -> 0-based line of its [checks.<name>] table
+    # The files it names, as (path, what): the runs may drop one (a calibration set where the
+    # recipe calibrates on the data), yet no artifact may be written over it.
+    inputs: tuple[tuple[str, str], ...] = ()
 
     def plan(self, command_line: CommandLine, project: ProjectConfig) -> Iterator[tuple[str, PlannedCheck]]:
         """(item name, planned check) for every enabled check on every model."""
@@ -76,8 +79,11 @@ def read_suite_file(path: Path, source: str, settings: Settings, project: Projec
     own = frozenset(name for name, table in checks_doc.items() if "accelerator" in table)
     models = _models(doc, path.parent, source, settings, project, command_line,
                      suite.quantization_for(settings.activations))
-    return SuiteFile(suite, models, own,
-                     _table_lines(text, set(checks_doc)))
+    here = path.parent
+    named = tuple((_path(doc, key, here, source), what) for key, what in
+                  (("data", "data"), ("calibration", "calibration data"), ("reference", "reference model")))
+    return SuiteFile(suite, models, own, _table_lines(text, set(checks_doc)),
+                     tuple((p, what) for p, what in named if p is not None))
 
 
 def _models(doc: dict[str, Any], here: Path, source: str, settings: Settings, project: ProjectConfig,
@@ -170,6 +176,8 @@ class QcheckFile(pytest.File):
         cli = qsession.settings.command_line
         suite_file = read_suite_file(self.path, self._source(), qsession.settings, project, cli)
         qsession.suite_files[self._source()] = suite_file  # its models' remedies are planned from it
+        for named, what in suite_file.inputs:
+            qsession.inputs.add(named, what)
         for name, planned in suite_file.plan(cli, project):
             yield SuiteFileItem.from_parent(self, name=name, planned=planned, suite_file=self._source(),
                                             line=suite_file.lines.get(planned.spec.name))

@@ -209,6 +209,21 @@ def test_a_report_over_a_model_named_only_in_a_suite_file_fails_the_run_and_keep
     assert run.report["models"]  # the JSON report is still written
 
 
+def test_a_calibration_set_the_recipe_does_not_use_is_still_never_written_over(tmp_path: Path) -> None:
+    """With calibration_from = "data" the run calibrates on a split of the data and its RunSpec
+    drops the suite file's calibration set; that file is still the user's."""
+    model_here(tmp_path / "models")
+    calibration = tmp_path / "models" / "cal.npz"
+    calibration.write_bytes((FIXTURES / "digits.npz").read_bytes())
+    write(tmp_path / "qcheck_hw.toml", 'model = "models/hw.tflite"\ncalibration = "models/cal.npz"\n'
+                                       '[quantization]\ncalibration_from = "data"\n')
+    before = sha256(calibration)
+    run = run_qcheck(tmp_path, "-k", "size", "--qcheck-html=models/cal.npz")
+    assert sha256(calibration) == before
+    assert run.returncode == 1, run.stdout
+    assert "could not write the HTML report to models/cal.npz: is the calibration data" in run.stdout
+
+
 def test_inputs_are_known_by_identity_not_by_spelling(tmp_path: Path) -> None:
     model = model_here(tmp_path)
     os.link(model, tmp_path / "hard.tflite")
