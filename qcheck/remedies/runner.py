@@ -188,8 +188,8 @@ def try_remedies(session: QcheckSession, checks: list[PlannedCheck], suite_file:
     They run on a :class:`~qcheck.runner.Runner` of their own that writes into ``remedies/``
     below the output folder, as ``<name>.as-run`` and ``<name>.remedy-<n>`` (``name``:
     :func:`table_name`): never over, nor named like, an artifact of a model of the run (under
-    pytest-xdist, the workers named those). It shares the session's cache, so the recipe as run
-    is not converted again, and its protected inputs.
+    pytest-xdist, the workers named those). It shares the session's protected inputs and its
+    cache, so the recipe as run is taken from the cache rather than converted again.
     """
     spec = checks[0].run
     runner = session.runner.below(REMEDIES_FOLDER)
