@@ -149,7 +149,7 @@ class ModelRun:
 
     def __init__(self, spec: RunSpec, stem: str, out_dir: Path, data: DataSource, timeout: float,
                  cache: Cache | None = None, progress: Progress | None = None, *,
-                 inputs: InputFiles | None = None) -> None:
+                 inputs: InputFiles | None = None, folder: str = "") -> None:
         self.spec = spec
         self._inputs = inputs or InputFiles()  # never written over: the session's inputs
         self._progress = progress or Progress()
@@ -157,6 +157,9 @@ class ModelRun:
         self.stem = stem
         self._path = Path(spec.model)
         self._out_dir = out_dir
+        # A folder below the output root for the artifacts (the remedies'): the root stays the
+        # limit of the link checks, so a link planted at the folder is refused, never followed.
+        self._folder = folder
         self._data = data
         self._timeout = timeout
         self._memo = Memo()
@@ -193,7 +196,7 @@ class ModelRun:
 
     def artifact(self, key: str) -> Path:
         """Where this run writes its artifact ``key`` (of :data:`ARTIFACTS`)."""
-        return self.out_dir / f"{self.stem}{ARTIFACTS[key]}"
+        return self.out_dir / self._folder / f"{self.stem}{ARTIFACTS[key]}"
 
     def first_artifacts(self) -> list[Path]:
         """The files this run writes before any check asks for more: the quantized model (a .tflite

@@ -124,8 +124,9 @@ class Runner:
     """Runs planned checks on shared per-model pipelines, one :class:`ModelRun` per RunSpec."""
 
     def __init__(self, out_dir: Path, cache: Cache, timeout: float, progress: Progress | None = None, *,
-                 inputs: InputFiles | None = None, first: Iterable[RunSpec] = ()) -> None:
+                 inputs: InputFiles | None = None, first: Iterable[RunSpec] = (), folder: str = "") -> None:
         self.out_dir = out_dir
+        self.folder = folder  # below out_dir, where the runs write their artifacts ("": out_dir itself)
         self.cache = cache
         self.timeout = timeout
         self.progress = progress or Progress()
@@ -148,8 +149,21 @@ class Runner:
                 self._sources[key] = DataSource(*key)
             self.protect(spec)
             self._runs[spec] = ModelRun(spec, self.stem(spec), self.out_dir, self._sources[key], self.timeout,
-                                        self.cache, self.progress, inputs=self.inputs)
+                                        self.cache, self.progress, inputs=self.inputs, folder=self.folder)
         return self._runs[spec]
+
+    def below(self, folder: str) -> Runner:
+        """A runner of its own for runs that are not the session's models (the remedies'): it writes
+        into ``folder`` below this one's output root, each run named with :meth:`name`, and shares
+        the cache, timeout, progress and the inputs no artifact may be written over."""
+        return Runner(self.out_dir, self.cache, self.timeout, self.progress, inputs=self.inputs, folder=folder)
+
+    def name(self, spec: RunSpec, stem: str) -> None:
+        """Name ``spec``'s artifacts ``stem`` (a safe file-name stem, unique in this runner) instead
+        of by its model's file name; before its first use."""
+        if self._stems.get(spec, stem) != stem or stem in {s for k, s in self._stems.items() if k != spec}:
+            raise ValueError(f"artifact name {stem!r} is taken, or {spec.model} is named already")
+        self._stems[spec] = stem
 
     def protect(self, spec: RunSpec) -> None:
         """Add ``spec``'s files to what no artifact or report may be written over."""

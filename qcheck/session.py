@@ -25,7 +25,7 @@ from qcheck.progress import Progress
 from qcheck.project import ProjectConfig
 from qcheck.resolver import accelerators, run_spec
 from qcheck.remedies import Remedies, render as render_remedies, to_dict as remedies_dict
-from qcheck.remedies.runner import needs_remedies, try_remedies, with_hint
+from qcheck.remedies.runner import needs_remedies, table_name, try_remedies, with_hint
 from qcheck.results import RESULT_PROPERTY, CheckResult
 from qcheck.runner import PlannedCheck, Runner, plan
 from qcheck.suites import CheckSpec, Suite
@@ -191,11 +191,13 @@ class QcheckSession:
         """Other recipes for each model whose accuracy or saturation failed, where the command line
         or the suite the checks came from asks (qcheck.remedies): the command line's models and
         those of the suite files alike, each measured with the checks it was planned with."""
+        names: set[str] = set()  # the tables' artifact names (qcheck.remedies.runner.table_name)
         for suite_file, checks in self._planned_by_model(rootpath):
             if (self.settings.remedies or checks[0].remedies) and needs_remedies(self.results, checks[0].model,
                                                                                   suite_file):
                 try:
-                    self.remedies.append(try_remedies(self, checks, suite_file))
+                    name = table_name(checks[0].model, suite_file, rootpath, names)
+                    self.remedies.append(try_remedies(self, checks, suite_file, name))
                 except Exception as exc:  # a bug in qcheck: the reports are still written
                     self.remedies.append(Remedies(checks[0].model, (), (
                         f"remedies could not be tried: internal error in qcheck ({type(exc).__name__}: {exc}); "

@@ -1,18 +1,23 @@
 """Run the remedy candidates of one model through the session's own pipeline and checks.
 
-Each candidate is the model's :class:`~qcheck.config.RunSpec` with another recipe: the session
-makes its pipeline as for any model (so the conversion is cached like any conversion, and the data
-and float outputs are loaded once and shared), and every check of the suite measures and judges it
-exactly as it judged the model (``QcheckSession.check``). ``--qcheck-timeout`` bounds each step of
-each candidate (conversion, evaluation, Vela), as for the model itself.
+Each candidate is the model's :class:`~qcheck.config.RunSpec` with another recipe: a runner of
+the remedies' own (:meth:`qcheck.runner.Runner.below`) makes its pipeline as for any model (so
+the conversion is cached like any conversion, and the data and float outputs are loaded once and
+shared), and every check of the suite measures and judges it exactly as it judged the model
+(``Runner.execute``). Their artifacts go to ``remedies/`` below the output folder, named after
+the model's path (:func:`table_name`). ``--qcheck-timeout`` bounds each step of each candidate
+(conversion, evaluation, Vela), as for the model itself.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qcheck.config import Quantization, RunSpec
+from qcheck.files import safe_stem
 from qcheck.resolver import calibration_set
 from qcheck.remedies import (
     REMEDIED_CHECKS,
@@ -28,13 +33,16 @@ from qcheck.results import CheckResult
 
 if TYPE_CHECKING:
     from qcheck.pipeline import ModelRun
-    from qcheck.runner import PlannedCheck
+    from qcheck.runner import PlannedCheck, Runner
     from qcheck.session import QcheckSession
 
 # A channel whose reach is this many times the median channel's is an outlier: folding it into the
 # next layer is the fix. Channels all crushed alike (a range calibrated on inputs scaled
 # differently) have no outlier to fold.
 _OUTLIER = 4.0
+# Below the output folder, where the remedies' candidates write their artifacts: model artifacts
+# are files and folders named "<stem>_...", so none is ever inside it.
+REMEDIES_FOLDER = "remedies"
 _TARGET_KEYS = ("cpu_ops", "npu_ops", "sram_bytes", "flash_bytes", "inference_time_s")
 
 
@@ -147,25 +155,61 @@ def needs_remedies(results: list[CheckResult], model: str, suite_file: str = "")
                and r.passed is False and r.error is None for r in results)
 
 
-def try_remedies(session: QcheckSession, checks: list[PlannedCheck], suite_file: str = "") -> Remedies:
+def table_name(model: str, suite_file: str, root: Path, taken: set[str]) -> str:
+    """The artifact name of one model's remedy table, from the model's path relative to ``root``
+    (and the suite file it ran under), made safe and unique among ``taken`` (which it joins).
+
+    Derived from the paths, not from the order in which processes met the models: under
+    pytest-xdist the remedies run on the controller, which never named the workers' models.
+    Dots separate the parts only (``<model>[.<suite file>].<row>``), so no two tables' rows
+    share a name.
+    """
+    def part(path: str, keep: int) -> str:
+        absolute = Path(os.path.abspath(path))
+        shown = absolute.relative_to(root) if absolute.is_relative_to(root) else absolute
+        words = shown.with_suffix("").as_posix() if shown.suffix else shown.as_posix()
+        return safe_stem(words.replace(".", "_")[-keep:])
+
+    root = Path(os.path.abspath(root))
+    name = part(model, 60) + (f".{part(str(root / suite_file), 40)}" if suite_file else "")
+    unique, n = name, 2
+    while unique in taken:
+        head, dot, tail = name.partition(".")
+        unique, n = f"{head}-{n}{dot}{tail}", n + 1
+    taken.add(unique)
+    return unique
+
+
+def try_remedies(session: QcheckSession, checks: list[PlannedCheck], suite_file: str = "",
+                 name: str = "model") -> Remedies:
     """The remedy table of one model, from the checks planned for it (on the command line's
-    suite or ``suite_file``'s): the recipe as run, then each candidate, measured by the same checks."""
+    suite or ``suite_file``'s): the recipe as run, then each candidate, measured by the same checks.
+
+    They run on a :class:`~qcheck.runner.Runner` of their own that writes into ``remedies/``
+    below the output folder, as ``<name>.as-run`` and ``<name>.remedy-<n>`` (``name``:
+    :func:`table_name`): never over, nor named like, an artifact of a model of the run (under
+    pytest-xdist, the workers named those). It shares the session's protected inputs and its
+    cache, so the recipe as run is taken from the cache rather than converted again.
+    """
     spec = checks[0].run
-    run = session.run(spec)
+    runner = session.runner.below(REMEDIES_FOLDER)
+    runner.name(spec, f"{name}.as-run")
+    run = runner.model_run(spec)
     if run.kind == "tflite":
         return Remedies(spec.model, (), ("an already quantized .tflite: qcheck does not convert it, so it has no "
                                          "recipe to change; give the Keras model",), suite_file=suite_file)
     diagnosis = diagnose(run)
     tried = candidates(spec.quantization, diagnosis)
-    rows = [_measure(session, checks, spec, "as run", spec.quantization, baseline=True)]
+    rows = [_measure(runner, checks, spec, "as run", spec.quantization, baseline=True)]
     for number, candidate in enumerate(tried, 1):
         session.progress.step(spec.model, f"remedy {number}/{len(tried)}: {candidate.change} ...")
         recipe = candidate.quantization
         variant = replace(spec, quantization=recipe, calibration=calibration_set(spec.calibration, recipe),
                           calibration_samples=recipe.calibration_samples or spec.calibration_samples)
-        row = _measure(session, checks, variant, candidate.change, recipe, keeps_float=candidate.keeps_float)
+        runner.name(variant, f"{name}.remedy-{number}")
+        row = _measure(runner, checks, variant, candidate.change, recipe, keeps_float=candidate.keeps_float)
         if variant.calibration != spec.calibration:
-            row = replace(row, evaluated_on=_evaluated_on(session.run(variant), session.run(spec)))
+            row = replace(row, evaluated_on=_evaluated_on(runner.model_run(variant), run))
         session.progress.step(spec.model, f"remedy {number}/{len(tried)}: {'passes' if row.passed else 'fails'}")
         rows.append(row)
     return Remedies(spec.model, tuple(rows), unavailable(diagnosis), suite_file=suite_file,
@@ -190,11 +234,11 @@ def _threshold(checks: list[PlannedCheck]) -> float | None:
     return next((planned.spec.max for planned in checks if planned.spec.name == "accuracy_drop"), None)
 
 
-def _measure(session: QcheckSession, checks: list[PlannedCheck], spec: RunSpec, change: str, recipe: Quantization,
+def _measure(runner: Runner, checks: list[PlannedCheck], spec: RunSpec, change: str, recipe: Quantization,
              *, keeps_float: bool = False, baseline: bool = False) -> Row:
     # The checks the model ran with, options and all, on ``spec``; the baseline compares the
     # model as run with the last good run, not a candidate recipe.
-    results = [session.check(replace(planned, run=spec)) for planned in checks if planned.spec.name != "baseline"]
+    results = [runner.execute(replace(planned, run=spec)) for planned in checks if planned.spec.name != "baseline"]
     failed = tuple(f"{r.check}[{r.variant}]" if r.variant else r.check for r in results if r.passed is False)
     errors = [r.error for r in results if r.error is not None]
     error = errors[0] if results and len(errors) == len(results) else ""
@@ -208,7 +252,7 @@ def _measure(session: QcheckSession, checks: list[PlannedCheck], spec: RunSpec, 
     targets = {}
     compiled: dict[str, Any] = {}  # Vela's figures are the model's facts (qcheck.facts), not the check's
     try:
-        compiled = session.run(spec).facts().sections().get("vela", {})
+        compiled = runner.model_run(spec).facts().sections().get("vela", {})
     except Exception:
         pass  # the vela check said why the model could not be compiled
     for (name, variant), result in by_name.items():
@@ -217,9 +261,9 @@ def _measure(session: QcheckSession, checks: list[PlannedCheck], spec: RunSpec, 
             targets[variant] = {k: numbers.get(k) for k in _TARGET_KEYS}
     size = None
     try:
-        size = len(session.run(spec).tflite())
+        size = len(runner.model_run(spec).tflite())
     except Exception:
         pass  # the checks said why the model could not be converted
-    written = session.run(spec).artifacts().get("quantized_model", "")
+    written = runner.model_run(spec).artifacts().get("quantized_model", "")
     return Row(change, recipe, not failed, keeps_float, failed, heads,
                integer.passed if integer is not None else None, size, targets, error or "", baseline, written)
