@@ -36,10 +36,6 @@ if TYPE_CHECKING:
     from qcheck.runner import PlannedCheck, Runner
     from qcheck.session import QcheckSession
 
-# A channel whose reach is this many times the median channel's is an outlier: folding it into the
-# next layer is the fix. Channels all crushed alike (a range calibrated on inputs scaled
-# differently) have no outlier to fold.
-_OUTLIER = 4.0
 # Below the output folder, where the remedies' candidates write their artifacts: model artifacts
 # are files and folders named "<stem>_...", so none is ever inside it.
 REMEDIES_FOLDER = "remedies"
@@ -66,7 +62,7 @@ def diagnose(run: ModelRun) -> Diagnosis:
             guilty.append(keras_layer(cause.name))
             # The layers that read the crushed tensor take it at its int8 scale unless they change too.
             guilty.extend(_readers(run, cause.name))
-            if cause.spread is not None and cause.spread.widest_range >= _OUTLIER * cause.spread.median_range:
+            if cause.spread is not None:  # an outlier channel (tensor_stats.likely_cause)
                 outlier = (f"channel {cause.range_channel if cause.range_channel is not None else cause.spread.widest} "
                            f"of '{source}' stretches its per-tensor range")
         else:

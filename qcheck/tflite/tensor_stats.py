@@ -45,6 +45,12 @@ RANGE_PRESERVING = frozenset({
 })  # fmt: skip
 
 
+# A channel whose reach is this many times the median channel's is an outlier that stretches a
+# per-tensor range. Channels all crushed alike (a range calibrated on inputs scaled otherwise than
+# the evaluation's: the widest channel about 1x the median) have no outlier to blame or fold.
+OUTLIER_RATIO = 4.0
+
+
 @dataclass(frozen=True)
 class ChannelSpread:
     """How a per-tensor scale is shared by the channels (last axis) of an activation."""
@@ -66,6 +72,11 @@ class ChannelSpread:
     def crushed(self) -> bool:
         """Most channels get less than one step because one channel stretched the range."""
         return self.channels >= 2 and self.under_one_step * 2 >= self.channels and self.widest_range > 0
+
+    @property
+    def stretched(self) -> bool:
+        """One channel reaches far past the median channel (:data:`OUTLIER_RATIO`)."""
+        return self.widest_range > 0 and self.widest_range >= OUTLIER_RATIO * self.median_range
 
 
 @dataclass(frozen=True)
@@ -469,9 +480,10 @@ class CountingBehind:
 
 
 def likely_cause(analysis: Analysis) -> TensorReport | None:
-    """The earliest tensor whose channels are crushed by one outlier channel, if any."""
+    """The earliest tensor whose channels are crushed by one outlier channel, if any (most
+    channels under one step with no outlier among them is a range set by other data: no cause)."""
     for report in analysis.tensors:
-        if report.spread is not None and report.spread.crushed:
+        if report.spread is not None and report.spread.crushed and report.spread.stretched:
             return report
     return None
 
