@@ -394,6 +394,7 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     where = describe_config(evidence.vela(config))
     value = max((o.steps for o in parity.outputs), default=0.0)
     described = "; ".join(f"'{o.name}' up to {o.steps:g} {o.unit}" for o in parity.outputs)
+    described += f" ({parity.note})" if parity.note else ""
     first = f"the first {parity.samples}" if parity.samples == CPU_PARITY_SAMPLES else f"{parity.samples}"
     operators = ", ".join(op.label for op in part.operators[:_LISTED])
     return Measurement(

@@ -141,9 +141,10 @@ class CpuParity:
     samples: int
     outputs: tuple[CpuOutputDifference, ...]
     unmatched: tuple[str, ...] = ()
+    note: str = ""  # when LiteRT's reference kernels lacked an operator: what ran instead
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "unmatched": list(self.unmatched),
+        return {"samples": self.samples, "unmatched": list(self.unmatched), "note": self.note,
                 "outputs": [{"name": o.name, "max_steps": o.steps, "unit": o.unit} for o in self.outputs]}
 
 
