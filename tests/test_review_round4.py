@@ -6,11 +6,16 @@ LiteRT, the fixtures' models) and fails on the code before its fix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from helpers import FIXTURES, run_qcheck
+import numpy as np
+from helpers import FIXTURES, REAL, run_qcheck
+from tflite_edits import edit_model
 
 U55 = "ethos-u55-128"
+HELLO = REAL / "tflm" / "hello_world_int8.tflite"
 
 
 def test_cpu_parity_of_an_operator_litert_has_no_reference_kernel_for(tmp_path: Path) -> None:
@@ -26,3 +31,76 @@ def test_cpu_parity_of_an_operator_litert_has_no_reference_kernel_for(tmp_path: 
     assert "LiteRT's reference kernels have no ELU" in check["message"]
     section = run.model(model.name)["tflm_cpu_parity"][U55]
     assert section["samples"] == 100 and section["outputs"] and "no ELU" in section["note"]
+
+
+def _with_two_channels_and(kind: str) -> Callable[[Any, Any], None]:
+    """hello_world int8 with channels 0 and 8 of its first layer gathered ([1, 2]: channel 0 is
+    always at the bottom of its range after the ReLU, channel 8 above it) and ``kind`` (ARG_MIN,
+    which Vela leaves on the CPU, or ARG_MAX) of the two as a second output 'which' (int32)."""
+    from test_tflm_cpu_part import _code, _tensor
+
+    def change(model: Any, schema: Any) -> None:
+        graph = model.subgraphs[0]
+        first = int(graph.operators[0].outputs[0])
+        like = graph.tensors[first]
+        two = _tensor(model, schema, b"first_two", like.type, [1, 2], like=like)
+        channels = _tensor(model, schema, b"channels", schema.TensorType.INT32, [2], np.array([0, 8], np.int32).tobytes())
+        axis = _tensor(model, schema, b"axis", schema.TensorType.INT32, [1], np.array([1], np.int32).tobytes())
+        which = _tensor(model, schema, b"which", schema.TensorType.INT32, [1])
+        model.operatorCodes += [_code(schema, "GATHER"), _code(schema, kind)]
+        gather, arg = schema.OperatorT(), schema.OperatorT()
+        gather.opcodeIndex, arg.opcodeIndex = len(model.operatorCodes) - 2, len(model.operatorCodes) - 1
+        gather.inputs, gather.outputs = np.array([first, channels], np.int32), np.array([two], np.int32)
+        gather.builtinOptionsType = schema.BuiltinOptions.GatherOptions
+        gather.builtinOptions = schema.GatherOptionsT()
+        gather.builtinOptions.axis = 1
+        arg.inputs, arg.outputs = np.array([two, axis], np.int32), np.array([which], np.int32)
+        arg.builtinOptionsType = getattr(schema.BuiltinOptions, "ArgMinOptions" if kind == "ARG_MIN" else "ArgMaxOptions")
+        arg.builtinOptions = schema.ArgMinOptionsT() if kind == "ARG_MIN" else schema.ArgMaxOptionsT()
+        arg.builtinOptions.outputType = schema.TensorType.INT32
+        graph.operators[1:1] = [gather, arg]
+        graph.outputs = np.array([*(int(o) for o in graph.outputs), which], np.int32)
+        model.signatureDefs = []
+
+    return change
+
+
+def test_an_index_the_cpu_part_computes_otherwise_fails_cpu_parity(tmp_path: Path) -> None:
+    """An integer output without quantization (ARG_MIN's index) is compared in values, not steps:
+    TFLM's CPU part computing ARG_MIN where the model computes ARG_MAX (same tensor names, as the
+    CPU parity test of test_tflm_cpu_part simulates a kernel that disagrees) flips the index on
+    every sample, 1 apart; that passed as 'up to 1 steps' under max 1."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from test_tflm_cpu_part import _compile
+
+    from qcheck.checks.tflm import changed_values
+    from qcheck.tflm.runtime import cpu_part_parity
+
+    argmin = edit_model(HELLO, tmp_path / "hello_argmin.tflite", _with_two_channels_and("ARG_MIN"))
+    argmax = edit_model(HELLO, tmp_path / "hello_argmax.tflite", _with_two_channels_and("ARG_MAX"))
+    compiled, cpu_rows = _compile(argmin, tmp_path / "vela")
+    assert cpu_rows == [("GATHER", "first_two"), ("ARGMIN", "which")]
+    x = np.linspace(-1.0, 7.0, 40, dtype=np.float32).reshape(-1, 1)
+
+    # The premise, from LiteRT alone: the two indices differ on every sample.
+    indices = {}
+    for name, model in (("min", argmin), ("max", argmax)):
+        litert = Interpreter(model_path=str(model), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        litert.allocate_tensors()
+        (given,) = litert.get_input_details()
+        (out,) = [o for o in litert.get_output_details() if o["name"] == "which"]
+        scale, zero = given["quantization"]
+        found = []
+        for sample in x:
+            litert.set_tensor(given["index"], np.clip(np.round(sample[None] / scale) + zero, -128, 127).astype(np.int8))
+            litert.invoke()
+            found.append(int(litert.get_tensor(out["index"]).reshape(-1)[0]))
+        indices[name] = np.array(found)
+    assert np.all(indices["min"] != indices["max"])
+
+    parity = cpu_part_parity(compiled, argmax.read_bytes(), x)
+    assert [(o.name, o.steps, o.unit) for o in parity.outputs] == [("which", 1.0, "values")]
+    (failure,) = changed_values(parity)
+    assert "'which' (integers without quantization" in failure and "differs by up to 1" in failure
+    # The same CPU part against its own model: nothing differs, nothing fails.
+    assert changed_values(cpu_part_parity(compiled, argmin.read_bytes(), x)) == ()

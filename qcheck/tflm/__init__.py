@@ -129,7 +129,8 @@ class CpuOutputDifference:
 
     name: str  # the tensor's name (the same in the compiled and the original model)
     steps: float  # largest difference, in quantization steps (of the float output's quantized source)
-    unit: str  # "steps", or "float" for a float output with no quantized source
+    unit: str  # "steps"; "float" for a float output with no quantized source; "values" for an integer without
+    # quantization (an index, a count, a boolean: any difference is another result)
 
 
 @dataclass(frozen=True)

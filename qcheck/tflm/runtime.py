@@ -429,11 +429,12 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
 
 
 def _output_step(info: ModelInfo, position: int) -> tuple[float, str]:
-    """One step of the CPU part's output at ``position``: 1 for an integer tensor; for a float
-    one, the scale of the quantized tensor its operator reads (a DEQUANTIZE's input), if any."""
+    """One step of the CPU part's output at ``position``: 1 for an integer tensor ("values" when
+    it has no quantization: an index, a count, a boolean, where 1 apart is another result); for a
+    float one, the scale of the quantized tensor its operator reads (a DEQUANTIZE's input), if any."""
     tensor = info.outputs[position].tensor
     if not tensor.dtype.startswith("float"):
-        return 1.0, "steps"
+        return 1.0, "steps" if tensor.scale and tensor.scale[0] > 0 else "values"
     for op in info.operators:
         if op.subgraph == 0 and tensor.index in op.outputs:
             for i in op.inputs:
