@@ -44,7 +44,8 @@ def _with_two_channels_and(kind: str) -> Callable[[Any, Any], None]:
         first = int(graph.operators[0].outputs[0])
         like = graph.tensors[first]
         two = _tensor(model, schema, b"first_two", like.type, [1, 2], like=like)
-        channels = _tensor(model, schema, b"channels", schema.TensorType.INT32, [2], np.array([0, 8], np.int32).tobytes())
+        channels = _tensor(model, schema, b"channels", schema.TensorType.INT32, [2],
+                           np.array([0, 8], np.int32).tobytes())
         axis = _tensor(model, schema, b"axis", schema.TensorType.INT32, [1], np.array([1], np.int32).tobytes())
         which = _tensor(model, schema, b"which", schema.TensorType.INT32, [1])
         model.operatorCodes += [_code(schema, "GATHER"), _code(schema, kind)]
@@ -55,7 +56,8 @@ def _with_two_channels_and(kind: str) -> Callable[[Any, Any], None]:
         gather.builtinOptions = schema.GatherOptionsT()
         gather.builtinOptions.axis = 1
         arg.inputs, arg.outputs = np.array([two, axis], np.int32), np.array([which], np.int32)
-        arg.builtinOptionsType = getattr(schema.BuiltinOptions, "ArgMinOptions" if kind == "ARG_MIN" else "ArgMaxOptions")
+        options = "ArgMinOptions" if kind == "ARG_MIN" else "ArgMaxOptions"
+        arg.builtinOptionsType = getattr(schema.BuiltinOptions, options)
         arg.builtinOptions = schema.ArgMinOptionsT() if kind == "ARG_MIN" else schema.ArgMaxOptionsT()
         arg.builtinOptions.outputType = schema.TensorType.INT32
         graph.operators[1:1] = [gather, arg]
@@ -104,3 +106,48 @@ def test_an_index_the_cpu_part_computes_otherwise_fails_cpu_parity(tmp_path: Pat
     assert "'which' (integers without quantization" in failure and "differs by up to 1" in failure
     # The same CPU part against its own model: nothing differs, nothing fails.
     assert changed_values(cpu_part_parity(compiled, argmin.read_bytes(), x)) == ()
+
+
+def test_a_float_output_of_the_cpu_part_is_compared_in_steps_of_its_range(tmp_path: Path) -> None:
+    """hello_world_float runs on the CPU whole (Vela places no float operator on the NPU); its
+    output (a sine, in [-1, 1]) has no quantized source. Its difference was in plain output units
+    under 'max 1 step': TFLM computing it 0.9 off (simulated, as above, by a model whose last bias
+    is 0.9 higher) passed as 'up to 0.9 float'. In steps of an int8 grid over its range it fails."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from test_tflm_cpu_part import _compile
+
+    from qcheck.tflm.runtime import cpu_part_parity
+
+    source = REAL / "tflm" / "hello_world_float.tflite"
+
+    def biased(model: Any, schema: Any) -> None:
+        graph = model.subgraphs[0]
+        buffer = model.buffers[graph.tensors[int(graph.operators[-1].inputs[2])].buffer]
+        bias = np.frombuffer(bytes(buffer.data), np.float32) + np.float32(0.9)
+        buffer.data = np.frombuffer(bias.tobytes(), np.uint8)
+
+    off = edit_model(source, tmp_path / "hello_float_off.tflite", biased)
+    compiled, cpu_rows = _compile(source, tmp_path / "vela")
+    assert [kind for kind, _ in cpu_rows] == ["FULLYCONNECTED"] * 3
+    x = np.linspace(0.0, 6.0, 50, dtype=np.float32).reshape(-1, 1)
+
+    outputs = {}
+    for name, model in (("model", source), ("off", off)):
+        litert = Interpreter(model_path=str(model), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        litert.allocate_tensors()
+        (given,), (out,) = litert.get_input_details(), litert.get_output_details()
+        values = []
+        for sample in x:
+            litert.set_tensor(given["index"], sample[None])
+            litert.invoke()
+            values.append(float(litert.get_tensor(out["index"]).reshape(-1)[0]))
+        outputs[name] = np.array(values)
+    difference = np.abs(outputs["off"] - outputs["model"]).max()
+    assert abs(difference - 0.9) < 1e-5  # the premise: 0.9 off on every sample
+    expected = difference / ((outputs["off"].max() - outputs["off"].min()) / 255)
+
+    (found,) = cpu_part_parity(compiled, off.read_bytes(), x).outputs
+    assert found.unit == "steps of its range/255" and abs(found.steps - expected) < 1e-3 * expected
+    assert found.steps > 100
+    (same,) = cpu_part_parity(compiled, source.read_bytes(), x).outputs
+    assert (same.steps, same.unit) == (0.0, "steps of its range/255")

@@ -129,8 +129,9 @@ class CpuOutputDifference:
 
     name: str  # the tensor's name (the same in the compiled and the original model)
     steps: float  # largest difference, in quantization steps (of the float output's quantized source)
-    unit: str  # "steps"; "float" for a float output with no quantized source; "values" for an integer without
-    # quantization (an index, a count, a boolean: any difference is another result)
+    unit: str  # "steps"; "steps of its range/255" for a float output with no quantized source (steps of an int8 grid
+    # over the values LiteRT gives it on the samples; "float" when those are all one value); "values" for an
+    # integer without quantization (an index, a count, a boolean: any difference is another result)
 
 
 @dataclass(frozen=True)

@@ -401,6 +401,7 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
         feed[name] = quantize(values, p)[0] if p is not None else values.astype(np.dtype(tensor.dtype))
     worst = np.zeros(len(part.outputs))
     steps = [_output_step(sub, k) for k in range(len(part.outputs))]
+    low, high = np.full(len(part.outputs), np.inf), np.full(len(part.outputs), -np.inf)  # LiteRT's values
     for k in range(len(x)):
         if stateful == "reset" and info.stateful:
             litert.reset_all_variables()
@@ -423,6 +424,13 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
             a = np.asarray(litert.get_tensor(found[index])).reshape(-1).astype(np.float64)
             b = np.asarray(micro.get_output(position)).reshape(-1).astype(np.float64)
             worst[position] = max(worst[position], float(np.max(np.abs(a - b), initial=0.0)) / steps[position][0])
+            low[position], high[position] = min(low[position], a.min(initial=np.inf)), max(high[position],
+                                                                                            a.max(initial=-np.inf))
+    for k, (step, unit) in enumerate(steps):
+        if unit == "float" and high[k] > low[k]:
+            # No quantized source: steps of an int8 grid over its range (1 step of a [-1, 1] output is
+            # 2/255), so that "max 1 step" means for it what it means for the others.
+            worst[k], steps[k] = worst[k] / ((high[k] - low[k]) / 255), (step, "steps of its range/255")
     outputs = tuple(CpuOutputDifference(whole.tensor(0, index).name, float(worst[k]), steps[k][1])
                     for k, index in enumerate(part.outputs))
     return CpuParity(len(x), outputs, note=note)
