@@ -151,3 +151,18 @@ def test_a_float_output_of_the_cpu_part_is_compared_in_steps_of_its_range(tmp_pa
     assert found.steps > 100
     (same,) = cpu_part_parity(compiled, source.read_bytes(), x).outputs
     assert (same.steps, same.unit) == (0.0, "steps of its range/255")
+
+
+def test_cpu_parity_says_how_many_cpu_operators_it_did_not_list(tmp_path: Path) -> None:
+    """vww_96_float runs its 31 operators on the CPU; the parity message listed 8 of them with
+    nothing to say the others ran and were compared too."""
+    model = REAL / "mlperf_tiny" / "vww_96_float.tflite"
+    data = tmp_path / "vww.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.uniform(0.0, 1.0, (3, 96, 96, 3)).astype(np.float32), y=np.array([0, 1, 0]))
+    run = run_qcheck(tmp_path, "--qcheck-suite=ethos-u55", "-k", "tflm_cpu", f"--qcheck-model={model}",
+                     f"--qcheck-data={data}")
+    operators = run.model(model.name)["tflm_cpu"][U55]["cpu_operators"]
+    assert len(operators) == 31
+    check = run.check(model.name, "tflm_cpu_parity")
+    assert check["passed"] is True and f"{operators[7]['label']} and 23 more)" in check["message"]

@@ -397,6 +397,7 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     described += f" ({parity.note})" if parity.note else ""
     first = f"the first {parity.samples}" if parity.samples == CPU_PARITY_SAMPLES else f"{parity.samples}"
     operators = ", ".join(op.label for op in part.operators[:_LISTED])
+    operators += f" and {len(part.operators) - _LISTED} more" if len(part.operators) > _LISTED else ""
     return Measurement(
         float(value),
         f"{_runtime(part.load)} against LiteRT's reference kernels on the operator(s) Vela leaves on the CPU "
