@@ -166,3 +166,39 @@ def test_cpu_parity_says_how_many_cpu_operators_it_did_not_list(tmp_path: Path) 
     assert len(operators) == 31
     check = run.check(model.name, "tflm_cpu_parity")
     assert check["passed"] is True and f"{operators[7]['label']} and 23 more)" in check["message"]
+
+
+def _gather_reading_a_missing_buffer(model: Any, schema: Any) -> None:
+    """Vela's output for hello_world with a GATHER on the CPU after it, whose constant indices
+    name buffer 99999 (the file holds a handful)."""
+    from test_tflm_cpu_part import _code, _tensor
+
+    graph = model.subgraphs[0]
+    output = int(graph.outputs[0])
+    like = graph.tensors[output]
+    indices = _tensor(model, schema, b"indices", schema.TensorType.INT32, [1], np.zeros(1, np.int32).tobytes())
+    graph.tensors[indices].buffer = 99999
+    gathered = _tensor(model, schema, b"gathered", like.type, [1, 1], like=like)
+    model.operatorCodes.append(_code(schema, "GATHER"))
+    op = schema.OperatorT()
+    op.opcodeIndex = len(model.operatorCodes) - 1
+    op.inputs, op.outputs = np.array([output, indices], np.int32), np.array([gathered], np.int32)
+    op.builtinOptionsType = schema.BuiltinOptions.GatherOptions
+    op.builtinOptions = schema.GatherOptionsT()
+    op.builtinOptions.axis = 1
+    graph.operators.append(op)
+    graph.outputs = np.array([gathered], np.int32)
+    model.signatureDefs = []
+
+
+def test_a_compiled_model_naming_a_missing_buffer_is_named_with_the_buffer(tmp_path: Path) -> None:
+    """The cut said 'damaged (IndexError: list index out of range)'; it names the tensor and the
+    buffer now, and the session goes on to the next model."""
+    damaged = edit_model(FIXTURES / "bad" / "hello_world_vela.tflite", tmp_path / "damaged_vela.tflite",
+                         _gather_reading_a_missing_buffer)
+    run = run_qcheck(tmp_path, "--qcheck-suite=ethos-u55", "-k", "tflm_cpu_ops", f"--qcheck-model={damaged}",
+                     f"--qcheck-model={HELLO}")
+    check = run.check(damaged.name, "tflm_cpu_ops")
+    assert check["passed"] is False and str(damaged) in check["message"]
+    assert "tensor 'indices' refers to buffer 99999, but the compiled model has" in check["message"]
+    assert run.check(HELLO.name, "tflm_cpu_ops")["passed"] is True
