@@ -202,3 +202,33 @@ def test_a_compiled_model_naming_a_missing_buffer_is_named_with_the_buffer(tmp_p
     assert check["passed"] is False and str(damaged) in check["message"]
     assert "tensor 'indices' refers to buffer 99999, but the compiled model has" in check["message"]
     assert run.check(HELLO.name, "tflm_cpu_ops")["passed"] is True
+
+
+_SPY = """import atexit, os, sys
+def _log():
+    with open(os.environ["QCHECK_TEST_SPY_LOG"], "a") as log:
+        log.write(" ".join(sys.argv) + "\\n")
+atexit.register(_log)
+"""
+
+
+def test_a_model_wholly_on_the_npu_starts_no_child_for_tflm_cpu_ops(tmp_path: Path) -> None:
+    """When Vela puts every operator on the NPU there is nothing to cut out or load: the check
+    started a child process for it all the same (about a second cold, per model and accelerator).
+    Every Python process of the run writes its command line to a log (a sitecustomize on the path)."""
+    import os
+
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(_SPY)
+    log = tmp_path / "processes.log"
+    path = os.pathsep.join([str(spy), *filter(None, [os.environ.get("PYTHONPATH")])])
+    run = run_qcheck(tmp_path / "run", "--qcheck-suite=ethos-u55", "-k", "tflm_cpu_ops", f"--qcheck-model={HELLO}",
+                     "--qcheck-no-cache", env={"PYTHONPATH": path, "QCHECK_TEST_SPY_LOG": str(log)})
+    check = run.check(HELLO.name, "tflm_cpu_ops")
+    assert (check["passed"], check["value"]) == (True, 0)
+    assert "Vela puts every operator on the NPU (1 'ethos-u' operator(s))" in check["message"]
+    assert run.model(HELLO.name)["tflm_cpu"][U55]["load"] is None
+    processes = log.read_text().splitlines()
+    assert any("ethosu" in p for p in processes) and any("pytest" in p for p in processes)  # the spy saw them
+    assert not [p for p in processes if "worker.py" in p], processes
