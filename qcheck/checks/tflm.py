@@ -25,7 +25,7 @@ from qcheck.units import format_quantity, parse_quantity
 if TYPE_CHECKING:
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import HeadOutput
-    from qcheck.tflm import CpuPartLoad, TflmLoad
+    from qcheck.tflm import CpuParity, CpuPartLoad, TflmLoad
     from qcheck.tflm_kernels import Operator
 
 _LISTED = 8
@@ -394,8 +394,10 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     where = describe_config(evidence.vela(config))
     value = max((o.steps for o in parity.outputs), default=0.0)
     described = "; ".join(f"'{o.name}' up to {o.steps:g} {o.unit}" for o in parity.outputs)
+    described += f" ({parity.note})" if parity.note else ""
     first = f"the first {parity.samples}" if parity.samples == CPU_PARITY_SAMPLES else f"{parity.samples}"
     operators = ", ".join(op.label for op in part.operators[:_LISTED])
+    operators += f" and {len(part.operators) - _LISTED} more" if len(part.operators) > _LISTED else ""
     return Measurement(
         float(value),
         f"{_runtime(part.load)} against LiteRT's reference kernels on the operator(s) Vela leaves on the CPU "
@@ -404,5 +406,13 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
         "a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the TFLite Micro "
         "version supports it with these types and quantization, or report it with the model to tensorflow/tflite-micro",
         sections={"tflm_cpu_parity": {accelerator: {"accelerator": accelerator, **parity.to_dict()}}},
-        samples=parity.samples,
+        samples=parity.samples, failures=changed_values(parity),
     )
+
+
+def changed_values(parity: CpuParity) -> tuple[str, ...]:
+    """The outputs of the CPU part holding integers without quantization (an index, a count, a
+    boolean) that differ at all, each as a failure: 1 apart is another result, not a step of
+    rounding that the check's ``max`` allows."""
+    return tuple(f"'{o.name}' (integers without quantization: indices, counts or booleans) differs by up to "
+                 f"{o.steps:g}, another result" for o in parity.outputs if o.unit == "values" and o.steps > 0)

@@ -129,7 +129,9 @@ class CpuOutputDifference:
 
     name: str  # the tensor's name (the same in the compiled and the original model)
     steps: float  # largest difference, in quantization steps (of the float output's quantized source)
-    unit: str  # "steps", or "float" for a float output with no quantized source
+    unit: str  # "steps"; "steps of its range/255" for a float output with no quantized source (steps of an int8 grid
+    # over the values LiteRT gives it on the samples; "float" when those are all one value); "values" for an
+    # integer without quantization (an index, a count, a boolean: any difference is another result)
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,10 @@ class CpuParity:
     samples: int
     outputs: tuple[CpuOutputDifference, ...]
     unmatched: tuple[str, ...] = ()
+    note: str = ""  # when LiteRT's reference kernels lacked an operator: what ran instead
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "unmatched": list(self.unmatched),
+        return {"samples": self.samples, "unmatched": list(self.unmatched), "note": self.note,
                 "outputs": [{"name": o.name, "max_steps": o.steps, "unit": o.unit} for o in self.outputs]}
 
 

@@ -138,6 +138,12 @@ def _keep_used_buffers(model: Any) -> None:
     the rest; buffer 0, the empty one by convention, stays first."""
     tensors = [t for graph in model.subgraphs for t in graph.tensors or []]
     metadata = [m for m in model.metadata or [] if m.name != _OFFLINE_PLAN]
+    held = len(model.buffers or [])
+    for what, buffer in [*((f"tensor '{_text(t.name)}'", t.buffer) for t in tensors),
+                         *((f"metadata '{_text(m.name)}'", m.buffer) for m in metadata)]:
+        if buffer >= held:
+            raise ValueError(f"{what} refers to buffer {buffer}, but the compiled model has {held} buffers: its CPU "
+                             "part cannot be cut out")
     used = [0, *sorted({t.buffer for t in tensors if t.buffer > 0} | {m.buffer for m in metadata if m.buffer > 0})]
     new_buffer = {old: new for new, old in enumerate(used)}
     for buffer in (model.buffers[old] for old in used):
@@ -150,3 +156,10 @@ def _keep_used_buffers(model: Any) -> None:
     for m in metadata:
         m.buffer = new_buffer[m.buffer]
     model.metadata = metadata
+
+
+def _text(name: bytes | str | None) -> str:
+    """A name of the schema's object API (bytes) as text."""
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "replace")
+    return name or ""

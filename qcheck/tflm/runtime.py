@@ -256,21 +256,38 @@ def _params(tensor: Any) -> Any:
     return QuantParams(float(tensor.scale[0]), int(tensor.zero_point[0]), tensor.dtype)
 
 
-def _litert(tflite: bytes, keep_tensors: bool = False) -> Any:
+def _litert(tflite: bytes, keep_tensors: bool = False, reference: bool = True) -> Any:
     """LiteRT on TFLite's reference kernels, the ones TFLM's kernels are ported from. LiteRT's
     default (XNNPACK) and its optimized built-in kernels round their own way: on MLPerf Tiny's
     ResNet-8 they differ from TFLM by up to 79 output steps, the reference kernels by 11 (a 1-step
-    difference in its FULLY_CONNECTED that the SOFTMAX after it widens, on 4% of 200 samples)."""
+    difference in its FULLY_CONNECTED that the SOFTMAX after it widens, on 4% of 200 samples).
+    ``reference=False``: its built-in kernels without the XNNPACK delegate."""
     import warnings
 
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    resolver = OpResolverType.BUILTIN_REF if reference else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         interpreter = Interpreter(model_content=tflite, num_threads=1, experimental_preserve_all_tensors=keep_tensors,
-                                  experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+                                  experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     return interpreter
+
+
+def _litert_reference_or_builtin(tflite: bytes) -> tuple[Any, str]:
+    """LiteRT on its reference kernels, every tensor kept; for a model with an operator they lack
+    (they have no ELU, which TFLM and LiteRT's built-in kernels have), on its built-in kernels,
+    with the sentence that says so ("" on the reference kernels)."""
+    try:
+        return _litert(tflite, keep_tensors=True), ""
+    except ValueError as exc:
+        missing = _NO_OP[0].search(str(exc))
+        if missing is None:
+            raise
+    return _litert(tflite, keep_tensors=True, reference=False), (
+        f"LiteRT's reference kernels have no {missing.group(1)}: its built-in kernels (without XNNPACK) computed "
+        "the model's values instead, which may round otherwise")
 
 
 def run_litert(tflite: bytes, x: np.ndarray | LazyArray | NamedInputs, *, stateful: str = "reset") -> RunResult:
@@ -374,7 +391,7 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
                       if i not in found)
     if unmatched:
         return CpuParity(0, (), unmatched)
-    litert, micro, sub = _litert(original, keep_tensors=True), _tflm(part.tflite), inspect_model(part.tflite)
+    (litert, note), micro, sub = _litert_reference_or_builtin(original), _tflm(part.tflite), inspect_model(part.tflite)
     positions = {io.name: i for i, io in enumerate(info.inputs)}
     feed = {}
     for name, values in by_input(x, positions).items():
@@ -384,6 +401,7 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
         feed[name] = quantize(values, p)[0] if p is not None else values.astype(np.dtype(tensor.dtype))
     worst = np.zeros(len(part.outputs))
     steps = [_output_step(sub, k) for k in range(len(part.outputs))]
+    low, high = np.full(len(part.outputs), np.inf), np.full(len(part.outputs), -np.inf)  # LiteRT's values
     for k in range(len(x)):
         if stateful == "reset" and info.stateful:
             litert.reset_all_variables()
@@ -406,17 +424,25 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
             a = np.asarray(litert.get_tensor(found[index])).reshape(-1).astype(np.float64)
             b = np.asarray(micro.get_output(position)).reshape(-1).astype(np.float64)
             worst[position] = max(worst[position], float(np.max(np.abs(a - b), initial=0.0)) / steps[position][0])
+            low[position], high[position] = min(low[position], a.min(initial=np.inf)), max(high[position],
+                                                                                            a.max(initial=-np.inf))
+    for k, (step, unit) in enumerate(steps):
+        if unit == "float" and high[k] > low[k]:
+            # No quantized source: steps of an int8 grid over its range (1 step of a [-1, 1] output is
+            # 2/255), so that "max 1 step" means for it what it means for the others.
+            worst[k], steps[k] = worst[k] / ((high[k] - low[k]) / 255), (step, "steps of its range/255")
     outputs = tuple(CpuOutputDifference(whole.tensor(0, index).name, float(worst[k]), steps[k][1])
                     for k, index in enumerate(part.outputs))
-    return CpuParity(len(x), outputs)
+    return CpuParity(len(x), outputs, note=note)
 
 
 def _output_step(info: ModelInfo, position: int) -> tuple[float, str]:
-    """One step of the CPU part's output at ``position``: 1 for an integer tensor; for a float
-    one, the scale of the quantized tensor its operator reads (a DEQUANTIZE's input), if any."""
+    """One step of the CPU part's output at ``position``: 1 for an integer tensor ("values" when
+    it has no quantization: an index, a count, a boolean, where 1 apart is another result); for a
+    float one, the scale of the quantized tensor its operator reads (a DEQUANTIZE's input), if any."""
     tensor = info.outputs[position].tensor
     if not tensor.dtype.startswith("float"):
-        return 1.0, "steps"
+        return 1.0, "steps" if tensor.scale and tensor.scale[0] > 0 else "values"
     for op in info.operators:
         if op.subgraph == 0 and tensor.index in op.outputs:
             for i in op.inputs:

@@ -52,6 +52,9 @@ def cpu_part(run: ModelRun, compiled: bytes, where: str) -> CpuPartLoad:
     key = digest("tflm-cpu-part", versions(DISTRIBUTION, "ai-edge-litert"), compiled)
 
     def measure() -> CpuPartLoad:
+        npu_only = _npu_only(compiled)
+        if npu_only is not None:  # nothing to cut out or load: no child process (about a second) for it
+            return npu_only
         run._step(f"loading the CPU part of {where} in TFLite Micro")
         loaded: CpuPartLoad = call_isolated("qcheck.tflm.runtime:load_cpu_part", compiled,
                                             what=f"loading the CPU part of {run.model} ({where}) in TFLite Micro",
@@ -59,6 +62,22 @@ def cpu_part(run: ModelRun, compiled: bytes, where: str) -> CpuPartLoad:
         return loaded
 
     return run._cache.get_or_make(key, measure)[0]
+
+
+def _npu_only(compiled: bytes) -> CpuPartLoad | None:
+    """The answer for a compiled model whose every operator is an 'ethos-u' one of its main
+    subgraph (Vela put everything on the NPU), read here; None for any other model, which the
+    child process cuts (and refuses with its reason when it must)."""
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflm import CpuPartLoad
+
+    try:
+        info = inspect_model(compiled)
+    except ValueError:
+        return None
+    if not info.operators or any(op.subgraph != 0 or not (op.custom and op.op == ETHOS_U) for op in info.operators):
+        return None
+    return CpuPartLoad(len(info.operators), (), (), (), None)
 
 
 def cpu_parity(run: ModelRun, compiled: bytes, where: str, x: np.ndarray | NamedInputs) -> CpuParity:
