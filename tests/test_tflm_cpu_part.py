@@ -421,3 +421,22 @@ def test_tflm_cpu_parity_in_the_suite(edited: dict[str, Path], tmp_path: Path) -
     assert top_k["passed"] is None and "cannot load the CPU part" in top_k["message"]
     hello = others.check(HELLO.name, "tflm_cpu_parity")
     assert hello["passed"] is None and "nothing to compare" in hello["message"]
+
+
+def test_npu_code_inside_a_subgraph_is_said_not_judged(tmp_path: Path) -> None:
+    """Vela 5.2 compiles an int8 tf.while_loop's body to the NPU: an 'ethos-u' operator outside the
+    main graph, which the cut does not take apart. The model may well run: both checks say they did
+    not judge it (they failed it with an error)."""
+    import copy
+
+    def npu_in_a_second_subgraph(model: Any, schema: Any) -> None:
+        model.subgraphs.append(copy.deepcopy(model.subgraphs[0]))
+
+    loop = edit_model(COMPILED, tmp_path / "loop_vela.tflite", npu_in_a_second_subgraph)
+    run = run_qcheck(tmp_path, f"--qcheck-model={loop}", "--qcheck-suite=ethos-u55", "-k", "tflm_cpu")
+    for name in ("tflm_cpu_ops", "tflm_cpu_parity"):
+        check = run.check(loop.name, name)
+        assert check["status"] == "skipped", check
+    ops = run.check(loop.name, "tflm_cpu_ops")
+    assert "Vela put NPU code inside a subgraph" in ops["message"], ops
+    assert run.returncode == 0, run.stdout

@@ -306,6 +306,8 @@ def tflm_cpu_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         config = vela_config(options)
         part, where = evidence.tflm_cpu_part(config), describe_config(evidence.vela(config))
     section = {"tflm_cpu": {accelerator: {"accelerator": accelerator, **part.to_dict()}}}
+    if part.unjudged:
+        return Measurement(None, skip=f"{part.unjudged} ({where})", sections=section)
     if part.load is None:
         return Measurement(0.0, f"Vela puts every operator on the NPU ({part.npu_ops} 'ethos-u' operator(s)): nothing "
                                 f"runs on TensorFlow Lite Micro's CPU kernels ({where})", sections=section)
@@ -378,6 +380,8 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
                                       "part; give qcheck the model before compilation")
     config = vela_config(options)
     part = evidence.tflm_cpu_part(config)
+    if part.unjudged:
+        return Measurement(None, skip=part.unjudged)
     if part.load is None:
         return Measurement(None, skip="Vela puts every operator on the NPU: nothing runs on TensorFlow Lite Micro's "
                                       "CPU kernels, nothing to compare")

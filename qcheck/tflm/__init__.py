@@ -113,10 +113,13 @@ class CpuPartLoad:
     inputs: tuple[str, ...]  # names of the compiled model's tensors the CPU part reads from the NPU or the input
     outputs: tuple[str, ...]  # names of those it writes for the NPU or as the model's output
     load: TflmLoad | None
+    # Why the CPU part was not judged ("" when it was): Vela put NPU code inside a subgraph (a
+    # loop's body), and the cut takes the CPU part of the main graph only.
+    unjudged: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "npu_ops": self.npu_ops,
+            "npu_ops": self.npu_ops, "unjudged": self.unjudged,
             "cpu_operators": [{"index": op.index, "op": op.op, "label": op.label} for op in self.operators],
             "inputs": list(self.inputs), "outputs": list(self.outputs),
             "load": None if self.load is None else self.load.to_dict(),

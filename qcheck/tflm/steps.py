@@ -66,8 +66,9 @@ def cpu_part(run: ModelRun, compiled: bytes, where: str) -> CpuPartLoad:
 
 def _npu_only(compiled: bytes) -> CpuPartLoad | None:
     """The answer for a compiled model whose every operator is an 'ethos-u' one of its main
-    subgraph (Vela put everything on the NPU), read here; None for any other model, which the
-    child process cuts (and refuses with its reason when it must)."""
+    subgraph (Vela put everything on the NPU), or that has one in another subgraph (not judged),
+    read here; None for any other model, which the child process cuts (and refuses with its
+    reason when it must)."""
     from qcheck.tflite.inspect import inspect_model
     from qcheck.tflm import CpuPartLoad
 
@@ -75,6 +76,14 @@ def _npu_only(compiled: bytes) -> CpuPartLoad | None:
         info = inspect_model(compiled)
     except ValueError:
         return None
+    npu = [op for op in info.operators if op.custom and op.op == ETHOS_U]
+    if any(op.subgraph != 0 for op in npu):
+        # A real case: Vela 5.2 compiles an int8 tf.while_loop's body to the NPU. The model may well
+        # run; the cut cannot say, so the checks say they did not judge it rather than fail it.
+        return CpuPartLoad(len(npu), (), (), (), None, unjudged=(
+            "Vela put NPU code inside a subgraph (the body of a loop or a condition): qcheck cuts the CPU "
+            "part out of the main graph only, so it does not judge where this model's operators run in "
+            "TensorFlow Lite Micro"))
     if not info.operators or any(op.subgraph != 0 or not (op.custom and op.op == ETHOS_U) for op in info.operators):
         return None
     return CpuPartLoad(len(info.operators), (), (), (), None)
