@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from qcheck.tflite.inspect import ModelInfo
 
 ANALYSIS_SAMPLES = 256  # samples over which intermediate tensors are gathered
-# How a model with variable tensors (state) is run over the samples: "reset" before each
+# How a model with state (variable tensors, resource variables) is run over the samples: "reset" before each
 # (independent samples, the default) or "keep" (the samples are one long sequence).
 STATEFUL_MODES = ("reset", "keep")
 
