@@ -108,7 +108,7 @@ class RunSpec:
     io_dtype: str = "uint8"
     unsafe_deserialization: bool = False
     images: ImageOptions = ImageOptions()  # how a folder of images becomes inputs
-    # A model with state (variable tensors): "reset" it before each sample, or "keep" it when
+    # A model with state (variable tensors, resource variables): "reset" it before each sample, or "keep" it when
     # the data is one long sequence (qcheck.tflite.run.STATEFUL_MODES).
     stateful: str = "reset"
     quantization: Quantization = Quantization()

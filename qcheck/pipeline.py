@@ -638,14 +638,13 @@ def data_notes(info: ModelInfo, evaluated: int, spec: RunSpec) -> list[str]:
     """Report notes on how the evaluation ran: a stateful model's state, too few samples."""
     notes = []
     if info.stateful:
-        count = sum(1 for t in info.tensors if t.variable)
         if spec.stateful == "keep":
-            notes.append(f"the model keeps state in {count} variable tensor(s): kept from sample to sample, "
+            notes.append(f"the model keeps state in {info.state}: kept from sample to sample, "
                          "the evaluation data run in order as one long sequence (stateful = \"keep\")")
         else:
-            notes.append(f"the model keeps state in {count} variable tensor(s) (e.g. an LSTM's): reset before "
-                         "each sample, so that samples are independent; for data that is one long sequence "
-                         "set stateful = \"keep\"")
+            how = " (resource variables by a new interpreter per sample)" if info.resource_state else ""
+            notes.append(f"the model keeps state in {info.state}: reset before each sample{how}, so that samples "
+                         "are independent; for data that is one long sequence set stateful = \"keep\"")
     if len(info.inputs) > 1:
         each = ", ".join(f"'{io.name}' ({io.tensor.dtype}" + (f", scale {io.tensor.scale[0]:.4g}, zero point "
                                                              f"{io.tensor.zero_point[0]}" if io.tensor.scale else "")

@@ -86,8 +86,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("qcheck_io", "dtype of the quantized model's input and output (default uint8)", choices=("uint8", "int8")),
     Flag("qcheck_activations", "activations of the conversion: int8 (full integer, default) or int16 (int16x8: "
          "int16 activations and I/O, int8 weights); over the suite's [quantization] activations", choices=ACTIVATIONS),
-    Flag("qcheck_stateful", "a model with state (variable tensors, e.g. an LSTM): reset it before each sample "
-         "(default), or keep it when the data is one long sequence", choices=("reset", "keep")),
+    Flag("qcheck_stateful", "a model with state (variable tensors or resource variables, e.g. an LSTM): reset it "
+         "before each sample (default), or keep it when the data is one long sequence", choices=("reset", "keep")),
     Flag("qcheck_unsafe_deserialization", "UNSAFE: allow Keras Lambda layers, whose Python code runs when the model "
          "loads", action="store_true"),
     Flag("qcheck_suite", "suite of checks and thresholds: a built-in name or a .toml path (default: default)",

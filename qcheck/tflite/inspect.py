@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 _TFLITE_IDENTIFIER = b"TFL3"
 # Ops that move or requantize values without computing: look through them for the real source.
 _PASS_THROUGH = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+# The operators of resource variables: state the runtime keeps between invocations outside any
+# tensor of the model (a stateful Keras RNN's, a tf.Variable assigned in the model), set first by
+# the CALL_ONCE initializer subgraph on an interpreter's first invoke.
+RESOURCE_VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"})
 
 
 @dataclass(frozen=True)
@@ -99,14 +103,36 @@ class ModelInfo:
     operators: tuple[OperatorInfo, ...]
     inputs: tuple[IOInfo, ...]
     outputs: tuple[IOInfo, ...]
+    # The resource variables its VAR_HANDLE operators name (container/shared name), each once.
+    resource_variables: tuple[str, ...] = ()
 
     def tensor(self, subgraph: int, index: int) -> TensorInfo:
         return self._by_key[(subgraph, index)]
 
     @property
     def stateful(self) -> bool:
-        """The model has variable tensors: state that carries from one invocation to the next."""
-        return any(t.variable for t in self.tensors)
+        """The model has state that carries from one invocation to the next: variable tensors
+        (an int8 LSTM's) or resource variables (see :attr:`resource_state`)."""
+        return any(t.variable for t in self.tensors) or self.resource_state
+
+    @property
+    def resource_state(self) -> bool:
+        """The model has resource variable operators (VAR_HANDLE, READ_VARIABLE, ASSIGN_VARIABLE).
+        Neither runtime's reset gives their initial state back (LiteRT's ``reset_all_variables()``
+        leaves them, TFLite Micro's ``reset()`` fills them with zero points, and neither runs the
+        initializer again): only a new interpreter starts from it."""
+        return any(op.op in RESOURCE_VARIABLE_OPS for op in self.operators)
+
+    @property
+    def state(self) -> str:
+        """What holds the model's state, as reports say it ("" for a model without state)."""
+        parts = []
+        if (tensors := sum(1 for t in self.tensors if t.variable)):
+            parts.append(f"{tensors} variable tensor(s) (e.g. an LSTM's)")
+        if self.resource_state:
+            parts.append(f"{max(len(self.resource_variables), 1)} resource variable(s) (VAR_HANDLE, e.g. a "
+                         "stateful RNN's or an assigned tf.Variable)")
+        return " and ".join(parts)
 
     @cached_property
     def _by_key(self) -> dict[tuple[int, int], TensorInfo]:
@@ -255,6 +281,7 @@ def _read(schema: Any, data: bytes) -> ModelInfo:
 
     tensors: list[TensorInfo] = []
     operators: list[OperatorInfo] = []
+    resource_variables: dict[str, None] = {}
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
         for i in range(sg.TensorsLength()):
@@ -276,6 +303,8 @@ def _read(schema: Any, data: bytes) -> ModelInfo:
                     intermediates=_ints(op.IntermediatesAsNumpy()),
                 )
             )
+            if name == "VAR_HANDLE" and not custom:
+                resource_variables[_variable_name(schema, op) or f"#{s}:{i}"] = None
 
     _check_references(model, operators)
     by_key = {(t.subgraph, t.index): t for t in tensors}
@@ -289,7 +318,20 @@ def _read(schema: Any, data: bytes) -> ModelInfo:
         IOInfo(output_names.get(i, by_key[(0, i)].name), by_key[(0, i)])
         for i in _ints(main.OutputsAsNumpy())
     )
-    return ModelInfo(len(data), tuple(tensors), tuple(operators), inputs, outputs)
+    return ModelInfo(len(data), tuple(tensors), tuple(operators), inputs, outputs, tuple(resource_variables))
+
+
+def _variable_name(schema: Any, op: Any) -> str:
+    """The variable a VAR_HANDLE operator names (``container/shared_name``; "" without options):
+    the initializer subgraph and the main one each hold a VAR_HANDLE of the same variable."""
+    table = op.BuiltinOptions()
+    if op.BuiltinOptionsType() != schema.BuiltinOptions.VarHandleOptions or table is None:
+        return ""
+    options = schema.VarHandleOptions()
+    options.Init(table.Bytes, table.Pos)
+    container, shared = (options.Container() or b"").decode("utf-8", "replace"), (options.SharedName() or b"").decode(
+        "utf-8", "replace")
+    return f"{container}/{shared}" if container else shared
 
 
 def _check_references(model: Any, operators: list[OperatorInfo]) -> None:

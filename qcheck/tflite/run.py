@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from qcheck.tflite.inspect import ModelInfo
 
 ANALYSIS_SAMPLES = 256  # samples over which intermediate tensors are gathered
-# How a model with variable tensors (state) is run over the samples: "reset" before each
+# How a model with state (variable tensors, resource variables) is run over the samples: "reset" before each
 # (independent samples, the default) or "keep" (the samples are one long sequence).
 STATEFUL_MODES = ("reset", "keep")
 
@@ -86,6 +86,17 @@ def _make_interpreter(tflite: bytes, *, keep_tensors: bool = False) -> Any:
     return interpreter
 
 
+def _interpreter_with_state(tflite: bytes, info: ModelInfo | None, *, keep_tensors: bool) -> Any:
+    """:func:`_make_interpreter`; for a model with resource variables, one whose
+    ``reset_all_variables()`` restarts it (:class:`~qcheck.tflite.restarting.Restarting`: LiteRT's
+    own leaves them as the last sample left them)."""
+    if info is None or not info.resource_state:
+        return _make_interpreter(tflite, keep_tensors=keep_tensors)
+    from qcheck.tflite.restarting import Restarting
+
+    return Restarting(lambda: _make_interpreter(tflite, keep_tensors=keep_tensors))
+
+
 def _io_indices(interpreter: Any) -> tuple[dict[str, int], dict[str, int]]:
     """Input and output tensor indices keyed by signature name (tensor name without one)."""
     signatures = interpreter.get_signature_list()
@@ -123,10 +134,11 @@ def run(
     same pass (and compared with ``float_tflite``, the same model unquantized), and those of up
     to as many ``calibration`` samples, for :mod:`qcheck.tflite.tensor_stats`.
 
-    A model with variable tensors (an LSTM's state) keeps them from one ``invoke()`` to the
-    next: with ``stateful="reset"`` they are reset before every sample, which makes the samples
-    independent; with ``"keep"`` the samples of ``x`` are one sequence, run in order on one
-    interpreter with the state carried from each to the next.
+    A model with variable tensors (an LSTM's state) or resource variables keeps them from one
+    ``invoke()`` to the next: with ``stateful="reset"`` they are reset before every sample (resource
+    variables by a new interpreter), which makes the samples independent; with ``"keep"`` the
+    samples of ``x`` are one sequence, run in order on one interpreter with the state carried from
+    each to the next.
     """
     from qcheck.tflite.inspect import inspect_model
 
@@ -137,7 +149,7 @@ def run(
     reset = stateful == "reset"
     tracker = TensorTracker(info, float_info) if analysis_samples > 0 else None
     # Reads the model's input and outputs; with analysis, runs the analysed samples too.
-    interpreter = _make_interpreter(tflite, keep_tensors=tracker is not None)
+    interpreter = _interpreter_with_state(tflite, info, keep_tensors=tracker is not None)
     inputs, outputs = _io_indices(interpreter)
     xs = by_input(x, inputs)  # matched by name: the converter orders inputs its own way
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
@@ -154,7 +166,7 @@ def run(
     float_interpreter = None
     float_inputs: dict[str, int] = {}
     if tracker is not None and float_tflite:
-        float_interpreter = _make_interpreter(float_tflite, keep_tensors=True)
+        float_interpreter = _interpreter_with_state(float_tflite, float_info, keep_tensors=True)
         float_inputs = _io_indices(float_interpreter)[0]
         if single:  # one input: whatever the twin calls it
             float_inputs = dict(zip(inputs, float_inputs.values(), strict=True))

@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +45,8 @@ _NO_OP = (re.compile(r"Didn't find op for builtin opcode '(\w+)'"),
           re.compile(r"Failed to get registration from op code (\w+)"))
 _NODE = re.compile(r"Node (\w+) \(number (\d+)\) failed to (?:prepare|invoke)")
 _OUT_OF_ARENA = re.compile(r"Failed to allocate|missing: \d+")
+# Tensor types that hold a handle, not values: a VAR_HANDLE's output (a resource variable), a list's.
+_HANDLES = frozenset({"resource", "variant"})
 
 
 @contextlib.contextmanager
@@ -156,7 +158,8 @@ def run(tflite: bytes, x: np.ndarray | LazyArray | NamedInputs, *, stateful: str
 
     Inputs are quantized with the model's own parameters as LiteRT's run does; outputs are
     keyed as :mod:`qcheck.tflite.run` keys them (the signature's names). Variable tensors (an
-    LSTM's state) are reset before each sample with ``stateful="reset"``. ``runtime="litert"``
+    LSTM's state) and resource variables are reset before each sample with ``stateful="reset"``
+    (resource variables by a new interpreter: :mod:`qcheck.tflite.restarting`). ``runtime="litert"``
     runs the same loop in LiteRT on its reference kernels (see :func:`_litert`).
     """
     from qcheck.named_inputs import by_input, chunked
@@ -213,9 +216,9 @@ class _Runtime:
         self._info = info
         self._litert = runtime == "litert"
         if self._litert:
-            self._it = _litert(tflite)
+            self._it = _with_state(info, lambda: _litert(tflite))
             return
-        self._it = _tflm(tflite)
+        self._it = _with_state(info, lambda: _tflm(tflite))
 
     def reset(self) -> None:
         if self._litert:
@@ -248,6 +251,16 @@ class _Runtime:
         return np.asarray(self._it.get_output(position))
 
 
+def _with_state(info: ModelInfo, make: Callable[[], Any]) -> Any:
+    """The interpreter ``make`` makes; for a model with resource variables, one that a reset
+    restarts (neither runtime's reset gives their initial state back: :mod:`qcheck.tflite.restarting`)."""
+    if not info.resource_state:
+        return make()
+    from qcheck.tflite.restarting import Restarting
+
+    return Restarting(make)
+
+
 def _params(tensor: Any) -> Any:
     from qcheck.tflite.quant import QuantParams
 
@@ -275,17 +288,17 @@ def _litert(tflite: bytes, keep_tensors: bool = False, reference: bool = True) -
     return interpreter
 
 
-def _litert_reference_or_builtin(tflite: bytes) -> tuple[Any, str]:
+def _litert_reference_or_builtin(tflite: bytes, info: ModelInfo) -> tuple[Any, str]:
     """LiteRT on its reference kernels, every tensor kept; for a model with an operator they lack
     (they have no ELU, which TFLM and LiteRT's built-in kernels have), on its built-in kernels,
-    with the sentence that says so ("" on the reference kernels)."""
+    with the sentence that says so ("" on the reference kernels). ``info`` is ``tflite``'s."""
     try:
-        return _litert(tflite, keep_tensors=True), ""
+        return _with_state(info, lambda: _litert(tflite, keep_tensors=True)), ""
     except ValueError as exc:
         missing = _NO_OP[0].search(str(exc))
         if missing is None:
             raise
-    return _litert(tflite, keep_tensors=True, reference=False), (
+    return _with_state(info, lambda: _litert(tflite, keep_tensors=True, reference=False)), (
         f"LiteRT's reference kernels have no {missing.group(1)}: its built-in kernels (without XNNPACK) computed "
         "the model's values instead, which may round otherwise")
 
@@ -303,8 +316,8 @@ def divergence(tflite: bytes, x: np.ndarray | NamedInputs, *, steps: float, stat
     from qcheck.tflite.inspect import inspect_model
     from qcheck.tflite.quant import quantize
     info = inspect_model(tflite)
-    litert = _litert(tflite, keep_tensors=True)
-    micro = _tflm(tflite, preserve=True)
+    litert = _with_state(info, lambda: _litert(tflite, keep_tensors=True))
+    micro = _with_state(info, lambda: _tflm(tflite, preserve=True))
     operators = [op for op in info.operators if op.subgraph == 0]
     worst = np.zeros(len(operators))
     compared: set[int] = set()
@@ -350,6 +363,8 @@ def divergence(tflite: bytes, x: np.ndarray | NamedInputs, *, steps: float, stat
 def _difference(info: ModelInfo, index: int, litert: Any, micro: Any) -> float | None:
     """Largest difference of tensor ``index`` between the runtimes: integer steps for an integer
     tensor, the plain difference for a float one; None when either cannot give it."""
+    if info.tensor(0, index).dtype in _HANDLES:  # no values; TFLM's GetTensor crashes on one (SIGSEGV)
+        return None
     try:
         ours = np.asarray(litert.get_tensor(index))
         theirs = np.asarray(micro.GetTensor(index, 0)["tensor_data"])
@@ -391,7 +406,8 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
                       if i not in found)
     if unmatched:
         return CpuParity(0, (), unmatched)
-    (litert, note), micro, sub = _litert_reference_or_builtin(original), _tflm(part.tflite), inspect_model(part.tflite)
+    sub = inspect_model(part.tflite)
+    (litert, note), micro = _litert_reference_or_builtin(original, info), _with_state(sub, lambda: _tflm(part.tflite))
     positions = {io.name: i for i, io in enumerate(info.inputs)}
     feed = {}
     for name, values in by_input(x, positions).items():
@@ -403,7 +419,7 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
     steps = [_output_step(sub, k) for k in range(len(part.outputs))]
     low, high = np.full(len(part.outputs), np.inf), np.full(len(part.outputs), -np.inf)  # LiteRT's values
     for k in range(len(x)):
-        if stateful == "reset" and info.stateful:
+        if stateful == "reset" and (info.stateful or sub.stateful):
             litert.reset_all_variables()
             micro.reset()
         for name, i in positions.items():

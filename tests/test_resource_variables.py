@@ -1,0 +1,236 @@
+"""Models whose state lives in resource variables (VAR_HANDLE, READ_VARIABLE, ASSIGN_VARIABLE: a
+stateful Keras RNN's state, a tf.Variable the model assigns) are stateful: each sample starts from
+the initial state, in LiteRT and in TFLite Micro, as a new interpreter per sample gives it.
+
+Neither runtime's own reset gives that state back (LiteRT's ``reset_all_variables()`` leaves
+resource variables, TFLite Micro's ``reset()`` fills them with zero points and the CALL_ONCE
+initializer does not run again), so the expected values here come from a new interpreter per
+sample, called directly. The model is made as users make it, with Keras 3 and TensorFlow's
+converter, in a child process: TensorFlow is never imported in the pytest process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import run_qcheck
+
+# A Keras 3 layer that keeps a running state in a variable, 0.5 * the previous state + the input,
+# whose initial value (1.0) is not the zero TFLite Micro's reset fills in; converted to full int8
+# (TFLITE_BUILTINS_INT8, int8 input and output) and to float. Labels: the float model's own top-1
+# on each sample alone (a new LiteRT interpreter each), so the float model scores 100%.
+BUILD = r'''
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np
+import tensorflow as tf
+import keras
+from ai_edge_litert.interpreter import Interpreter
+
+out = sys.argv[1]
+keras.utils.set_random_seed(7)
+
+
+class Decay(keras.layers.Layer):
+    def build(self, shape):
+        self.state = self.add_weight(shape=(1, shape[-1]), initializer=keras.initializers.Constant(1.0),
+                                     trainable=False, name="state")
+
+    def call(self, x):
+        state = self.state * 0.5 + x
+        self.state.assign(state)
+        return state
+
+
+i = keras.Input(batch_shape=(1, 8))
+model = keras.Model(i, keras.layers.Dense(3)(Decay()(i)))
+x = np.random.default_rng(7).normal(0, 1, (96, 8)).astype(np.float32)
+for name, int8 in (("decay_int8.tflite", True), ("decay_float.tflite", False)):
+    c = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = lambda: ([x[k : k + 1]] for k in range(len(x)))
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        c.inference_input_type = c.inference_output_type = tf.int8
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(c.convert())
+labels = []
+for sample in x:
+    it = Interpreter(model_path=os.path.join(out, "decay_float.tflite"))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], sample[None])
+    it.invoke()
+    labels.append(int(it.get_tensor(it.get_output_details()[0]["index"]).argmax()))
+np.savez(os.path.join(out, "decay.npz"), x=x, y=np.array(labels, np.int64))
+'''
+
+
+@pytest.fixture(scope="module")
+def decay(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder with ``decay_int8.tflite``, ``decay_float.tflite`` and ``decay.npz``."""
+    folder = tmp_path_factory.mktemp("resource_variables")
+    subprocess.run([sys.executable, "-c", BUILD, str(folder)], check=True, capture_output=True, timeout=600)
+    return folder
+
+
+def _feed(tflite: bytes, sample: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    from qcheck.tflite.quant import QuantParams, quantize
+
+    scale, zero_point = details["quantization"]
+    if not scale:
+        return sample[None]
+    return quantize(sample[None], QuantParams(float(scale), int(zero_point), np.dtype(details["dtype"]).name))[0]
+
+
+def _litert(tflite: bytes, reference: bool = False) -> Any:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
+    interpreter = Interpreter(model_content=tflite, num_threads=1, experimental_op_resolver_type=kind)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _fresh_per_sample(tflite: bytes, x: np.ndarray, reference: bool = False) -> np.ndarray:
+    """Each sample on a new LiteRT interpreter: what an independent sample gives (raw outputs)."""
+    outputs = []
+    for sample in x:
+        interpreter = _litert(tflite, reference)
+        details = interpreter.get_input_details()[0]
+        interpreter.set_tensor(details["index"], _feed(tflite, sample, details))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy())
+    return np.stack(outputs)
+
+
+def _micro(tflite: bytes) -> Any:
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(tflite)
+
+
+def _micro_per_sample(tflite: bytes, x: np.ndarray, between: Callable[[Any], Any] | None = None) -> np.ndarray:
+    """TFLite Micro on each sample: a new interpreter each, or one with ``between`` called before each."""
+    details = _litert(tflite).get_input_details()[0]
+    interpreter = _micro(tflite)
+    outputs = []
+    for sample in x:
+        if between is None:
+            interpreter = _micro(tflite)
+        else:
+            between(interpreter)
+        interpreter.set_input(_feed(tflite, sample, details), 0)
+        interpreter.invoke()
+        outputs.append(np.array(interpreter.get_output(0))[0])
+    return np.stack(outputs)
+
+
+def _raw(result: Any) -> np.ndarray:
+    (head,) = result.outputs.values()
+    return np.asarray(head.raw)
+
+
+def test_resource_variables_make_a_model_stateful_and_neither_runtime_reset_restores_them(decay: Path) -> None:
+    from qcheck.tflite.inspect import inspect_model
+
+    tflite = (decay / "decay_int8.tflite").read_bytes()
+    info = inspect_model(tflite)
+    counts = info.operator_counts()
+    assert {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"} <= set(counts), counts
+    assert not any(t.variable for t in info.tensors)  # no variable tensor: the old test saw no state
+    assert info.stateful and info.resource_state
+    # One variable, named by the VAR_HANDLE of the main graph and by that of the initializer.
+    assert counts["VAR_HANDLE"] == 2 and len(info.resource_variables) == 1
+    assert info.state.startswith("1 resource variable(s)")
+
+    x = np.load(decay / "decay.npz")["x"][:3]
+    fresh = _fresh_per_sample(tflite, x)
+    # Why qcheck makes a new interpreter per sample: the runtimes' own resets leave the state.
+    interpreter = _litert(tflite)
+    details = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]["index"]
+    for sample in x:
+        interpreter.reset_all_variables()
+        interpreter.set_tensor(details["index"], _feed(tflite, sample, details))
+        interpreter.invoke()
+    assert not np.array_equal(interpreter.get_tensor(out)[0], fresh[-1])
+    micro_fresh = _micro_per_sample(tflite, x)
+    assert not np.array_equal(_micro_per_sample(tflite, x, between=lambda it: it.reset()), micro_fresh)
+
+
+@pytest.mark.parametrize("analysed", [0, 16])
+def test_the_litert_evaluation_equals_a_fresh_interpreter_per_sample(decay: Path, analysed: int) -> None:
+    from qcheck.tflite.convert import reference_outputs
+    from qcheck.tflite.run import run
+
+    tflite, float_tflite = (decay / "decay_int8.tflite").read_bytes(), (decay / "decay_float.tflite").read_bytes()
+    x = np.load(decay / "decay.npz")["x"][:40]
+    # With analysis, calibration samples run first on the same interpreter: their state must not leak.
+    result = run(tflite, x, float_tflite=float_tflite, calibration=x[::-1][:8] if analysed else None,
+                 analysis_samples=analysed)
+    assert np.array_equal(_raw(result), _fresh_per_sample(tflite, x))
+    (values,) = reference_outputs(decay / "decay_float.tflite", x).outputs.values()
+    np.testing.assert_allclose(values, _fresh_per_sample(float_tflite, x), rtol=0, atol=1e-6)
+
+
+def test_keep_runs_the_data_as_one_sequence_from_the_initial_state(decay: Path) -> None:
+    from qcheck.tflite.run import run
+
+    tflite = (decay / "decay_int8.tflite").read_bytes()
+    x = np.load(decay / "decay.npz")["x"][:24]
+    # Calibration samples first (the analysis pass): the sequence still starts from the initial state.
+    kept = _raw(run(tflite, x, stateful="keep", calibration=x[::-1][:8], analysis_samples=4))
+    interpreter = _litert(tflite)
+    details = interpreter.get_input_details()[0]
+    in_order = []
+    for sample in x:
+        interpreter.set_tensor(details["index"], _feed(tflite, sample, details))
+        interpreter.invoke()
+        in_order.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0].copy())
+    assert np.array_equal(kept, np.stack(in_order))
+    assert not np.array_equal(kept, _fresh_per_sample(tflite, x))
+
+
+def test_tflite_micro_and_its_litert_twin_run_each_sample_from_the_initial_state(decay: Path) -> None:
+    from qcheck.tflm.runtime import divergence, run, run_litert
+
+    tflite = (decay / "decay_int8.tflite").read_bytes()
+    x = np.load(decay / "decay.npz")["x"][:24]
+    assert np.array_equal(_raw(run(tflite, x)), _micro_per_sample(tflite, x))
+    assert np.array_equal(_raw(run_litert(tflite, x)), _fresh_per_sample(tflite, x, reference=True))
+    kept = _raw(run(tflite, x, stateful="keep"))
+    assert np.array_equal(kept, _micro_per_sample(tflite, x, between=lambda it: None))
+    # Layer by layer: every operator with values compared (TFLM crashed reading the VAR_HANDLE's
+    # resource handle), from the same state in both runtimes.
+    found = divergence(tflite, x, steps=1)
+    assert found.compared == 6 and not found.note  # of 9 operators: CALL_ONCE, VAR_HANDLE, ASSIGN have none
+    assert found.first_over is None
+
+
+def test_qcheck_scores_the_model_as_each_sample_alone_scores(decay: Path, tmp_path: Path) -> None:
+    data = np.load(decay / "decay.npz")
+    run = run_qcheck(tmp_path, f"--qcheck-model={decay / 'decay_int8.tflite'}",
+                     f"--qcheck-reference={decay / 'decay_float.tflite'}", f"--qcheck-data={decay / 'decay.npz'}",
+                     "--qcheck-suite=cortex-m", "--qcheck-set", "robustness.enabled=true",
+                     "--qcheck-set", "robustness.examples=10",
+                     "-k", "accuracy_drop or tflm_parity or robustness")
+    model = run.model("decay_int8.tflite")
+    (accuracy,) = model["accuracy"].values()
+    assert accuracy["float"] == 1.0 and accuracy["samples"] == len(data["y"])
+    alone = _fresh_per_sample((decay / "decay_int8.tflite").read_bytes(), data["x"]).argmax(axis=1)
+    assert accuracy["quantized"] == pytest.approx(float(np.mean(alone == data["y"])))
+    assert any(n.startswith("the model keeps state in 1 resource variable(s)") and "new interpreter per sample" in n
+               for n in model["notes"]), model["notes"]
+    parity = run.check("decay_int8.tflite", "tflm_parity")
+    assert parity["passed"] is True and "could not be compared" not in parity["message"], parity["message"]
+    robustness = run.check("decay_int8.tflite", "robustness")
+    assert "could not be measured" not in robustness["message"], robustness["message"]
+    # An input, another, the first again: the same output (the state reset), and no crash.
+    properties = {v["property"] for v in model["robustness"]["violations"]}
+    assert not properties & {"deterministic", "runs"}, robustness["message"]
