@@ -157,8 +157,9 @@ def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
 
     Both run the evaluation samples: TFLM on its kernels, LiteRT on TFLite's reference kernels
     (those TFLM's kernels are ported from; LiteRT's default XNNPACK delegate and its optimized
-    kernels round their own way). Per output head: the largest difference in the output's quantization steps, and the
-    share of samples whose decision (top-1, a binary head's side of its threshold) changes,
+    kernels round their own way; for a model with an operator the reference kernels lack, such as
+    ELU, its built-in kernels without XNNPACK, said in the message). Per output head: the largest
+    difference in the output's quantization steps, and the share of samples whose decision (top-1, a binary head's side of its threshold) changes,
     bounded by ``max_changed`` (default 0). When they differ, the first few differing samples
     run layer by layer in both, and the first operator where the two part is named (and the
     first that differs by more than ``layer_steps``, default 1).
@@ -191,8 +192,10 @@ def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                      f"(max {max_changed:.1%})" for h, p in per_head.items()
                      if p["changed"] is not None and p["changed"] > max_changed)
     described = "; ".join(_describe_head(h, p) for h, p in per_head.items())
-    details = f"{_runtime(loaded)} against LiteRT's reference kernels on {len(worst_per_sample)} samples: {described}"
-    section: dict[str, Any] = {"parity": per_head}
+    details = (f"{_runtime(loaded)} against {_litert_kernels(litert.note)} on {len(worst_per_sample)} samples: "
+               f"{described}")
+    details += f" ({litert.note})" if litert.note else ""
+    section: dict[str, Any] = {"parity": per_head, "note": litert.note}
     if value > 0:
         where, divergence = _where(evidence, worst_per_sample, float(options.get("layer_steps", 1.0)))
         details += f". {where}"
@@ -208,6 +211,12 @@ def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         "with the model to tensorflow/tflite-micro",
         sections={"tflm_parity": section}, samples=len(worst_per_sample), failures=failures,
     )
+
+
+def _litert_kernels(note: str) -> str:
+    """The LiteRT kernels TFLM was compared with: its built-in ones when ``note`` says they stood
+    in for reference kernels it lacks."""
+    return "LiteRT's built-in kernels (without XNNPACK)" if note else "LiteRT's reference kernels"
 
 
 def _head_parity(info: ModelInfo, head: str, litert: HeadOutput, micro: HeadOutput,
@@ -404,7 +413,7 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     operators += f" and {len(part.operators) - _LISTED} more" if len(part.operators) > _LISTED else ""
     return Measurement(
         float(value),
-        f"{_runtime(part.load)} against LiteRT's reference kernels on the operator(s) Vela leaves on the CPU "
+        f"{_runtime(part.load)} against {_litert_kernels(parity.note)} on the operator(s) Vela leaves on the CPU "
         f"({where}: {operators}), on {first} evaluation sample(s) fed what LiteRT computes for the tensors they read: "
         f"{described}",
         "a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the TFLite Micro "

@@ -201,19 +201,21 @@ def run(tflite: bytes, x: np.ndarray | LazyArray | NamedInputs, *, stateful: str
     per_input = {name: InputClipping(clipped[name], counted[name], params[name]) for name in inputs}
     if len(per_input) == 1:
         (only,) = per_input.values()
-        return RunResult(heads, only.clipped, only.values, only.params)
+        return RunResult(heads, only.clipped, only.values, only.params, note=interpreter.note)
     return RunResult(heads, sum(c.clipped for c in per_input.values()), sum(c.values for c in per_input.values()),
-                     None, inputs=per_input)
+                     None, inputs=per_input, note=interpreter.note)
 
 
 class _Runtime:
-    """TFLM's interpreter, or LiteRT's on its reference kernels, behind TFLM's calls."""
+    """TFLM's interpreter, or LiteRT's on its reference kernels, behind TFLM's calls; ``note``
+    says when LiteRT's built-in kernels stand in for reference kernels it lacks."""
 
     def __init__(self, tflite: bytes, info: ModelInfo, runtime: str) -> None:
         self._info = info
         self._litert = runtime == "litert"
+        self.note = ""
         if self._litert:
-            self._it = _litert(tflite)
+            self._it, self.note = _litert_reference_or_builtin(tflite, keep_tensors=False)
             return
         self._it = _tflm(tflite)
 
@@ -275,23 +277,24 @@ def _litert(tflite: bytes, keep_tensors: bool = False, reference: bool = True) -
     return interpreter
 
 
-def _litert_reference_or_builtin(tflite: bytes) -> tuple[Any, str]:
-    """LiteRT on its reference kernels, every tensor kept; for a model with an operator they lack
-    (they have no ELU, which TFLM and LiteRT's built-in kernels have), on its built-in kernels,
-    with the sentence that says so ("" on the reference kernels)."""
+def _litert_reference_or_builtin(tflite: bytes, keep_tensors: bool = True) -> tuple[Any, str]:
+    """LiteRT on its reference kernels (every tensor kept unless ``keep_tensors=False``); for a
+    model with an operator they lack (they have no ELU, which TFLM and LiteRT's built-in kernels
+    have), on its built-in kernels, with the sentence that says so ("" on the reference kernels)."""
     try:
-        return _litert(tflite, keep_tensors=True), ""
+        return _litert(tflite, keep_tensors=keep_tensors), ""
     except ValueError as exc:
         missing = _NO_OP[0].search(str(exc))
         if missing is None:
             raise
-    return _litert(tflite, keep_tensors=True, reference=False), (
+    return _litert(tflite, keep_tensors=keep_tensors, reference=False), (
         f"LiteRT's reference kernels have no {missing.group(1)}: its built-in kernels (without XNNPACK) computed "
         "the model's values instead, which may round otherwise")
 
 
 def run_litert(tflite: bytes, x: np.ndarray | LazyArray | NamedInputs, *, stateful: str = "reset") -> RunResult:
-    """As :func:`run`, on LiteRT's reference kernels: the TFLite side of the parity."""
+    """As :func:`run`, on LiteRT's reference kernels (its built-in ones, said in the result's
+    ``note``, for a model with an operator the reference kernels lack): the TFLite side of the parity."""
     return run(tflite, x, stateful=stateful, runtime="litert")
 
 
@@ -303,7 +306,7 @@ def divergence(tflite: bytes, x: np.ndarray | NamedInputs, *, steps: float, stat
     from qcheck.tflite.inspect import inspect_model
     from qcheck.tflite.quant import quantize
     info = inspect_model(tflite)
-    litert = _litert(tflite, keep_tensors=True)
+    litert, _ = _litert_reference_or_builtin(tflite)  # the kernels run() compared with, said in its note
     micro = _tflm(tflite, preserve=True)
     operators = [op for op in info.operators if op.subgraph == 0]
     worst = np.zeros(len(operators))

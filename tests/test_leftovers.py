@@ -1,0 +1,69 @@
+"""Smaller problems reviewers found: a misleading message, or a check that errors where it should measure.
+
+Each test runs the real parts (TensorFlow's converter, LiteRT, TFLite Micro, Vela) and fails on
+the code before its fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from helpers import FIXTURES, run_qcheck
+
+
+def _poisoned(tmp_path: Path, *names: str) -> dict[str, str]:
+    """An environment in which importing any of ``names`` fails, here and in child processes."""
+    poison = tmp_path / "poison"
+    for name in names:
+        (poison / name).mkdir(parents=True)
+        (poison / name / "__init__.py").write_text(f"raise ImportError('{name} imported in a warm run')\n")
+    return {"PYTHONPATH": os.pathsep.join([str(poison), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+def test_tflm_parity_of_an_operator_litert_has_no_reference_kernel_for(tmp_path: Path) -> None:
+    """float_op's ELU: TFLite Micro runs it, LiteRT's reference kernels have none, and tflm_parity
+    errored ("Didn't find op for builtin opcode 'ELU'"). LiteRT's built-in kernels (without
+    XNNPACK) stand in, said in the message and the JSON section, also in a warm run (from the
+    cache, which stores what the child process sends back: the same codec); the layer-by-layer
+    comparison falls back the same way."""
+    from qcheck.isolation import call_isolated
+
+    model = FIXTURES / "float_op.keras"
+    args = ("--qcheck-suite=cortex-m", "-k", "tflm_parity", f"--qcheck-model={model}",
+            f"--qcheck-data={FIXTURES / 'digits.npz'}", f"--qcheck-cache-dir={tmp_path / 'cache'}")
+    cold = run_qcheck(tmp_path / "cold", *args)
+    warm = run_qcheck(tmp_path / "warm", *args,
+                      env=_poisoned(tmp_path, "tensorflow", "keras", "tflite_micro"))
+    for run in (cold, warm):
+        check = run.check(model.name, "tflm_parity")
+        assert check["status"] in ("passed", "failed") and check["value"] is not None, check
+        assert "against LiteRT's built-in kernels (without XNNPACK)" in check["message"], check["message"]
+        assert "LiteRT's reference kernels have no ELU" in check["message"], check["message"]
+        section = run.model(model.name)["tflm_parity"]
+        assert "no ELU" in section["note"] and section["parity"], section
+    assert warm.report["models"][0]["checks"] == cold.report["models"][0]["checks"]
+
+    tflite = (cold.out_dir / "float_op_quant.tflite").read_bytes()
+    x = np.load(FIXTURES / "digits.npz")["x"][:2]
+    litert = call_isolated("qcheck.tflm.runtime:run_litert", tflite, x, what="running float_op in LiteRT")
+    assert "no ELU" in litert.note and len(next(iter(litert.outputs.values())).raw) == 2
+    found = call_isolated("qcheck.tflm.runtime:divergence", tflite, x, steps=1.0, what="comparing float_op")
+    assert found.samples == 2 and found.compared > 0, found
+
+
+def test_the_html_tables_name_the_litert_kernels_a_parity_was_measured_against() -> None:
+    """The HTML report's TFLite Micro table said "from LiteRT's reference kernels" for a parity
+    measured against LiteRT's built-in kernels (the section's note says when)."""
+    from qcheck.report.view.targets import tflm
+
+    note = "LiteRT's reference kernels have no ELU: its built-in kernels (without XNNPACK) computed ..."
+    head = {"max_steps": 0.0, "unit": "steps", "changed": 0.0}
+    output = {"name": "t", "max_steps": 1.0, "unit": "steps"}
+    for said, expected in ((note, "LiteRT's built-in kernels (without XNNPACK)"), ("", "LiteRT's reference kernels")):
+        table = tflm(None, parity_section={"parity": {"digit": head}, "note": said},
+                     cpu_parity={"ethos-u55-128": {"samples": 100, "outputs": [output], "note": said}})
+        assert table is not None
+        rows = [row for row in table.rows if "parity" in row[0]]
+        assert len(rows) == 2 and all(f"largest difference from {expected}" in row[2] for row in rows), rows
