@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from helpers import FIXTURES, run_qcheck
+from helpers import FIXTURES, REAL, run_qcheck
 
 
 def _poisoned(tmp_path: Path, *names: str) -> dict[str, str]:
@@ -67,3 +68,36 @@ def test_the_html_tables_name_the_litert_kernels_a_parity_was_measured_against()
         assert table is not None
         rows = [row for row in table.rows if "parity" in row[0]]
         assert len(rows) == 2 and all(f"largest difference from {expected}" in row[2] for row in rows), rows
+
+
+def _input_named_as_output(model: Any, schema: Any) -> None:
+    """The graph's input tensor bears the output's name (float32, one value, as the output)."""
+    graph = model.subgraphs[0]
+    graph.tensors[int(graph.inputs[0])].name = graph.tensors[int(graph.outputs[0])].name
+    model.signatureDefs = []
+
+
+def test_a_boundary_name_borne_by_two_tensors_is_said_ambiguous(tmp_path: Path) -> None:
+    """hello_world_float runs wholly on the CPU beside the NPU; its input and output tensors, both
+    float32 of one value, bearing one name: the CPU part's boundary tensors cannot be paired with
+    the model's by name. tflm_cpu_parity said the name 'could not be found by name in the model',
+    which it is, twice."""
+    from tflite_edits import edit_model
+
+    from qcheck.tflite.inspect import inspect_model
+
+    model = edit_model(REAL / "tflm" / "hello_world_float.tflite", tmp_path / "hello_twice.tflite",
+                       _input_named_as_output)
+    info = inspect_model(model.read_bytes())
+    name = info.tensor(0, info.outputs[0].tensor.index).name
+    assert [t.name for t in info.tensors].count(name) == 2  # the premise
+    data = tmp_path / "hello.npz"
+    np.savez(data, x=np.linspace(-1.0, 7.0, 12, dtype=np.float32).reshape(-1, 1))
+    run = run_qcheck(tmp_path / "run", "--qcheck-suite=ethos-u55", "-k", "tflm_cpu_parity", f"--qcheck-model={model}",
+                     f"--qcheck-data={data}")
+    check = run.check(model.name, "tflm_cpu_parity")
+    assert check["status"] == "skipped", check
+    assert f"are ambiguous in the model ('{name}' appears 2 times)" in check["message"], check["message"]
+    assert "could not be found by name" not in check["message"], check["message"]
+    section = run.model(model.name)["tflm_cpu_parity"]["ethos-u55-128"]
+    assert section["ambiguous"] == [{"name": name, "tensors": 2}] and section["unmatched"] == [], section

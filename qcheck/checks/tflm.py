@@ -400,10 +400,9 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     parity = evidence.tflm_cpu_parity(config)
     assert parity is not None  # there is data
     accelerator = str(options.get("accelerator", ""))
-    if parity.unmatched:
-        return Measurement(None, skip="the tensors the CPU part reads or writes could not be found by name in the "
-                                      f"model ({', '.join(repr(n) for n in parity.unmatched[:_LISTED])}): the CPU "
-                                      "part was not compared")
+    section = {"tflm_cpu_parity": {accelerator: {"accelerator": accelerator, **parity.to_dict()}}}
+    if parity.unmatched or parity.ambiguous:
+        return Measurement(None, skip=_unmatched(parity), sections=section)
     where = describe_config(evidence.vela(config))
     value = max((o.steps for o in parity.outputs), default=0.0)
     described = "; ".join(f"'{o.name}' up to {o.steps:g} {o.unit}" for o in parity.outputs)
@@ -418,9 +417,21 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
         f"{described}",
         "a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the TFLite Micro "
         "version supports it with these types and quantization, or report it with the model to tensorflow/tflite-micro",
-        sections={"tflm_cpu_parity": {accelerator: {"accelerator": accelerator, **parity.to_dict()}}},
-        samples=parity.samples, failures=changed_values(parity),
+        sections=section, samples=parity.samples, failures=changed_values(parity),
     )
+
+
+def _unmatched(parity: CpuParity) -> str:
+    """Why the tensors the CPU part reads or writes could not be paired with the model's by name."""
+    reasons = []
+    if parity.unmatched:
+        reasons.append("the tensors the CPU part reads or writes could not be found by name in the model ("
+                       + ", ".join(repr(n) for n in parity.unmatched[:_LISTED]) + ")")
+    if parity.ambiguous:
+        reasons.append("the names of tensors the CPU part reads or writes are ambiguous in the model ("
+                       + ", ".join(f"{name!r} appears {n} times" for name, n in parity.ambiguous[:_LISTED])
+                       + "): give its tensors unique names")
+    return "; ".join(reasons) + "; the CPU part was not compared"
 
 
 def changed_values(parity: CpuParity) -> tuple[str, ...]:

@@ -385,15 +385,18 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
         if tensor.subgraph == 0:
             by_name.setdefault(tensor.name, []).append(tensor)
     found: dict[int, int] = {}  # compiled model's tensor -> original model's
+    ambiguous: dict[str, int] = {}  # names several tensors of the original model bear, and how many
     for index in (*part.inputs, *part.outputs):
         ours = whole.tensor(0, index)
         same = [t for t in by_name.get(ours.name, []) if t.dtype == ours.dtype and t.elements == ours.elements]
         if ours.name and len(same) == 1:
             found[index] = same[0].index
+        elif ours.name and len(same) > 1:
+            ambiguous[ours.name] = len(same)
     unmatched = tuple(whole.tensor(0, i).name or f"tensor #{i}" for i in (*part.inputs, *part.outputs)
-                      if i not in found)
-    if unmatched:
-        return CpuParity(0, (), unmatched)
+                      if i not in found and whole.tensor(0, i).name not in ambiguous)
+    if unmatched or ambiguous:
+        return CpuParity(0, (), unmatched, ambiguous=tuple(ambiguous.items()))
     (litert, note), micro, sub = _litert_reference_or_builtin(original), _tflm(part.tflite), inspect_model(part.tflite)
     positions = {io.name: i for i, io in enumerate(info.inputs)}
     feed = {}
