@@ -101,3 +101,94 @@ def test_a_boundary_name_borne_by_two_tensors_is_said_ambiguous(tmp_path: Path) 
     assert "could not be found by name" not in check["message"], check["message"]
     section = run.model(model.name)["tflm_cpu_parity"]["ethos-u55-128"]
     assert section["ambiguous"] == [{"name": name, "tensors": 2}] and section["unmatched"] == [], section
+
+
+# -- the baseline: the labels its outcomes are judged against -----------------------------------
+
+
+def _baseline_run(cwd: Path, data: Path, *args: str) -> Any:
+    return run_qcheck(cwd, "--qcheck-model=model.keras", f"--qcheck-data={data}", "--qcheck-calibration=cal.npz",
+                      "--qcheck-baseline=bl", "-k", "baseline", *args)
+
+
+def test_a_label_fix_on_the_same_inputs_is_said_not_judged_a_regression(tmp_path: Path) -> None:
+    """The digits CNN's baseline, then the same 540 evaluation inputs with 60 labels changed: the
+    outcomes, right or wrong against the labels, paired by McNemar's test, made a label fix a
+    regression ("60 sample(s) lost"). The labels are fingerprinted now: said changed, not
+    compared, and the user told to update the baseline; after the update the run passes."""
+    import json
+    import shutil
+
+    shutil.copy(FIXTURES / "digits_cnn.keras", tmp_path / "model.keras")
+    given = np.load(FIXTURES / "digits.npz")
+    x, y = given["x"], given["y"]
+    np.savez(tmp_path / "cal.npz", x=x[:200])
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    fixed = y.copy()
+    fixed[:60] = (fixed[:60] + 1) % 10
+    np.savez(tmp_path / "fixed.npz", x=x, y=fixed)
+    assert _baseline_run(tmp_path, tmp_path / "data.npz", "--qcheck-baseline-update").returncode == 0
+    document = json.loads((tmp_path / "bl" / "model.json").read_text())
+    assert len(document["heads"][0]["labels_sha256"]) == 64
+
+    same = _baseline_run(tmp_path, tmp_path / "data.npz")
+    assert same.check("model.keras", "baseline")["status"] == "passed", same.stdout
+
+    run = _baseline_run(tmp_path, tmp_path / "fixed.npz")
+    check = run.check("model.keras", "baseline")
+    message = check["message"]
+    assert check["status"] == "failed" and check["value"] == 1, message
+    assert "McNemar" not in message and "lost" not in message, message
+    assert "head 'digit': the labels changed since the baseline, on the same 540 evaluation inputs" in message
+    assert "--qcheck-baseline-update" in message
+    assert "quantized bytes and toolchain unchanged" in message  # not 'the model changed'
+    head = run.model("model.keras")["baseline"]["heads"]["digit"]
+    assert head["verdict"] == "not compared" and head["labels"] == "changed", head
+
+    update = _baseline_run(tmp_path, tmp_path / "fixed.npz", "--qcheck-baseline-update")
+    assert "the labels changed since the baseline" in update.stdout, update.stdout
+    assert _baseline_run(tmp_path, tmp_path / "fixed.npz").check("model.keras", "baseline")["status"] == "passed"
+
+
+def _labelled_record(labels: str | None, correct: np.ndarray) -> Any:
+    from qcheck.baseline.record import Head, Record, toolchain_versions
+
+    head = Head("cls", "classification", "correct", correct, np.arange(20, dtype=np.int8).reshape(4, 5), 0.1,
+                labels)
+    return Record("m.keras", toolchain_versions(), "a" * 64, {}, None, len(correct), "d" * 64,
+                  np.array([0, 10, 20, 39]), (head,))
+
+
+def test_a_baseline_without_label_fingerprints_is_read_and_said_unable_to_tell(tmp_path: Path) -> None:
+    """A baseline written before the labels were fingerprinted: read, compared as before (paired),
+    and the message says whether the labels changed cannot be told."""
+    import json
+
+    from qcheck.baseline.compare import compare
+    from qcheck.baseline.store import read, write
+    from qcheck.files import InputFiles
+
+    correct = np.arange(40) % 5 != 0
+    json_path, _ = write(tmp_path, "m", _labelled_record("b" * 64, correct), InputFiles())
+    document = json.loads(json_path.read_text())
+    assert document["heads"][0]["labels_sha256"] == "b" * 64
+    del document["heads"][0]["labels_sha256"]  # as an older qcheck wrote it
+    json_path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    old = read(tmp_path, "m")
+    assert old is not None and old.heads[0].labels_sha256 is None
+
+    worse = correct.copy()
+    worse[1:13] = False  # 10 right answers lost: a drop the paired test sees
+    comparison = compare(old, _labelled_record("b" * 64, worse), {})
+    assert any("does not record which labels head(s) cls were judged against" in line and "cannot be told" in line
+               for line in comparison.lines), comparison.lines
+    head = comparison.section["heads"]["cls"]
+    assert head["labels"] == "unrecorded" and head["lost"] == 10 and head["verdict"] == "regressed", head
+    # Fingerprints on both sides that differ: not paired by McNemar's test, said, and failed with the remedy.
+    relabelled = compare(_labelled_record("c" * 64, correct), _labelled_record("b" * 64, worse), {})
+    (failure,) = relabelled.failures
+    assert "the labels changed since the baseline, on the same 40 evaluation inputs" in failure, failure
+    assert "McNemar" not in failure and "lost" not in relabelled.section["heads"]["cls"]
+    # Judged against the float model then (no labels), against labels now: a change of truth too.
+    (failure,) = compare(_labelled_record("", correct), _labelled_record("b" * 64, correct), {}).failures
+    assert "judged against the float model's answers in the baseline, against labels now" in failure
