@@ -192,3 +192,21 @@ def test_a_baseline_without_label_fingerprints_is_read_and_said_unable_to_tell(t
     # Judged against the float model then (no labels), against labels now: a change of truth too.
     (failure,) = compare(_labelled_record("", correct), _labelled_record("b" * 64, correct), {}).failures
     assert "judged against the float model's answers in the baseline, against labels now" in failure
+
+
+def test_tflm_ops_on_vela_output_points_to_the_suite_that_judges_its_cpu_part(tmp_path: Path) -> None:
+    """tflm_ops on a model that is Vela's output said only "give qcheck the model you gave Vela";
+    the Ethos-U suites' tflm_cpu_ops judges the CPU part of such a model, and the hint says so.
+    Following the hint measures it."""
+    compiled = FIXTURES / "bad" / "hello_world_vela.tflite"
+    run = run_qcheck(tmp_path / "cortex", "--qcheck-suite=cortex-m", "-k", "tflm_ops", f"--qcheck-model={compiled}")
+    check = run.check(compiled.name, "tflm_ops")
+    assert check["status"] == "failed", check
+    assert "give qcheck the model you gave Vela, not Vela's output" in check["message"]
+    assert "run an Ethos-U suite (--qcheck-suite=ethos-u55, ethos-u65 or ethos-u85): its tflm_cpu_ops" \
+        in check["message"], check["message"]
+    followed = run_qcheck(tmp_path / "ethos", "--qcheck-suite=ethos-u55", "-k", "tflm_cpu_ops",
+                          f"--qcheck-model={compiled}")
+    judged = followed.check(compiled.name, "tflm_cpu_ops")
+    assert judged["status"] == "passed" and judged["value"] == 0, judged
+    assert "the model as given, compiled by Vela already" in judged["message"], judged["message"]

@@ -47,6 +47,7 @@ def _runtime(loaded: TflmLoad) -> str:
 def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Operators TensorFlow Lite Micro cannot load, as TFLite Micro itself reports."""
     from qcheck.tflm_kernels import resolver_calls
+    from qcheck.vela import COMPILED_MODEL_HINT
 
     info = evidence.info()
     operators = info.operators
@@ -55,8 +56,7 @@ def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         # TFLM's 'ethos-u' kernel drives the NPU; without one the model does not run.
         unsupported = [{"op": "custom op 'ethos-u'", "count": npu, "reason": _NPU}]
         return Measurement(float(npu), f"{npu} of {len(operators)} operator(s) cannot run on TFLite Micro without "
-                           f"the NPU: custom op 'ethos-u' x{npu}: {_NPU}",
-                           "give qcheck the model you gave Vela, not Vela's output",
+                           f"the NPU: custom op 'ethos-u' x{npu}: {_NPU}", COMPILED_MODEL_HINT,
                            sections={"tflm": {"resolver": [], "unsupported": unsupported}})
     loaded = evidence.tflm()
     resolver, custom = resolver_calls(operators)
