@@ -6,7 +6,9 @@ the code before its fix.
 
 from __future__ import annotations
 
+import json
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +212,98 @@ def test_tflm_ops_on_vela_output_points_to_the_suite_that_judges_its_cpu_part(tm
     judged = followed.check(compiled.name, "tflm_cpu_ops")
     assert judged["status"] == "passed" and judged["value"] == 0, judged
     assert "the model as given, compiled by Vela already" in judged["message"], judged["message"]
+
+
+# -- the AddXxx() hint list ----------------------------------------------------------------------
+
+# Run in a fresh interpreter process, with nothing of qcheck: for each operator, a model of it
+# followed by STABLEHLO_TANH (which TFLite Micro has no kernel for). TFLM looks every operator's
+# registration up before it initialises or prepares any, so it stops at the first one it lacks:
+# at STABLEHLO_TANH when it has the operator, at the operator itself when not; no kernel runs.
+_RESOLVES = textwrap.dedent("""
+    import json, os, re, sys, tempfile
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+    from tflite_micro.python.tflite_micro import runtime
+
+    SENTINEL = "STABLEHLO_TANH"
+
+    def code(name, custom=None):
+        c = schema.OperatorCodeT()
+        c.builtinCode = getattr(schema.BuiltinOperator, name)
+        c.deprecatedBuiltinCode = min(c.builtinCode, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+        c.version = 1
+        if custom is not None:
+            c.customCode = custom.encode()
+        return c
+
+    def model(name, custom=None):
+        m, g = schema.ModelT(), schema.SubGraphT()
+        m.version, m.buffers, g.tensors, g.operators = 3, [schema.BufferT()], [], []
+        for tensor_name in (b"a", b"b", b"c"):
+            t = schema.TensorT()
+            t.name, t.shape, t.type, t.buffer = tensor_name, np.array([1, 4], np.int32), schema.TensorType.FLOAT32, 0
+            g.tensors.append(t)
+        m.operatorCodes = [code(name, custom), code(SENTINEL)]
+        for i in range(2):
+            op = schema.OperatorT()
+            op.opcodeIndex, op.inputs, op.outputs = i, np.array([i], np.int32), np.array([i + 1], np.int32)
+            g.operators.append(op)
+        if name == "VAR_HANDLE":  # the Python interpreter reads its shared name before loading
+            g.operators[0].builtinOptionsType = schema.BuiltinOptions.VarHandleOptions
+            g.operators[0].builtinOptions = schema.VarHandleOptionsT()
+            g.operators[0].builtinOptions.sharedName = b"v"
+        g.inputs, g.outputs = np.array([0], np.int32), np.array([2], np.int32)
+        m.subgraphs = [g]
+        builder = flatbuffers.Builder(0)
+        builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    def stopped_at(data):
+        sink, saved = tempfile.TemporaryFile(), os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
+            return "nothing"
+        except RuntimeError:
+            pass
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        text = sink.read().decode(errors="replace")
+        found = re.search(r"Didn't find op for builtin opcode '(\\w+)'|Failed to get registration from op code (\\w+)",
+                          text)
+        return (found.group(1) or found.group(2)) if found else text
+
+    builtins = [n for n in dir(schema.BuiltinOperator) if n.isupper() and n not in
+                ("CUSTOM", "DELEGATE", "PLACEHOLDER_FOR_GREATER_OP_CODES", SENTINEL)]
+    found = {name: stopped_at(model(name)) == SENTINEL for name in builtins}
+    custom = {c: stopped_at(model("CUSTOM", c)) == SENTINEL for c in json.loads(sys.argv[1])}
+    print(json.dumps({"builtin": found, "custom": custom, "sentinel": stopped_at(model(SENTINEL))}))
+""")
+
+
+def test_every_listed_operator_is_one_tflm_loads_and_every_one_it_loads_is_listed() -> None:
+    """The AddXxx() hint list lacked REVERSE_V2, REDUCE_MIN, REDUCE_ALL and DYNAMIC_UPDATE_SLICE,
+    which the installed TFLite Micro loads. Asked of TFLM itself, operator by operator: each listed
+    one resolves, and each builtin it resolves is listed (ethos-u needs an NPU build: not asked)."""
+    import subprocess
+    import sys
+
+    from qcheck.tflm_kernels import BUILTIN_KERNELS, CUSTOM_KERNELS
+    from qcheck.vela import NPU_CUSTOM_CODE
+
+    customs = sorted(set(CUSTOM_KERNELS) - {NPU_CUSTOM_CODE})
+    proc = subprocess.run([sys.executable, "-c", _RESOLVES, json.dumps(customs)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["sentinel"] == "STABLEHLO_TANH"  # the premise: TFLM has no kernel for the sentinel
+    resolved = {name for name, ok in found["builtin"].items() if ok}
+    assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= resolved  # the probe sees what TFLM has
+    assert sorted(set(BUILTIN_KERNELS) - resolved) == [], "listed, but TFLite Micro has no kernel"
+    assert sorted(resolved - set(BUILTIN_KERNELS)) == [], "TFLite Micro loads these: list their AddXxx()"
+    assert [c for c, ok in found["custom"].items() if not ok] == []
+    assert BUILTIN_KERNELS["REVERSE_V2"] == "AddReverseV2"
