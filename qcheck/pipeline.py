@@ -662,8 +662,10 @@ def check_fits(info: ModelInfo, data: Dataset, model: str) -> None:
     name, for a model with several), and the model must not be Vela's output, whose 'ethos-u'
     operators the interpreter cannot run."""
     if any(op.custom and op.op == "ethos-u" for op in info.operators):
+        from qcheck.vela import COMPILED_MODEL_HINT
+
         raise QcheckError(model, "was compiled by Vela: its 'ethos-u' operators run only on an Ethos-U NPU, "
-                          "not in the LiteRT interpreter", "give qcheck the model you gave Vela, not Vela's output")
+                          "not in the LiteRT interpreter", COMPILED_MODEL_HINT)
     from qcheck.named_inputs import NamedInputs, by_input
 
     expected = {io.name: io.tensor.shape[1:] for io in info.inputs}

@@ -65,6 +65,11 @@ _FAMILY_DEFAULTS: Final[dict[str, tuple[str, str]]] = {
 
 NO_REASON: Final = "Vela gave no reason"
 NPU_CUSTOM_CODE: Final = "ethos-u"
+# What to do with a model that is Vela's output already, said by every check that cannot take one.
+COMPILED_MODEL_HINT: Final = (
+    "give qcheck the model you gave Vela, not Vela's output; to judge this compiled model's operators Vela left "
+    "on the CPU, run an Ethos-U suite (--qcheck-suite=ethos-u55, ethos-u65 or ethos-u85): its tflm_cpu_ops loads "
+    "them in TensorFlow Lite Micro as the device runs them beside the NPU")
 REMOVED: Final = "removed"
 """The target of an operator Vela folds away (RESHAPE, SQUEEZE, ...): it runs nowhere."""
 

@@ -186,7 +186,9 @@ def _expected_interpreter_messages() -> dict[str, str]:
         "hello_world_vela.tflite": (
             f"saturation could not be measured: {BAD / 'hello_world_vela.tflite'}: was compiled by Vela: its "
             "'ethos-u' operators run only on an Ethos-U NPU, not in the LiteRT interpreter\n"
-            "  hint: give qcheck the model you gave Vela, not Vela's output"),
+            "  hint: give qcheck the model you gave Vela, not Vela's output; to judge this compiled model's "
+            "operators Vela left on the CPU, run an Ethos-U suite (--qcheck-suite=ethos-u55, ethos-u65 or ethos-u85): "
+            "its tflm_cpu_ops loads them in TensorFlow Lite Micro as the device runs them beside the NPU"),
     }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from qcheck.baseline import UPDATE_FLAG
 from qcheck.baseline.record import Figure, Head, Record
 from qcheck.stats import mcnemar_exact_p, mean_interval
 from qcheck.units import format_quantity, parse_quantity
@@ -226,12 +227,41 @@ def _heads(base: Record, now: Record, tol: float, cause: Callable[[str], str], r
                             f"{'' if base.samples != now.samples else ', other values'}): outcomes are not paired, "
                             "each head is judged on its value alone")
         result.changes.append(result.lines[-1])
+    unrecorded = sorted(name for name, head in old_heads.items() if head.labels_sha256 is None)
+    if paired and unrecorded:
+        result.lines.append(f"the baseline does not record which labels head(s) {', '.join(unrecorded)} were judged "
+                            "against (it was written by an older qcheck), so whether they changed cannot be told: "
+                            f"a label fix would show as a change of accuracy; update the baseline with {UPDATE_FLAG} "
+                            "to record them")
+        result.changes.append(result.lines[-1])
     for name in sorted(new_heads):
         old, new = old_heads[name], new_heads[name]
         if old.outcome != new.outcome:
             result.lines.append(f"head '{name}': judged as {old.task} in the baseline, {new.task} now: not compared")
             continue
+        if paired and None not in (old.labels_sha256, new.labels_sha256) and old.labels_sha256 != new.labels_sha256:
+            _relabelled(old, new, now.samples, result)
+            continue
         _head(old, new, tol, paired, cause, result)
+        if paired:
+            result.section["heads"][name]["labels"] = "unrecorded" if name in unrecorded else "same"
+
+
+def _relabelled(old: Head, new: Head, samples: int, result: Comparison) -> None:
+    """A head whose outcomes were judged against other labels than the baseline's, on the same
+    inputs: a label fix, which a paired test would take for a change of the model."""
+    what = ("judged against the float model's answers in the baseline, against labels now" if not old.labels_sha256
+            else "judged against labels in the baseline, against the float model's answers now"
+            if not new.labels_sha256 else "other labels")
+    result.section["heads"][new.name] = {"metric": new.metric, "baseline": old.value, "now": new.value,
+                                         "paired": False, "labels": "changed", "verdict": "not compared"}
+    text = (f"head '{new.name}': the labels changed since the baseline, on the same {samples} evaluation inputs "
+            f"({what}): its {new.metric} {old.value * 100:.2f}% -> {new.value * 100:.2f}% is not compared, the "
+            "outcomes being judged against different labels")
+    result.lines.append(text)
+    result.changes.append(text)
+    result.failures.append(f"{text}; if the labels changed on purpose (a fix), update the baseline with "
+                           f"{UPDATE_FLAG} so that later runs are judged against them")
 
 
 def _head(old: Head, new: Head, tol: float, paired: bool, cause: Callable[[str], str], result: Comparison) -> None:

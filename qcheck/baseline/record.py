@@ -51,7 +51,8 @@ class Head:
     ``outcome`` is ``"correct"`` (``outcomes`` is bool: top-1 or the decision is right, against
     the labels or, without labels, the float model) or ``"error"`` (float, stored as float16: each
     sample's mean absolute error against the float model, or the labels without one, as a share of
-    that output's range).
+    that output's range). ``labels_sha256`` fingerprints the labels the outcomes were judged
+    against, so that a label fix on the same inputs is told from a change of the model.
     """
 
     name: str
@@ -60,6 +61,9 @@ class Head:
     outcomes: np.ndarray
     golden: np.ndarray
     scale: float | None  # the integer output's scale: golden outputs compare in its steps
+    # sha256 of the labels the outcomes were judged against; "" when judged against the float
+    # model alone; None when not known (a baseline written before qcheck recorded it).
+    labels_sha256: str | None = None
 
     @property
     def value(self) -> float:
@@ -193,11 +197,16 @@ def _heads(evidence: Evidence, options: Mapping[str, Any]) -> tuple[tuple[Head, 
         output = run.outputs[name]
         f = np.asarray(reference.outputs[name], dtype=np.float64).reshape(n, -1) if reference is not None else None
         q = np.asarray(output.values, dtype=np.float64).reshape(n, -1)
-        kind, outcomes = outcomes_of(tasks[name], f, q, labels.get(name))
+        y = labels.get(name)
+        kind, outcomes = outcomes_of(tasks[name], f, q, y)
         scale = output.params.scale if output.params is not None else integer_output_scale(evidence.info(), name)
         raw = np.asarray(output.raw)
+        # outcomes_of judges right-or-wrong against the labels when there are some, errors against
+        # the float model when there is one: the labels count only where they were the truth.
+        judged_on_labels = y is not None and (kind == "correct" or f is None)
         heads.append(Head(name, tasks[name], kind, outcomes, np.ascontiguousarray(raw[indices]),
-                          float(scale) if scale else None))
+                          float(scale) if scale else None,
+                          digest("baseline-labels", np.asarray(y)) if judged_on_labels else ""))
     if not heads:
         return (), 0, "", empty
     return tuple(heads), n, digest("baseline-data", data.x), indices

@@ -64,7 +64,8 @@ def encode(rec: Record, npz_name: str) -> tuple[bytes, bytes]:
         low, high = head.interval
         heads.append({"name": head.name, "task": head.task, "outcome": head.outcome, "metric": head.metric,
                       "value": _finite(head.value), "low": _finite(low), "high": _finite(high), "scale": None if head.scale is None else _round(head.scale, 9),
-                      "golden_dtype": str(head.golden.dtype), "golden_shape": list(head.golden.shape)})
+                      "golden_dtype": str(head.golden.dtype), "golden_shape": list(head.golden.shape),
+                      **({"labels_sha256": head.labels_sha256} if head.labels_sha256 is not None else {})})
     npz = _npz(arrays)
     document = {
         "format": FORMAT,
@@ -256,9 +257,10 @@ def decode(text: bytes, npz: bytes, json_path: Path, npz_path: Path) -> Record:
                 or list(golden.shape) != shape or golden.ndim < 1 or golden.shape[0] != len(golden_samples)):
             raise QcheckError(npz_path, f"array 'golden_{i}' must be {dtype} of shape {shape}, one row per golden "
                               f"sample ({len(golden_samples)}), not " + _shown(golden), _HINT)
-        scale = head.get("scale")
+        scale, labels = head.get("scale"), head.get("labels_sha256")  # no labels_sha256: written by an older qcheck
         heads.append(Head(string(head.get("name"), f"{key}.name"), string(head.get("task"), f"{key}.task"), outcome,
-                          outcomes, golden, None if scale is None else number(scale, f"{key}.scale")))
+                          outcomes, golden, None if scale is None else number(scale, f"{key}.scale"),
+                          None if labels is None else string(labels, f"{key}.labels_sha256")))
     source = doc.get("source")
     return Record(string(doc.get("model"), "model"), versions, string(doc.get("quantized_sha256"), "quantized_sha256"),
                   figures, accelerator, samples, string(evaluation.get("data_sha256"), "evaluation.data_sha256"),

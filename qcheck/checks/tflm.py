@@ -47,6 +47,7 @@ def _runtime(loaded: TflmLoad) -> str:
 def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     """Operators TensorFlow Lite Micro cannot load, as TFLite Micro itself reports."""
     from qcheck.tflm_kernels import resolver_calls
+    from qcheck.vela import COMPILED_MODEL_HINT
 
     info = evidence.info()
     operators = info.operators
@@ -55,8 +56,7 @@ def tflm_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         # TFLM's 'ethos-u' kernel drives the NPU; without one the model does not run.
         unsupported = [{"op": "custom op 'ethos-u'", "count": npu, "reason": _NPU}]
         return Measurement(float(npu), f"{npu} of {len(operators)} operator(s) cannot run on TFLite Micro without "
-                           f"the NPU: custom op 'ethos-u' x{npu}: {_NPU}",
-                           "give qcheck the model you gave Vela, not Vela's output",
+                           f"the NPU: custom op 'ethos-u' x{npu}: {_NPU}", COMPILED_MODEL_HINT,
                            sections={"tflm": {"resolver": [], "unsupported": unsupported}})
     loaded = evidence.tflm()
     resolver, custom = resolver_calls(operators)
@@ -157,8 +157,9 @@ def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
 
     Both run the evaluation samples: TFLM on its kernels, LiteRT on TFLite's reference kernels
     (those TFLM's kernels are ported from; LiteRT's default XNNPACK delegate and its optimized
-    kernels round their own way). Per output head: the largest difference in the output's quantization steps, and the
-    share of samples whose decision (top-1, a binary head's side of its threshold) changes,
+    kernels round their own way; for a model with an operator the reference kernels lack, such as
+    ELU, its built-in kernels without XNNPACK, said in the message). Per output head: the largest
+    difference in the output's quantization steps, and the share of samples whose decision (top-1, a binary head's side of its threshold) changes,
     bounded by ``max_changed`` (default 0). When they differ, the first few differing samples
     run layer by layer in both, and the first operator where the two part is named (and the
     first that differs by more than ``layer_steps``, default 1).
@@ -191,8 +192,10 @@ def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                      f"(max {max_changed:.1%})" for h, p in per_head.items()
                      if p["changed"] is not None and p["changed"] > max_changed)
     described = "; ".join(_describe_head(h, p) for h, p in per_head.items())
-    details = f"{_runtime(loaded)} against LiteRT's reference kernels on {len(worst_per_sample)} samples: {described}"
-    section: dict[str, Any] = {"parity": per_head}
+    details = (f"{_runtime(loaded)} against {_litert_kernels(litert.note)} on {len(worst_per_sample)} samples: "
+               f"{described}")
+    details += f" ({litert.note})" if litert.note else ""
+    section: dict[str, Any] = {"parity": per_head, "note": litert.note}
     if value > 0:
         where, divergence = _where(evidence, worst_per_sample, float(options.get("layer_steps", 1.0)))
         details += f". {where}"
@@ -208,6 +211,12 @@ def tflm_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         "with the model to tensorflow/tflite-micro",
         sections={"tflm_parity": section}, samples=len(worst_per_sample), failures=failures,
     )
+
+
+def _litert_kernels(note: str) -> str:
+    """The LiteRT kernels TFLM was compared with: its built-in ones when ``note`` says they stood
+    in for reference kernels it lacks."""
+    return "LiteRT's built-in kernels (without XNNPACK)" if note else "LiteRT's reference kernels"
 
 
 def _head_parity(info: ModelInfo, head: str, litert: HeadOutput, micro: HeadOutput,
@@ -391,10 +400,9 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     parity = evidence.tflm_cpu_parity(config)
     assert parity is not None  # there is data
     accelerator = str(options.get("accelerator", ""))
-    if parity.unmatched:
-        return Measurement(None, skip="the tensors the CPU part reads or writes could not be found by name in the "
-                                      f"model ({', '.join(repr(n) for n in parity.unmatched[:_LISTED])}): the CPU "
-                                      "part was not compared")
+    section = {"tflm_cpu_parity": {accelerator: {"accelerator": accelerator, **parity.to_dict()}}}
+    if parity.unmatched or parity.ambiguous:
+        return Measurement(None, skip=_unmatched(parity), sections=section)
     where = describe_config(evidence.vela(config))
     value = max((o.steps for o in parity.outputs), default=0.0)
     described = "; ".join(f"'{o.name}' up to {o.steps:g} {o.unit}" for o in parity.outputs)
@@ -404,14 +412,26 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     operators += f" and {len(part.operators) - _LISTED} more" if len(part.operators) > _LISTED else ""
     return Measurement(
         float(value),
-        f"{_runtime(part.load)} against LiteRT's reference kernels on the operator(s) Vela leaves on the CPU "
+        f"{_runtime(part.load)} against {_litert_kernels(parity.note)} on the operator(s) Vela leaves on the CPU "
         f"({where}: {operators}), on {first} evaluation sample(s) fed what LiteRT computes for the tensors they read: "
         f"{described}",
         "a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the TFLite Micro "
         "version supports it with these types and quantization, or report it with the model to tensorflow/tflite-micro",
-        sections={"tflm_cpu_parity": {accelerator: {"accelerator": accelerator, **parity.to_dict()}}},
-        samples=parity.samples, failures=changed_values(parity),
+        sections=section, samples=parity.samples, failures=changed_values(parity),
     )
+
+
+def _unmatched(parity: CpuParity) -> str:
+    """Why the tensors the CPU part reads or writes could not be paired with the model's by name."""
+    reasons = []
+    if parity.unmatched:
+        reasons.append("the tensors the CPU part reads or writes could not be found by name in the model ("
+                       + ", ".join(repr(n) for n in parity.unmatched[:_LISTED]) + ")")
+    if parity.ambiguous:
+        reasons.append("the names of tensors the CPU part reads or writes are ambiguous in the model ("
+                       + ", ".join(f"{name!r} appears {n} times" for name, n in parity.ambiguous[:_LISTED])
+                       + "): give its tensors unique names")
+    return "; ".join(reasons) + "; the CPU part was not compared"
 
 
 def changed_values(parity: CpuParity) -> tuple[str, ...]:

@@ -66,6 +66,9 @@ class RunResult:
     # A multi-input model's clipping per input, by name (the fields above then hold the totals
     # and no parameters); empty for a single-input model.
     inputs: dict[str, InputClipping] = field(default_factory=dict)
+    # What computed the outputs when it is not what was asked for ("" when it is): LiteRT's
+    # built-in kernels standing in for its reference kernels, which lack one of the operators.
+    note: str = ""
 
     @property
     def input_clipped_share(self) -> float:

@@ -141,15 +141,18 @@ class CpuOutputDifference:
 class CpuParity:
     """The CPU part run in TFLM against the same operators run in LiteRT (reference kernels) in
     the original model, fed the values LiteRT computes for its inputs; or the boundary tensors
-    that could not be found by name in the original model (``unmatched``, then nothing ran)."""
+    that could not be found by name in the original model (``unmatched``: no tensor of that name,
+    type and size; ``ambiguous``: several, with how many), and then nothing ran."""
 
     samples: int
     outputs: tuple[CpuOutputDifference, ...]
     unmatched: tuple[str, ...] = ()
     note: str = ""  # when LiteRT's reference kernels lacked an operator: what ran instead
+    ambiguous: tuple[tuple[str, int], ...] = ()  # (name, how many tensors of the original model bear it)
 
     def to_dict(self) -> dict[str, Any]:
         return {"samples": self.samples, "unmatched": list(self.unmatched), "note": self.note,
+                "ambiguous": [{"name": name, "tensors": n} for name, n in self.ambiguous],
                 "outputs": [{"name": o.name, "max_steps": o.steps, "unit": o.unit} for o in self.outputs]}
 
 

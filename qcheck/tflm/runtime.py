@@ -204,19 +204,21 @@ def run(tflite: bytes, x: np.ndarray | LazyArray | NamedInputs, *, stateful: str
     per_input = {name: InputClipping(clipped[name], counted[name], params[name]) for name in inputs}
     if len(per_input) == 1:
         (only,) = per_input.values()
-        return RunResult(heads, only.clipped, only.values, only.params)
+        return RunResult(heads, only.clipped, only.values, only.params, note=interpreter.note)
     return RunResult(heads, sum(c.clipped for c in per_input.values()), sum(c.values for c in per_input.values()),
-                     None, inputs=per_input)
+                     None, inputs=per_input, note=interpreter.note)
 
 
 class _Runtime:
-    """TFLM's interpreter, or LiteRT's on its reference kernels, behind TFLM's calls."""
+    """TFLM's interpreter, or LiteRT's on its reference kernels, behind TFLM's calls; ``note``
+    says when LiteRT's built-in kernels stand in for reference kernels it lacks."""
 
     def __init__(self, tflite: bytes, info: ModelInfo, runtime: str) -> None:
         self._info = info
         self._litert = runtime == "litert"
+        self.note = ""
         if self._litert:
-            self._it = _with_state(info, lambda: _litert(tflite))
+            self._it, self.note = _litert_reference_or_builtin(tflite, info, keep_tensors=False)
             return
         self._it = _with_state(info, lambda: _tflm(tflite))
 
@@ -288,23 +290,25 @@ def _litert(tflite: bytes, keep_tensors: bool = False, reference: bool = True) -
     return interpreter
 
 
-def _litert_reference_or_builtin(tflite: bytes, info: ModelInfo) -> tuple[Any, str]:
-    """LiteRT on its reference kernels, every tensor kept; for a model with an operator they lack
-    (they have no ELU, which TFLM and LiteRT's built-in kernels have), on its built-in kernels,
-    with the sentence that says so ("" on the reference kernels). ``info`` is ``tflite``'s."""
+def _litert_reference_or_builtin(tflite: bytes, info: ModelInfo, keep_tensors: bool = True) -> tuple[Any, str]:
+    """LiteRT on its reference kernels (every tensor kept unless ``keep_tensors=False``); for a
+    model with an operator they lack (they have no ELU, which TFLM and LiteRT's built-in kernels
+    have), on its built-in kernels, with the sentence that says so ("" on the reference kernels).
+    ``info`` is ``tflite``'s."""
     try:
-        return _with_state(info, lambda: _litert(tflite, keep_tensors=True)), ""
+        return _with_state(info, lambda: _litert(tflite, keep_tensors=keep_tensors)), ""
     except ValueError as exc:
         missing = _NO_OP[0].search(str(exc))
         if missing is None:
             raise
-    return _with_state(info, lambda: _litert(tflite, keep_tensors=True, reference=False)), (
+    return _with_state(info, lambda: _litert(tflite, keep_tensors=keep_tensors, reference=False)), (
         f"LiteRT's reference kernels have no {missing.group(1)}: its built-in kernels (without XNNPACK) computed "
         "the model's values instead, which may round otherwise")
 
 
 def run_litert(tflite: bytes, x: np.ndarray | LazyArray | NamedInputs, *, stateful: str = "reset") -> RunResult:
-    """As :func:`run`, on LiteRT's reference kernels: the TFLite side of the parity."""
+    """As :func:`run`, on LiteRT's reference kernels (its built-in ones, said in the result's
+    ``note``, for a model with an operator the reference kernels lack): the TFLite side of the parity."""
     return run(tflite, x, stateful=stateful, runtime="litert")
 
 
@@ -316,7 +320,7 @@ def divergence(tflite: bytes, x: np.ndarray | NamedInputs, *, steps: float, stat
     from qcheck.tflite.inspect import inspect_model
     from qcheck.tflite.quant import quantize
     info = inspect_model(tflite)
-    litert = _with_state(info, lambda: _litert(tflite, keep_tensors=True))
+    litert, _ = _litert_reference_or_builtin(tflite, info)  # the kernels run() compared with, said in its note
     micro = _with_state(info, lambda: _tflm(tflite, preserve=True))
     operators = [op for op in info.operators if op.subgraph == 0]
     worst = np.zeros(len(operators))
@@ -397,15 +401,18 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
         if tensor.subgraph == 0:
             by_name.setdefault(tensor.name, []).append(tensor)
     found: dict[int, int] = {}  # compiled model's tensor -> original model's
+    ambiguous: dict[str, int] = {}  # names several tensors of the original model bear, and how many
     for index in (*part.inputs, *part.outputs):
         ours = whole.tensor(0, index)
         same = [t for t in by_name.get(ours.name, []) if t.dtype == ours.dtype and t.elements == ours.elements]
         if ours.name and len(same) == 1:
             found[index] = same[0].index
+        elif ours.name and len(same) > 1:
+            ambiguous[ours.name] = len(same)
     unmatched = tuple(whole.tensor(0, i).name or f"tensor #{i}" for i in (*part.inputs, *part.outputs)
-                      if i not in found)
-    if unmatched:
-        return CpuParity(0, (), unmatched)
+                      if i not in found and whole.tensor(0, i).name not in ambiguous)
+    if unmatched or ambiguous:
+        return CpuParity(0, (), unmatched, ambiguous=tuple(ambiguous.items()))
     sub = inspect_model(part.tflite)
     (litert, note), micro = _litert_reference_or_builtin(original, info), _with_state(sub, lambda: _tflm(part.tflite))
     positions = {io.name: i for i, io in enumerate(info.inputs)}

@@ -127,7 +127,7 @@ def tflm(section: Mapping[str, Any] | None, arena: Mapping[str, Any] | None = No
         changed = parity.get("changed")
         decision = "no decision" if changed is None else f"decision changed on {changed:.1%}"
         rows.append((f"parity '{head}'", f"{parity.get('max_steps', 0):g} {parity.get('unit', 'steps')}",
-                     f"largest difference from LiteRT's reference kernels; {decision}"))
+                     f"largest difference from {_kernels(parity_section)}; {decision}"))
     first = (parity_section.get("divergence") or {}).get("first_difference")
     if first:
         rows.append(("first differing layer", f"{first['steps']:g} {first['unit']}", str(first["label"])))
@@ -137,8 +137,14 @@ def tflm(section: Mapping[str, Any] | None, arena: Mapping[str, Any] | None = No
         for output in parity.get("outputs", []):
             rows.append((f"CPU part parity ({accelerator}) '{output.get('name', '')}'",
                          f"{output.get('max_steps', 0):g} {output.get('unit', 'steps')}",
-                         f"largest difference from LiteRT's reference kernels on {parity.get('samples', 0)} sample(s)"))
+                         f"largest difference from {_kernels(parity)} on {parity.get('samples', 0)} sample(s)"))
     return Table(("operator", "count", "TFLite Micro"), tuple(rows))
+
+
+def _kernels(section: Mapping[str, Any]) -> str:
+    """The LiteRT kernels a parity section was measured against (its note says when LiteRT's
+    built-in kernels stood in for reference kernels it lacks)."""
+    return "LiteRT's built-in kernels (without XNNPACK)" if section.get("note") else "LiteRT's reference kernels"
 
 
 def _cpu_part_row(accelerator: str, part: Mapping[str, Any]) -> tuple[str, str, str]:
