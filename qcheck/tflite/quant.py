@@ -41,10 +41,17 @@ def quantize(x: np.ndarray, params: QuantParams) -> tuple[np.ndarray, int]:
     Halves round away from zero, as TFLite's QUANTIZE kernel does (``std::round``); numpy's
     own ``round`` would round them to even.
     """
-    v = x.astype(np.float64) / params.scale
-    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + params.zero_point
-    clipped = int(np.count_nonzero((q < params.qmin) | (q > params.qmax)))
-    return np.clip(q, params.qmin, params.qmax).astype(params.dtype), clipped
+    # q = sign(v) * floor(|v| + 0.5) + zero_point, in place: the same operations in the same
+    # order as written out, without a new array for each.
+    v = x.astype(np.float64)
+    np.divide(v, params.scale, out=v)
+    q = np.abs(v)
+    q += 0.5
+    np.floor(q, out=q)
+    np.multiply(np.sign(v, out=v), q, out=q)
+    q += params.zero_point
+    clipped = int(np.count_nonzero(q < params.qmin)) + int(np.count_nonzero(q > params.qmax))
+    return np.clip(q, params.qmin, params.qmax, out=q).astype(params.dtype), clipped
 
 
 def dequantize(q: np.ndarray, params: QuantParams) -> np.ndarray:

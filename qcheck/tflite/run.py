@@ -210,6 +210,8 @@ def run(
                         invoke(float_interpreter)
                     behind.observe(interpreter, float_interpreter)
                     i, n = i + 1, n + 1
+                    if n == analysis_samples:
+                        behind.flush()  # the last analysed samples are counted while the rest run
                     continue
                 if info.stateful:
                     # One interpreter, one sample per invoke and in order: a batch would run

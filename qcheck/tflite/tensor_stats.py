@@ -155,6 +155,65 @@ class Analysis:
     weights: WeightsComparison | None = None  # None without a float model to compare with
 
 
+FEW_UNSEEN = 4  # levels looked for one by one (a pass each) before counting every value instead
+
+
+class _Levels:
+    """Which integer levels a tensor's values used, and how many sat at each limit of the dtype:
+    all that the report takes from a histogram, counted exactly.
+
+    Most batches of an activation only use levels already seen; their minimum and maximum say
+    so in one cheap pass each, and only the levels not yet seen between them are looked for.
+    Counting every value (``np.bincount``, several times the cost) is left for batches that
+    may hold many new levels.
+    """
+
+    def __init__(self, params: QuantParams) -> None:
+        self.qmin, self.qmax = params.qmin, params.qmax
+        self.seen = np.zeros(self.qmax - self.qmin + 1, dtype=bool)
+        self.values = 0
+        self.at_min = 0
+        self.at_max = 0
+
+    def add(self, q: np.ndarray) -> None:
+        if not q.size:
+            return
+        self.values += q.size
+        low, high = int(q.min()), int(q.max())
+        if low == self.qmin:
+            self.at_min += int(np.count_nonzero(q == low))
+        if high == self.qmax:
+            self.at_max += int(np.count_nonzero(q == high))
+        self.seen[low - self.qmin] = self.seen[high - self.qmin] = True
+        unseen = np.flatnonzero(~self.seen[low - self.qmin : high - self.qmin + 1])
+        if len(unseen) > FEW_UNSEEN:
+            self.seen |= self._counts(q) > 0
+            return
+        for offset in unseen.tolist():
+            if np.any(q == low + offset):
+                self.seen[low + offset - self.qmin] = True
+
+    def _counts(self, q: np.ndarray) -> np.ndarray:
+        """Values per level (index: level - qmin)."""
+        if len(self.seen) == 256:
+            # 8-bit tensors are counted by their raw byte (no int64 copy first), and put in
+            # level order after (int8: bytes 128..255 hold the levels -128..-1).
+            counts = np.bincount(q.view(np.uint8).ravel(), minlength=256)
+            return np.roll(counts, 128) if self.qmin < 0 else counts
+        return np.bincount((q.astype(np.int64) - self.qmin).ravel(), minlength=len(self.seen))
+
+    @property
+    def used(self) -> int:
+        return int(np.count_nonzero(self.seen))
+
+    def pinned_share(self, zero_point: int) -> float:
+        """The share of values at a limit of the dtype that is not the zero point."""
+        if not self.values:
+            return 0.0
+        at = (self.at_min if self.qmin != zero_point else 0) + (self.at_max if self.qmax != zero_point else 0)
+        return at / self.values
+
+
 class _Tracked:
     """Running sums for one quantized tensor (and its float twin, if any)."""
 
@@ -164,14 +223,9 @@ class _Tracked:
         self.info = info  # to trace where the tensor's range was chosen
         self.params = QuantParams(tensor.scale[0], tensor.zero_point[0], tensor.dtype)
         self.float_index = float_index
-        self.qmin = self.params.qmin
-        self.levels = self.params.qmax - self.qmin + 1
-        # 8-bit tensors are counted by their raw byte (no conversion per sample: this runs for
-        # every tensor of every analysed sample), and put in level order when reported.
-        self.by_byte = self.levels == 256
-        self.histogram = np.zeros(self.levels, dtype=np.int64)
-        self.cal_histogram = np.zeros(self.levels, dtype=np.int64)
-        self.cal_clipped = 0
+        self.levels = self.params.qmax - self.params.qmin + 1
+        self.used = _Levels(self.params)
+        self.cal_used = _Levels(self.params)
         self.clipped = 0
         self.count = 0
         self.sq_err = 0.0
@@ -180,13 +234,18 @@ class _Tracked:
         self.ch_max: np.ndarray | None = None
 
     def observe(self, q: np.ndarray, f: np.ndarray | None, calibration: bool = False) -> None:
-        hist = self.cal_histogram if calibration else self.histogram
-        if self.by_byte:
-            hist += np.bincount(q.view(np.uint8).ravel(), minlength=256)
-        else:
-            hist += np.bincount((q.astype(np.int64) - self.qmin).ravel(), minlength=self.levels)
+        """Count in one sample's tensor (``f``: its float twin's, or None)."""
+        self.observe_rows(q[None], None if f is None else f[None], calibration)
+
+    def observe_rows(self, q: np.ndarray, f: np.ndarray | None, calibration: bool = False) -> None:
+        """Count in several samples' tensors, one per row (each row shaped as the interpreter gives it)."""
+        (self.cal_used if calibration else self.used).add(q)
         if f is None or calibration:
             return
+        for row in range(len(q)):  # one sample at a time: the float sums add up in the same order
+            self._compare(q[row], f[row])
+
+    def _compare(self, q: np.ndarray, f: np.ndarray) -> None:
         p = self.params
         lo, hi = p.float_range
         self.clipped += int(np.count_nonzero((f < lo - p.scale / 2) | (f > hi + p.scale / 2)))
@@ -200,23 +259,10 @@ class _Tracked:
             self.ch_min = mins if self.ch_min is None else np.minimum(self.ch_min, mins)
             self.ch_max = maxs if self.ch_max is None else np.maximum(self.ch_max, maxs)
 
-    def _in_level_order(self, hist: np.ndarray) -> np.ndarray:
-        """Counts indexed by level - qmin (int8: bytes 128..255 hold the levels -128..-1)."""
-        return np.roll(hist, 128) if self.by_byte and self.qmin < 0 else hist
-
-    def _pinned_share(self, hist: np.ndarray) -> float:
-        total = int(hist.sum())
-        if not total:
-            return 0.0
-        p = self.params
-        at = sum(int(hist[v - p.qmin]) for v in (p.qmin, p.qmax) if v != p.zero_point)
-        return at / total
-
     def report(self) -> TensorReport:
         p = self.params
-        histogram, cal_histogram = self._in_level_order(self.histogram), self._in_level_order(self.cal_histogram)
         matched = self.float_index is not None and self.count > 0
-        saturation: float | None = self.clipped / self.count if matched else self._pinned_share(histogram)
+        saturation: float | None = self.clipped / self.count if matched else self.used.pinned_share(p.zero_point)
         if not matched and self.op == "QUANTIZE":
             # A requantize mirrors its input: at the model's input, values at the limit are the
             # data's own extremes (white pixels), and the input's clipping is measured exactly.
@@ -234,12 +280,11 @@ class _Tracked:
                 spread = ChannelSpread(len(ranges), widest, float(reach[widest]), float(np.median(reach)),
                                        int(np.count_nonzero(ranges < p.scale)), float(low[widest]),
                                        float(high[widest]))
-        cal_total = int(cal_histogram.sum())
         origin = range_origin(self.info, self.tensor, spread.widest if spread else None) if self.info else None
         return TensorReport(
             self.tensor.label, self.op, self.tensor.dtype, p.scale, p.zero_point, saturation,
-            int(np.count_nonzero(histogram)), self.levels, rmse_steps, sqnr, spread,
-            self._pinned_share(cal_histogram) if cal_total else None,
+            self.used.used, self.levels, rmse_steps, sqnr, spread,
+            self.cal_used.pinned_share(p.zero_point) if self.cal_used.values else None,
             origin.label if origin else None, origin.through if origin else (),
             origin.channel if origin else None,
         )
@@ -320,6 +365,24 @@ def _data_input(info: ModelInfo, op: OperatorInfo, output: TensorInfo,
 
 Snapshot = list[tuple[np.ndarray, np.ndarray | None]]  # (quantized, float twin) per tracked tensor
 
+ROW_BYTES = 4 << 20  # the tensors of up to this many bytes of samples are counted together
+MAX_ROWS = 32
+
+
+class Rows:
+    """The tracked tensors of several samples, copied in one row per sample, to be counted
+    together (a few numpy calls per tensor and batch, not per sample). Reused once counted."""
+
+    def __init__(self, q: list[np.ndarray], f: list[np.ndarray | None]) -> None:
+        self.q, self.f = q, f
+        self.count = 0
+        self.calibration = False
+        self.twin = False  # taken beside a float interpreter
+
+    @property
+    def full(self) -> bool:
+        return self.count == len(self.q[0]) if self.q else self.count > 0
+
 
 class TensorTracker:
     """Collects :class:`TensorReport` data from interpreters built with all tensors preserved."""
@@ -363,6 +426,31 @@ class TensorTracker:
              if float_interpreter is not None and t.float_index is not None else None)
             for t in self._tracked
         ]  # fmt: skip
+
+    def rows(self, snapshot: Snapshot) -> Rows:
+        """Empty rows for as many samples as fit :data:`ROW_BYTES`, shaped as ``snapshot``'s tensors."""
+        size = sum(q.nbytes + (f.nbytes if f is not None else 0) for q, f in snapshot)
+        count = max(1, min(MAX_ROWS, ROW_BYTES // max(size, 1)))
+        return Rows([np.empty((count, *q.shape), q.dtype) for q, _ in snapshot],
+                    [np.empty((count, *f.shape), f.dtype) if f is not None else None for _, f in snapshot])
+
+    def take_row(self, rows: Rows, interpreter: Any, float_interpreter: Any | None = None) -> None:
+        """Copy the tracked tensors after an invoke into the next row of ``rows``."""
+        for at, (q, f) in enumerate(self.take(interpreter, float_interpreter)):
+            rows.q[at][rows.count] = q
+            buffer = rows.f[at]
+            if buffer is not None:
+                buffer[rows.count] = f
+        rows.count += 1
+
+    def add_rows(self, rows: Rows) -> None:
+        """Count in the samples held in ``rows`` (in row order)."""
+        if rows.calibration:
+            self.calibration_samples += rows.count
+        else:
+            self.samples += rows.count
+        for tracked, q, f in zip(self._tracked, rows.q, rows.f, strict=True):
+            tracked.observe_rows(q[: rows.count], None if f is None else f[: rows.count], rows.calibration)
 
     def add(self, snapshot: Snapshot, *, calibration: bool = False) -> None:
         """Count one sample's tensors in (a calibration sample's only in the calibration counts)."""
@@ -435,35 +523,73 @@ def _weights_difference(q: TensorInfo, values: np.ndarray, reference: np.ndarray
 
 
 class CountingBehind:
-    """Feeds a tracker on a second thread, in order, while the interpreter runs the next sample.
+    """Feeds a tracker on a second thread, in order, while the interpreter runs the next samples.
 
     The LiteRT ``Invoke`` and numpy's counting both release the GIL, so on a machine with a
     core to spare the analysis costs the evaluation almost nothing; with none, it costs what it
-    would in line. At most ``depth`` snapshots wait, so memory stays bounded.
+    would in line. The tensors of the samples given to :meth:`observe` are copied into
+    :class:`Rows` and counted a batch at a time; at most ``depth`` batches wait, so memory stays
+    bounded (about ``depth`` x :data:`ROW_BYTES`).
     """
 
     def __init__(self, tracker: TensorTracker, depth: int = 4) -> None:
         self._tracker = tracker
         self._depth = depth
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcheck-tensor-stats")
-        self._pending: deque[Future[None]] = deque()
+        self._pending: deque[tuple[Future[None], Rows | None]] = deque()
+        self._filling: Rows | None = None
+        self._free: dict[bool, list[Rows]] = {False: [], True: []}  # by whether they hold float twins
 
     def observe(self, interpreter: Any, float_interpreter: Any | None = None, *, calibration: bool = False) -> None:
-        """Copy the tracked tensors after an invoke (here) and count them in (behind)."""
-        self.add(self._tracker.take(interpreter, float_interpreter), calibration=calibration)
+        """Copy the tracked tensors after an invoke (here) and count them in (behind, a batch at a time)."""
+        rows = self._filling
+        if rows is not None and rows.calibration != calibration:
+            self.flush()
+            rows = None
+        if rows is None:
+            free = self._free[float_interpreter is not None]
+            if free:
+                rows = free.pop()
+            else:
+                rows = self._tracker.rows(self._tracker.take(interpreter, float_interpreter))
+                rows.twin = float_interpreter is not None
+            rows.count, rows.calibration = 0, calibration
+            self._filling = rows
+        self._tracker.take_row(rows, interpreter, float_interpreter)
+        if rows.full:
+            self.flush()
 
     def add(self, snapshot: Snapshot, *, calibration: bool = False) -> None:
+        """Count in one sample's tensors (behind, after those given before)."""
+        self.flush()
+        self._queue(lambda: self._tracker.add(snapshot, calibration=calibration), None)
+
+    def flush(self) -> None:
+        """Start counting the samples observed so far (a batch not yet full)."""
+        rows, self._filling = self._filling, None
+        if rows is not None and rows.count:
+            self._queue(lambda: self._tracker.add_rows(rows), rows)
+
+    def _queue(self, count: Any, rows: Rows | None) -> None:
         if len(self._pending) >= self._depth:
-            self._pending.popleft().result()  # re-raises the counting thread's error here
-        self._pending.append(self._pool.submit(self._tracker.add, snapshot, calibration=calibration))
+            self._wait_oldest()
+        self._pending.append((self._pool.submit(count), rows))
+
+    def _wait_oldest(self) -> None:
+        future, rows = self._pending.popleft()
+        future.result()  # re-raises the counting thread's error here
+        if rows is not None:
+            self._free[rows.twin].append(rows)
 
     def __enter__(self) -> CountingBehind:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         try:
+            if exc_type is None:
+                self.flush()
             while self._pending:
-                self._pending.popleft().result()
+                self._wait_oldest()
         finally:
             self._pool.shutdown(cancel_futures=True)
 
