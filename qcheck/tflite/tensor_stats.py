@@ -224,6 +224,10 @@ class _Tracked:
         self.params = QuantParams(tensor.scale[0], tensor.zero_point[0], tensor.dtype)
         self.float_index = float_index
         self.levels = self.params.qmax - self.params.qmin + 1
+        lo, hi = self.params.float_range
+        # A float value beyond half a step past the range would have been clipped (compared as
+        # the float32 values are: numpy takes a Python float as the array's type).
+        self.clip_low, self.clip_high = lo - self.params.scale / 2, hi + self.params.scale / 2
         self.used = _Levels(self.params)
         self.cal_used = _Levels(self.params)
         self.clipped = 0
@@ -242,22 +246,24 @@ class _Tracked:
         (self.cal_used if calibration else self.used).add(q)
         if f is None or calibration:
             return
-        for row in range(len(q)):  # one sample at a time: the float sums add up in the same order
-            self._compare(q[row], f[row])
-
-    def _compare(self, q: np.ndarray, f: np.ndarray) -> None:
-        p = self.params
-        lo, hi = p.float_range
-        self.clipped += int(np.count_nonzero((f < lo - p.scale / 2) | (f > hi + p.scale / 2)))
-        err = dequantize(q, p).astype(np.float64) - f
+        # Element by element over the rows at once; the sums and channel ranges row by row, so
+        # that the float sums add up in the same order as one sample at a time.
+        self.clipped += int(np.count_nonzero(f < self.clip_low)) + int(np.count_nonzero(f > self.clip_high))
         self.count += q.size
-        self.sq_err += float(np.sum(err * err))
-        self.sq_ref += float(np.sum(f.astype(np.float64) ** 2))
-        if f.ndim >= 2:
-            flat = f.reshape(-1, f.shape[-1])
-            mins, maxs = flat.min(axis=0), flat.max(axis=0)
-            self.ch_min = mins if self.ch_min is None else np.minimum(self.ch_min, mins)
-            self.ch_max = maxs if self.ch_max is None else np.maximum(self.ch_max, maxs)
+        reference = f.astype(np.float64)
+        err = dequantize(q, self.params).astype(np.float64)
+        err -= reference
+        err *= err
+        reference **= 2
+        for row in range(len(q)):
+            self.sq_err += float(np.sum(err[row]))
+            self.sq_ref += float(np.sum(reference[row]))
+        if f.ndim >= 3:
+            for sample in f:
+                flat = sample.reshape(-1, sample.shape[-1])
+                mins, maxs = flat.min(axis=0), flat.max(axis=0)
+                self.ch_min = mins if self.ch_min is None else np.minimum(self.ch_min, mins)
+                self.ch_max = maxs if self.ch_max is None else np.maximum(self.ch_max, maxs)
 
     def report(self) -> TensorReport:
         p = self.params
