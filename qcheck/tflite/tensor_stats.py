@@ -383,11 +383,11 @@ class Rows:
         self.q, self.f = q, f
         self.count = 0
         self.calibration = False
-        self.twin = False  # taken beside a float interpreter
+        self.twin = False  # holds float twins
 
     @property
-    def full(self) -> bool:
-        return self.count == len(self.q[0]) if self.q else self.count > 0
+    def size(self) -> int:
+        return len(self.q[0]) if self.q else 1
 
 
 class TensorTracker:
@@ -433,21 +433,24 @@ class TensorTracker:
             for t in self._tracked
         ]  # fmt: skip
 
-    def rows(self, snapshot: Snapshot) -> Rows:
-        """Empty rows for as many samples as fit :data:`ROW_BYTES`, shaped as ``snapshot``'s tensors."""
-        size = sum(q.nbytes + (f.nbytes if f is not None else 0) for q, f in snapshot)
+    def rows(self, samples: Snapshot) -> Rows:
+        """Empty rows for as many samples as fit :data:`ROW_BYTES`, each shaped as one sample of
+        ``samples`` (tensors with the samples along a new first axis)."""
+        size = sum(q[0].nbytes + (f[0].nbytes if f is not None else 0) for q, f in samples)
         count = max(1, min(MAX_ROWS, ROW_BYTES // max(size, 1)))
-        return Rows([np.empty((count, *q.shape), q.dtype) for q, _ in snapshot],
-                    [np.empty((count, *f.shape), f.dtype) if f is not None else None for _, f in snapshot])
+        return Rows([np.empty((count, *q.shape[1:]), q.dtype) for q, _ in samples],
+                    [np.empty((count, *f.shape[1:]), f.dtype) if f is not None else None for _, f in samples])
 
-    def take_row(self, rows: Rows, interpreter: Any, float_interpreter: Any | None = None) -> None:
-        """Copy the tracked tensors after an invoke into the next row of ``rows``."""
-        for at, (q, f) in enumerate(self.take(interpreter, float_interpreter)):
-            rows.q[at][rows.count] = q
-            buffer = rows.f[at]
-            if buffer is not None:
-                buffer[rows.count] = f
-        rows.count += 1
+    @staticmethod
+    def copy_rows(rows: Rows, samples: Snapshot, start: int, count: int) -> None:
+        """Copy samples ``start`` to ``start + count`` of ``samples`` (tensors with the samples
+        along a new first axis) into the next rows of ``rows``."""
+        at = slice(rows.count, rows.count + count)
+        for q_rows, f_rows, (q, f) in zip(rows.q, rows.f, samples, strict=True):
+            q_rows[at] = q[start : start + count]
+            if f_rows is not None and f is not None:
+                f_rows[at] = f[start : start + count]
+        rows.count += count
 
     def add_rows(self, rows: Rows) -> None:
         """Count in the samples held in ``rows`` (in row order)."""
@@ -548,22 +551,30 @@ class CountingBehind:
 
     def observe(self, interpreter: Any, float_interpreter: Any | None = None, *, calibration: bool = False) -> None:
         """Copy the tracked tensors after an invoke (here) and count them in (behind, a batch at a time)."""
-        rows = self._filling
-        if rows is not None and rows.calibration != calibration:
-            self.flush()
-            rows = None
-        if rows is None:
-            free = self._free[float_interpreter is not None]
-            if free:
-                rows = free.pop()
-            else:
-                rows = self._tracker.rows(self._tracker.take(interpreter, float_interpreter))
-                rows.twin = float_interpreter is not None
-            rows.count, rows.calibration = 0, calibration
-            self._filling = rows
-        self._tracker.take_row(rows, interpreter, float_interpreter)
-        if rows.full:
-            self.flush()
+        snapshot = self._tracker.take(interpreter, float_interpreter)
+        self.observe_samples([(q[None], None if f is None else f[None]) for q, f in snapshot], 1,
+                             calibration=calibration)
+
+    def observe_samples(self, samples: Snapshot, count: int, *, calibration: bool = False) -> None:
+        """Count in the first ``count`` samples of ``samples`` (the tracked tensors with the
+        samples along a new first axis, each shaped as one sample's tensor), in order."""
+        twin = any(f is not None for _, f in samples)
+        start = 0
+        while start < count:
+            rows = self._filling
+            if rows is not None and (rows.calibration != calibration or rows.twin != twin):
+                self.flush()
+                rows = None
+            if rows is None:
+                free = self._free[twin]
+                rows = free.pop() if free else self._tracker.rows(samples)
+                rows.count, rows.calibration, rows.twin = 0, calibration, twin
+                self._filling = rows
+            taken = min(count - start, rows.size - rows.count)
+            self._tracker.copy_rows(rows, samples, start, taken)
+            start += taken
+            if rows.count == rows.size:
+                self.flush()
 
     def add(self, snapshot: Snapshot, *, calibration: bool = False) -> None:
         """Count in one sample's tensors (behind, after those given before)."""
