@@ -329,8 +329,9 @@ class _Kept:
             _set_padded(float_model, self._twin.inputs, float_feed)
             float_model.invoke()
         out = {name: model.get_tensor(index)[:k] for name, index in self._outputs.items()}
-        # Each sample's tensors shaped as one sample's are (a batch of one).
-        samples = [(q[:, None], None if f is None else f[:, None]) for q, f in self._tracker.take(model, float_model)]
+        # Each sample's tensors shaped as one sample's are (a batch of one); views, copied into
+        # the counting rows before the next invoke.
+        samples = [(q[:, None], None if f is None else f[:, None]) for q, f in self._tracker.views(model, float_model)]
         return out, samples
 
     def _one_by_one(self, feed: dict[str, np.ndarray], float_feed: dict[str, np.ndarray] | None,

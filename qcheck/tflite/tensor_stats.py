@@ -420,18 +420,33 @@ class TensorTracker:
 
     def take(self, interpreter: Any, float_interpreter: Any | None = None) -> Snapshot:
         """Copies of the tracked tensors after an invoke (and of their float twins)."""
-        if float_interpreter is not None and self._float_info is not None and not self._weights_compared:
-            self._weights_compared = True
-            try:
-                self.weights = compare_weights(self._info, interpreter, self._float_info, float_interpreter)
-            except (ValueError, IndexError):  # a weight the interpreter does not hand out: no comparison
-                self.weights = None
+        self._compare_weights_once(interpreter, float_interpreter)
         return [
             (interpreter.get_tensor(t.tensor.index),
              float_interpreter.get_tensor(t.float_index)
              if float_interpreter is not None and t.float_index is not None else None)
             for t in self._tracked
         ]  # fmt: skip
+
+    def views(self, interpreter: Any, float_interpreter: Any | None = None) -> Snapshot:
+        """The tracked tensors after an invoke (and their float twins) as views of the
+        interpreters' own buffers, for copying out at once: no copy of each is made first, and
+        none may be kept past the interpreters' next invoke (LiteRT refuses to run then)."""
+        self._compare_weights_once(interpreter, float_interpreter)
+        return [
+            (interpreter.tensor(t.tensor.index)(),
+             float_interpreter.tensor(t.float_index)()
+             if float_interpreter is not None and t.float_index is not None else None)
+            for t in self._tracked
+        ]  # fmt: skip
+
+    def _compare_weights_once(self, interpreter: Any, float_interpreter: Any | None) -> None:
+        if float_interpreter is not None and self._float_info is not None and not self._weights_compared:
+            self._weights_compared = True
+            try:
+                self.weights = compare_weights(self._info, interpreter, self._float_info, float_interpreter)
+            except (ValueError, IndexError):  # a weight the interpreter does not hand out: no comparison
+                self.weights = None
 
     def rows(self, samples: Snapshot) -> Rows:
         """Empty rows for as many samples as fit :data:`ROW_BYTES`, each shaped as one sample of
