@@ -165,7 +165,7 @@ class _Levels:
     Most batches of an activation only use levels already seen; their minimum and maximum say
     so in one cheap pass each, and only the levels not yet seen between them are looked for.
     Counting every value (``np.bincount``, several times the cost) is left for batches that
-    may hold many new levels.
+    may hold many new levels. ``q`` holds one sample per index of its first axis.
     """
 
     def __init__(self, params: QuantParams) -> None:
@@ -186,6 +186,12 @@ class _Levels:
             self.at_max += int(np.count_nonzero(q == high))
         self.seen[low - self.qmin] = self.seen[high - self.qmin] = True
         unseen = np.flatnonzero(~self.seen[low - self.qmin : high - self.qmin + 1])
+        if len(unseen) > FEW_UNSEEN and len(q) > 1:
+            # The first sample of a batch often shows most of the levels the others use:
+            # counted alone, it leaves fewer levels to look for in the rest.
+            self.seen |= self._counts(q[:1]) > 0
+            q = q[1:]
+            unseen = np.flatnonzero(~self.seen[low - self.qmin : high - self.qmin + 1])
         if len(unseen) > FEW_UNSEEN:
             self.seen |= self._counts(q) > 0
             return
