@@ -214,6 +214,7 @@ def run(
                     i, n = i + k, n + k
                     if n == analysis_samples:
                         kept.behind.flush()  # the last analysed samples are counted while the rest run
+                        kept = None  # and the memory of the interpreters keeping every tensor goes
                     continue
                 if info.stateful:
                     # One interpreter, one sample per invoke and in order: a batch would run
