@@ -317,7 +317,9 @@ class _Kept:
                 twin = self._twin if not calibration else None
                 model = _resized(self._tflite, self._inputs, self._shapes)
                 float_model = _resized(twin.tflite, twin.inputs, self._shapes) if twin is not None else None
-                if model is not None and (twin is None or float_model is not None):
+                follows = model is not None and all(model.get_tensor(index).shape[:1] == (BATCH,)
+                                                     for index in self._outputs.values())
+                if follows and (twin is None or float_model is not None):
                     self._batched[calibration] = (model, float_model)
         return self._batched[calibration]
 
@@ -394,9 +396,10 @@ def _same(out: dict[str, np.ndarray], single: dict[str, np.ndarray], samples: Sn
         return False
     for (q, f), (sq, sf) in zip(samples, single_samples, strict=True):
         k = len(sq)
-        if q[:k].shape != sq.shape or not np.array_equal(q[:k], sq) or (f is None) != (sf is None):
+        if len(q) != BATCH or q[:k].shape != sq.shape or not np.array_equal(q[:k], sq) or (f is None) != (sf is None):
             return False
-        if f is not None and sf is not None and (f[:k].shape != sf.shape or not np.array_equal(f[:k], sf)):
+        if f is not None and sf is not None and (len(f) != BATCH or f[:k].shape != sf.shape
+                                                 or not np.array_equal(f[:k], sf)):
             return False
     return True
 
@@ -435,11 +438,7 @@ class _Batched:
         if self._batched is None:
             return self._one_by_one(feed)
         k = len(next(iter(feed.values())))
-        for name, index in self._inputs.items():
-            values = feed[name]
-            if k < BATCH:  # the last batch: padded, the padding's outputs dropped
-                values = np.concatenate([values, np.zeros((BATCH - k, *values.shape[1:]), values.dtype)])
-            self._batched.set_tensor(index, values)
+        _set_padded(self._batched, self._inputs, feed)
         self._batched.invoke()
         out = {name: self._batched.get_tensor(index)[:k] for name, index in self._outputs.items()}
         if not self._verified:
