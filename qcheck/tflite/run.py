@@ -17,7 +17,7 @@ import numpy as np
 from qcheck.lazy_arrays import LazyArray
 from qcheck.named_inputs import NamedInputs, by_input, chunked
 from qcheck.tflite.quant import QuantParams, dequantize, quantize
-from qcheck.tflite.tensor_stats import Analysis, CountingBehind, TensorTracker
+from qcheck.tflite.tensor_stats import Analysis, CountingBehind, Snapshot, TensorTracker
 
 if TYPE_CHECKING:
     from qcheck.tflite.inspect import ModelInfo
@@ -190,14 +190,18 @@ def run(
     counted = dict.fromkeys(inputs, 0)
     rest: _Batched | None = None  # the samples past the analysed ones
     with CountingBehind(tracker) if tracker is not None else contextlib.nullcontext() as behind:
-        if behind is not None and calibration is not None:
+        kept = None
+        if behind is not None:
+            assert tracker is not None
+            twin = _Twin(float_tflite, float_interpreter, float_inputs) if float_interpreter and float_tflite else None
+            kept = _Kept(tflite, interpreter, inputs, outputs, shapes, tracker, behind, twin, invoke,
+                         batches=not stateful_model)
+        if kept is not None and calibration is not None:
             cal = by_input(calibration[:analysis_samples], inputs)
             cal_feed = {name: _feed(np.asarray(a, np.float32), in_params[name], details[inputs[name]])[0]
                         for name, a in cal.items()}
-            for k in range(len(calibration[:analysis_samples])):
-                set_inputs(interpreter, inputs, cal_feed, slice(k, k + 1))
-                invoke(interpreter)
-                behind.observe(interpreter, calibration=True)
+            for k in range(0, len(calibration[:analysis_samples]), BATCH):
+                kept.run({name: f[k : k + BATCH] for name, f in cal_feed.items()}, None, calibration=True)
             if stateful_model:
                 interpreter.reset_all_variables()  # the evaluation starts from the initial state
 
@@ -214,17 +218,18 @@ def run(
             size = len(chunk_samples)
             i = 0
             while i < size:
-                if behind is not None and n < analysis_samples:
-                    # One sample at a time, every tensor kept, beside the float twin.
-                    set_inputs(interpreter, inputs, feed, slice(i, i + 1))
-                    invoke(interpreter)
-                    for name, index in outputs.items():
-                        raw[name][n] = interpreter.get_tensor(index)[0]
-                    if float_interpreter is not None:
-                        set_inputs(float_interpreter, float_inputs, chunk, slice(i, i + 1))
-                        invoke(float_interpreter)
-                    behind.observe(interpreter, float_interpreter)
-                    i, n = i + 1, n + 1
+                if kept is not None and n < analysis_samples:
+                    # Every tensor kept, beside the float twin.
+                    k = min(BATCH, size - i, analysis_samples - n)
+                    at = slice(i, i + k)
+                    outs = kept.run({name: f[at] for name, f in feed.items()},
+                                    {name: c[at] for name, c in chunk.items()}, calibration=False)
+                    for name, values in outs.items():
+                        raw[name][n : n + k] = values
+                    i, n = i + k, n + k
+                    if n == analysis_samples:
+                        kept.behind.flush()  # the last analysed samples are counted while the rest run
+                        kept = None  # and the memory of the interpreters keeping every tensor goes
                     continue
                 if info.stateful:
                     # One interpreter, one sample per invoke and in order: a batch would run
@@ -268,7 +273,150 @@ def _entry_params(info: ModelInfo, name: str) -> tuple[QuantParams | None, str |
     return QuantParams(entry.scale[0], entry.zero_point[0], entry.dtype), entry.name
 
 
-BATCH = 8  # samples per invoke past the analysed ones, where the model allows it
+BATCH = 8  # samples per invoke, where the model allows it
+
+
+@dataclass(frozen=True)
+class _Twin:
+    """The float twin the analysed samples' tensors are compared with."""
+
+    tflite: bytes
+    interpreter: Any
+    inputs: dict[str, int]
+
+
+class _Kept:
+    """Runs the analysed samples with every tensor kept, and hands their tensors to ``behind``.
+
+    A batch per invoke, on copies of the interpreters resized for it, where the model allows
+    it (not a stateful one: a batch would run from one state) and each phase's first batch
+    gives exactly what one sample at a time gives: every output, every tracked tensor and its
+    float twin. Otherwise, and from then on, one sample per invoke. Keeping every tensor costs
+    on each invoke, and copying them out costs per call: a batch shares both.
+    """
+
+    def __init__(self, tflite: bytes, interpreter: Any, inputs: dict[str, int], outputs: dict[str, int],
+                 shapes: dict[str, tuple[int, ...]], tracker: TensorTracker, behind: CountingBehind,
+                 twin: _Twin | None, invoke: Any, *, batches: bool) -> None:
+        self._tflite, self._interpreter = tflite, interpreter
+        self._inputs, self._outputs, self._shapes = inputs, outputs, shapes
+        self._tracker, self.behind, self._twin, self._invoke = tracker, behind, twin, invoke
+        self._batched: dict[bool, tuple[Any, Any] | None] = {}  # by phase (calibration or not)
+        self._verified: dict[bool, bool] = {}
+        self._batches = batches
+
+    def run(self, feed: dict[str, np.ndarray], float_feed: dict[str, np.ndarray] | None, *,
+            calibration: bool) -> dict[str, np.ndarray]:
+        """The outputs of up to :data:`BATCH` samples (``feed``: in the model's input dtype;
+        ``float_feed``: as the float twin takes them), their tensors counted in."""
+        twin = self._twin if not calibration else None
+        k = len(next(iter(feed.values())))
+        batched = self._batched_pair(calibration) if k > 1 else None
+        if batched is None:
+            return self._one_by_one(feed, float_feed, twin, calibration)[0]
+        out, samples = self._run_batch(batched, feed, float_feed, k)
+        if not self._verified.get(calibration):
+            self._verified[calibration] = True
+            single, single_samples = self._one_by_one(feed, float_feed, twin, calibration, count=False)
+            if not _same(out, single, samples, single_samples):
+                self._batched[calibration] = None
+                self.behind.observe_samples(single_samples, k, calibration=calibration)
+                return single
+        self.behind.observe_samples(samples, k, calibration=calibration)
+        return out
+
+    def _batched_pair(self, calibration: bool) -> tuple[Any, Any] | None:
+        if calibration not in self._batched:
+            self._batched[calibration] = None
+            if self._batches:
+                twin = self._twin if not calibration else None
+                model = _resized(self._tflite, self._inputs, self._shapes)
+                float_model = _resized(twin.tflite, twin.inputs, self._shapes) if twin is not None else None
+                follows = model is not None and all(model.get_tensor(index).shape[:1] == (BATCH,)
+                                                     for index in self._outputs.values())
+                if follows and (twin is None or float_model is not None):
+                    self._batched[calibration] = (model, float_model)
+        return self._batched[calibration]
+
+    def _run_batch(self, batched: tuple[Any, Any], feed: dict[str, np.ndarray],
+                   float_feed: dict[str, np.ndarray] | None, k: int) -> tuple[dict[str, np.ndarray], Snapshot]:
+        model, float_model = batched
+        _set_padded(model, self._inputs, feed)
+        model.invoke()
+        if float_model is not None and float_feed is not None and self._twin is not None:
+            _set_padded(float_model, self._twin.inputs, float_feed)
+            float_model.invoke()
+        out = {name: model.get_tensor(index)[:k] for name, index in self._outputs.items()}
+        # Each sample's tensors shaped as one sample's are (a batch of one); views, copied into
+        # the counting rows before the next invoke.
+        samples = [(q[:, None], None if f is None else f[:, None]) for q, f in self._tracker.views(model, float_model)]
+        return out, samples
+
+    def _one_by_one(self, feed: dict[str, np.ndarray], float_feed: dict[str, np.ndarray] | None,
+                    twin: _Twin | None, calibration: bool, *,
+                    count: bool = True) -> tuple[dict[str, np.ndarray], Snapshot]:
+        """One sample per invoke; their tensors counted in, or returned (``count=False``)."""
+        it, float_it = self._interpreter, twin.interpreter if twin is not None else None
+        k = len(next(iter(feed.values())))
+        out: dict[str, list[np.ndarray]] = {name: [] for name in self._outputs}
+        taken: list[Snapshot] = []
+        for i in range(k):
+            for name, index in self._inputs.items():
+                it.set_tensor(index, feed[name][i : i + 1])
+            self._invoke(it)
+            for name, index in self._outputs.items():
+                out[name].append(it.get_tensor(index)[0])
+            if float_it is not None and float_feed is not None and twin is not None:
+                for name, index in twin.inputs.items():
+                    float_it.set_tensor(index, float_feed[name][i : i + 1])
+                self._invoke(float_it)
+            if count:
+                self.behind.observe(it, float_it, calibration=calibration)
+            else:
+                taken.append(self._tracker.take(it, float_it))
+        samples: Snapshot = [(np.stack([t[at][0] for t in taken]), _stacked([t[at][1] for t in taken]))
+                             for at in range(len(taken[0]))] if taken else []
+        return {name: np.stack(values) for name, values in out.items()}, samples
+
+
+def _stacked(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+    return None if any(a is None for a in arrays) else np.stack([a for a in arrays if a is not None])
+
+
+def _resized(tflite: bytes, inputs: dict[str, int], shapes: dict[str, tuple[int, ...]]) -> Any:
+    """An interpreter keeping every tensor, its inputs resized to :data:`BATCH` samples; None
+    when the model cannot be resized."""
+    try:
+        resized = _make_interpreter(tflite, keep_tensors=True)
+        for name, index in inputs.items():
+            resized.resize_tensor_input(index, [BATCH, *shapes[name]], strict=False)
+        resized.allocate_tensors()
+    except (ValueError, RuntimeError):  # LiteRT's words for "this model cannot resize"
+        return None
+    return resized
+
+
+def _set_padded(interpreter: Any, indices: dict[str, int], feed: dict[str, np.ndarray]) -> None:
+    for name, index in indices.items():
+        values = feed[name]
+        if len(values) < BATCH:  # the last batch: padded, the padding's outputs dropped
+            values = np.concatenate([values, np.zeros((BATCH - len(values), *values.shape[1:]), values.dtype)])
+        interpreter.set_tensor(index, values)
+
+
+def _same(out: dict[str, np.ndarray], single: dict[str, np.ndarray], samples: Snapshot, single_samples: Snapshot) -> bool:
+    """Whether a batch gave what one sample at a time gave: the outputs, and every tracked
+    tensor (``samples`` and ``single_samples``: the tensors with the samples along a new axis)."""
+    if not all(np.array_equal(out[name], single[name]) for name in single):
+        return False
+    for (q, f), (sq, sf) in zip(samples, single_samples, strict=True):
+        k = len(sq)
+        if len(q) != BATCH or q[:k].shape != sq.shape or not np.array_equal(q[:k], sq) or (f is None) != (sf is None):
+            return False
+        if f is not None and sf is not None and (len(f) != BATCH or f[:k].shape != sf.shape
+                                                 or not np.array_equal(f[:k], sf)):
+            return False
+    return True
 
 
 class _Batched:
@@ -305,11 +453,7 @@ class _Batched:
         if self._batched is None:
             return self._one_by_one(feed)
         k = len(next(iter(feed.values())))
-        for name, index in self._inputs.items():
-            values = feed[name]
-            if k < BATCH:  # the last batch: padded, the padding's outputs dropped
-                values = np.concatenate([values, np.zeros((BATCH - k, *values.shape[1:]), values.dtype)])
-            self._batched.set_tensor(index, values)
+        _set_padded(self._batched, self._inputs, feed)
         self._batched.invoke()
         out = {name: self._batched.get_tensor(index)[:k] for name, index in self._outputs.items()}
         if not self._verified:

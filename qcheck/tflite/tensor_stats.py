@@ -166,6 +166,71 @@ class Analysis:
     weights: WeightsComparison | None = None  # None without a float model to compare with
 
 
+FEW_UNSEEN = 4  # levels looked for one by one (a pass each) before counting every value instead
+
+
+class _Levels:
+    """Which integer levels a tensor's values used, and how many sat at each limit of the dtype:
+    all that the report takes from a histogram, counted exactly.
+
+    Most batches of an activation only use levels already seen; their minimum and maximum say
+    so in one cheap pass each, and only the levels not yet seen between them are looked for.
+    Counting every value (``np.bincount``, several times the cost) is left for batches that
+    may hold many new levels. ``q`` holds one sample per index of its first axis.
+    """
+
+    def __init__(self, params: QuantParams) -> None:
+        self.qmin, self.qmax = params.qmin, params.qmax
+        self.seen = np.zeros(self.qmax - self.qmin + 1, dtype=bool)
+        self.values = 0
+        self.at_min = 0
+        self.at_max = 0
+
+    def add(self, q: np.ndarray) -> None:
+        if not q.size:
+            return
+        self.values += q.size
+        low, high = int(q.min()), int(q.max())
+        if low == self.qmin:
+            self.at_min += int(np.count_nonzero(q == low))
+        if high == self.qmax:
+            self.at_max += int(np.count_nonzero(q == high))
+        self.seen[low - self.qmin] = self.seen[high - self.qmin] = True
+        unseen = np.flatnonzero(~self.seen[low - self.qmin : high - self.qmin + 1])
+        if len(unseen) > FEW_UNSEEN and len(q) > 1:
+            # The first sample of a batch often shows most of the levels the others use:
+            # counted alone, it leaves fewer levels to look for in the rest.
+            self.seen |= self._counts(q[:1]) > 0
+            q = q[1:]
+            unseen = np.flatnonzero(~self.seen[low - self.qmin : high - self.qmin + 1])
+        if len(unseen) > FEW_UNSEEN:
+            self.seen |= self._counts(q) > 0
+            return
+        for offset in unseen.tolist():
+            if np.any(q == low + offset):
+                self.seen[low + offset - self.qmin] = True
+
+    def _counts(self, q: np.ndarray) -> np.ndarray:
+        """Values per level (index: level - qmin)."""
+        if len(self.seen) == 256:
+            # 8-bit tensors are counted by their raw byte (no int64 copy first), and put in
+            # level order after (int8: bytes 128..255 hold the levels -128..-1).
+            counts = np.bincount(q.view(np.uint8).ravel(), minlength=256)
+            return np.roll(counts, 128) if self.qmin < 0 else counts
+        return np.bincount((q.astype(np.int64) - self.qmin).ravel(), minlength=len(self.seen))
+
+    @property
+    def used(self) -> int:
+        return int(np.count_nonzero(self.seen))
+
+    def pinned_share(self, zero_point: int) -> float:
+        """The share of values at a limit of the dtype that is not the zero point."""
+        if not self.values:
+            return 0.0
+        at = (self.at_min if self.qmin != zero_point else 0) + (self.at_max if self.qmax != zero_point else 0)
+        return at / self.values
+
+
 class _Tracked:
     """Running sums for one quantized tensor (and its float twin, if any)."""
 
@@ -175,14 +240,13 @@ class _Tracked:
         self.info = info  # to trace where the tensor's range was chosen
         self.params = QuantParams(tensor.scale[0], tensor.zero_point[0], tensor.dtype)
         self.float_index = float_index
-        self.qmin = self.params.qmin
-        self.levels = self.params.qmax - self.qmin + 1
-        # 8-bit tensors are counted by their raw byte (no conversion per sample: this runs for
-        # every tensor of every analysed sample), and put in level order when reported.
-        self.by_byte = self.levels == 256
-        self.histogram = np.zeros(self.levels, dtype=np.int64)
-        self.cal_histogram = np.zeros(self.levels, dtype=np.int64)
-        self.cal_clipped = 0
+        self.levels = self.params.qmax - self.params.qmin + 1
+        lo, hi = self.params.float_range
+        # A float value beyond half a step past the range would have been clipped (compared as
+        # the float32 values are: numpy takes a Python float as the array's type).
+        self.clip_low, self.clip_high = lo - self.params.scale / 2, hi + self.params.scale / 2
+        self.used = _Levels(self.params)
+        self.cal_used = _Levels(self.params)
         self.clipped = 0
         self.count = 0
         self.sq_err = 0.0
@@ -191,43 +255,37 @@ class _Tracked:
         self.ch_max: np.ndarray | None = None
 
     def observe(self, q: np.ndarray, f: np.ndarray | None, calibration: bool = False) -> None:
-        hist = self.cal_histogram if calibration else self.histogram
-        if self.by_byte:
-            hist += np.bincount(q.view(np.uint8).ravel(), minlength=256)
-        else:
-            hist += np.bincount((q.astype(np.int64) - self.qmin).ravel(), minlength=self.levels)
+        """Count in one sample's tensor (``f``: its float twin's, or None)."""
+        self.observe_rows(q[None], None if f is None else f[None], calibration)
+
+    def observe_rows(self, q: np.ndarray, f: np.ndarray | None, calibration: bool = False) -> None:
+        """Count in several samples' tensors, one per row (each row shaped as the interpreter gives it)."""
+        (self.cal_used if calibration else self.used).add(q)
         if f is None or calibration:
             return
-        p = self.params
-        lo, hi = p.float_range
-        self.clipped += int(np.count_nonzero((f < lo - p.scale / 2) | (f > hi + p.scale / 2)))
-        err = dequantize(q, p).astype(np.float64) - f
+        # Element by element over the rows at once; the sums and channel ranges row by row, so
+        # that the float sums add up in the same order as one sample at a time.
+        self.clipped += int(np.count_nonzero(f < self.clip_low)) + int(np.count_nonzero(f > self.clip_high))
         self.count += q.size
-        self.sq_err += float(np.sum(err * err))
-        self.sq_ref += float(np.sum(f.astype(np.float64) ** 2))
-        if f.ndim >= 2:
-            flat = f.reshape(-1, f.shape[-1])
-            mins, maxs = flat.min(axis=0), flat.max(axis=0)
-            self.ch_min = mins if self.ch_min is None else np.minimum(self.ch_min, mins)
-            self.ch_max = maxs if self.ch_max is None else np.maximum(self.ch_max, maxs)
-
-    def _in_level_order(self, hist: np.ndarray) -> np.ndarray:
-        """Counts indexed by level - qmin (int8: bytes 128..255 hold the levels -128..-1)."""
-        return np.roll(hist, 128) if self.by_byte and self.qmin < 0 else hist
-
-    def _pinned_share(self, hist: np.ndarray) -> float:
-        total = int(hist.sum())
-        if not total:
-            return 0.0
-        p = self.params
-        at = sum(int(hist[v - p.qmin]) for v in (p.qmin, p.qmax) if v != p.zero_point)
-        return at / total
+        reference = f.astype(np.float64)
+        err = dequantize(q, self.params).astype(np.float64)
+        err -= reference
+        err *= err
+        reference **= 2
+        for row in range(len(q)):
+            self.sq_err += float(np.sum(err[row]))
+            self.sq_ref += float(np.sum(reference[row]))
+        if f.ndim >= 3:
+            for sample in f:
+                flat = sample.reshape(-1, sample.shape[-1])
+                mins, maxs = flat.min(axis=0), flat.max(axis=0)
+                self.ch_min = mins if self.ch_min is None else np.minimum(self.ch_min, mins)
+                self.ch_max = maxs if self.ch_max is None else np.maximum(self.ch_max, maxs)
 
     def report(self) -> TensorReport:
         p = self.params
-        histogram, cal_histogram = self._in_level_order(self.histogram), self._in_level_order(self.cal_histogram)
         matched = self.float_index is not None and self.count > 0
-        saturation: float | None = self.clipped / self.count if matched else self._pinned_share(histogram)
+        saturation: float | None = self.clipped / self.count if matched else self.used.pinned_share(p.zero_point)
         if not matched and self.op == "QUANTIZE":
             # A requantize mirrors its input: at the model's input, values at the limit are the
             # data's own extremes (white pixels), and the input's clipping is measured exactly.
@@ -245,12 +303,11 @@ class _Tracked:
                 spread = ChannelSpread(len(ranges), widest, float(reach[widest]), float(np.median(reach)),
                                        int(np.count_nonzero(ranges < p.scale)), float(low[widest]),
                                        float(high[widest]))
-        cal_total = int(cal_histogram.sum())
         origin = range_origin(self.info, self.tensor, spread.widest if spread else None) if self.info else None
         return TensorReport(
             self.tensor.label, self.op, self.tensor.dtype, p.scale, p.zero_point, saturation,
-            int(np.count_nonzero(histogram)), self.levels, rmse_steps, sqnr, spread,
-            self._pinned_share(cal_histogram) if cal_total else None,
+            self.used.used, self.levels, rmse_steps, sqnr, spread,
+            self.cal_used.pinned_share(p.zero_point) if self.cal_used.values else None,
             origin.label if origin else None, origin.through if origin else (),
             origin.channel if origin else None,
         )
@@ -331,6 +388,24 @@ def _data_input(info: ModelInfo, op: OperatorInfo, output: TensorInfo,
 
 Snapshot = list[tuple[np.ndarray, np.ndarray | None]]  # (quantized, float twin) per tracked tensor
 
+ROW_BYTES = 4 << 20  # the tensors of up to this many bytes of samples are counted together
+MAX_ROWS = 32
+
+
+class Rows:
+    """The tracked tensors of several samples, copied in one row per sample, to be counted
+    together (a few numpy calls per tensor and batch, not per sample). Reused once counted."""
+
+    def __init__(self, q: list[np.ndarray], f: list[np.ndarray | None]) -> None:
+        self.q, self.f = q, f
+        self.count = 0
+        self.calibration = False
+        self.twin = False  # holds float twins
+
+    @property
+    def size(self) -> int:
+        return len(self.q[0]) if self.q else 1
+
 
 class TensorTracker:
     """Collects :class:`TensorReport` data from interpreters built with all tensors preserved."""
@@ -362,18 +437,61 @@ class TensorTracker:
 
     def take(self, interpreter: Any, float_interpreter: Any | None = None) -> Snapshot:
         """Copies of the tracked tensors after an invoke (and of their float twins)."""
-        if float_interpreter is not None and self._float_info is not None and not self._weights_compared:
-            self._weights_compared = True
-            try:
-                self.weights = compare_weights(self._info, interpreter, self._float_info, float_interpreter)
-            except (ValueError, IndexError):  # a weight the interpreter does not hand out: no comparison
-                self.weights = None
+        self._compare_weights_once(interpreter, float_interpreter)
         return [
             (interpreter.get_tensor(t.tensor.index),
              float_interpreter.get_tensor(t.float_index)
              if float_interpreter is not None and t.float_index is not None else None)
             for t in self._tracked
         ]  # fmt: skip
+
+    def views(self, interpreter: Any, float_interpreter: Any | None = None) -> Snapshot:
+        """The tracked tensors after an invoke (and their float twins) as views of the
+        interpreters' own buffers, for copying out at once: no copy of each is made first, and
+        none may be kept past the interpreters' next invoke (LiteRT refuses to run then)."""
+        self._compare_weights_once(interpreter, float_interpreter)
+        return [
+            (interpreter.tensor(t.tensor.index)(),
+             float_interpreter.tensor(t.float_index)()
+             if float_interpreter is not None and t.float_index is not None else None)
+            for t in self._tracked
+        ]  # fmt: skip
+
+    def _compare_weights_once(self, interpreter: Any, float_interpreter: Any | None) -> None:
+        if float_interpreter is not None and self._float_info is not None and not self._weights_compared:
+            self._weights_compared = True
+            try:
+                self.weights = compare_weights(self._info, interpreter, self._float_info, float_interpreter)
+            except (ValueError, IndexError):  # a weight the interpreter does not hand out: no comparison
+                self.weights = None
+
+    def rows(self, samples: Snapshot) -> Rows:
+        """Empty rows for as many samples as fit :data:`ROW_BYTES`, each shaped as one sample of
+        ``samples`` (tensors with the samples along a new first axis)."""
+        size = sum(q[0].nbytes + (f[0].nbytes if f is not None else 0) for q, f in samples)
+        count = max(1, min(MAX_ROWS, ROW_BYTES // max(size, 1)))
+        return Rows([np.empty((count, *q.shape[1:]), q.dtype) for q, _ in samples],
+                    [np.empty((count, *f.shape[1:]), f.dtype) if f is not None else None for _, f in samples])
+
+    @staticmethod
+    def copy_rows(rows: Rows, samples: Snapshot, start: int, count: int) -> None:
+        """Copy samples ``start`` to ``start + count`` of ``samples`` (tensors with the samples
+        along a new first axis) into the next rows of ``rows``."""
+        at = slice(rows.count, rows.count + count)
+        for q_rows, f_rows, (q, f) in zip(rows.q, rows.f, samples, strict=True):
+            q_rows[at] = q[start : start + count]
+            if f_rows is not None and f is not None:
+                f_rows[at] = f[start : start + count]
+        rows.count += count
+
+    def add_rows(self, rows: Rows) -> None:
+        """Count in the samples held in ``rows`` (in row order)."""
+        if rows.calibration:
+            self.calibration_samples += rows.count
+        else:
+            self.samples += rows.count
+        for tracked, q, f in zip(self._tracked, rows.q, rows.f, strict=True):
+            tracked.observe_rows(q[: rows.count], None if f is None else f[: rows.count], rows.calibration)
 
     def add(self, snapshot: Snapshot, *, calibration: bool = False) -> None:
         """Count one sample's tensors in (a calibration sample's only in the calibration counts)."""
@@ -446,35 +564,81 @@ def _weights_difference(q: TensorInfo, values: np.ndarray, reference: np.ndarray
 
 
 class CountingBehind:
-    """Feeds a tracker on a second thread, in order, while the interpreter runs the next sample.
+    """Feeds a tracker on a second thread, in order, while the interpreter runs the next samples.
 
     The LiteRT ``Invoke`` and numpy's counting both release the GIL, so on a machine with a
     core to spare the analysis costs the evaluation almost nothing; with none, it costs what it
-    would in line. At most ``depth`` snapshots wait, so memory stays bounded.
+    would in line. The tensors of the samples given to :meth:`observe` are copied into
+    :class:`Rows` and counted a batch at a time; at most ``depth`` batches wait, so memory stays
+    bounded (about ``depth`` x :data:`ROW_BYTES`).
     """
 
     def __init__(self, tracker: TensorTracker, depth: int = 4) -> None:
         self._tracker = tracker
         self._depth = depth
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcheck-tensor-stats")
-        self._pending: deque[Future[None]] = deque()
+        self._pending: deque[tuple[Future[None], Rows | None]] = deque()
+        self._filling: Rows | None = None
+        self._free: dict[bool, list[Rows]] = {False: [], True: []}  # by whether they hold float twins
 
     def observe(self, interpreter: Any, float_interpreter: Any | None = None, *, calibration: bool = False) -> None:
-        """Copy the tracked tensors after an invoke (here) and count them in (behind)."""
-        self.add(self._tracker.take(interpreter, float_interpreter), calibration=calibration)
+        """Copy the tracked tensors after an invoke (here) and count them in (behind, a batch at a time)."""
+        snapshot = self._tracker.take(interpreter, float_interpreter)
+        self.observe_samples([(q[None], None if f is None else f[None]) for q, f in snapshot], 1,
+                             calibration=calibration)
+
+    def observe_samples(self, samples: Snapshot, count: int, *, calibration: bool = False) -> None:
+        """Count in the first ``count`` samples of ``samples`` (the tracked tensors with the
+        samples along a new first axis, each shaped as one sample's tensor), in order."""
+        twin = any(f is not None for _, f in samples)
+        start = 0
+        while start < count:
+            rows = self._filling
+            if rows is not None and (rows.calibration != calibration or rows.twin != twin):
+                self.flush()
+                rows = None
+            if rows is None:
+                free = self._free[twin]
+                rows = free.pop() if free else self._tracker.rows(samples)
+                rows.count, rows.calibration, rows.twin = 0, calibration, twin
+                self._filling = rows
+            taken = min(count - start, rows.size - rows.count)
+            self._tracker.copy_rows(rows, samples, start, taken)
+            start += taken
+            if rows.count == rows.size:
+                self.flush()
 
     def add(self, snapshot: Snapshot, *, calibration: bool = False) -> None:
+        """Count in one sample's tensors (behind, after those given before)."""
+        self.flush()
+        self._queue(lambda: self._tracker.add(snapshot, calibration=calibration), None)
+
+    def flush(self) -> None:
+        """Start counting the samples observed so far (a batch not yet full)."""
+        rows, self._filling = self._filling, None
+        if rows is not None and rows.count:
+            self._queue(lambda: self._tracker.add_rows(rows), rows)
+
+    def _queue(self, count: Any, rows: Rows | None) -> None:
         if len(self._pending) >= self._depth:
-            self._pending.popleft().result()  # re-raises the counting thread's error here
-        self._pending.append(self._pool.submit(self._tracker.add, snapshot, calibration=calibration))
+            self._wait_oldest()
+        self._pending.append((self._pool.submit(count), rows))
+
+    def _wait_oldest(self) -> None:
+        future, rows = self._pending.popleft()
+        future.result()  # re-raises the counting thread's error here
+        if rows is not None:
+            self._free[rows.twin].append(rows)
 
     def __enter__(self) -> CountingBehind:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         try:
+            if exc_type is None:
+                self.flush()
             while self._pending:
-                self._pending.popleft().result()
+                self._wait_oldest()
         finally:
             self._pool.shutdown(cancel_futures=True)
 
