@@ -550,7 +550,7 @@ class ModelRun:
                                              timeout=self._timeout, root=self.out_dir, never=self._inputs)
 
             files, _ = self._cache.get_or_make(key, compile)
-            return read_result(model, config, files, folder, root=self.out_dir, never=self._inputs)
+            return read_result(model, config, files, folder, root=self.out_dir, never=self._inputs, info=self.info())
 
         # One compilation per configuration, shared by the vela check and the memory checks.
         return self._memo.get(f"vela:{config}", make)

@@ -246,7 +246,10 @@ class ShardPlugin:
         cache = self._cache
         if cache is None or cache.root is None or not self._spent:
             return
-        cache.put(_COSTS_CACHE_KEY, most(self._cache_record(), self._spent))
+        recorded = self._cache_record()
+        merged = most(recorded, self._spent)
+        if merged != recorded:  # a warm run costs less than the cold one recorded: nothing to write
+            cache.put(_COSTS_CACHE_KEY, merged)
 
 
 def most(*records: Mapping[str, float]) -> dict[str, float]:
