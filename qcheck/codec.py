@@ -106,6 +106,7 @@ def qcheck_values() -> dict[str, type]:
     from qcheck.named_inputs import NamedInputs
     from qcheck.property_search import ConsistencyOutcome, RobustnessOutcome, Violation
     from qcheck.tflite.convert import FloatReference, Quantized
+    from qcheck.tflite.inspect import IOInfo, ModelInfo, OperatorInfo, TensorInfo
     from qcheck.tflite.quant import QuantParams
     from qcheck.tflite.run import HeadOutput, InputClipping, RunResult
     from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport, WeightsComparison
@@ -114,5 +115,5 @@ def qcheck_values() -> dict[str, type]:
 
     classes = (*tflm_values(), Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
                WeightsComparison, VelaFiles, LazyArray, ImageOptions, RobustnessOutcome, ConsistencyOutcome, Violation,
-               NamedInputs, InputClipping)
+               NamedInputs, InputClipping, ModelInfo, TensorInfo, OperatorInfo, IOInfo)
     return {cls.__name__: cls for cls in classes}

@@ -329,10 +329,9 @@ class ModelRun:
     def info(self) -> ModelInfo:
         def make() -> ModelInfo:
             from qcheck.tflite.census import quantization_info, take_census
-            from qcheck.tflite.inspect import inspect_model
 
             try:
-                info = inspect_model(self.tflite())
+                info = self._read_model(self.tflite())
             except ValueError as exc:
                 raise QcheckError(self._path if self.kind == "tflite" else None, str(exc)) from None
             census = self._memo.get("census", lambda: take_census(info))  # once, for the file and the checks
@@ -342,6 +341,16 @@ class ModelRun:
             return info
 
         return self._memo.get("info", make)
+
+    def _read_model(self, tflite: bytes) -> ModelInfo:
+        """``tflite`` read (:func:`qcheck.tflite.inspect.inspect_model`), or as the cache kept it from
+        reading the same bytes: a warm run does not load LiteRT's flatbuffer binding (thousands of
+        objects that every garbage collection of the run then walks). ValueError for a damaged model."""
+        from qcheck.tflite.inspect import ModelInfo, inspect_model
+
+        key = digest("inspect", versions("ai-edge-litert"), tflite)
+        info, _ = self._cache.get_or_make(key, lambda: inspect_model(tflite))
+        return info if isinstance(info, ModelInfo) else inspect_model(tflite)
 
     def census(self) -> Census:
         from qcheck.tflite.census import take_census

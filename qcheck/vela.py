@@ -468,12 +468,13 @@ def _write(data: bytes | None, target: Path, root: Path, never: InputFiles | Non
 def _build_result(model: Path, config: VelaConfig, outputs: _Outputs, console: str,
                   info: ModelInfo | None = None) -> VelaResult:
     per_layer = _read_per_layer(outputs.per_layer) if outputs.per_layer else None
-    compiled = _read_tflite_operators(outputs.compiled.read_bytes()) if outputs.compiled else None
-    if per_layer is None and compiled is None:
+    if per_layer is None and outputs.compiled is None:
         raise StepFailed(f"{model}: Vela exited 0 but wrote no compiled model and no per-layer CSV")
     reasons = _cpu_reason_blocks(console)
     operators = _by_source_index(model, outputs, reasons, info)
     if operators is None:  # no debug database (another Vela), or one that does not add up
+        # Only here is the compiled model read: the debug database places every operator.
+        compiled = _read_tflite_operators(outputs.compiled.read_bytes()) if outputs.compiled else None
         placements = _per_source_operator(_merge_placements(per_layer, compiled), model, info)
         operators = [_operator(p, reasons) for p in placements]
     summary = _read_summary(outputs.summary)
