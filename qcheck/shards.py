@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +68,8 @@ def partition(groups: Iterable[str], count: int, costs: Mapping[str, float] | No
     known = {name: float(costs[name]) for name in names if costs and name in costs and costs[name] >= 0}
     if not known:
         return {name: int(hashlib.sha256(name.encode()).hexdigest()[:16], 16) % count + 1 for name in names}
+    import statistics  # with fractions and decimal: only a sharded run balances
+
     default = statistics.median(known.values())
     load = [0.0] * count
     parts = {}
