@@ -39,7 +39,8 @@ def main() -> None:
         for name, tree in (("old", args.old), ("new", args.new)):
             (work / name).mkdir()
             sides[name] = ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            f"--qcheck-model={FIXTURES / 'digits_cnn.keras'}", f"--qcheck-data={FIXTURES / 'digits.npz'}",
+                            f"--qcheck-model={FIXTURES / 'digits_cnn.keras'}",
+                            f"--qcheck-data={FIXTURES / 'digits.npz'}",
                             f"--qcheck-cache-dir={work / (name + '-cache')}"], work / name, str(tree.resolve()), 0)
         (work / "empty").mkdir()
         sides["empty"] = ([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], work / "empty",
