@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -54,13 +55,19 @@ FORMAT = 1
 
 def versions(*distributions: str) -> str:
     """'name=version' of qcheck and the given distributions, for cache keys (no imports)."""
-    parts = [f"qcheck={__version__}", f"format={FORMAT}"]
-    for name in distributions:
-        try:
-            parts.append(f"{name}={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            parts.append(f"{name}=none")
-    return ";".join(parts)
+    return ";".join([f"qcheck={__version__}", f"format={FORMAT}",
+                     *(f"{name}={installed_version(name)}" for name in distributions)])
+
+
+@functools.cache
+def installed_version(distribution: str) -> str:
+    """The installed version of ``distribution``, or "none"; looked up once per process (each
+    look-up reads the metadata of every folder on sys.path: milliseconds, and a warm run keys
+    every step with it)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "none"
 
 
 # -- the cache folder: qcheck's own, recognised by its marker -----------------------------------

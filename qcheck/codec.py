@@ -9,8 +9,10 @@ and the arrays are read with ``allow_pickle=False``: reading what it wrote runs 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import io
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -19,7 +21,7 @@ import numpy as np
 _TREE = "__tree__"  # the member of a packed .npz that holds the JSON structure
 
 
-def encode(value: Any, allowed: dict[str, type]) -> tuple[Any, dict[str, np.ndarray]]:
+def encode(value: Any, allowed: Mapping[str, type]) -> tuple[Any, dict[str, np.ndarray]]:
     """``value`` as a JSON-ready tree and the arrays it refers to; TypeError for anything else.
 
     ``allowed`` maps class names to the only dataclasses that may appear.
@@ -57,7 +59,7 @@ def encode(value: Any, allowed: dict[str, type]) -> tuple[Any, dict[str, np.ndar
     return enc(value), arrays
 
 
-def decode(tree: Any, arrays: dict[str, np.ndarray], allowed: dict[str, type]) -> Any:
+def decode(tree: Any, arrays: dict[str, np.ndarray], allowed: Mapping[str, type]) -> Any:
     """The value :func:`encode` gave ``tree`` and ``arrays`` for; ValueError or KeyError if damaged."""
 
     def dec(v: Any) -> Any:
@@ -82,7 +84,7 @@ def decode(tree: Any, arrays: dict[str, np.ndarray], allowed: dict[str, type]) -
     return dec(tree)
 
 
-def pack(value: Any, allowed: dict[str, type]) -> bytes:
+def pack(value: Any, allowed: Mapping[str, type]) -> bytes:
     """``value`` as one ``.npz`` file: its arrays and, as bytes, its JSON structure."""
     tree, arrays = encode(value, allowed)
     buffer = io.BytesIO()
@@ -91,28 +93,51 @@ def pack(value: Any, allowed: dict[str, type]) -> bytes:
     return buffer.getvalue()
 
 
-def unpack(data: bytes, allowed: dict[str, type]) -> Any:
+def unpack(data: bytes, allowed: Mapping[str, type]) -> Any:
     """The value :func:`pack` gave ``data`` for (arrays read without pickles)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
     return decode(json.loads(arrays.pop(_TREE).tobytes()), arrays, allowed)
 
 
-def qcheck_values() -> dict[str, type]:
-    """The dataclasses of qcheck's own that the cache stores and child processes exchange: the
-    one allow-list, so that a value a step returns can always be both cached and sent back."""
-    from qcheck.config import ImageOptions
-    from qcheck.lazy_arrays import LazyArray
-    from qcheck.named_inputs import NamedInputs
-    from qcheck.property_search import ConsistencyOutcome, RobustnessOutcome, Violation
-    from qcheck.tflite.convert import FloatReference, Quantized
-    from qcheck.tflite.quant import QuantParams
-    from qcheck.tflite.run import HeadOutput, InputClipping, RunResult
-    from qcheck.tflite.tensor_stats import Analysis, ChannelSpread, TensorReport, WeightsComparison
-    from qcheck.tflm import exchanged as tflm_values
-    from qcheck.vela import VelaFiles
+# The dataclasses of qcheck's own that the cache stores and child processes exchange, by name,
+# with the module that defines each: the one allow-list, so that a value a step returns can always
+# be both cached and sent back. A class is imported when a value names it: a warm run does not load
+# the modules of values it never reads (property search, TFLite Micro).
+_VALUES = {
+    "ImageOptions": "qcheck.config", "LazyArray": "qcheck.lazy_arrays", "NamedInputs": "qcheck.named_inputs",
+    "ConsistencyOutcome": "qcheck.property_search", "RobustnessOutcome": "qcheck.property_search",
+    "Violation": "qcheck.property_search", "FloatReference": "qcheck.tflite.convert",
+    "Quantized": "qcheck.tflite.convert", "IOInfo": "qcheck.tflite.inspect", "ModelInfo": "qcheck.tflite.inspect",
+    "OperatorInfo": "qcheck.tflite.inspect", "TensorInfo": "qcheck.tflite.inspect",
+    "QuantParams": "qcheck.tflite.quant",
+    "HeadOutput": "qcheck.tflite.run", "InputClipping": "qcheck.tflite.run", "RunResult": "qcheck.tflite.run",
+    "Analysis": "qcheck.tflite.tensor_stats", "ChannelSpread": "qcheck.tflite.tensor_stats",
+    "TensorReport": "qcheck.tflite.tensor_stats", "WeightsComparison": "qcheck.tflite.tensor_stats",
+    "ArenaRecord": "qcheck.tflm", "Divergence": "qcheck.tflm", "LayerDifference": "qcheck.tflm",
+    "TflmLoad": "qcheck.tflm", "VelaFiles": "qcheck.vela",
+}
 
-    classes = (*tflm_values(), Quantized, FloatReference, QuantParams, HeadOutput, RunResult, Analysis, TensorReport, ChannelSpread,
-               WeightsComparison, VelaFiles, LazyArray, ImageOptions, RobustnessOutcome, ConsistencyOutcome, Violation,
-               NamedInputs, InputClipping)
-    return {cls.__name__: cls for cls in classes}
+
+class _Allowed(Mapping[str, type]):
+    """:data:`_VALUES` as classes, each imported on first use; KeyError for any other name."""
+
+    def __getitem__(self, name: str) -> type:
+        cls = getattr(importlib.import_module(_VALUES[name]), name)
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise TypeError(f"{_VALUES[name]}.{name} is not a dataclass")
+        return cls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_VALUES)
+
+    def __len__(self) -> int:
+        return len(_VALUES)
+
+
+_ALLOWED = _Allowed()
+
+
+def qcheck_values() -> Mapping[str, type]:
+    """The dataclasses of qcheck's own that the cache stores and child processes exchange (:data:`_VALUES`)."""
+    return _ALLOWED

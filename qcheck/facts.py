@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -75,7 +75,10 @@ class ReportFacts:
     sections: dict[str, Any]
 
     def encode(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, default=_json_value)
+        # The sections are JSON values already: not copied field by field (asdict) first, which
+        # cost more than the encoding; a dataclass met inside is encoded as asdict would give it.
+        data = {"model": self.model, "suite_file": self.suite_file, "sections": self.sections}
+        return json.dumps(data, sort_keys=True, default=_json_value)
 
     @classmethod
     def decode(cls, text: str) -> ReportFacts:
@@ -118,4 +121,6 @@ def _plain(value: Any) -> Any:
 
 
 def _json_value(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
     return value.tolist() if hasattr(value, "tolist") else str(value)

@@ -165,8 +165,9 @@ def atomic_write(path: Path, data: bytes, *, named_by_user: bool = False, never:
                  root: Path | None = None) -> None:
     """Write ``data`` so that readers see the old file or the whole new one, never a part.
 
-    A regular file is replaced atomically. ``path`` is never one of the run's inputs (``never``)
-    and never a folder. What else may stand at ``path`` depends on who chose it:
+    A regular file is replaced atomically, or left as it is when it holds ``data`` already. ``path``
+    is never one of the run's inputs (``never``) and never a folder. What else may stand at
+    ``path`` depends on who chose it:
 
     - ``named_by_user`` (a report path from the command line): a device, FIFO or symbolic link is
       written through, in place, as pytest writes ``--junitxml``: ``/dev/null`` stays a device,
@@ -196,6 +197,10 @@ def atomic_write(path: Path, data: bytes, *, named_by_user: bool = False, never:
                               "regular files in its output folders", "remove it, or choose another folder")
         _write_through(path, data)
         return
+    if found is not None and found.st_size == len(data) and _holds(path, found, data):
+        # A warm run writes every artifact again, mostly the same bytes: a rename over the file
+        # would cost more than reading it (ext4 flushes a file renamed over another, auto_da_alloc).
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     # Permissions as open() gives them (0o666 less the umask): mkstemp's 0o600 would hide the
@@ -208,6 +213,28 @@ def atomic_write(path: Path, data: bytes, *, named_by_user: bool = False, never:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _holds(path: Path, found: os.stat_result, data: bytes) -> bool:
+    """Whether the regular file ``path`` (``found``: its lstat) holds exactly ``data``; the file
+    opened is the one found (no link followed, nothing swapped in meanwhile)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (found.st_dev, found.st_ino):
+            return False
+        blocks, left = [], len(data) + 1  # one byte more: a file that grew meanwhile differs
+        while left > 0 and (block := os.read(fd, min(left, 1 << 20))):
+            blocks.append(block)
+            left -= len(block)
+        return b"".join(blocks) == data
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _write_through(path: Path, data: bytes) -> None:

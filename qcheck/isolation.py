@@ -49,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -122,7 +122,7 @@ def call_isolated(function: str, *args: Any, what: str, timeout: float = DEFAULT
     raise StepFailed(f"{what} failed: {payload}")
 
 
-def exchanged_classes() -> dict[str, type]:
+def exchanged_classes() -> Mapping[str, type]:
     """The dataclasses that may cross the process boundary (requests and answers)."""
     from qcheck import codec
 

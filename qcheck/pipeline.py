@@ -9,6 +9,7 @@ Steps that run native code (TensorFlow, the LiteRT interpreter, Vela) run in chi
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -336,10 +337,9 @@ class ModelRun:
     def info(self) -> ModelInfo:
         def make() -> ModelInfo:
             from qcheck.tflite.census import quantization_info, take_census
-            from qcheck.tflite.inspect import inspect_model
 
             try:
-                info = inspect_model(self.tflite())
+                info = self._read_model(self.tflite())
             except ValueError as exc:
                 raise QcheckError(self._path if self.kind == "tflite" else None, str(exc)) from None
             census = self._memo.get("census", lambda: take_census(info))  # once, for the file and the checks
@@ -349,6 +349,16 @@ class ModelRun:
             return info
 
         return self._memo.get("info", make)
+
+    def _read_model(self, tflite: bytes) -> ModelInfo:
+        """``tflite`` read (:func:`qcheck.tflite.inspect.inspect_model`), or as the cache kept it from
+        reading the same bytes: a warm run does not load LiteRT's flatbuffer binding (thousands of
+        objects that every garbage collection of the run then walks). ValueError for a damaged model."""
+        from qcheck.tflite.inspect import ModelInfo, inspect_model
+
+        key = digest("inspect", versions("ai-edge-litert"), _reader_source(), tflite)
+        info, _ = self._cache.get_or_make(key, lambda: inspect_model(tflite))
+        return info if isinstance(info, ModelInfo) else inspect_model(tflite)
 
     def census(self) -> Census:
         from qcheck.tflite.census import take_census
@@ -589,10 +599,20 @@ class ModelRun:
 
             files, _ = self._cache.get_or_make(key, compile)
             self._memo.get(f"vela_compiled:{config}", lambda: files.compiled)  # for the CPU part's checks
-            return read_result(model, config, files, folder, root=self.out_dir, never=self._inputs)
+            return read_result(model, config, files, folder, root=self.out_dir, never=self._inputs, info=self.info())
 
         # One compilation per configuration, shared by the vela check and the memory checks.
         return self._memo.get(f"vela:{config}", make)
+
+
+@functools.cache
+def _reader_source() -> bytes:
+    """The source of qcheck's flatbuffer reader, a part of the cached reading's key: a reading kept
+    by another version of the reader (a field added with a default, a field read otherwise) is
+    never taken for this one's, whatever qcheck's version number says."""
+    from qcheck.tflite import inspect
+
+    return Path(inspect.__file__).read_bytes()
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import json
 from dataclasses import replace
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -24,11 +24,12 @@ from qcheck.pipeline import ModelRun
 from qcheck.progress import Progress
 from qcheck.project import ProjectConfig
 from qcheck.resolver import accelerators, run_spec
-from qcheck.remedies import Remedies, render as render_remedies, to_dict as remedies_dict
-from qcheck.remedies.runner import needs_remedies, table_name, try_remedies, with_hint
 from qcheck.results import RESULT_PROPERTY, CheckResult
 from qcheck.runner import PlannedCheck, Runner, plan
 from qcheck.suites import CheckSpec, Suite
+
+if TYPE_CHECKING:
+    from qcheck.remedies import Remedies
 
 
 class SuiteFilePlan(Protocol):
@@ -98,6 +99,10 @@ class QcheckSession:
         """Measure and judge one planned check; every failure becomes a failed result. A failed
         accuracy or saturation names the remedies that could be tried (qcheck.remedies)."""
         result = self.runner.execute(planned)
+        if result.passed is not False:
+            return result  # only a failure names remedies: a run that passes does not load them
+        from qcheck.remedies.runner import with_hint
+
         return with_hint(result, self.run(planned.run), self.settings.remedies or planned.remedies)
 
     def protect(self, items: Iterable[pytest.Item]) -> None:
@@ -169,6 +174,8 @@ class QcheckSession:
         if shard is not None:
             report["shard"] = shard.report_section()  # for python -m qcheck merge
         if self.remedies:
+            from qcheck.remedies import to_dict as remedies_dict
+
             report["remedies"] = [remedies_dict(r) for r in self.remedies]
         for result in self.results:
             self.inputs.add(result.model, "model")  # under xdist, the controller learns them here
@@ -191,6 +198,13 @@ class QcheckSession:
         """Other recipes for each model whose accuracy or saturation failed, where the command line
         or the suite the checks came from asks (qcheck.remedies): the command line's models and
         those of the suite files alike, each measured with the checks it was planned with."""
+        from qcheck.remedies import REMEDIED_CHECKS
+
+        if not any(r.passed is False and r.check in REMEDIED_CHECKS for r in self.results):
+            return  # nothing to remedy: a run that passes does not load them
+        from qcheck.remedies import Remedies
+        from qcheck.remedies.runner import needs_remedies, table_name, try_remedies
+
         names: set[str] = set()  # the tables' artifact names (qcheck.remedies.runner.table_name)
         for suite_file, checks in self._planned_by_model(rootpath):
             if (self.settings.remedies or checks[0].remedies) and needs_remedies(self.results, checks[0].model,
@@ -235,6 +249,8 @@ class QcheckSession:
         for line in render(self.results, verbose=terminalreporter.verbosity > 0, facts=self.facts):
             terminalreporter.line(line)
         for remedies in self.remedies:
+            from qcheck.remedies import render as render_remedies
+
             for line in render_remedies(remedies):
                 terminalreporter.line(f"qcheck: {line}")
         for note in self.settings.notes:

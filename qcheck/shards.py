@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +68,8 @@ def partition(groups: Iterable[str], count: int, costs: Mapping[str, float] | No
     known = {name: float(costs[name]) for name in names if costs and name in costs and costs[name] >= 0}
     if not known:
         return {name: int(hashlib.sha256(name.encode()).hexdigest()[:16], 16) % count + 1 for name in names}
+    import statistics  # with fractions and decimal: only a sharded run balances
+
     default = statistics.median(known.values())
     load = [0.0] * count
     parts = {}
@@ -246,7 +247,10 @@ class ShardPlugin:
         cache = self._cache
         if cache is None or cache.root is None or not self._spent:
             return
-        cache.put(_COSTS_CACHE_KEY, most(self._cache_record(), self._spent))
+        recorded = self._cache_record()
+        merged = most(recorded, self._spent)
+        if merged != recorded:  # a warm run costs less than the cold one recorded: nothing to write
+            cache.put(_COSTS_CACHE_KEY, merged)
 
 
 def most(*records: Mapping[str, float]) -> dict[str, float]:

@@ -31,10 +31,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from qcheck.errors import StepFailed, crashed
 from qcheck.files import InputFiles, atomic_write, output_folder, remove_stale, safe_stem
+
+if TYPE_CHECKING:
+    from qcheck.tflite.inspect import ModelInfo
 
 ACCELERATORS: Final[tuple[str, ...]] = (
     "ethos-u55-32",
@@ -293,12 +296,13 @@ def compile_model(model: Path, config: VelaConfig, out_dir: Path, *, timeout: fl
 
 
 def read_result(model: Path, config: VelaConfig, files: VelaFiles, out_dir: Path, *, root: Path | None = None,
-                never: InputFiles | None = None) -> VelaResult:
+                never: InputFiles | None = None, info: ModelInfo | None = None) -> VelaResult:
     """Write ``files`` into ``out_dir`` under the model's stem and read the placement from them
-    (``model`` is the model given to Vela, whose operators placement is counted in).
+    (``model`` is the model given to Vela, whose operators placement is counted in; ``info``, when
+    given, is that model as read already, the bytes Vela compiled: it is not read again).
     ``root`` and ``never``: as for :func:`run_vela`."""
     outputs = _write_files(files, out_dir, safe_stem(model.stem), root or out_dir, never)
-    return _build_result(model, config, outputs, files.console)
+    return _build_result(model, config, outputs, files.console, info)
 
 
 def _write_files(files: VelaFiles, out_dir: Path, stem: str, root: Path, never: InputFiles | None) -> _Outputs:
@@ -466,15 +470,17 @@ def _write(data: bytes | None, target: Path, root: Path, never: InputFiles | Non
 # --- reading the results ------------------------------------------------------------------
 
 
-def _build_result(model: Path, config: VelaConfig, outputs: _Outputs, console: str) -> VelaResult:
+def _build_result(model: Path, config: VelaConfig, outputs: _Outputs, console: str,
+                  info: ModelInfo | None = None) -> VelaResult:
     per_layer = _read_per_layer(outputs.per_layer) if outputs.per_layer else None
-    compiled = _read_tflite_operators(outputs.compiled.read_bytes()) if outputs.compiled else None
-    if per_layer is None and compiled is None:
+    if per_layer is None and outputs.compiled is None:
         raise StepFailed(f"{model}: Vela exited 0 but wrote no compiled model and no per-layer CSV")
     reasons = _cpu_reason_blocks(console)
-    operators = _by_source_index(model, outputs, reasons)
+    operators = _by_source_index(model, outputs, reasons, info)
     if operators is None:  # no debug database (another Vela), or one that does not add up
-        placements = _per_source_operator(_merge_placements(per_layer, compiled), model)
+        # Only here is the compiled model read: the debug database places every operator.
+        compiled = _read_tflite_operators(outputs.compiled.read_bytes()) if outputs.compiled else None
+        placements = _per_source_operator(_merge_placements(per_layer, compiled), model, info)
         operators = [_operator(p, reasons) for p in placements]
     summary = _read_summary(outputs.summary)
     return VelaResult(
@@ -502,8 +508,8 @@ def _operator(placement: _Placement, reasons: dict[str, list[tuple[str, str]]]) 
     return VelaOperator(placement.op, placement.name, placement.target, reason)
 
 
-def _by_source_index(model: Path, outputs: _Outputs,
-                     reasons: dict[str, list[tuple[str, str]]]) -> list[VelaOperator] | None:
+def _by_source_index(model: Path, outputs: _Outputs, reasons: dict[str, list[tuple[str, str]]],
+                     known: ModelInfo | None = None) -> list[VelaOperator] | None:
     """One placement per operator of the model, matched by the operator's index through Vela's
     debug database; None when that is not possible (then names are all there is).
 
@@ -517,7 +523,7 @@ def _by_source_index(model: Path, outputs: _Outputs,
     try:
         from qcheck.tflite.inspect import inspect_model
 
-        info = inspect_model(model.read_bytes())
+        info = known or inspect_model(model.read_bytes())
         tables = _debug_tables(outputs.debug_db)
         rows = _per_layer_rows(outputs.per_layer)
     except (OSError, ValueError):
@@ -620,7 +626,7 @@ def _merge_placements(
     return merged + [p for p in compiled_cpu if p.name not in known]
 
 
-def _per_source_operator(placements: list[_Placement], model: Path) -> list[_Placement]:
+def _per_source_operator(placements: list[_Placement], model: Path, info: ModelInfo | None = None) -> list[_Placement]:
     """One placement per operator of the model given to Vela, in its order.
 
     Vela's per-layer rows are its own operators: it lowers one SOFTMAX into some thirty, and
@@ -629,7 +635,8 @@ def _per_source_operator(placements: list[_Placement], model: Path) -> list[_Pla
     the operator's output), and on the NPU otherwise.
     """
     try:
-        source = [op for op in _read_tflite_operators(model.read_bytes()) if op.op != NPU_CUSTOM_CODE]
+        operators = _tflite_operators(info) if info is not None else _read_tflite_operators(model.read_bytes())
+        source = [op for op in operators if op.op != NPU_CUSTOM_CODE]
     except Exception:  # an unreadable source: Vela's own rows are all there is
         return placements
     if not source:
@@ -690,7 +697,11 @@ def _read_tflite_operators(model_bytes: bytes) -> list[_TfliteOperator]:
     :func:`qcheck.tflite.inspect.inspect_model`, checks every reference)."""
     from qcheck.tflite.inspect import inspect_model
 
-    info = inspect_model(model_bytes)
+    return _tflite_operators(inspect_model(model_bytes))
+
+
+def _tflite_operators(info: ModelInfo) -> list[_TfliteOperator]:
+    """The operators of a model read already (see :func:`_read_tflite_operators`)."""
     names = {(t.subgraph, t.index): t.name for t in info.tensors}
     return [
         _TfliteOperator(op.op, names[(op.subgraph, op.outputs[0])] if op.outputs else "",

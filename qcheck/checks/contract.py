@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,6 +65,8 @@ def parse_scale(value: Any) -> float:
     """A positive scale from ``"1/255"``, ``"0.0039"``, ``0.0039`` or ``1``."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"scale must be a number or a fraction like \"1/255\", not {value!r}")
+    from fractions import Fraction  # only when a suite sets a scale: not on every run's path
+
     try:
         scale = float(Fraction(value.strip()) if isinstance(value, str) else value)
     except (ValueError, ZeroDivisionError):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from qcheck.checks import OptionKind, check
 from qcheck.checks.evidence import Evidence
 from qcheck.config import DEFAULT_ACCELERATOR
-from qcheck.errors import QcheckError
+from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
 from qcheck.units import one_of
 from qcheck.vela import ACCELERATORS
@@ -63,9 +63,15 @@ def vela_config(options: Mapping[str, Any]) -> VelaConfig:
 
 def already_compiled(evidence: Evidence) -> bool:
     """True when the model under test is Vela's output (it holds "ethos-u" operators)."""
-    from qcheck.vela import is_vela_compiled
+    from qcheck.vela import NPU_CUSTOM_CODE, is_vela_compiled
 
-    return is_vela_compiled(evidence.tflite())
+    try:
+        operators = evidence.info().operators  # read once per model, shared with the other checks
+    except (QcheckError, StepFailed, OSError):
+        # Whatever stops the model's info is reported by the check that needs it; here, as before,
+        # a model that cannot be read is not Vela's output.
+        return is_vela_compiled(evidence.tflite())
+    return any(op.custom and op.op == NPU_CUSTOM_CODE for op in operators)
 
 
 def describe_config(result: VelaResult) -> str:
