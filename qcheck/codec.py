@@ -115,7 +115,8 @@ _VALUES = {
     "Analysis": "qcheck.tflite.tensor_stats", "ChannelSpread": "qcheck.tflite.tensor_stats",
     "TensorReport": "qcheck.tflite.tensor_stats", "WeightsComparison": "qcheck.tflite.tensor_stats",
     "ArenaRecord": "qcheck.tflm", "Divergence": "qcheck.tflm", "LayerDifference": "qcheck.tflm",
-    "TflmLoad": "qcheck.tflm", "VelaFiles": "qcheck.vela",
+    "TflmLoad": "qcheck.tflm", "CpuOperator": "qcheck.tflm", "CpuPartLoad": "qcheck.tflm",
+    "CpuOutputDifference": "qcheck.tflm", "CpuParity": "qcheck.tflm", "VelaFiles": "qcheck.vela",
 }
 
 
