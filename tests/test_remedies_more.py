@@ -144,6 +144,7 @@ def wrong_calibration(tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
 
 def _from_data(run: QcheckRun) -> dict[str, Any]:
     (table,) = run.report["remedies"]
+    row: dict[str, Any]
     (row,) = [r for r in table["candidates"] if r["recipe"]["calibration_from"] == "data"]
     return row
 

@@ -52,6 +52,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 def _entry(run: QcheckRun, suite_file: str | None) -> dict[str, Any]:
+    found: dict[str, Any]
     (found,) = [m for m in run.report["models"] if (m.get("suite_file") or None) == suite_file]
     return found
 
