@@ -9,6 +9,7 @@ keyed by the model's signature output names.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -332,8 +333,7 @@ class _Kept:
                 twin = self._twin if not calibration else None
                 model = _resized(self._tflite, self._inputs, self._shapes)
                 float_model = _resized(twin.tflite, twin.inputs, self._shapes) if twin is not None else None
-                follows = model is not None and all(model.get_tensor(index).shape[:1] == (BATCH,)
-                                                     for index in self._outputs.values())
+                follows = model is not None and _follows_batch(model, self._outputs.values())
                 if follows and (twin is None or float_model is not None):
                     self._batched[calibration] = (model, float_model)
         return self._batched[calibration]
@@ -482,3 +482,13 @@ def _feed(x: np.ndarray, params: QuantParams | None, detail: dict[str, Any]) -> 
     if params is not None:
         return quantize(x, params)
     return x.astype(detail["dtype"], copy=False), 0
+
+
+def _follows_batch(model: Any, outputs: Iterable[int]) -> bool:
+    """Every output of the resized ``model`` holds :data:`BATCH` samples. An output whose shape is
+    computed at invoke (a dynamic tensor: a RESHAPE fed by SHAPE) has no data before it, and
+    LiteRT refuses to show it ("Tensor data is null"): such a model runs one sample at a time."""
+    try:
+        return all(model.get_tensor(index).shape[:1] == (BATCH,) for index in outputs)
+    except ValueError:
+        return False
