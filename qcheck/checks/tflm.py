@@ -410,15 +410,44 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     first = f"the first {parity.samples}" if parity.samples == CPU_PARITY_SAMPLES else f"{parity.samples}"
     operators = ", ".join(op.label for op in part.operators[:_LISTED])
     operators += f" and {len(part.operators) - _LISTED} more" if len(part.operators) > _LISTED else ""
-    return Measurement(
-        float(value),
-        f"{_runtime(part.load)} against {_litert_kernels(parity.note)} on the operator(s) Vela leaves on the CPU "
-        f"({where}: {operators}), on {first} evaluation sample(s) fed what LiteRT computes for the tensors they read: "
-        f"{described}",
-        "a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the TFLite Micro "
-        "version supports it with these types and quantization, or report it with the model to tensorflow/tflite-micro",
-        sections=section, samples=parity.samples, failures=changed_values(parity),
-    )
+    details = (f"{_runtime(part.load)} against {_litert_kernels(parity.note)} on the operator(s) Vela leaves on the "
+               f"CPU ({where}: {operators}), on {first} evaluation sample(s) fed what LiteRT computes for the tensors "
+               f"they read: {described}")
+    hint = _KERNEL_HINT
+    if parity.early_reads:
+        details += f". {_early_reads(parity)}"
+        hint = _ORDER_HINT + ("" if max((o.steps for o in parity.in_order), default=0.0) == 0 else f"; {hint}")
+    return Measurement(float(value), details, hint, sections=section, samples=parity.samples,
+                       failures=changed_values(parity))
+
+
+_KERNEL_HINT = ("a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the "
+                "TFLite Micro version supports it with these types and quantization, or report it with the model to "
+                "tensorflow/tflite-micro")
+_ORDER_HINT = ("Vela's output reads a resource variable before initialising it (Vela moves CALL_ONCE, which reads and "
+               "writes no tensor, after the READ_VARIABLE; the device would run that order): move CALL_ONCE back to "
+               "the front of the compiled model's main graph before deploying it (nothing else depends on its place), "
+               "give the variable the initial value 0 (what TFLite Micro fills an unassigned variable with, so that "
+               "the order does not matter), or keep the state outside the model (an input and an output that the "
+               "application carries from one invoke to the next)")
+
+
+def _early_reads(parity: CpuParity) -> str:
+    """Why the CPU part reads a resource variable other than the model does: Vela's operator
+    order, with what TFLM gives once that order is undone."""
+    reads = "; ".join(f"{e.read} (operator {e.read_index}) reads the variable '{e.variable}' before the CALL_ONCE "
+                      f"that initialises it (operator {e.call_once})" for e in parity.early_reads)
+    text = (f"The operator order of Vela's output is the cause, not a TFLite Micro kernel: {reads}, where the model "
+            "given to Vela runs CALL_ONCE first. TFLite Micro runs CALL_ONCE's initializer at its place in the "
+            "order, on the first invoke, so that read gets the variable's zero point (0 for a float variable), "
+            "which TFLite Micro fills it with, not its initial value: on the device after every start, here on "
+            "every sample that starts from the initial state")
+    worst = max((o.steps for o in parity.in_order), default=0.0)
+    again = "; ".join(f"'{o.name}' up to {o.steps:g} {o.unit}" for o in parity.in_order)
+    if worst == 0:
+        return text + f". With CALL_ONCE put back first, TFLite Micro agrees with LiteRT exactly ({again})"
+    return (text + f". With CALL_ONCE put back first, TFLite Micro still differs from LiteRT ({again}): that part is "
+            "TFLite Micro's kernels")
 
 
 def _unmatched(parity: CpuParity) -> str:

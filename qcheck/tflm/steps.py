@@ -93,7 +93,7 @@ def cpu_parity(run: ModelRun, compiled: bytes, where: str, x: np.ndarray | Named
     """The CPU part of ``compiled`` (Vela's output for the model, ``where``: for which accelerator)
     run in TFLM on the samples ``x`` against the same operators in LiteRT (reference kernels)."""
     original = run.tflite()
-    key = digest("tflm-cpu-parity", versions(DISTRIBUTION, "ai-edge-litert"), compiled, original, x,
+    key = digest("tflm-cpu-parity", "early-reads", versions(DISTRIBUTION, "ai-edge-litert"), compiled, original, x,
                  run.spec.stateful)
 
     def compare() -> CpuParity:
