@@ -272,7 +272,7 @@ def ethos_u55(decay: Path, tmp_path_factory: pytest.TempPathFactory) -> QcheckRu
                       f"--qcheck-model={decay / 'decay_int8_state.tflite'}",
                       f"--qcheck-reference={decay / 'decay_float.tflite'}", f"--qcheck-data={decay / 'decay.npz'}",
                       "--qcheck-suite=ethos-u55",
-                      "-k", "fully_quantized or float32_tensors or accuracy_drop or tflm_cpu_parity")
+                      "-k", "fully_quantized or float32_tensors or accuracy_drop or tflm_cpu_parity or vela")
 
 
 def _said(check: dict[str, Any]) -> tuple[str, str]:
@@ -337,3 +337,25 @@ def test_vela_reading_the_variable_before_its_initializer_fails_cpu_parity_namin
     section = ethos_u55.model(f"{model}.tflite")["tflm_cpu_parity"]["ethos-u55-128"]
     assert [e["variable"] for e in section["early_reads"]] == ["decay/state_1"]
     assert [o["max_steps"] for o in section["call_once_first"]] == [0.0]
+
+
+@pytest.mark.parametrize(("model", "cpu"), [("decay_int8", 8), ("decay_int8_state", 6)])
+def test_vela_counts_the_operators_of_the_model_and_gives_reasons_for_those_without_outputs(
+        decay: Path, ethos_u55: QcheckRun, model: str, cpu: int) -> None:
+    from qcheck.tflite.inspect import inspect_model
+
+    # Of the model's operators (both subgraphs: the initializer's VAR_HANDLE and ASSIGN_VARIABLE too),
+    # MUL, ADD and FULLY_CONNECTED go to the NPU. The output Vela makes up for an operator that writes
+    # no tensor ('placeholder-for-1-OFM') is not one more operator (it made 9 of 12 and 7 of 10).
+    operators = inspect_model((decay / f"{model}.tflite").read_bytes()).operators
+    assert len(operators) == cpu + 3
+    section = ethos_u55.model(f"{model}.tflite")["vela"]["ethos-u55-128"]
+    assert (section["cpu_ops"], section["npu_ops"]) == (cpu, 3)
+    check = ethos_u55.check(f"{model}.tflite", "vela")
+    assert check["passed"] is False and check["value"] == cpu
+    assert f"{cpu} of {cpu + 3} operator(s) on the CPU" in check["message"]
+    # CALL_ONCE and ASSIGN_VARIABLE write no tensor: Vela's reasons come under its placeholder name.
+    unnamed = [o for o in section["cpu_operators"] if not o["name"]]
+    assert sorted(o["op"] for o in unnamed) == ["ASSIGN_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"]
+    assert all(o["reason"] == "Unsupported opType" for o in unnamed), unnamed
+    assert not any("placeholder" in o["label"] for o in section["cpu_operators"])
