@@ -359,3 +359,6 @@ def test_vela_counts_the_operators_of_the_model_and_gives_reasons_for_those_with
     assert sorted(o["op"] for o in unnamed) == ["ASSIGN_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"]
     assert all(o["reason"] == "Unsupported opType" for o in unnamed), unnamed
     assert not any("placeholder" in o["label"] for o in section["cpu_operators"])
+    hint = _said(check)[1]
+    assert hint.startswith("ASSIGN_VARIABLE, CALL_ONCE, READ_VARIABLE, VAR_HANDLE hold the model's resource "
+                           "variables, which no Ethos-U runs"), hint
