@@ -272,7 +272,7 @@ def ethos_u55(decay: Path, tmp_path_factory: pytest.TempPathFactory) -> QcheckRu
                       f"--qcheck-model={decay / 'decay_int8_state.tflite'}",
                       f"--qcheck-reference={decay / 'decay_float.tflite'}", f"--qcheck-data={decay / 'decay.npz'}",
                       "--qcheck-suite=ethos-u55",
-                      "-k", "fully_quantized or float32_tensors or accuracy_drop or tflm_cpu_parity or vela")
+                      "-k", "fully_quantized or float32_tensors or accuracy_drop or tflm_cpu_ops or tflm_cpu_parity or vela")
 
 
 def _said(check: dict[str, Any]) -> tuple[str, str]:
@@ -301,16 +301,19 @@ def test_the_float32_state_fails_fully_quantized_for_what_it_is_and_following_th
 
 @pytest.mark.parametrize("model", ["decay_int8", "decay_int8_state"])
 def test_vela_reading_the_variable_before_its_initializer_fails_cpu_parity_naming_the_order(
-        ethos_u55: QcheckRun, model: str) -> None:
+        decay: Path, ethos_u55: QcheckRun, model: str) -> None:
     from tflite_micro.python.tflite_micro import runtime
 
     from qcheck.tflite.inspect import inspect_model
-    from qcheck.tflm.cpu_part import call_once_first, cut_cpu_part
+    from qcheck.tflm.cpu_part import call_once_first, cut_cpu_part, early_reads
 
     # Vela's output, as the device gets it: READ_VARIABLE now runs before CALL_ONCE.
     compiled = (ethos_u55.out_dir / f"{model}_vela" / "ethos-u55-128" / f"{model}_vela.tflite").read_bytes()
     order = [op.op for op in inspect_model(compiled).operators if op.subgraph == 0]
     assert order.index("READ_VARIABLE") < order.index("CALL_ONCE"), order
+    assert [variable for _, _, variable in early_reads(inspect_model(compiled))] == ["decay/state_1"]
+    assert early_reads(inspect_model(call_once_first(compiled))) == ()
+    assert early_reads(inspect_model((decay / f"{model}.tflite").read_bytes())) == ()  # the converter's order
     # TFLite Micro runs it in that order: the first invoke reads the variable unassigned (0), not its
     # initial value 1.0; with CALL_ONCE first it reads 1.0. (The CPU part writes the state read, quantized.)
     firsts = []
@@ -337,6 +340,12 @@ def test_vela_reading_the_variable_before_its_initializer_fails_cpu_parity_namin
     section = ethos_u55.model(f"{model}.tflite")["tflm_cpu_parity"]["ethos-u55-128"]
     assert [e["variable"] for e in section["early_reads"]] == ["decay/state_1"]
     assert [o["max_steps"] for o in section["call_once_first"]] == [0.0]
+    # Without data too: tflm_cpu_ops (TFLM loads the CPU part: it passes) says what the order does.
+    loads = ethos_u55.check(f"{model}.tflite", "tflm_cpu_ops")
+    assert loads["passed"] is True
+    assert ("But the order of Vela's output differs from the model's: READ_VARIABLE "
+            "'functional_1/decay_1/Mul/ReadVariableOp' (operator 1) reads the variable 'decay/state_1' before the "
+            "CALL_ONCE that initialises it") in loads["message"], loads["message"]
 
 
 @pytest.mark.parametrize(("model", "cpu"), [("decay_int8", 8), ("decay_int8_state", 6)])
@@ -362,3 +371,22 @@ def test_vela_counts_the_operators_of_the_model_and_gives_reasons_for_those_with
     hint = _said(check)[1]
     assert hint.startswith("ASSIGN_VARIABLE, CALL_ONCE, READ_VARIABLE, VAR_HANDLE hold the model's resource "
                            "variables, which no Ethos-U runs"), hint
+
+
+def test_an_early_read_is_blamed_only_for_the_difference_it_makes() -> None:
+    from qcheck.checks.tflm import _early_reads
+    from qcheck.tflm import CpuOutputDifference, CpuParity, EarlyRead
+
+    read = EarlyRead("READ_VARIABLE 'state'", 1, 3, "state")
+
+    def parity(as_compiled: float, call_once_first: float) -> CpuParity:
+        return CpuParity(8, (CpuOutputDifference("q", as_compiled, "steps"),), early_reads=(read,),
+                         in_order=(CpuOutputDifference("q", call_once_first, "steps"),))
+
+    assert _early_reads(parity(39, 0), 39).startswith("The operator order of Vela's output is the cause")
+    assert "agrees with LiteRT exactly" in _early_reads(parity(39, 0), 39)
+    assert "still differs from LiteRT ('q' up to 2 steps): that part is TFLite Micro's kernels" in _early_reads(
+        parity(39, 2), 39)
+    # An initial value equal to TFLM's fill (0): the order changes nothing, and is not called the cause.
+    said = _early_reads(parity(2, 2), 2)
+    assert "is the cause" not in said and "does not change the largest difference" in said

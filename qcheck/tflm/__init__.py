@@ -116,10 +116,13 @@ class CpuPartLoad:
     # Why the CPU part was not judged ("" when it was): Vela put NPU code inside a subgraph (a
     # loop's body), and the cut takes the CPU part of the main graph only.
     unjudged: str = ""
+    # Resource variables the compiled model reads before the CALL_ONCE that initialises them.
+    early_reads: tuple[EarlyRead, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "npu_ops": self.npu_ops, "unjudged": self.unjudged,
+            "early_reads": [e.to_dict() for e in self.early_reads],
             "cpu_operators": [{"index": op.index, "op": op.op, "label": op.label} for op in self.operators],
             "inputs": list(self.inputs), "outputs": list(self.outputs),
             "load": None if self.load is None else self.load.to_dict(),

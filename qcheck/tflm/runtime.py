@@ -105,7 +105,7 @@ def load_cpu_part(compiled: bytes) -> CpuPartLoad:
     """Cut the CPU part out of ``compiled`` (a model Vela wrote) and load it in TFLM: the
     operators Vela left on the CPU, as TFLite Micro's kernels would run them beside the NPU."""
     from qcheck.tflite.inspect import inspect_model
-    from qcheck.tflm.cpu_part import cut_cpu_part
+    from qcheck.tflm.cpu_part import cut_cpu_part, early_reads
 
     part = cut_cpu_part(compiled)
     info = inspect_model(compiled)
@@ -116,8 +116,10 @@ def load_cpu_part(compiled: bytes) -> CpuPartLoad:
     def named(indices: tuple[int, ...]) -> tuple[str, ...]:
         return tuple(info.tensor(0, i).name for i in indices)
 
+    early = tuple(EarlyRead(info.operator_label(read), read.index, call.index, variable)
+                  for read, call, variable in early_reads(info))
     return CpuPartLoad(part.npu_ops, operators, named(part.inputs), named(part.outputs),
-                       None if part.empty else load(part.tflite))
+                       None if part.empty else load(part.tflite), early_reads=early)
 
 
 def _refused(version: str, log: list[str], error: str) -> TflmLoad:

@@ -49,7 +49,7 @@ def load(run: ModelRun) -> TflmLoad:
 def cpu_part(run: ModelRun, compiled: bytes, where: str) -> CpuPartLoad:
     """TFLM's answer to loading the CPU part of ``compiled`` (Vela's output ``where``: for which
     accelerator), keyed by the compiled bytes, so that a warm run compiles and loads nothing."""
-    key = digest("tflm-cpu-part", versions(DISTRIBUTION, "ai-edge-litert"), compiled)
+    key = digest("tflm-cpu-part", "early-reads", versions(DISTRIBUTION, "ai-edge-litert"), compiled)
 
     def measure() -> CpuPartLoad:
         npu_only = _npu_only(compiled)
