@@ -272,7 +272,8 @@ def ethos_u55(decay: Path, tmp_path_factory: pytest.TempPathFactory) -> QcheckRu
                       f"--qcheck-model={decay / 'decay_int8_state.tflite'}",
                       f"--qcheck-reference={decay / 'decay_float.tflite'}", f"--qcheck-data={decay / 'decay.npz'}",
                       "--qcheck-suite=ethos-u55",
-                      "-k", "fully_quantized or float32_tensors or accuracy_drop or tflm_cpu_ops or tflm_cpu_parity or vela")
+                      "-k", "fully_quantized or float32_tensors or accuracy_drop or tflm_cpu_ops or tflm_cpu_parity "
+                      "or vela")
 
 
 def _said(check: dict[str, Any]) -> tuple[str, str]:

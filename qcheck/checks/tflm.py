@@ -445,7 +445,7 @@ _KERNEL_HINT = ("a kernel of TFLite Micro computes one of these operators otherw
                 "tensorflow/tflite-micro")
 _ORDER_HINT = ("Vela's output reads a resource variable before initialising it (Vela moves CALL_ONCE, which reads and "
                "writes no tensor, after the READ_VARIABLE; the device would run that order): move CALL_ONCE back to "
-               "the front of the compiled model's main graph before deploying it (nothing else depends on its place), "
+               "the front of the compiled model's main graph before deploying it, "
                "give the variable the initial value 0 (what TFLite Micro fills an unassigned variable with, so that "
                "the order does not matter), or keep the state outside the model (an input and an output that the "
                "application carries from one invoke to the next)")

@@ -38,7 +38,8 @@ class FloatOp:
         if self.output:
             return f"{self.op} -> '{self.output}'"
         if self.variable:
-            return f"{self.op} -> variable '{self.variable}'" + (f" (subgraph {self.subgraph})" if self.subgraph else "")
+            where = f" (subgraph {self.subgraph})" if self.subgraph else ""
+            return f"{self.op} -> variable '{self.variable}'{where}"
         return operator_label(self.op, "", self.index, self.subgraph)
 
 
