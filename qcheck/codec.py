@@ -116,7 +116,8 @@ _VALUES = {
     "TensorReport": "qcheck.tflite.tensor_stats", "WeightsComparison": "qcheck.tflite.tensor_stats",
     "ArenaRecord": "qcheck.tflm", "Divergence": "qcheck.tflm", "LayerDifference": "qcheck.tflm",
     "TflmLoad": "qcheck.tflm", "CpuOperator": "qcheck.tflm", "CpuPartLoad": "qcheck.tflm",
-    "CpuOutputDifference": "qcheck.tflm", "CpuParity": "qcheck.tflm", "VelaFiles": "qcheck.vela",
+    "CpuOutputDifference": "qcheck.tflm", "CpuParity": "qcheck.tflm", "EarlyRead": "qcheck.tflm",
+    "VelaFiles": "qcheck.vela",
 }
 
 

@@ -500,10 +500,19 @@ class _Placement(NamedTuple):
     op: str
     name: str
     target: str
+    position: int = -1  # an operator without outputs: its place in its subgraph (Vela's placeholder name has it)
+
+
+# Vela names the output it makes up for an operator that writes no tensor (ASSIGN_VARIABLE,
+# CALL_ONCE) after the operator's place in its subgraph: its reasons and per-layer rows carry it.
+_PLACEHOLDER = re.compile(r"placeholder-for-(\d+)-OFM")
 
 
 def _operator(placement: _Placement, reasons: dict[str, list[tuple[str, str]]]) -> VelaOperator:
     found = reasons.get(placement.name, [])
+    if not placement.name and placement.position >= 0:  # Vela prints the type, or None for one it does not know
+        found = [(op, text) for op, text in reasons.get(f"placeholder-for-{placement.position}-OFM", [])
+                 if op.upper() in (placement.op.upper(), "NONE")]
     reason = _join_blocks(text for _, text in found) or NO_REASON if placement.target == "CPU" else ""
     return VelaOperator(placement.op, placement.name, placement.target, reason)
 
@@ -642,9 +651,13 @@ def _per_source_operator(placements: list[_Placement], model: Path, info: ModelI
     if not source:
         return placements
     cpu = {p.name: p for p in placements if p.target == "CPU"}
-    result = [_Placement(op.op, op.name, "CPU" if op.name in cpu else "NPU") for op in source]
+    result = [_Placement(op.op, op.name, "CPU" if op.name in cpu else "NPU", -1 if op.name else op.position)
+              for op in source]
     named = {op.name for op in source}
-    return result + [p for p in cpu.values() if p.name not in named]
+    # A placeholder stands for one of the model's operators without outputs, counted above.
+    unnamed = any(not op.name for op in source)
+    return result + [p for p in cpu.values() if p.name not in named
+                     and not (unnamed and _PLACEHOLDER.fullmatch(p.name))]
 
 
 def _as_cpu(placement: _Placement, compiled_op: str) -> _Placement:
@@ -689,6 +702,7 @@ class _TfliteOperator(NamedTuple):
     op: str  # builtin name ("CONV_2D") or custom code ("ethos-u")
     name: str  # first output tensor's name
     on_npu: bool
+    position: int = -1  # place in its subgraph
 
 
 def _read_tflite_operators(model_bytes: bytes) -> list[_TfliteOperator]:
@@ -705,7 +719,7 @@ def _tflite_operators(info: ModelInfo) -> list[_TfliteOperator]:
     names = {(t.subgraph, t.index): t.name for t in info.tensors}
     return [
         _TfliteOperator(op.op, names[(op.subgraph, op.outputs[0])] if op.outputs else "",
-                        op.custom and op.op == NPU_CUSTOM_CODE)
+                        op.custom and op.op == NPU_CUSTOM_CODE, op.index)
         for op in info.operators
     ]
 

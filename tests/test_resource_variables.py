@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import run_qcheck
+from helpers import QcheckRun, run_qcheck
 
 # A Keras 3 layer that keeps a running state in a variable, 0.5 * the previous state + the input,
 # whose initial value (1.0) is not the zero TFLite Micro's reset fills in; converted to full int8
-# (TFLITE_BUILTINS_INT8, int8 input and output) and to float. Labels: the float model's own top-1
-# on each sample alone (a new LiteRT interpreter each), so the float model scores 100%.
+# (TFLITE_BUILTINS_INT8, int8 input and output; the converter keeps the variable float32), to full
+# int8 with the variable quantized too (int8 state), and to float. Labels: the float model's own
+# top-1 on each sample alone (a new LiteRT interpreter each), so the float model scores 100%.
 BUILD = r'''
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -51,13 +52,15 @@ class Decay(keras.layers.Layer):
 i = keras.Input(batch_shape=(1, 8))
 model = keras.Model(i, keras.layers.Dense(3)(Decay()(i)))
 x = np.random.default_rng(7).normal(0, 1, (96, 8)).astype(np.float32)
-for name, int8 in (("decay_int8.tflite", True), ("decay_float.tflite", False)):
+for name, int8, int8_state in (("decay_int8.tflite", True, False), ("decay_float.tflite", False, False),
+                               ("decay_int8_state.tflite", True, True)):
     c = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
         c.optimizations = [tf.lite.Optimize.DEFAULT]
         c.representative_dataset = lambda: ([x[k : k + 1]] for k in range(len(x)))
         c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         c.inference_input_type = c.inference_output_type = tf.int8
+        c._experimental_variable_quantization = int8_state  # what fully_quantized's hint says
     with open(os.path.join(out, name), "wb") as f:
         f.write(c.convert())
 labels = []
@@ -73,7 +76,8 @@ np.savez(os.path.join(out, "decay.npz"), x=x, y=np.array(labels, np.int64))
 
 @pytest.fixture(scope="module")
 def decay(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder with ``decay_int8.tflite``, ``decay_float.tflite`` and ``decay.npz``."""
+    """The folder with ``decay_int8.tflite``, ``decay_int8_state.tflite``, ``decay_float.tflite``
+    and ``decay.npz``."""
     folder = tmp_path_factory.mktemp("resource_variables")
     subprocess.run([sys.executable, "-c", BUILD, str(folder)], check=True, capture_output=True, timeout=600)
     return folder
@@ -234,3 +238,156 @@ def test_qcheck_scores_the_model_as_each_sample_alone_scores(decay: Path, tmp_pa
     # An input, another, the first again: the same output (the state reset), and no crash.
     properties = {v["property"] for v in model["robustness"]["violations"]}
     assert not properties & {"deterministic", "runs"}, robustness["message"]
+
+
+def test_a_float32_state_is_named_as_the_state_and_an_int8_state_is_fully_quantized(decay: Path) -> None:
+    from qcheck.tflite.census import quantization_info, take_census
+    from qcheck.tflite.inspect import inspect_model
+
+    info = inspect_model((decay / "decay_int8.tflite").read_bytes())
+    census = take_census(info)
+    # Every operator that computes (MUL, ADD, FULLY_CONNECTED) is int8; the variable's state is float32,
+    # read, quantized, dequantized and assigned each invoke: not fully quantized, and not 'mixed'.
+    assert not census.fully_quantized and census.kind == "full-integer"
+    assert census.description == "int8 inside, float32 in the state of 1 resource variable(s) ('decay/state_1')"
+    (state,) = census.float_state
+    assert (state.variable, state.dtype, state.shape) == ("decay/state_1", "float32", (1, 8))
+    assert set(state.tensors) == {t.label for t in census.float_tensors}  # every float tensor is the state's
+    written = quantization_info(info, census)
+    assert written["quantization"] == "full-integer" and written["float_state"] == [state.to_dict()]
+    assert "ASSIGN_VARIABLE -> variable 'decay/state_1'" in written["float_operators"]
+    assert not any("'?'" in op for op in written["float_operators"]), written["float_operators"]
+
+    # The converter's variable quantization (the hint): the state is int8, nothing float is left.
+    info = inspect_model((decay / "decay_int8_state.tflite").read_bytes())
+    assert {"READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"} <= set(info.operator_counts())
+    census = take_census(info)
+    assert census.fully_quantized and not census.float_state and census.kind == "full-integer"
+
+
+@pytest.fixture(scope="module")
+def ethos_u55(decay: Path, tmp_path_factory: pytest.TempPathFactory) -> QcheckRun:
+    """Both int8 models (float32 and int8 state) through the Ethos-U55 suite."""
+    return run_qcheck(tmp_path_factory.mktemp("ethos_u55"), f"--qcheck-model={decay / 'decay_int8.tflite'}",
+                      f"--qcheck-model={decay / 'decay_int8_state.tflite'}",
+                      f"--qcheck-reference={decay / 'decay_float.tflite'}", f"--qcheck-data={decay / 'decay.npz'}",
+                      "--qcheck-suite=ethos-u55",
+                      "-k", "fully_quantized or float32_tensors or accuracy_drop or tflm_cpu_ops or tflm_cpu_parity "
+                      "or vela")
+
+
+def _said(check: dict[str, Any]) -> tuple[str, str]:
+    """A check's message and its hint (what follows 'try:')."""
+    message, _, hint = str(check["message"]).partition("\n  try: ")
+    return message, hint
+
+
+def test_the_float32_state_fails_fully_quantized_for_what_it_is_and_following_the_hint_passes(
+        ethos_u55: QcheckRun) -> None:
+    check = ethos_u55.check("decay_int8.tflite", "fully_quantized")
+    message, hint = _said(check)
+    assert check["passed"] is False
+    assert "int8 inside, float32 in the state of 1 resource variable(s) ('decay/state_1')" in message
+    assert "mixed" not in message and "'?'" not in message
+    assert "_experimental_variable_quantization = True" in hint, hint
+    assert "re-convert with optimizations" not in hint  # it was converted so already
+    tensors = ethos_u55.check("decay_int8.tflite", "float32_tensors")
+    assert "3 of them hold the state of resource variable(s) 'decay/state_1'" in tensors["message"]
+    info = ethos_u55.model("decay_int8.tflite")["quantization_info"]
+    assert info["quantization"] == "full-integer" and info["float_state"][0]["variable"] == "decay/state_1"
+    # The model the hint gives: fully quantized, as accurate.
+    for name in ("fully_quantized", "float32_tensors", "accuracy_drop"):
+        assert ethos_u55.check("decay_int8_state.tflite", name)["passed"] is True, name
+
+
+@pytest.mark.parametrize("model", ["decay_int8", "decay_int8_state"])
+def test_vela_reading_the_variable_before_its_initializer_fails_cpu_parity_naming_the_order(
+        decay: Path, ethos_u55: QcheckRun, model: str) -> None:
+    from tflite_micro.python.tflite_micro import runtime
+
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflm.cpu_part import call_once_first, cut_cpu_part, early_reads
+
+    # Vela's output, as the device gets it: READ_VARIABLE now runs before CALL_ONCE.
+    compiled = (ethos_u55.out_dir / f"{model}_vela" / "ethos-u55-128" / f"{model}_vela.tflite").read_bytes()
+    order = [op.op for op in inspect_model(compiled).operators if op.subgraph == 0]
+    assert order.index("READ_VARIABLE") < order.index("CALL_ONCE"), order
+    assert [variable for _, _, variable in early_reads(inspect_model(compiled))] == ["decay/state_1"]
+    assert early_reads(inspect_model(call_once_first(compiled))) == ()
+    assert early_reads(inspect_model((decay / f"{model}.tflite").read_bytes())) == ()  # the converter's order
+    # TFLite Micro runs it in that order: the first invoke reads the variable unassigned (0), not its
+    # initial value 1.0; with CALL_ONCE first it reads 1.0. (The CPU part writes the state read, quantized.)
+    firsts = []
+    for tflite in (compiled, call_once_first(compiled)):
+        part = cut_cpu_part(tflite)
+        (written,) = inspect_model(part.tflite).outputs
+        micro = runtime.Interpreter.from_bytes(part.tflite)
+        for position, io in enumerate(inspect_model(part.tflite).inputs):
+            micro.set_input(np.zeros(io.tensor.shape, np.int8), position)
+        micro.invoke()
+        scale, zero_point = written.tensor.scale[0], written.tensor.zero_point[0]
+        firsts.append((np.asarray(micro.get_output(0), np.float64).ravel() - zero_point) * scale)
+    assert np.all(firsts[0] == 0.0) and np.allclose(firsts[1], 1.0, atol=0.02), firsts
+
+    # The verdict stays a failure (the device computes another state), and the message says why.
+    check = ethos_u55.check(f"{model}.tflite", "tflm_cpu_parity")
+    message, hint = _said(check)
+    assert check["passed"] is False and check["value"] > 1
+    assert "The operator order of Vela's output is the cause, not a TFLite Micro kernel" in message
+    assert ("READ_VARIABLE 'functional_1/decay_1/Mul/ReadVariableOp' (operator 1) reads the variable 'decay/state_1' "
+            "before the CALL_ONCE that initialises it") in message
+    assert "With CALL_ONCE put back first, TFLite Micro agrees with LiteRT exactly" in message
+    assert "a kernel of TFLite Micro" not in hint and "move CALL_ONCE back" in hint
+    section = ethos_u55.model(f"{model}.tflite")["tflm_cpu_parity"]["ethos-u55-128"]
+    assert [e["variable"] for e in section["early_reads"]] == ["decay/state_1"]
+    assert [o["max_steps"] for o in section["call_once_first"]] == [0.0]
+    # Without data too: tflm_cpu_ops (TFLM loads the CPU part: it passes) says what the order does.
+    loads = ethos_u55.check(f"{model}.tflite", "tflm_cpu_ops")
+    assert loads["passed"] is True
+    assert ("But the order of Vela's output differs from the model's: READ_VARIABLE "
+            "'functional_1/decay_1/Mul/ReadVariableOp' (operator 1) reads the variable 'decay/state_1' before the "
+            "CALL_ONCE that initialises it") in loads["message"], loads["message"]
+
+
+@pytest.mark.parametrize(("model", "cpu"), [("decay_int8", 8), ("decay_int8_state", 6)])
+def test_vela_counts_the_operators_of_the_model_and_gives_reasons_for_those_without_outputs(
+        decay: Path, ethos_u55: QcheckRun, model: str, cpu: int) -> None:
+    from qcheck.tflite.inspect import inspect_model
+
+    # Of the model's operators (both subgraphs: the initializer's VAR_HANDLE and ASSIGN_VARIABLE too),
+    # MUL, ADD and FULLY_CONNECTED go to the NPU. The output Vela makes up for an operator that writes
+    # no tensor ('placeholder-for-1-OFM') is not one more operator (it made 9 of 12 and 7 of 10).
+    operators = inspect_model((decay / f"{model}.tflite").read_bytes()).operators
+    assert len(operators) == cpu + 3
+    section = ethos_u55.model(f"{model}.tflite")["vela"]["ethos-u55-128"]
+    assert (section["cpu_ops"], section["npu_ops"]) == (cpu, 3)
+    check = ethos_u55.check(f"{model}.tflite", "vela")
+    assert check["passed"] is False and check["value"] == cpu
+    assert f"{cpu} of {cpu + 3} operator(s) on the CPU" in check["message"]
+    # CALL_ONCE and ASSIGN_VARIABLE write no tensor: Vela's reasons come under its placeholder name.
+    unnamed = [o for o in section["cpu_operators"] if not o["name"]]
+    assert sorted(o["op"] for o in unnamed) == ["ASSIGN_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"]
+    assert all(o["reason"] == "Unsupported opType" for o in unnamed), unnamed
+    assert not any("placeholder" in o["label"] for o in section["cpu_operators"])
+    hint = _said(check)[1]
+    assert hint.startswith("ASSIGN_VARIABLE, CALL_ONCE, READ_VARIABLE, VAR_HANDLE hold the model's resource "
+                           "variables, which no Ethos-U runs"), hint
+
+
+def test_an_early_read_is_blamed_only_for_the_difference_it_makes() -> None:
+    from qcheck.checks.tflm import _early_reads
+    from qcheck.tflm import CpuOutputDifference, CpuParity, EarlyRead
+
+    read = EarlyRead("READ_VARIABLE 'state'", 1, 3, "state")
+
+    def parity(as_compiled: float, call_once_first: float) -> CpuParity:
+        return CpuParity(8, (CpuOutputDifference("q", as_compiled, "steps"),), early_reads=(read,),
+                         in_order=(CpuOutputDifference("q", call_once_first, "steps"),))
+
+    assert _early_reads(parity(39, 0), 39).startswith("The operator order of Vela's output is the cause")
+    assert "agrees with LiteRT exactly" in _early_reads(parity(39, 0), 39)
+    assert "still differs from LiteRT ('q' up to 2 steps): that part is TFLite Micro's kernels" in _early_reads(
+        parity(39, 2), 39)
+    # An initial value equal to TFLM's fill (0): the order changes nothing, and is not called the cause.
+    said = _early_reads(parity(2, 2), 2)
+    assert "is the cause" not in said and "does not change the largest difference" in said

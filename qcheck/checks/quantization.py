@@ -27,7 +27,8 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     if not census.fully_quantized:
         parts.append(_what_it_is(census))
     if census.float_ops:
-        parts.append(f"{len(census.float_ops)} operator(s) still compute in float: "
+        verb = "read or write float tensors" if census.float_state and census.integer_body else "still compute in float"
+        parts.append(f"{len(census.float_ops)} operator(s) {verb}: "
                      + _listing([op.describe() for op in census.float_ops], quote=False))
     if census.float_tensors:
         parts.append(f"{len(census.float_tensors)} float tensor(s): "
@@ -40,18 +41,21 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
         parts.append(f"all tensors integer ({dtypes})")
     if census.exempt_float_tensors:
         parts.append(f"{len(census.exempt_float_tensors)} zero-size float intermediate(s) not counted")
-    hint = ""
-    if census.float_io and census.kind in ("full-integer", "int16x8"):
+    hints = []
+    if census.float_io and census.integer_body:
         # The body is integer already: only the converter's I/O types are left at float32.
         # An int16x8 conversion takes int16 I/O only (TensorFlow refuses int8 and uint8 there).
         io = "tf.int16" if census.kind == "int16x8" else "tf.int8 (or tf.uint8)"
-        hint = (f"convert with converter.inference_input_type = {io} and "
-                f"converter.inference_output_type = {io}, so that the model takes and "
-                "returns integers and the entry QUANTIZE and exit DEQUANTIZE go")
-    elif evidence.kind == "tflite":
+        hints.append(f"convert with converter.inference_input_type = {io} and "
+                     f"converter.inference_output_type = {io}, so that the model takes and "
+                     "returns integers and the entry QUANTIZE and exit DEQUANTIZE go")
+    if census.float_state and census.integer_body:
+        hints.append(_STATE_HINT + ("" if evidence.kind == "tflite" else _STATE_HINT_OWN_CONVERSION))
+    hint = "; ".join(hints)
+    if not hint and evidence.kind == "tflite":
         hint = ("re-convert with optimizations=[Optimize.DEFAULT], a representative_dataset and "
                 "supported_ops=[TFLITE_BUILTINS_INT8]; a float-only op needs replacing in the model")
-    elif census.float_ops:
+    elif not hint and census.float_ops:
         hint = ("the listed ops have no int8 kernel in TFLite: replace them in the Keras model "
                 "(e.g. a different activation) or move them out of the deployed graph")
     return Measurement(float(census.problems), "; ".join(parts), hint)
@@ -64,9 +68,23 @@ def _what_it_is(census: Census) -> str:
         return text + "; convert with a representative dataset and TFLITE_BUILTINS_INT8"
     if census.kind == "float16":
         return text + "; convert with a representative dataset and TFLITE_BUILTINS_INT8 instead of float16"
-    if census.float_io and census.kind in ("full-integer", "int16x8"):
-        return text + " (a QUANTIZE at the entry, a DEQUANTIZE at the exit)"
+    if census.float_io and census.integer_body:
+        text += " (a QUANTIZE at the entry, a DEQUANTIZE at the exit)"
+    if census.float_state and census.integer_body:
+        text += ("; the layers compute in integer, but every invoke reads the variable's state in float "
+                 "(READ_VARIABLE), QUANTIZEs it for them and DEQUANTIZEs the new state to write it back "
+                 "(ASSIGN_VARIABLE): float operators that run on the CPU (Vela leaves them there), and float "
+                 "kernels TFLite Micro must have")
     return text
+
+
+# What keeps a resource variable's state float, and what makes it integer (TensorFlow 2.21's converter).
+_STATE_HINT = ("the TFLite converter quantizes no resource variable unless asked: convert with "
+               "converter._experimental_variable_quantization = True (an experimental option of TensorFlow's "
+               "converter) for an int8 state without the QUANTIZE and DEQUANTIZE around it, or keep the state "
+               "outside the model (an input and an output that the application carries from one invoke to the next)")
+_STATE_HINT_OWN_CONVERSION = (" (qcheck's own conversion does not set that option: convert with it yourself and "
+                              "give qcheck the .tflite, with --qcheck-reference=FLOAT_MODEL)")
 
 
 @check("float32_tensors", unit="count")
@@ -77,5 +95,10 @@ def float32_tensors(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     details = f"{len(names)} float32 tensor(s)" + (f": {_listing(names)}" if names else "")
     if census.exempt_float_tensors:
         details += f" (plus {len(census.exempt_float_tensors)} zero-size intermediate(s), which are exempt)"
+    held = [name for state in census.float_state for name in state.tensors if name in names]
+    if held:
+        details += (f"; {len(held)} of them hold the state of resource variable(s) "
+                    + ", ".join(f"'{state.variable}'" for state in census.float_state)
+                    + " (the value read, the new value written, the initial value), which the model keeps in float")
     return Measurement(float(len(names)), details,
                        "see fully_quantized for the ops that keep them float")

@@ -25,7 +25,7 @@ from qcheck.units import format_quantity, parse_quantity
 if TYPE_CHECKING:
     from qcheck.tflite.inspect import ModelInfo
     from qcheck.tflite.run import HeadOutput
-    from qcheck.tflm import CpuParity, CpuPartLoad, TflmLoad
+    from qcheck.tflm import CpuParity, CpuPartLoad, EarlyRead, TflmLoad
     from qcheck.tflm_kernels import Operator
 
 _LISTED = 8
@@ -326,7 +326,8 @@ def tflm_cpu_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     listed += f" and {count - _LISTED} more" if count > _LISTED else ""
     if loaded.loaded:
         return Measurement(0.0, f"{_runtime(loaded)} loads the {count} operator(s) Vela leaves on the CPU ({where}): "
-                                f"{listed}; {_cpu_arena(loaded)}; {_cpu_resolver(part)}", sections=section)
+                                f"{listed}; {_cpu_arena(loaded)}; {_cpu_resolver(part)}{_order_note(evidence, part)}",
+                           sections=section)
     hybrid = evidence.census().hybrid_ops  # float activations: never on the NPU, refused by TFLM
     refused = _refused_kinds(part.operators, loaded, hybrid)
     total = sum(n for _, n in refused)
@@ -346,6 +347,22 @@ def tflm_cpu_ops(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         f"on the device: {loaded.reason} ({kinds}{at}); CPU operators: {listed}",
         hint, sections=section,
     )
+
+
+def _order_note(evidence: Evidence, part: CpuPartLoad) -> str:
+    """What the order of the compiled model's operators does to its resource variables: those it
+    reads before their CALL_ONCE initialises them, where the model given to Vela does not ("" for none)."""
+    from qcheck.tflm.cpu_part import early_reads
+
+    reads = part.early_reads
+    if reads and not already_compiled(evidence):
+        already = {variable for _, _, variable in early_reads(evidence.info())}
+        reads = tuple(e for e in reads if e.variable not in already)
+    if not reads:
+        return ""
+    return (f". But the order of Vela's output differs from the model's: {early_reads_text(reads)}; TFLite Micro runs "
+            "operators in that order, so on the device that read gets the variable's zero point (0 for a float "
+            "variable), not its initial value (tflm_cpu_parity measures what that changes, with --qcheck-data)")
 
 
 def _cpu_arena(loaded: TflmLoad) -> str:
@@ -410,15 +427,54 @@ def tflm_cpu_parity(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
     first = f"the first {parity.samples}" if parity.samples == CPU_PARITY_SAMPLES else f"{parity.samples}"
     operators = ", ".join(op.label for op in part.operators[:_LISTED])
     operators += f" and {len(part.operators) - _LISTED} more" if len(part.operators) > _LISTED else ""
-    return Measurement(
-        float(value),
-        f"{_runtime(part.load)} against {_litert_kernels(parity.note)} on the operator(s) Vela leaves on the CPU "
-        f"({where}: {operators}), on {first} evaluation sample(s) fed what LiteRT computes for the tensors they read: "
-        f"{described}",
-        "a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the TFLite Micro "
-        "version supports it with these types and quantization, or report it with the model to tensorflow/tflite-micro",
-        sections=section, samples=parity.samples, failures=changed_values(parity),
-    )
+    details = (f"{_runtime(part.load)} against {_litert_kernels(parity.note)} on the operator(s) Vela leaves on the "
+               f"CPU ({where}: {operators}), on {first} evaluation sample(s) fed what LiteRT computes for the tensors "
+               f"they read: {described}")
+    hint = _KERNEL_HINT
+    if parity.early_reads:
+        details += f". {_early_reads(parity, value)}"
+        in_order = max((o.steps for o in parity.in_order), default=0.0)
+        if value > in_order:  # the order changes what the device computes
+            hint = _ORDER_HINT + ("" if in_order == 0 else f"; {hint}")
+    return Measurement(float(value), details, hint, sections=section, samples=parity.samples,
+                       failures=changed_values(parity))
+
+
+_KERNEL_HINT = ("a kernel of TFLite Micro computes one of these operators otherwise than TFLite: check that the "
+                "TFLite Micro version supports it with these types and quantization, or report it with the model to "
+                "tensorflow/tflite-micro")
+_ORDER_HINT = ("Vela's output reads a resource variable before initialising it (Vela moves CALL_ONCE, which reads and "
+               "writes no tensor, after the READ_VARIABLE; the device would run that order): move CALL_ONCE back to "
+               "the front of the compiled model's main graph before deploying it, "
+               "give the variable the initial value 0 (what TFLite Micro fills an unassigned variable with, so that "
+               "the order does not matter), or keep the state outside the model (an input and an output that the "
+               "application carries from one invoke to the next)")
+
+
+def _early_reads(parity: CpuParity, value: float) -> str:
+    """Why the CPU part reads a resource variable other than the model does (its largest
+    difference is ``value``): Vela's operator order, with what TFLM gives once that order is undone."""
+    reads = early_reads_text(parity.early_reads)
+    worst = max((o.steps for o in parity.in_order), default=0.0)
+    if value <= worst:
+        return (f"Vela's output reads a resource variable before initialising it ({reads}), which does not change "
+                "the largest difference on these samples: with CALL_ONCE put back first, the same")
+    text = (f"The operator order of Vela's output is the cause, not a TFLite Micro kernel: {reads}, where the model "
+            "given to Vela runs CALL_ONCE first. TFLite Micro runs CALL_ONCE's initializer at its place in the "
+            "order, on the first invoke, so that read gets the variable's zero point (0 for a float variable), "
+            "which TFLite Micro fills it with, not its initial value: on the device after every start, here on "
+            "every sample that starts from the initial state")
+    again = "; ".join(f"'{o.name}' up to {o.steps:g} {o.unit}" for o in parity.in_order)
+    if worst == 0:
+        return text + f". With CALL_ONCE put back first, TFLite Micro agrees with LiteRT exactly ({again})"
+    return (text + f". With CALL_ONCE put back first, TFLite Micro still differs from LiteRT ({again}): that part is "
+            "TFLite Micro's kernels")
+
+
+def early_reads_text(reads: Sequence[EarlyRead]) -> str:
+    """Each READ_VARIABLE that Vela's output runs before the CALL_ONCE initialising its variable."""
+    return "; ".join(f"{e.read} (operator {e.read_index}) reads the variable '{e.variable}' before the CALL_ONCE "
+                     f"that initialises it (operator {e.call_once})" for e in reads)
 
 
 def _unmatched(parity: CpuParity) -> str:

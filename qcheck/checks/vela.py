@@ -101,12 +101,19 @@ def vela(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         more = f"; and {len(cpu) - _LISTED} more" if len(cpu) > _LISTED else ""
         details = (f"{len(cpu)} of {len(result.operators)} operator(s) on the CPU, {result.npu_ops} on the NPU"
                    f"{folded} ({describe_config(result)}): {listed}{more}")
-    return Measurement(
-        float(len(cpu)),
-        details,
-        "make the model fully int8 (see fully_quantized) and use operators Vela supports "
-        "(vela --supported-ops-report lists them with their constraints)",
-    )
+    hint = ("make the model fully int8 (see fully_quantized) and use operators Vela supports "
+            "(vela --supported-ops-report lists them with their constraints)")
+    state = sorted({op.op for op in cpu if op.op in _STATE_OPS})
+    if state:
+        hint = (f"{', '.join(state)} hold the model's resource variables, which no Ethos-U runs (Vela has no NPU "
+                "version of them): they stay on the CPU, on TFLite Micro's kernels (see tflm_cpu_ops), even with "
+                "an int8 state; only a model that takes its state as an input and returns it as an output keeps "
+                f"them off the CPU; otherwise, {hint}")
+    return Measurement(float(len(cpu)), details, hint)
+
+
+# The operators of resource variables (a model's state between invokes): Vela 5.2 supports none.
+_STATE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"})
 
 
 def _compiled_placement(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:

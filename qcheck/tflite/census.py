@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qcheck.tflite.inspect import ModelInfo, OperatorInfo, TensorInfo, operator_label
+from qcheck.tflite.inspect import RESOURCE_VARIABLE_OPS, ModelInfo, OperatorInfo, TensorInfo, operator_label
 
 FLOAT_DTYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 INTEGER_DTYPES = frozenset({"int8", "uint8", "int16", "int4"})
@@ -30,12 +30,32 @@ class FloatOp:
     output: str  # name of its first output tensor
     index: int | None = None  # position in its subgraph
     subgraph: int = 0
+    variable: str = ""  # the resource variable an ASSIGN_VARIABLE (which writes no tensor) writes
 
     def describe(self) -> str:
-        """``CONV_2D -> 'conv1'``, or ``#12 SVDF`` when the output has no name."""
+        """``CONV_2D -> 'conv1'``, ``ASSIGN_VARIABLE -> variable 'state'``, or ``#12 SVDF`` when
+        the output has no name."""
         if self.output:
             return f"{self.op} -> '{self.output}'"
+        if self.variable:
+            where = f" (subgraph {self.subgraph})" if self.subgraph else ""
+            return f"{self.op} -> variable '{self.variable}'{where}"
         return operator_label(self.op, "", self.index, self.subgraph)
+
+
+@dataclass(frozen=True)
+class FloatState:
+    """A resource variable whose state the model keeps in float (the converter quantizes none
+    unless told to): each invoke reads it in float and writes it back in float."""
+
+    variable: str  # container/shared name, as its VAR_HANDLE names it
+    dtype: str
+    shape: tuple[int, ...]
+    tensors: tuple[str, ...] = ()  # the float tensors holding its values: read, written, initial
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variable": self.variable, "dtype": self.dtype, "shape": list(self.shape),
+                "tensors": list(self.tensors)}
 
 
 # What each kind of model is, in words (the ``quantization`` field names the kind).
@@ -51,7 +71,8 @@ KIND_DESCRIPTIONS = {
 }
 FLOAT_IO_PATTERN = "{body} inside, float32 at the {sides}"
 # Operators that only convert between float and integer: they say nothing about how the body computes.
-_CONVERTING_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+# Nor do those that hold a resource variable's state (look it up, read it, write it, initialise it).
+_CONVERTING_OPS = frozenset({"QUANTIZE", "DEQUANTIZE", *RESOURCE_VARIABLE_OPS, "CALL_ONCE"})
 _QUANTIZED_DTYPES = frozenset({"int8", "uint8", "int16"})
 
 
@@ -72,13 +93,26 @@ class Census:
     io_notes: tuple[str, ...] = ()  # integer I/O other than int8/uint8, an NCHW-looking input
     # A mixed-int16x8 model's operators computing on int16 activations (the others compute on int8).
     int16_ops: tuple[FloatOp, ...] = ()
+    float_state: tuple[FloatState, ...] = ()  # resource variables whose state is float
+
+    @property
+    def integer_body(self) -> bool:
+        """Every operator that computes does so on integers; only the I/O or a resource variable's
+        state is float (the converter's I/O types, a variable it does not quantize)."""
+        return bool(self.float_io or self.float_state) and self.kind in ("full-integer", "int16x8")
 
     @property
     def description(self) -> str:
         """What the model is, in words, e.g. "dynamic-range quantized: int8 weights, float activations"."""
-        if self.float_io and self.kind in ("full-integer", "int16x8"):
+        if self.integer_body:
             body = "int16" if self.kind == "int16x8" else "int8"
-            return FLOAT_IO_PATTERN.format(body=body, sides=" and ".join(self.float_io))
+            where = [FLOAT_IO_PATTERN.format(body=body, sides=" and ".join(self.float_io))] if self.float_io else [
+                f"{body} inside"]
+            if self.float_state:
+                dtypes = "/".join(sorted({state.dtype for state in self.float_state}))
+                named = ", ".join(f"'{state.variable}'" for state in self.float_state)
+                where.append(f"{dtypes} in the state of {len(self.float_state)} resource variable(s) ({named})")
+            return ", ".join(where[:1]) + "".join(f" and {w}" if self.float_io else f", {w}" for w in where[1:])
         if self.kind == "mixed-int16x8":
             return (f"mixed int8 and int16x8: int16 activations in the layers {self.int16_layers()}, "
                     "int8 in the others")
@@ -114,13 +148,33 @@ def take_census(info: ModelInfo) -> Census:
             float_tensors.append(t)
     counted = {(t.subgraph, t.index) for t in float_tensors}
     float_ops = tuple(
-        FloatOp(op.op, _first_output_name(info, op), op.index, op.subgraph)
+        FloatOp(op.op, _first_output_name(info, op), op.index, op.subgraph,
+                info.variable_of(op) if op.op == "ASSIGN_VARIABLE" else "")
         for op in info.operators
         if any((op.subgraph, i) in counted for i in (*op.inputs, *op.outputs) if i >= 0)
     )
     kind, hybrid, int16 = _kind(info, {(t.subgraph, t.index) for t in exempt})
     return Census(tuple(float_tensors), tuple(exempt), float_ops, tuple(_int32_activations(info)),
-                  kind, hybrid, _float_io(info), _io_notes(info), int16)
+                  kind, hybrid, _float_io(info), _io_notes(info), int16, _float_state(info))
+
+
+def _float_state(info: ModelInfo) -> tuple[FloatState, ...]:
+    """The resource variables read (READ_VARIABLE) or written (ASSIGN_VARIABLE, the initializer's
+    too) as float tensors, with those tensors."""
+    found: dict[str, tuple[str, tuple[int, ...], list[str]]] = {}
+    for op in info.operators:
+        if op.op not in ("READ_VARIABLE", "ASSIGN_VARIABLE"):
+            continue
+        index = op.outputs[0] if op.op == "READ_VARIABLE" and op.outputs else (
+            op.inputs[1] if op.op == "ASSIGN_VARIABLE" and len(op.inputs) > 1 else -1)
+        if index < 0:
+            continue
+        value = info.tensor(op.subgraph, index)
+        if value.dtype in FLOAT_DTYPES:
+            variable = info.variable_of(op) or info.operator_label(op)
+            found.setdefault(variable, (value.dtype, value.shape, []))[2].append(value.label)
+    return tuple(FloatState(variable, dtype, shape, tuple(dict.fromkeys(tensors)))
+                 for variable, (dtype, shape, tensors) in found.items())
 
 
 def _kind(info: ModelInfo, exempt: set[tuple[int, int]]) -> tuple[str, tuple[FloatOp, ...], tuple[FloatOp, ...]]:
@@ -239,10 +293,11 @@ def _int32_activations(info: ModelInfo) -> list[TensorInfo]:
 
 
 def _first_output_name(info: ModelInfo, op: OperatorInfo) -> str:
+    """The name of the first tensor ``op`` writes ("" when it writes none: an ASSIGN_VARIABLE)."""
     for i in op.outputs:
         if i >= 0:
             return info.tensor(op.subgraph, i).name
-    return "?"
+    return ""
 
 
 def quantization_info(info: ModelInfo, census: Census | None = None) -> dict[str, Any]:
@@ -254,6 +309,7 @@ def quantization_info(info: ModelInfo, census: Census | None = None) -> dict[str
         "quantization": census.kind,
         "quantization_description": census.description,
         "float_io": list(census.float_io),
+        "float_state": [state.to_dict() for state in census.float_state],
         "hybrid_operators": [op.describe() for op in census.hybrid_ops],
         "int16_operators": [op.describe() for op in census.int16_ops],
         "uint8_tensors": dtypes.get("uint8", 0),

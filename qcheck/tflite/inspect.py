@@ -72,6 +72,8 @@ class OperatorInfo:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     intermediates: tuple[int, ...]
+    variable: str = ""  # a VAR_HANDLE's resource variable (container/shared name)
+    init_subgraph: int = -1  # the subgraph a CALL_ONCE runs (the resource variables' initializer)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,14 @@ class ModelInfo:
             seen.add((op.subgraph, op.index))
             tensor = self.tensor(op.subgraph, op.inputs[0])
         return op.op if op is not None else None
+
+    def variable_of(self, op: OperatorInfo) -> str:
+        """The resource variable a READ_VARIABLE or ASSIGN_VARIABLE reads or writes: that of the
+        VAR_HANDLE giving it its handle ("" when none does)."""
+        if not op.inputs or op.inputs[0] < 0:
+            return ""
+        handle = self.producer(self.tensor(op.subgraph, op.inputs[0]))
+        return handle.variable if handle is not None and handle.op == "VAR_HANDLE" else ""
 
     def consumers(self, tensor: TensorInfo) -> list[OperatorInfo]:
         return [
@@ -292,6 +302,7 @@ def _read(schema: Any, data: bytes) -> ModelInfo:
                 raise _Invalid(f"operator {i} of subgraph {s} has operator code {op.OpcodeIndex()}, "
                                f"but the model declares {len(opcodes)}")
             name, custom = opcodes[op.OpcodeIndex()]
+            variable = _variable_name(schema, op) if name == "VAR_HANDLE" and not custom else ""
             operators.append(
                 OperatorInfo(
                     subgraph=s,
@@ -301,10 +312,12 @@ def _read(schema: Any, data: bytes) -> ModelInfo:
                     inputs=_ints(op.InputsAsNumpy()),
                     outputs=_ints(op.OutputsAsNumpy()),
                     intermediates=_ints(op.IntermediatesAsNumpy()),
+                    variable=variable,
+                    init_subgraph=_init_subgraph(schema, op) if name == "CALL_ONCE" and not custom else -1,
                 )
             )
             if name == "VAR_HANDLE" and not custom:
-                resource_variables[_variable_name(schema, op) or f"#{s}:{i}"] = None
+                resource_variables[variable or f"#{s}:{i}"] = None
 
     _check_references(model, operators)
     by_key = {(t.subgraph, t.index): t for t in tensors}
@@ -332,6 +345,16 @@ def _variable_name(schema: Any, op: Any) -> str:
     container, shared = (options.Container() or b"").decode("utf-8", "replace"), (options.SharedName() or b"").decode(
         "utf-8", "replace")
     return f"{container}/{shared}" if container else shared
+
+
+def _init_subgraph(schema: Any, op: Any) -> int:
+    """The subgraph a CALL_ONCE operator runs (-1 without options)."""
+    table = op.BuiltinOptions()
+    if op.BuiltinOptionsType() != schema.BuiltinOptions.CallOnceOptions or table is None:
+        return -1
+    options = schema.CallOnceOptions()
+    options.Init(table.Bytes, table.Pos)
+    return int(options.InitSubgraphIndex())
 
 
 def _check_references(model: Any, operators: list[OperatorInfo]) -> None:

@@ -116,10 +116,13 @@ class CpuPartLoad:
     # Why the CPU part was not judged ("" when it was): Vela put NPU code inside a subgraph (a
     # loop's body), and the cut takes the CPU part of the main graph only.
     unjudged: str = ""
+    # Resource variables the compiled model reads before the CALL_ONCE that initialises them.
+    early_reads: tuple[EarlyRead, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "npu_ops": self.npu_ops, "unjudged": self.unjudged,
+            "early_reads": [e.to_dict() for e in self.early_reads],
             "cpu_operators": [{"index": op.index, "op": op.op, "label": op.label} for op in self.operators],
             "inputs": list(self.inputs), "outputs": list(self.outputs),
             "load": None if self.load is None else self.load.to_dict(),
@@ -138,6 +141,21 @@ class CpuOutputDifference:
 
 
 @dataclass(frozen=True)
+class EarlyRead:
+    """A READ_VARIABLE that Vela's output runs before the CALL_ONCE initialising its variable,
+    where the model given to Vela runs it after (:func:`qcheck.tflm.cpu_part.early_reads`)."""
+
+    read: str  # the READ_VARIABLE, as reports name it
+    read_index: int  # its place in the compiled model's main subgraph
+    call_once: int  # the CALL_ONCE's place there
+    variable: str  # container/shared name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"read": self.read, "read_operator": self.read_index, "call_once_operator": self.call_once,
+                "variable": self.variable}
+
+
+@dataclass(frozen=True)
 class CpuParity:
     """The CPU part run in TFLM against the same operators run in LiteRT (reference kernels) in
     the original model, fed the values LiteRT computes for its inputs; or the boundary tensors
@@ -149,14 +167,20 @@ class CpuParity:
     unmatched: tuple[str, ...] = ()
     note: str = ""  # when LiteRT's reference kernels lacked an operator: what ran instead
     ambiguous: tuple[tuple[str, int], ...] = ()  # (name, how many tensors of the original model bear it)
+    # Variables Vela's output reads before initialising them, and the same comparison with its
+    # CALL_ONCE put back first (what TFLM's kernels give in the model's own order).
+    early_reads: tuple[EarlyRead, ...] = ()
+    in_order: tuple[CpuOutputDifference, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"samples": self.samples, "unmatched": list(self.unmatched), "note": self.note,
                 "ambiguous": [{"name": name, "tensors": n} for name, n in self.ambiguous],
-                "outputs": [{"name": o.name, "max_steps": o.steps, "unit": o.unit} for o in self.outputs]}
+                "outputs": [{"name": o.name, "max_steps": o.steps, "unit": o.unit} for o in self.outputs],
+                "early_reads": [e.to_dict() for e in self.early_reads],
+                "call_once_first": [{"name": o.name, "max_steps": o.steps, "unit": o.unit} for o in self.in_order]}
 
 
 def exchanged() -> tuple[type, ...]:
     """The classes of this package that the cache stores and child processes exchange."""
     return (ArenaRecord, TflmLoad, LayerDifference, Divergence, CpuOperator, CpuPartLoad, CpuOutputDifference,
-            CpuParity)
+            CpuParity, EarlyRead)

@@ -163,3 +163,48 @@ def _text(name: bytes | str | None) -> str:
     if isinstance(name, bytes):
         return name.decode("utf-8", "replace")
     return name or ""
+
+
+def early_reads(info: ModelInfo) -> tuple[tuple[OperatorInfo, OperatorInfo, str], ...]:
+    """The READ_VARIABLE operators of the main graph that come before the CALL_ONCE whose
+    initializer subgraph assigns their variable, each with that CALL_ONCE and the variable.
+
+    TFLite Micro runs operators in the model's order and CALL_ONCE's initializer at its place
+    (``CallOnceEval``, on the first invoke); a variable read before it holds what TFLM filled its
+    buffer with when ASSIGN_VARIABLE was prepared (its zero point: ``MicroResourceVariables::
+    Allocate``), not its initial value. The converter puts CALL_ONCE first; Vela 5.2 may not.
+    """
+    main = [op for op in info.operators if op.subgraph == 0]
+    initialised: dict[str, OperatorInfo] = {}  # variable -> the first CALL_ONCE that assigns it
+    for call in main:
+        if call.op != "CALL_ONCE" or call.custom or call.init_subgraph < 0:
+            continue
+        for op in info.operators:
+            if op.subgraph == call.init_subgraph and op.op == "ASSIGN_VARIABLE" and info.variable_of(op):
+                initialised.setdefault(info.variable_of(op), call)
+    found = []
+    for read in main:
+        variable = info.variable_of(read) if read.op == "READ_VARIABLE" else ""
+        first = initialised.get(variable) if variable else None
+        if first is not None and first.index > read.index:
+            found.append((read, first, variable))
+    return tuple(found)
+
+
+def call_once_first(tflite: bytes) -> bytes:
+    """``tflite`` with the CALL_ONCE operators of its main graph moved to its front, in their
+    order, as the converter places them (CALL_ONCE reads and writes no tensor, so no operator
+    waits on it): its resource variables initialised before anything reads them."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    graph = model.subgraphs[0]
+    codes = [max(model.operatorCodes[op.opcodeIndex].builtinCode,
+                 model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode) for op in graph.operators]
+    first = schema.BuiltinOperator.CALL_ONCE
+    graph.operators = ([op for op, code in zip(graph.operators, codes) if code == first]
+                       + [op for op, code in zip(graph.operators, codes) if code != first])
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -23,6 +23,7 @@ from qcheck.tflm import (
     CpuPartLoad,
     CpuParity,
     Divergence,
+    EarlyRead,
     LayerDifference,
     TflmLoad,
     tflm_version,
@@ -104,7 +105,7 @@ def load_cpu_part(compiled: bytes) -> CpuPartLoad:
     """Cut the CPU part out of ``compiled`` (a model Vela wrote) and load it in TFLM: the
     operators Vela left on the CPU, as TFLite Micro's kernels would run them beside the NPU."""
     from qcheck.tflite.inspect import inspect_model
-    from qcheck.tflm.cpu_part import cut_cpu_part
+    from qcheck.tflm.cpu_part import cut_cpu_part, early_reads
 
     part = cut_cpu_part(compiled)
     info = inspect_model(compiled)
@@ -115,8 +116,10 @@ def load_cpu_part(compiled: bytes) -> CpuPartLoad:
     def named(indices: tuple[int, ...]) -> tuple[str, ...]:
         return tuple(info.tensor(0, i).name for i in indices)
 
+    early = tuple(EarlyRead(info.operator_label(read), read.index, call.index, variable)
+                  for read, call, variable in early_reads(info))
     return CpuPartLoad(part.npu_ops, operators, named(part.inputs), named(part.outputs),
-                       None if part.empty else load(part.tflite))
+                       None if part.empty else load(part.tflite), early_reads=early)
 
 
 def _refused(version: str, log: list[str], error: str) -> TflmLoad:
@@ -386,11 +389,13 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
                     stateful: str = "reset") -> CpuParity:
     """Run the CPU part of ``compiled`` (Vela's output for ``original``) in TFLM on the samples of
     ``x``, fed the values LiteRT (reference kernels) computes in ``original`` for the tensors it
-    reads, and compare what it writes with LiteRT's values of the same tensors, found by name."""
-    from qcheck.named_inputs import by_input
+    reads, and compare what it writes with LiteRT's values of the same tensors, found by name.
+
+    When Vela's output reads a resource variable before the CALL_ONCE that initialises it (and
+    the original does not), the comparison runs a second time with CALL_ONCE put back first: what
+    differs then is TFLM's kernels, what differed only before is the order."""
     from qcheck.tflite.inspect import inspect_model
-    from qcheck.tflite.quant import quantize
-    from qcheck.tflm.cpu_part import cut_cpu_part
+    from qcheck.tflm.cpu_part import call_once_first, cut_cpu_part, early_reads
 
     part = cut_cpu_part(compiled)
     if part.empty:
@@ -413,8 +418,32 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
                       if i not in found and whole.tensor(0, i).name not in ambiguous)
     if unmatched or ambiguous:
         return CpuParity(0, (), unmatched, ambiguous=tuple(ambiguous.items()))
-    sub = inspect_model(part.tflite)
-    (litert, note), micro = _litert_reference_or_builtin(original, info), _with_state(sub, lambda: _tflm(part.tflite))
+    outputs, note = _compare_cpu_part(part.tflite, part.inputs, part.outputs, whole, original, info, found, x,
+                                      stateful)
+    already = {variable for _, _, variable in early_reads(info)}  # the model's own order: not Vela's doing
+    early = tuple(EarlyRead(whole.operator_label(read), read.index, call.index, variable)
+                  for read, call, variable in early_reads(whole) if variable not in already)
+    in_order: tuple[CpuOutputDifference, ...] = ()
+    if early:
+        reordered = cut_cpu_part(call_once_first(compiled))  # the same tensors: only operators move
+        in_order, _ = _compare_cpu_part(reordered.tflite, reordered.inputs, reordered.outputs, whole, original,
+                                        info, found, x, stateful)
+    return CpuParity(len(x), outputs, note=note, early_reads=early, in_order=in_order)
+
+
+def _compare_cpu_part(tflite: bytes, inputs: tuple[int, ...], outputs: tuple[int, ...], whole: ModelInfo,
+                      original: bytes, info: ModelInfo, found: dict[int, int], x: np.ndarray | NamedInputs,
+                      stateful: str) -> tuple[tuple[CpuOutputDifference, ...], str]:
+    """The CPU part ``tflite`` (reading the compiled model's tensors ``inputs``, writing
+    ``outputs``; ``whole`` is the compiled model's info) run in TFLM against LiteRT running
+    ``original``, whose tensors ``found`` pairs with the compiled model's; with the note that says
+    which LiteRT kernels ran."""
+    from qcheck.named_inputs import by_input
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflite.quant import quantize
+
+    sub = inspect_model(tflite)
+    (litert, note), micro = _litert_reference_or_builtin(original, info), _with_state(sub, lambda: _tflm(tflite))
     positions = {io.name: i for i, io in enumerate(info.inputs)}
     feed = {}
     for name, values in by_input(x, positions).items():
@@ -422,9 +451,9 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
         p = _params(tensor)
         values = np.asarray(values, np.float32)
         feed[name] = quantize(values, p)[0] if p is not None else values.astype(np.dtype(tensor.dtype))
-    worst = np.zeros(len(part.outputs))
-    steps = [_output_step(sub, k) for k in range(len(part.outputs))]
-    low, high = np.full(len(part.outputs), np.inf), np.full(len(part.outputs), -np.inf)  # LiteRT's values
+    worst = np.zeros(len(outputs))
+    steps = [_output_step(sub, k) for k in range(len(outputs))]
+    low, high = np.full(len(outputs), np.inf), np.full(len(outputs), -np.inf)  # LiteRT's values
     for k in range(len(x)):
         if stateful == "reset" and (info.stateful or sub.stateful):
             litert.reset_all_variables()
@@ -432,7 +461,7 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
         for name, i in positions.items():
             litert.set_tensor(info.inputs[i].tensor.index, feed[name][k : k + 1])
         litert.invoke()
-        for position, index in enumerate(part.inputs):
+        for position, index in enumerate(inputs):
             shape = sub.inputs[position].tensor.shape
             micro.set_input(np.asarray(litert.get_tensor(found[index])).reshape(shape), position)
         failure: Exception | None = None
@@ -443,7 +472,7 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
                 failure = exc
         if failure is not None:
             raise RuntimeError(f"TFLite Micro failed on sample {k}: {_describe_failure(log, failure)}")
-        for position, index in enumerate(part.outputs):
+        for position, index in enumerate(outputs):
             a = np.asarray(litert.get_tensor(found[index])).reshape(-1).astype(np.float64)
             b = np.asarray(micro.get_output(position)).reshape(-1).astype(np.float64)
             worst[position] = max(worst[position], float(np.max(np.abs(a - b), initial=0.0)) / steps[position][0])
@@ -454,9 +483,8 @@ def cpu_part_parity(compiled: bytes, original: bytes, x: np.ndarray | NamedInput
             # No quantized source: steps of an int8 grid over its range (1 step of a [-1, 1] output is
             # 2/255), so that "max 1 step" means for it what it means for the others.
             worst[k], steps[k] = worst[k] / ((high[k] - low[k]) / 255), (step, "steps of its range/255")
-    outputs = tuple(CpuOutputDifference(whole.tensor(0, index).name, float(worst[k]), steps[k][1])
-                    for k, index in enumerate(part.outputs))
-    return CpuParity(len(x), outputs, note=note)
+    return tuple(CpuOutputDifference(whole.tensor(0, index).name, float(worst[k]), steps[k][1])
+                 for k, index in enumerate(outputs)), note
 
 
 def _output_step(info: ModelInfo, position: int) -> tuple[float, str]:
