@@ -327,14 +327,16 @@ class _Kept:
             # batch gives exactly what one sample at a time gives.
             local = _per_sample(self._info, self._interpreter, model) and (
                 float_model is None or twin is None or _per_sample(twin.info, twin.interpreter, float_model))
-            out, samples = self._take_batch(batched, k) if local else (single, single_samples)
-            if not local or not _same(out, single, samples, single_samples):
+            taken = self._take_batch(batched, k) if local else None
+            if taken is None or not _same(taken[0], single, taken[1], single_samples):
                 self._batched[calibration] = None
                 self.behind.observe_samples(single_samples, k, calibration=calibration)
                 return single
         else:
             self._invoke_batch(batched, feed, float_feed)
-            out, samples = self._take_batch(batched, k)
+            taken = self._take_batch(batched, k)
+            assert taken is not None  # the shapes the first batch had
+        out, samples = taken
         self.behind.observe_samples(samples, k, calibration=calibration)
         return out
 
@@ -359,13 +361,17 @@ class _Kept:
             _set_padded(float_model, self._twin.inputs, float_feed)
             float_model.invoke()
 
-    def _take_batch(self, batched: tuple[Any, Any], k: int) -> tuple[dict[str, np.ndarray], Snapshot]:
+    def _take_batch(self, batched: tuple[Any, Any], k: int) -> tuple[dict[str, np.ndarray], Snapshot] | None:
+        """The outputs and tracked tensors of the first ``k`` samples of the batch; None when a
+        tracked tensor does not hold :data:`BATCH` samples (one computed from constants alone)."""
         model, float_model = batched
         out = {name: model.get_tensor(index)[:k] for name, index in self._outputs.items()}
+        views = self._tracker.views(model, float_model)
+        if any(t is not None and (t.ndim == 0 or len(t) != BATCH) for pair in views for t in pair):
+            return None
         # Each sample's tensors shaped as one sample's are (a batch of one); views, copied into
         # the counting rows before the next invoke.
-        samples = [(q[:, None], None if f is None else f[:, None]) for q, f in self._tracker.views(model, float_model)]
-        return out, samples
+        return out, [(q[:, None], None if f is None else f[:, None]) for q, f in views]
 
     def _one_by_one(self, feed: dict[str, np.ndarray], float_feed: dict[str, np.ndarray] | None,
                     twin: _Twin | None, calibration: bool, *,
