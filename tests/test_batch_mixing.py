@@ -18,6 +18,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,13 +67,12 @@ def peak(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _per_sample(quantized: bytes, float_model: bytes, x: np.ndarray) -> tuple[np.ndarray, TensorTracker]:
+def _per_sample(quantized: bytes, float_model: bytes | None, x: np.ndarray) -> tuple[np.ndarray, TensorTracker]:
     """One sample per invoke on plain interpreters, the tracker fed each analysed sample's tensors."""
-    tracker = TensorTracker(inspect_model(quantized), inspect_model(float_model))
+    tracker = TensorTracker(inspect_model(quantized), inspect_model(float_model) if float_model else None)
     it = _make_interpreter(quantized, keep_tensors=True)
-    ft = _make_interpreter(float_model, keep_tensors=True)
+    ft = _make_interpreter(float_model, keep_tensors=True) if float_model else None
     (q_index,), (out_index,) = _io_indices(it)[0].values(), _io_indices(it)[1].values()
-    (f_index,) = _io_indices(ft)[0].values()
     params = _params(next(d for d in it.get_tensor_details() if d["index"] == q_index))
     assert params is not None
     raw = []
@@ -80,8 +80,10 @@ def _per_sample(quantized: bytes, float_model: bytes, x: np.ndarray) -> tuple[np
         it.set_tensor(q_index, quantize(sample[None], params)[0])
         it.invoke()
         raw.append(it.get_tensor(out_index)[0])
-        ft.set_tensor(f_index, sample[None])
-        ft.invoke()
+        if ft is not None:
+            (f_index,) = _io_indices(ft)[0].values()
+            ft.set_tensor(f_index, sample[None])
+            ft.invoke()
         if n < ANALYSIS_SAMPLES:
             tracker.add(tracker.take(it, ft))
     return np.stack(raw), tracker
@@ -105,3 +107,39 @@ def test_a_model_mixing_the_batch_runs_as_one_sample_at_a_time(peak: Path, keepd
         if analysed == ANALYSIS_SAMPLES:  # every sample analysed: the same tensors, to the bit
             assert result.analysis == tracker.analysis()
         assert result.analysis.samples == min(analysed, len(x))
+
+
+def test_a_tracked_tensor_computed_from_constants_alone_runs_the_analysed_samples_one_at_a_time(
+        peak: Path, tmp_path: Path) -> None:
+    """The peak taken of a constant instead of the input: the model keeps its samples apart (a batch
+    gives what one sample at a time gives), but its int8 peak is a scalar whatever the batch, and
+    is tracked: the analysed samples' batch sliced it per sample (IndexError)."""
+    from tflite_edits import edit_model
+
+    def peak_of_a_constant(model: Any, schema: Any) -> None:
+        graph = model.subgraphs[0]
+        (reduce_max,) = [op for op in graph.operators
+                         if model.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.REDUCE_MAX]
+        source = graph.tensors[int(reduce_max.inputs[0])]
+        buffer = schema.BufferT()
+        buffer.data = np.arange(36, dtype=np.int8).view(np.uint8)
+        model.buffers.append(buffer)
+        constant = schema.TensorT()
+        constant.name, constant.type, constant.shape = b"constant_peak", source.type, np.array(source.shape, np.int32)
+        constant.quantization, constant.buffer = source.quantization, len(model.buffers) - 1
+        graph.tensors.append(constant)
+        reduce_max.inputs = np.array([len(graph.tensors) - 1, *reduce_max.inputs[1:]], dtype=np.int32)
+
+    edited = edit_model(peak / "peak0_int8.tflite", tmp_path / "constant_peak.tflite", peak_of_a_constant)
+    quantized = edited.read_bytes()
+    info = inspect_model(quantized)
+    (scalar,) = [t for t in info.tensors if t.shape == () and not t.constant and t.dtype == "int8"]
+    x = np.load(peak / "x.npy")
+    expected, tracker = _per_sample(quantized, None, x)
+
+    result = run(quantized, x, analysis_samples=ANALYSIS_SAMPLES)  # no float twin (whose peak mixes)
+
+    (head,) = result.outputs.values()
+    np.testing.assert_array_equal(head.raw, expected)
+    assert result.analysis is not None and result.analysis == tracker.analysis()
+    assert any(report.name == scalar.name for report in result.analysis.tensors)  # tracked
