@@ -292,9 +292,10 @@ class _Kept:
     """Runs the analysed samples with every tensor kept, and hands their tensors to ``behind``.
 
     A batch per invoke, on copies of the interpreters resized for it, where the model allows
-    it (not a stateful one: a batch would run from one state) and each phase's first batch
-    gives exactly what one sample at a time gives: every output, every tracked tensor and its
-    float twin. Otherwise, and from then on, one sample per invoke. Keeping every tensor costs
+    it (not a stateful one: a batch would run from one state), every tensor computed from the
+    samples holds one sample per index of its first axis (:func:`_per_sample`), and each phase's
+    first batch gives exactly what one sample at a time gives: every output, every tracked tensor
+    and its float twin. Otherwise, and from then on, one sample per invoke. Keeping every tensor costs
     on each invoke, and copying them out costs per call: a batch shares both.
     """
 
@@ -444,8 +445,7 @@ class _Batched:
     """Runs samples a batch per invoke on a plain interpreter (keeping every tensor costs on each
     invoke), when the model allows it: the input resizes, every tensor computed from the samples
     follows the batch (:func:`_keeps_apart`), and the first batch gives exactly the outputs it
-    gives one sample at a time. Otherwise, and
-    from then on, one sample per invoke. Batches cost less per sample where the invoke's own
+    gives one sample at a time. Otherwise, and from then on, one sample per invoke. Batches cost less per sample where the invoke's own
     overhead is a good part of the work (small models)."""
 
     def __init__(self, tflite: bytes, inputs: dict[str, int], outputs: dict[str, int],
