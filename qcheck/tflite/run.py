@@ -445,8 +445,8 @@ class _Batched:
     """Runs samples a batch per invoke on a plain interpreter (keeping every tensor costs on each
     invoke), when the model allows it: the input resizes, every tensor computed from the samples
     follows the batch (:func:`_keeps_apart`), and the first batch gives exactly the outputs it
-    gives one sample at a time. Otherwise, and from then on, one sample per invoke. Batches cost less per sample where the invoke's own
-    overhead is a good part of the work (small models)."""
+    gives one sample at a time. Otherwise, and from then on, one sample per invoke. Batches cost
+    less per sample where the invoke's own overhead is a good part of the work (small models)."""
 
     def __init__(self, tflite: bytes, inputs: dict[str, int], outputs: dict[str, int],
                  shapes: dict[str, tuple[int, ...]], info: ModelInfo) -> None:
