@@ -9,6 +9,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from helpers import REAL, QcheckRun
 
+from qcheck.tflite.inspect import inspect_model
 from qcheck.tflite.quant import QuantParams, quantize
 from qcheck.tflite.run import BATCH, _Batched, run
 
@@ -42,7 +43,7 @@ def _batch_size(tflite: bytes) -> int:
     it = Interpreter(model_content=tflite)
     (inp,) = it.get_input_details()
     outputs = {d["name"]: d["index"] for d in it.get_output_details()}
-    return _Batched(tflite, {"x": inp["index"]}, outputs, {"x": tuple(inp["shape"][1:])}).size
+    return _Batched(tflite, {"x": inp["index"]}, outputs, {"x": tuple(inp["shape"][1:])}, inspect_model(tflite)).size
 
 
 @pytest.mark.parametrize("model", ["mlperf_tiny/ad01_int8.tflite", "tflm/micro_speech_quantized.tflite",

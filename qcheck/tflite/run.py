@@ -194,8 +194,9 @@ def run(
         kept = None
         if behind is not None:
             assert tracker is not None
-            twin = _Twin(float_tflite, float_interpreter, float_inputs) if float_interpreter and float_tflite else None
-            kept = _Kept(tflite, interpreter, inputs, outputs, shapes, tracker, behind, twin, invoke,
+            twin = (_Twin(float_tflite, float_interpreter, float_inputs, float_info)
+                    if float_interpreter and float_tflite and float_info else None)
+            kept = _Kept(tflite, info, interpreter, inputs, outputs, shapes, tracker, behind, twin, invoke,
                          batches=not stateful_model)
         if kept is not None and calibration is not None:
             cal = by_input(calibration[:analysis_samples], inputs)
@@ -242,7 +243,7 @@ def run(
                     i, n = i + 1, n + 1
                     continue
                 if rest is None:
-                    rest = _Batched(tflite, inputs, outputs, shapes)
+                    rest = _Batched(tflite, inputs, outputs, shapes, info)
                 k = min(rest.size, size - i)
                 for name, out in rest.run({name: f[i : i + k] for name, f in feed.items()}).items():
                     raw[name][n : n + k] = out
@@ -284,22 +285,24 @@ class _Twin:
     tflite: bytes
     interpreter: Any
     inputs: dict[str, int]
+    info: ModelInfo
 
 
 class _Kept:
     """Runs the analysed samples with every tensor kept, and hands their tensors to ``behind``.
 
     A batch per invoke, on copies of the interpreters resized for it, where the model allows
-    it (not a stateful one: a batch would run from one state) and each phase's first batch
-    gives exactly what one sample at a time gives: every output, every tracked tensor and its
-    float twin. Otherwise, and from then on, one sample per invoke. Keeping every tensor costs
+    it (not a stateful one: a batch would run from one state), every tensor computed from the
+    samples holds one sample per index of its first axis (:func:`_per_sample`), and each phase's
+    first batch gives exactly what one sample at a time gives: every output, every tracked tensor
+    and its float twin. Otherwise, and from then on, one sample per invoke. Keeping every tensor costs
     on each invoke, and copying them out costs per call: a batch shares both.
     """
 
-    def __init__(self, tflite: bytes, interpreter: Any, inputs: dict[str, int], outputs: dict[str, int],
-                 shapes: dict[str, tuple[int, ...]], tracker: TensorTracker, behind: CountingBehind,
-                 twin: _Twin | None, invoke: Any, *, batches: bool) -> None:
-        self._tflite, self._interpreter = tflite, interpreter
+    def __init__(self, tflite: bytes, info: ModelInfo, interpreter: Any, inputs: dict[str, int],
+                 outputs: dict[str, int], shapes: dict[str, tuple[int, ...]], tracker: TensorTracker,
+                 behind: CountingBehind, twin: _Twin | None, invoke: Any, *, batches: bool) -> None:
+        self._tflite, self._info, self._interpreter = tflite, info, interpreter
         self._inputs, self._outputs, self._shapes = inputs, outputs, shapes
         self._tracker, self.behind, self._twin, self._invoke = tracker, behind, twin, invoke
         self._batched: dict[bool, tuple[Any, Any] | None] = {}  # by phase (calibration or not)
@@ -315,14 +318,26 @@ class _Kept:
         batched = self._batched_pair(calibration) if k > 1 else None
         if batched is None:
             return self._one_by_one(feed, float_feed, twin, calibration)[0]
-        out, samples = self._run_batch(batched, feed, float_feed, k)
         if not self._verified.get(calibration):
             self._verified[calibration] = True
             single, single_samples = self._one_by_one(feed, float_feed, twin, calibration, count=False)
-            if not _same(out, single, samples, single_samples):
+            self._invoke_batch(batched, feed, float_feed)
+            model, float_model = batched
+            # Every tensor computed from the samples holds one sample per index of its first axis
+            # (checked before any is taken: a reduction over every axis leaves a scalar), and the
+            # batch gives exactly what one sample at a time gives.
+            local = _per_sample(self._info, self._interpreter, model) and (
+                float_model is None or twin is None or _per_sample(twin.info, twin.interpreter, float_model))
+            taken = self._take_batch(batched, k) if local else None
+            if taken is None or not _same(taken[0], single, taken[1], single_samples):
                 self._batched[calibration] = None
                 self.behind.observe_samples(single_samples, k, calibration=calibration)
                 return single
+        else:
+            self._invoke_batch(batched, feed, float_feed)
+            taken = self._take_batch(batched, k)
+            assert taken is not None  # the shapes the first batch had
+        out, samples = taken
         self.behind.observe_samples(samples, k, calibration=calibration)
         return out
 
@@ -338,19 +353,26 @@ class _Kept:
                     self._batched[calibration] = (model, float_model)
         return self._batched[calibration]
 
-    def _run_batch(self, batched: tuple[Any, Any], feed: dict[str, np.ndarray],
-                   float_feed: dict[str, np.ndarray] | None, k: int) -> tuple[dict[str, np.ndarray], Snapshot]:
+    def _invoke_batch(self, batched: tuple[Any, Any], feed: dict[str, np.ndarray],
+                      float_feed: dict[str, np.ndarray] | None) -> None:
         model, float_model = batched
         _set_padded(model, self._inputs, feed)
         model.invoke()
         if float_model is not None and float_feed is not None and self._twin is not None:
             _set_padded(float_model, self._twin.inputs, float_feed)
             float_model.invoke()
+
+    def _take_batch(self, batched: tuple[Any, Any], k: int) -> tuple[dict[str, np.ndarray], Snapshot] | None:
+        """The outputs and tracked tensors of the first ``k`` samples of the batch; None when a
+        tracked tensor does not hold :data:`BATCH` samples (one computed from constants alone)."""
+        model, float_model = batched
         out = {name: model.get_tensor(index)[:k] for name, index in self._outputs.items()}
+        views = self._tracker.views(model, float_model)
+        if any(t is not None and (t.ndim == 0 or len(t) != BATCH) for pair in views for t in pair):
+            return None
         # Each sample's tensors shaped as one sample's are (a batch of one); views, copied into
         # the counting rows before the next invoke.
-        samples = [(q[:, None], None if f is None else f[:, None]) for q, f in self._tracker.views(model, float_model)]
-        return out, samples
+        return out, [(q[:, None], None if f is None else f[:, None]) for q, f in views]
 
     def _one_by_one(self, feed: dict[str, np.ndarray], float_feed: dict[str, np.ndarray] | None,
                     twin: _Twin | None, calibration: bool, *,
@@ -421,14 +443,15 @@ def _same(out: dict[str, np.ndarray], single: dict[str, np.ndarray], samples: Sn
 
 class _Batched:
     """Runs samples a batch per invoke on a plain interpreter (keeping every tensor costs on each
-    invoke), when the model allows it: the input resizes, every output follows the batch, and
-    the first batch gives exactly the outputs it gives one sample at a time. Otherwise, and
-    from then on, one sample per invoke. Batches cost less per sample where the invoke's own
-    overhead is a good part of the work (small models)."""
+    invoke), when the model allows it: the input resizes, every tensor computed from the samples
+    follows the batch (:func:`_keeps_apart`), and the first batch gives exactly the outputs it
+    gives one sample at a time. Otherwise, and from then on, one sample per invoke. Batches cost
+    less per sample where the invoke's own overhead is a good part of the work (small models)."""
 
     def __init__(self, tflite: bytes, inputs: dict[str, int], outputs: dict[str, int],
-                 shapes: dict[str, tuple[int, ...]]) -> None:
+                 shapes: dict[str, tuple[int, ...]], info: ModelInfo) -> None:
         self._tflite = tflite
+        self._info = info
         self._inputs = inputs
         self._outputs = outputs
         self._single: Any = None
@@ -439,7 +462,8 @@ class _Batched:
             for name, index in inputs.items():
                 batched.resize_tensor_input(index, [BATCH, *shapes[name]], strict=False)
             batched.allocate_tensors()
-            if all(batched.get_tensor(index).shape[:1] == (BATCH,) for index in outputs.values()):
+            if all(batched.get_tensor(index).shape[:1] == (BATCH,) for index in outputs.values()) and \
+                    _keeps_apart(tflite, info, inputs, shapes):
                 self._batched = batched
         except (ValueError, RuntimeError):  # LiteRT's words for "this model cannot resize"
             pass
@@ -492,3 +516,49 @@ def _follows_batch(model: Any, outputs: Iterable[int]) -> bool:
         return all(model.get_tensor(index).shape[:1] == (BATCH,) for index in outputs)
     except ValueError:
         return False
+
+
+def _sample_tensors(info: ModelInfo) -> set[int]:
+    """The main subgraph's tensors computed from the samples' values: its inputs and, in operator
+    order, the outputs of every operator reading one (not through SHAPE, which reads only how
+    many samples there are). Those computed from constants alone follow no batch."""
+    computed = {io.tensor.index for io in info.inputs if io.tensor.subgraph == 0}
+    for op in sorted((op for op in info.operators if op.subgraph == 0), key=lambda op: op.index):
+        if op.op != "SHAPE" and any(i in computed for i in op.inputs if i >= 0):
+            computed.update(o for o in op.outputs if o >= 0)
+    return computed
+
+
+def _per_sample(info: ModelInfo, single: Any, batched: Any) -> bool:
+    """Whether ``batched`` (resized to :data:`BATCH` samples and invoked) keeps the samples apart
+    as far as shapes tell: every tensor computed from the samples is shaped ``(BATCH, *rest)``
+    where one sample's (``single``, invoked on one) is ``(1, *rest)``. A model written for one
+    sample per invoke may take the max over every axis (a scalar), reshape to a batch of 1 or
+    move the samples off the first axis: a batch mixes its samples there, and the first batch
+    may not show it (samples alike in what is mixed: the same peak, say), later ones do."""
+    one = {d["index"]: tuple(int(n) for n in d["shape"]) for d in single.get_tensor_details()}
+    many = {d["index"]: tuple(int(n) for n in d["shape"]) for d in batched.get_tensor_details()}
+    for index in _sample_tensors(info):
+        shape = one.get(index)
+        if shape is None or shape[:1] != (1,) or many.get(index) != (BATCH, *shape[1:]):
+            return False
+    return True
+
+
+def _keeps_apart(tflite: bytes, info: ModelInfo, inputs: dict[str, int], shapes: dict[str, tuple[int, ...]]) -> bool:
+    """:func:`_per_sample` on interpreters of its own, one resized to :data:`BATCH` samples,
+    both invoked on zeros (shapes computed at invoke are known then). Interpreters keeping every
+    tensor: a plain one's delegate (XNNPACK) keeps the tensors it computes to itself, their
+    shapes as they were before the resize."""
+    batched = _resized(tflite, inputs, shapes)
+    if batched is None:
+        return False
+    try:
+        single = _make_interpreter(tflite, keep_tensors=True)
+        for it in (single, batched):
+            for detail in it.get_input_details():
+                it.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+            it.invoke()
+    except (ValueError, RuntimeError):
+        return False
+    return _per_sample(info, single, batched)
