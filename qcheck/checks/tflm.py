@@ -20,6 +20,7 @@ from qcheck.checks.tasks import TaskError, declared_tasks, share, task_name, tas
 from qcheck.checks.vela import TARGET_OPTIONS, already_compiled, compile_ahead, describe_config, vela_config
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
+from qcheck.tflm import float_output_step
 from qcheck.units import format_quantity, parse_quantity
 
 if TYPE_CHECKING:
@@ -232,7 +233,12 @@ def _head_parity(info: ModelInfo, head: str, litert: HeadOutput, micro: HeadOutp
     else:
         scale = litert.params.scale if litert.params is not None else integer_output_scale(info, head)
         difference = np.abs(a.astype(np.float64) - b.astype(np.float64)).max(axis=1)
-        per_sample, unit = (difference / scale, "steps") if scale else (difference, "output units")
+        if scale:
+            per_sample, unit = difference / scale, "steps"
+        else:  # a float output with no quantized source (a float model): an int8 grid over its values
+            low, high = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+            step, unit = float_output_step(low, high)
+            per_sample = difference / step
     f = litert.values.reshape(n, -1)
     # The decision of a head whose task is not declared (the float model's outputs, which task
     # inference needs, are not here): none for an output of an input's shape (a reconstruction),

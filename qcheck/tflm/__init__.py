@@ -23,6 +23,18 @@ def tflm_version() -> str:
         return "none"
 
 
+def float_output_step(low: float, high: float) -> tuple[float, str]:
+    """One step, and its unit's name, for comparing a float output that has no quantization of its
+    own: an int8 grid over the values the reference gave it (``low`` to ``high``), so that "max 1
+    step" means for it what it means for a quantized output (1 step of a [-1, 1] output is 2/255).
+    In plain output units a sine 0.9 off passed under "max 1 step". An output with one value on
+    every sample has no range: a grid over [-|v|, |v|] then ([-1, 1] for a constant 0)."""
+    if high > low:
+        return (high - low) / 255, "steps of its range/255"
+    span = 2 * abs(high) or 2.0
+    return span / 255, f"steps of {span:g}/255 (constant on the samples)"
+
+
 @dataclass(frozen=True)
 class ArenaRecord:
     """One kind of allocation TFLM's RecordingMicroAllocator counted in the arena's tail."""
@@ -135,8 +147,8 @@ class CpuOutputDifference:
 
     name: str  # the tensor's name (the same in the compiled and the original model)
     steps: float  # largest difference, in quantization steps (of the float output's quantized source)
-    unit: str  # "steps"; "steps of its range/255" for a float output with no quantized source (steps of an int8 grid
-    # over the values LiteRT gives it on the samples; "float" when those are all one value); "values" for an
+    unit: str  # "steps"; for a float output with no quantized source, float_output_step's (steps of an int8 grid
+    # over the values LiteRT gives it on the samples); "values" for an
     # integer without quantization (an index, a count, a boolean: any difference is another result)
 
 

@@ -26,6 +26,7 @@ from qcheck.tflm import (
     EarlyRead,
     LayerDifference,
     TflmLoad,
+    float_output_step,
     tflm_version,
 )
 
@@ -479,10 +480,9 @@ def _compare_cpu_part(tflite: bytes, inputs: tuple[int, ...], outputs: tuple[int
             low[position], high[position] = min(low[position], a.min(initial=np.inf)), max(high[position],
                                                                                             a.max(initial=-np.inf))
     for k, (step, unit) in enumerate(steps):
-        if unit == "float" and high[k] > low[k]:
-            # No quantized source: steps of an int8 grid over its range (1 step of a [-1, 1] output is
-            # 2/255), so that "max 1 step" means for it what it means for the others.
-            worst[k], steps[k] = worst[k] / ((high[k] - low[k]) / 255), (step, "steps of its range/255")
+        if unit == "float":  # no quantized source
+            grid, name = float_output_step(float(low[k]), float(high[k]))
+            worst[k], steps[k] = worst[k] / grid, (step, name)
     return tuple(CpuOutputDifference(whole.tensor(0, index).name, float(worst[k]), steps[k][1])
                  for k, index in enumerate(outputs)), note
 
