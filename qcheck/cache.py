@@ -54,9 +54,27 @@ FORMAT = 1
 
 
 def versions(*distributions: str) -> str:
-    """'name=version' of qcheck and the given distributions, for cache keys (no imports)."""
-    return ";".join([f"qcheck={__version__}", f"format={FORMAT}",
+    """'name=version' of qcheck and the given distributions, for cache keys (no imports). qcheck's
+    own is its version and a digest of its source (see :func:`source_digest`)."""
+    return ";".join([f"qcheck={__version__}+{source_digest()}", f"format={FORMAT}",
                      *(f"{name}={installed_version(name)}" for name in distributions)])
+
+
+@functools.cache
+def source_digest() -> str:
+    """A digest of qcheck's installed source (every module and built-in suite), once per process.
+
+    The version number alone let a cache kept across an upgrade within one version (an install
+    from git, an editable checkout, a cache restored in CI) serve what older code measured: a
+    field added to a cached value, a CPU part cut otherwise, a comparison in other units. With
+    the source in every key such a cache is simply not hit. About 5 ms for ~100 files."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts and path.is_file():
+            h.update(path.relative_to(root).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:16]
 
 
 @functools.cache

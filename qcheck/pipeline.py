@@ -9,7 +9,6 @@ Steps that run native code (TensorFlow, the LiteRT interpreter, Vela) run in chi
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -356,7 +355,7 @@ class ModelRun:
         objects that every garbage collection of the run then walks). ValueError for a damaged model."""
         from qcheck.tflite.inspect import ModelInfo, inspect_model
 
-        key = digest("inspect", versions("ai-edge-litert"), _reader_source(), tflite)
+        key = digest("inspect", versions("ai-edge-litert"), tflite)
         info, _ = self._cache.get_or_make(key, lambda: inspect_model(tflite))
         return info if isinstance(info, ModelInfo) else inspect_model(tflite)
 
@@ -603,16 +602,6 @@ class ModelRun:
 
         # One compilation per configuration, shared by the vela check and the memory checks.
         return self._memo.get(f"vela:{config}", make)
-
-
-@functools.cache
-def _reader_source() -> bytes:
-    """The source of qcheck's flatbuffer reader, a part of the cached reading's key: a reading kept
-    by another version of the reader (a field added with a default, a field read otherwise) is
-    never taken for this one's, whatever qcheck's version number says."""
-    from qcheck.tflite import inspect
-
-    return Path(inspect.__file__).read_bytes()
 
 
 @contextlib.contextmanager

@@ -159,3 +159,35 @@ def test_warm_run_takes_vela_from_the_cache_and_writes_its_files_again(tmp_path:
     other = run_qcheck(tmp_path / "other", *args, "--qcheck-accelerator=ethos-u65-256", env=no_vela)
     assert other.returncode == 1
     assert "ethosu imported in a warm run" in other.stdout
+
+
+def test_keys_follow_qcheck_s_source_not_only_its_version(tmp_path: Path) -> None:
+    """A cache kept across a change of qcheck's code within one version number (an install from
+    git, an editable checkout, a cache restored in CI) served what the older code measured: the
+    TFLite Micro CPU part and its parity were keyed by the version alone. Every key now carries a
+    digest of qcheck's source: a copy of the package with one module changed keys differently,
+    and bytecode beside it changes nothing."""
+    import shutil
+    import subprocess
+    import sys
+
+    import qcheck
+
+    copy = tmp_path / "site" / "qcheck"
+    shutil.copytree(Path(qcheck.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def key() -> str:
+        code = "from qcheck.cache import versions; print(versions('numpy'))"
+        # Run from tmp_path: python -c puts the working folder (this checkout) first on sys.path.
+        done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(copy.parent)},
+                              cwd=tmp_path, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    first = key()
+    assert first.startswith(f"qcheck={qcheck.__version__}+") and key() == first
+    (copy / "__pycache__").mkdir(exist_ok=True)
+    (copy / "__pycache__" / "stale.cpython-311.pyc").write_bytes(b"not source")
+    assert key() == first
+    cut = copy / "tflm" / "cpu_part.py"
+    cut.write_text(cut.read_text() + "\n# the CPU part cut otherwise\n")
+    assert key() != first

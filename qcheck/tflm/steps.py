@@ -49,7 +49,7 @@ def load(run: ModelRun) -> TflmLoad:
 def cpu_part(run: ModelRun, compiled: bytes, where: str) -> CpuPartLoad:
     """TFLM's answer to loading the CPU part of ``compiled`` (Vela's output ``where``: for which
     accelerator), keyed by the compiled bytes, so that a warm run compiles and loads nothing."""
-    key = digest("tflm-cpu-part", "early-reads", versions(DISTRIBUTION, "ai-edge-litert"), compiled)
+    key = digest("tflm-cpu-part", versions(DISTRIBUTION, "ai-edge-litert"), compiled)
 
     def measure() -> CpuPartLoad:
         npu_only = _npu_only(compiled)
@@ -93,7 +93,7 @@ def cpu_parity(run: ModelRun, compiled: bytes, where: str, x: np.ndarray | Named
     """The CPU part of ``compiled`` (Vela's output for the model, ``where``: for which accelerator)
     run in TFLM on the samples ``x`` against the same operators in LiteRT (reference kernels)."""
     original = run.tflite()
-    key = digest("tflm-cpu-parity", "early-reads", versions(DISTRIBUTION, "ai-edge-litert"), compiled, original, x,
+    key = digest("tflm-cpu-parity", versions(DISTRIBUTION, "ai-edge-litert"), compiled, original, x,
                  run.spec.stateful)
 
     def compare() -> CpuParity:
