@@ -229,6 +229,10 @@ def test_accuracy_on_tflm_kernels_on_request(tmp_path: Path) -> None:
     # so the two verdicts differ when, and only when, the TFLM outputs are the ones judged.
     assert _script(_OUTPUTS, HELLO, tmp_path / "sine.npz", "default")["max_steps"] > 0
     assert tflm_check["value"] != pytest.approx(litert_check["value"])
+    # The cortex-m suite judges what the device computes without being asked.
+    suite = run_qcheck(tmp_path / "cortex-m", *common, "--qcheck-suite=cortex-m").check(HELLO.name, "accuracy_drop")
+    assert "on TensorFlow Lite Micro's kernels" in suite["message"]
+    assert suite["value"] == pytest.approx(tflm_check["value"])
 
     wrong = run_qcheck(tmp_path / "wrong", *common, "--qcheck-set", "accuracy_drop.runtime=tflite-micro")
     assert wrong.returncode != 0
