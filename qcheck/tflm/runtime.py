@@ -267,6 +267,21 @@ def _with_state(info: ModelInfo, make: Callable[[], Any]) -> Any:
     return Restarting(make)
 
 
+def _fed(info: ModelInfo, x: np.ndarray | NamedInputs) -> dict[str, np.ndarray]:
+    """Each input's samples as the model takes them (quantized with its parameters, else cast)."""
+    from qcheck.named_inputs import by_input
+    from qcheck.tflite.quant import quantize
+
+    positions = {io.name: i for i, io in enumerate(info.inputs)}
+    feed = {}
+    for name, values in by_input(x, positions).items():
+        tensor = info.inputs[positions[name]].tensor
+        p = _params(tensor)
+        values = np.asarray(values, np.float32)
+        feed[name] = quantize(values, p)[0] if p is not None else values.astype(np.dtype(tensor.dtype))
+    return feed
+
+
 def _params(tensor: Any) -> Any:
     from qcheck.tflite.quant import QuantParams
 
@@ -320,9 +335,8 @@ def divergence(tflite: bytes, x: np.ndarray | NamedInputs, *, steps: float, stat
     """Run the samples of ``x`` in LiteRT (reference kernels) and in TFLM with every tensor kept, and compare the
     output of each operator of the main graph in order: the first that differs at all, and the
     first that differs by more than ``steps`` quantization steps."""
-    from qcheck.named_inputs import by_input
     from qcheck.tflite.inspect import inspect_model
-    from qcheck.tflite.quant import quantize
+
     info = inspect_model(tflite)
     litert, _ = _litert_reference_or_builtin(tflite, info)  # the kernels run() compared with, said in its note
     micro = _with_state(info, lambda: _tflm(tflite, preserve=True))
@@ -330,12 +344,7 @@ def divergence(tflite: bytes, x: np.ndarray | NamedInputs, *, steps: float, stat
     worst = np.zeros(len(operators))
     compared: set[int] = set()
     positions = {io.name: i for i, io in enumerate(info.inputs)}
-    feed = {}
-    for name, values in by_input(x, positions).items():
-        tensor = info.inputs[positions[name]].tensor
-        p = _params(tensor)
-        values = np.asarray(values, np.float32)
-        feed[name] = quantize(values, p)[0] if p is not None else values.astype(np.dtype(tensor.dtype))
+    feed = _fed(info, x)
     for k in range(len(x)):
         if stateful == "reset" and info.stateful:
             litert.reset_all_variables()
@@ -439,19 +448,12 @@ def _compare_cpu_part(tflite: bytes, inputs: tuple[int, ...], outputs: tuple[int
     ``outputs``; ``whole`` is the compiled model's info) run in TFLM against LiteRT running
     ``original``, whose tensors ``found`` pairs with the compiled model's; with the note that says
     which LiteRT kernels ran."""
-    from qcheck.named_inputs import by_input
     from qcheck.tflite.inspect import inspect_model
-    from qcheck.tflite.quant import quantize
 
     sub = inspect_model(tflite)
     (litert, note), micro = _litert_reference_or_builtin(original, info), _with_state(sub, lambda: _tflm(tflite))
     positions = {io.name: i for i, io in enumerate(info.inputs)}
-    feed = {}
-    for name, values in by_input(x, positions).items():
-        tensor = info.inputs[positions[name]].tensor
-        p = _params(tensor)
-        values = np.asarray(values, np.float32)
-        feed[name] = quantize(values, p)[0] if p is not None else values.astype(np.dtype(tensor.dtype))
+    feed = _fed(info, x)
     worst = np.zeros(len(outputs))
     steps = [_output_step(sub, k) for k in range(len(outputs))]
     low, high = np.full(len(outputs), np.inf), np.full(len(outputs), -np.inf)  # LiteRT's values
