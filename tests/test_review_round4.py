@@ -16,6 +16,7 @@ from tflite_edits import edit_model
 
 U55 = "ethos-u55-128"
 HELLO = REAL / "tflm" / "hello_world_int8.tflite"
+HELLO_FLOAT = REAL / "tflm" / "hello_world_float.tflite"
 
 
 def test_cpu_parity_of_an_operator_litert_has_no_reference_kernel_for(tmp_path: Path) -> None:
@@ -113,35 +114,16 @@ def test_a_float_output_of_the_cpu_part_is_compared_in_steps_of_its_range(tmp_pa
     output (a sine, in [-1, 1]) has no quantized source. Its difference was in plain output units
     under 'max 1 step': TFLM computing it 0.9 off (simulated, as above, by a model whose last bias
     is 0.9 higher) passed as 'up to 0.9 float'. In steps of an int8 grid over its range it fails."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from test_tflm_cpu_part import _compile
 
     from qcheck.tflm.runtime import cpu_part_parity
 
-    source = REAL / "tflm" / "hello_world_float.tflite"
-
-    def biased(model: Any, schema: Any) -> None:
-        graph = model.subgraphs[0]
-        buffer = model.buffers[graph.tensors[int(graph.operators[-1].inputs[2])].buffer]
-        bias = np.frombuffer(bytes(buffer.data), np.float32) + np.float32(0.9)
-        buffer.data = np.frombuffer(bias.tobytes(), np.uint8)
-
-    off = edit_model(source, tmp_path / "hello_float_off.tflite", biased)
-    compiled, cpu_rows = _compile(source, tmp_path / "vela")
+    off = edit_model(HELLO_FLOAT, tmp_path / "hello_float_off.tflite", _biased_by_0_9)
+    compiled, cpu_rows = _compile(HELLO_FLOAT, tmp_path / "vela")
     assert [kind for kind, _ in cpu_rows] == ["FULLYCONNECTED"] * 3
     x = np.linspace(0.0, 6.0, 50, dtype=np.float32).reshape(-1, 1)
 
-    outputs = {}
-    for name, model in (("model", source), ("off", off)):
-        litert = Interpreter(model_path=str(model), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-        litert.allocate_tensors()
-        (given,), (out,) = litert.get_input_details(), litert.get_output_details()
-        values = []
-        for sample in x:
-            litert.set_tensor(given["index"], sample[None])
-            litert.invoke()
-            values.append(float(litert.get_tensor(out["index"]).reshape(-1)[0]))
-        outputs[name] = np.array(values)
+    outputs = {"model": _reference_outputs(HELLO_FLOAT, x)[:, 0], "off": _reference_outputs(off, x)[:, 0]}
     difference = np.abs(outputs["off"] - outputs["model"]).max()
     assert abs(difference - 0.9) < 1e-5  # the premise: 0.9 off on every sample
     expected = difference / ((outputs["off"].max() - outputs["off"].min()) / 255)
@@ -149,8 +131,65 @@ def test_a_float_output_of_the_cpu_part_is_compared_in_steps_of_its_range(tmp_pa
     (found,) = cpu_part_parity(compiled, off.read_bytes(), x).outputs
     assert found.unit == "steps of its range/255" and abs(found.steps - expected) < 1e-3 * expected
     assert found.steps > 100
-    (same,) = cpu_part_parity(compiled, source.read_bytes(), x).outputs
+    (same,) = cpu_part_parity(compiled, HELLO_FLOAT.read_bytes(), x).outputs
     assert (same.steps, same.unit) == (0.0, "steps of its range/255")
+
+    # Every sample the same: LiteRT's output has no range to grid over, and the difference was
+    # left in plain units ('up to 0.9 float', a pass under max 1 step). A grid over [-|v|, |v|].
+    one = np.full((20, 1), 1.0, np.float32)
+    value = float(_reference_outputs(off, one[:1])[0, 0])  # LiteRT runs the model given, TFLM the compiled one
+    difference = float(np.abs(_reference_outputs(HELLO_FLOAT, one) - value).max())
+    assert abs(difference - 0.9) < 1e-5
+    (found,) = cpu_part_parity(compiled, off.read_bytes(), one).outputs
+    span = 2 * abs(value)
+    assert found.unit == f"steps of {span:g}/255 (constant on the samples)"
+    assert abs(found.steps - difference / (span / 255)) < 1e-3 * found.steps and found.steps > 50
+    assert cpu_part_parity(compiled, HELLO_FLOAT.read_bytes(), one).outputs[0].steps == 0.0
+
+
+def test_tflm_parity_of_a_float_model_is_in_steps_of_its_range(tmp_path: Path) -> None:
+    """The whole-model check's comparison of one head: a float model's output (no scale, no int8
+    source) was compared in 'output units', so 0.9 off passed the cortex-m suite's max 1 step."""
+    from qcheck.checks.tflm import _head_parity
+    from qcheck.tflite.inspect import inspect_model
+    from qcheck.tflite.run import HeadOutput
+
+    off = edit_model(HELLO_FLOAT, tmp_path / "hello_float_off.tflite", _biased_by_0_9)
+    x = np.linspace(0.0, 6.0, 50, dtype=np.float32).reshape(-1, 1)
+    litert, micro = _reference_outputs(HELLO_FLOAT, x), _reference_outputs(off, x)
+    info = inspect_model(HELLO_FLOAT.read_bytes())
+    (head,) = [io.name for io in info.outputs]
+    result, per_sample = _head_parity(info, head, HeadOutput(litert, litert, None), HeadOutput(micro, micro, None),
+                                      None)
+    expected = float(np.abs(micro - litert).max()) / ((float(litert.max()) - float(litert.min())) / 255)
+    assert result["unit"] == "steps of its range/255"
+    assert abs(result["max_steps"] - expected) < 1e-3 * expected and result["max_steps"] > 100
+    assert per_sample.max() == result["max_steps"]
+    same, _ = _head_parity(info, head, HeadOutput(litert, litert, None), HeadOutput(litert, litert, None), None)
+    assert same["max_steps"] == 0.0
+
+
+def _biased_by_0_9(model: Any, schema: Any) -> None:
+    """hello_world_float with its last bias 0.9 higher: every output 0.9 off."""
+    graph = model.subgraphs[0]
+    buffer = model.buffers[graph.tensors[int(graph.operators[-1].inputs[2])].buffer]
+    bias = np.frombuffer(bytes(buffer.data), np.float32) + np.float32(0.9)
+    buffer.data = np.frombuffer(bias.tobytes(), np.uint8)
+
+
+def _reference_outputs(model: Path, x: np.ndarray) -> np.ndarray:
+    """A one-input, one-output float model's outputs on LiteRT's reference kernels, a row a sample."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    litert = Interpreter(model_path=str(model), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    litert.allocate_tensors()
+    (given,), (out,) = litert.get_input_details(), litert.get_output_details()
+    values = []
+    for sample in x:
+        litert.set_tensor(given["index"], sample[None])
+        litert.invoke()
+        values.append(litert.get_tensor(out["index"]).reshape(-1).copy())
+    return np.array(values, np.float32)
 
 
 def test_cpu_parity_says_how_many_cpu_operators_it_did_not_list(tmp_path: Path) -> None:
