@@ -271,7 +271,7 @@ class ModelRun:
             with private_copy(self._path) as model:  # hashed and converted: the same bytes
                 key = self._digest("convert", versions("tensorflow", "keras", "tf-keras"), model, calibration,
                                    evaluation, self.spec.io_dtype, str(self.spec.unsafe_deserialization),
-                                   self.spec.quantization.key())
+                                   self.spec.quantization.key(), self.spec.stateful)
 
                 def convert() -> Quantized:
                     self._step("converting")
@@ -283,7 +283,7 @@ class ModelRun:
                             per_channel_dense=self.spec.quantization.per_channel_dense,
                             keep_float=self.spec.quantization.keep_float,
                             int16_layers=self.spec.quantization.int16_layers,
-                            calibration_file=split.calibration_path if split else "",
+                            calibration_file=split.calibration_path if split else "", stateful=self.spec.stateful,
                             what=f"converting {self.model}", timeout=self._timeout, kept=CONVERTER,
                         )
                     return converted

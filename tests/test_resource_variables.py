@@ -24,8 +24,10 @@ from helpers import QcheckRun, run_qcheck
 # A Keras 3 layer that keeps a running state in a variable, 0.5 * the previous state + the input,
 # whose initial value (1.0) is not the zero TFLite Micro's reset fills in; converted to full int8
 # (TFLITE_BUILTINS_INT8, int8 input and output; the converter keeps the variable float32), to full
-# int8 with the variable quantized too (int8 state), and to float. Labels: the float model's own
-# top-1 on each sample alone (a new LiteRT interpreter each), so the float model scores 100%.
+# int8 with the variable quantized too (int8 state), and to float; and exported as a SavedModel, which
+# qcheck converts itself (a custom layer's .keras file needs its class, which qcheck does not import).
+# Labels: the float model's own top-1 on each sample alone (a new LiteRT interpreter each), so the
+# float model scores 100%.
 BUILD = r'''
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -63,6 +65,7 @@ for name, int8, int8_state in (("decay_int8.tflite", True, False), ("decay_float
         c._experimental_variable_quantization = int8_state  # what fully_quantized's hint says
     with open(os.path.join(out, name), "wb") as f:
         f.write(c.convert())
+model.export(os.path.join(out, "decay_savedmodel"))
 labels = []
 for sample in x:
     it = Interpreter(model_path=os.path.join(out, "decay_float.tflite"))
@@ -76,8 +79,8 @@ np.savez(os.path.join(out, "decay.npz"), x=x, y=np.array(labels, np.int64))
 
 @pytest.fixture(scope="module")
 def decay(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder with ``decay_int8.tflite``, ``decay_int8_state.tflite``, ``decay_float.tflite``
-    and ``decay.npz``."""
+    """The folder with ``decay_int8.tflite``, ``decay_int8_state.tflite``, ``decay_float.tflite``,
+    ``decay_savedmodel`` and ``decay.npz``."""
     folder = tmp_path_factory.mktemp("resource_variables")
     subprocess.run([sys.executable, "-c", BUILD, str(folder)], check=True, capture_output=True, timeout=600)
     return folder
@@ -391,3 +394,138 @@ def test_an_early_read_is_blamed_only_for_the_difference_it_makes() -> None:
     # An initial value equal to TFLM's fill (0): the order changes nothing, and is not called the cause.
     said = _early_reads(parity(2, 2), 2)
     assert "is the cause" not in said and "does not change the largest difference" in said
+
+
+# -- qcheck's own conversion: the state quantized too -------------------------------------------------
+
+OWN_CHECKS = "fully_quantized or float32_tensors or accuracy_drop or tflm_ops or tflm_parity or vela"
+
+
+@pytest.fixture(scope="module")
+def own(decay: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, QcheckRun]:
+    """The SavedModel converted by qcheck, through the Cortex-M and the Ethos-U55 suites."""
+    return {suite: run_qcheck(tmp_path_factory.mktemp(f"own_{suite}"), f"--qcheck-model={decay / 'decay_savedmodel'}",
+                              "--qcheck-unsafe-deserialization", f"--qcheck-data={decay / 'decay.npz'}",
+                              f"--qcheck-calibration={decay / 'decay.npz'}",
+                              f"--qcheck-suite={suite}", "-k", OWN_CHECKS)
+            for suite in ("cortex-m", "ethos-u55")}
+
+
+def test_qcheck_own_conversion_quantizes_the_state_and_scores_as_the_float_model(
+        decay: Path, own: dict[str, QcheckRun]) -> None:
+    from qcheck.tflite.census import take_census
+    from qcheck.tflite.inspect import inspect_model
+
+    run = own["cortex-m"]
+    for name in ("fully_quantized", "float32_tensors", "accuracy_drop", "tflm_ops", "tflm_parity"):
+        check = run.check("decay_savedmodel", name)
+        assert check["passed"] is True, (name, check["message"])
+    assert run.check("decay_savedmodel", "float32_tensors")["value"] == 0
+    tflite = (run.out_dir / "decay_savedmodel_quant.tflite").read_bytes()
+    info = inspect_model(tflite)
+    assert {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"} <= set(info.operator_counts())
+    census = take_census(info)
+    assert census.fully_quantized and not census.float_state and census.kind == "full-integer"
+    assert len(info.resource_variables) == 1
+    model = run.model("decay_savedmodel")
+    (accuracy,) = model["accuracy"].values()
+    # The float reference: the float twin, each sample from the initial state (the labels' own way),
+    # so 100%; the int8-state model as accurate as the converter's own int8-state model is.
+    data = np.load(decay / "decay.npz")
+    assert accuracy["float"] == 1.0 and accuracy["samples"] == len(data["y"])
+    alone = _fresh_per_sample(tflite, data["x"]).argmax(axis=1)
+    assert accuracy["quantized"] == pytest.approx(float(np.mean(alone == data["y"])))
+    theirs = _fresh_per_sample((decay / "decay_int8_state.tflite").read_bytes(), data["x"]).argmax(axis=1)
+    assert accuracy["quantized"] == pytest.approx(float(np.mean(theirs == data["y"])))
+    assert any(n.startswith("float outputs: the float model of the same conversion, run in LiteRT")
+               for n in model["notes"]), model["notes"]
+    assert not any("_experimental_variable_quantization" in n for n in model["notes"]), model["notes"]
+
+
+def test_vela_leaves_only_the_variable_operators_of_qcheck_own_conversion_on_the_cpu(
+        own: dict[str, QcheckRun]) -> None:
+    run = own["ethos-u55"]
+    section = run.model("decay_savedmodel")["vela"]["ethos-u55-128"]
+    # With an int8 state no QUANTIZE or DEQUANTIZE around it stays on the CPU (decay_int8.tflite, float
+    # state: 8 CPU operators): only the variables' own operators, which Vela has no NPU version of.
+    assert (section["cpu_ops"], section["npu_ops"]) == (6, 5)
+    assert sorted(o["op"] for o in section["cpu_operators"]) == [
+        "ASSIGN_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE", "READ_VARIABLE", "VAR_HANDLE", "VAR_HANDLE"]
+    assert all(o["reason"] == "Unsupported opType" for o in section["cpu_operators"]), section["cpu_operators"]
+    check = run.check("decay_savedmodel", "vela")
+    assert check["passed"] is False and check["value"] == 6
+    assert "6 of 11 operator(s) on the CPU" in check["message"]
+    hint = _said(check)[1]
+    assert hint.startswith("ASSIGN_VARIABLE, CALL_ONCE, READ_VARIABLE, VAR_HANDLE hold the model's resource "
+                           "variables, which no Ethos-U runs"), hint
+    assert "even with an int8 state" in hint
+
+
+# qcheck's conversion step on a real converter of the SavedModel, as it is and seen through an object
+# that hides the option (as a TensorFlow whose converter lacks it; everything else is the converter's):
+# the state's dtype and the note.
+WITHOUT_OPTION = r'''
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+from pathlib import Path
+import numpy as np
+import tensorflow as tf
+from qcheck.tflite.census import take_census
+from qcheck.tflite.convert import _convert_integer
+from qcheck.tflite.inspect import inspect_model
+
+OPTION = "_experimental_variable_quantization"
+
+
+class WithoutOption:
+    def __init__(self, converter):
+        object.__setattr__(self, "converter", converter)
+
+    def __getattr__(self, name):
+        if name == OPTION:
+            raise AttributeError(name)
+        return getattr(self.converter, name)
+
+    def __setattr__(self, name, value):
+        setattr(self.converter, name, value)
+
+
+saved = Path(sys.argv[1])
+x = np.load(saved.parent / "decay.npz")["x"][:16]
+said = {}
+for case in ("as it is", "without the option"):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    has = hasattr(converter, OPTION)
+    given = WithoutOption(converter) if case == "without the option" else converter
+    tflite, _, notes = _convert_integer(tf, given, {"x": x}, "int8", "int8", saved)
+    census = take_census(inspect_model(tflite))
+    said[case] = {"had": has, "notes": list(notes), "fully_quantized": census.fully_quantized,
+                  "float_state": [s.dtype for s in census.float_state], "asked": getattr(converter, OPTION)}
+print(json.dumps(said))
+'''
+
+
+def test_the_conversion_asks_for_an_int8_state_only_where_the_converter_has_the_option(decay: Path) -> None:
+    import json
+
+    done = subprocess.run([sys.executable, "-c", WITHOUT_OPTION, str(decay / "decay_savedmodel")], check=True,
+                          capture_output=True, text=True, timeout=600)
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said["as it is"] == {"had": True, "notes": [], "fully_quantized": True, "float_state": [], "asked": True}
+    without = said["without the option"]
+    assert without["asked"] is False  # not set: nothing claims the option was applied
+    assert not without["fully_quantized"] and without["float_state"] == ["float32"]
+    (note,) = without["notes"]
+    assert note.startswith("the state of the model's resource variables is not quantized: the converter of "
+                           "TensorFlow ") and "has no _experimental_variable_quantization" in note
+
+
+def test_the_float_state_hint_of_qcheck_own_conversion_asks_nothing_qcheck_already_does() -> None:
+    from qcheck.checks.quantization import _STATE_HINT, _STATE_HINT_OWN_CONVERSION
+
+    # A .tflite the user converted: set the option. qcheck's own conversion sets it where it can, so
+    # its float state comes from a converter without it: another TensorFlow, or the state out of the model.
+    assert "convert with converter._experimental_variable_quantization = True" in _STATE_HINT
+    assert "convert with converter._experimental_variable_quantization" not in _STATE_HINT_OWN_CONVERSION
+    assert "qcheck's own conversion asks TensorFlow's converter for an int8 state" in _STATE_HINT_OWN_CONVERSION
+    assert "keep the state outside the model" in _STATE_HINT_OWN_CONVERSION

@@ -50,7 +50,7 @@ def fully_quantized(evidence: Evidence, options: Mapping[str, Any]) -> Measureme
                      f"converter.inference_output_type = {io}, so that the model takes and "
                      "returns integers and the entry QUANTIZE and exit DEQUANTIZE go")
     if census.float_state and census.integer_body:
-        hints.append(_STATE_HINT + ("" if evidence.kind == "tflite" else _STATE_HINT_OWN_CONVERSION))
+        hints.append(_STATE_HINT if evidence.kind == "tflite" else _STATE_HINT_OWN_CONVERSION)
     hint = "; ".join(hints)
     if not hint and evidence.kind == "tflite":
         hint = ("re-convert with optimizations=[Optimize.DEFAULT], a representative_dataset and "
@@ -83,8 +83,15 @@ _STATE_HINT = ("the TFLite converter quantizes no resource variable unless asked
                "converter._experimental_variable_quantization = True (an experimental option of TensorFlow's "
                "converter) for an int8 state without the QUANTIZE and DEQUANTIZE around it, or keep the state "
                "outside the model (an input and an output that the application carries from one invoke to the next)")
-_STATE_HINT_OWN_CONVERSION = (" (qcheck's own conversion does not set that option: convert with it yourself and "
-                              "give qcheck the .tflite, with --qcheck-reference=FLOAT_MODEL)")
+# qcheck's own conversion sets that option wherever the converter has it, so a float state left there is
+# one the user cannot change by asking qcheck: a TensorFlow without the option (the notes say so).
+_STATE_HINT_OWN_CONVERSION = (
+    "qcheck's own conversion asks TensorFlow's converter for an int8 state "
+    "(converter._experimental_variable_quantization = True, an experimental option) where the converter has "
+    "that option, and the state stayed float all the same (the notes say so where this TensorFlow's converter "
+    "lacks the option): keep the state outside the model "
+    "(an input and an output that the application carries from one invoke to the next), or convert with a "
+    "TensorFlow whose converter quantizes it and give qcheck the .tflite, with --qcheck-reference=FLOAT_MODEL")
 
 
 @check("float32_tensors", unit="count")

@@ -481,6 +481,7 @@ def quantize(
     per_channel_dense: bool = True,
     keep_float: tuple[str, ...] = (),
     int16_layers: tuple[str, ...] = (),
+    stateful: str = "reset",
 ) -> Quantized:
     """Load the float model once, quantize it to full integer and run the float pass.
 
@@ -493,6 +494,9 @@ def quantize(
     weights one scale per tensor; ``keep_float`` names Keras layers whose operators stay float
     (the recipe of :class:`qcheck.config.Quantization`; see :mod:`qcheck.tflite.recipe`);
     ``int16_layers`` names Keras layers given int16 activations, int8 elsewhere (:mod:`qcheck.tflite.mixed`).
+    Resource variables (a model's state) are quantized too, where TensorFlow's converter can (see
+    :func:`_quantize_variables`); the float outputs of a model with such state come from its float
+    twin in LiteRT, its state reset or kept between samples as ``stateful`` says.
     """
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"io dtype must be one of {IO_DTYPES}, not {io_dtype!r}")
@@ -517,7 +521,7 @@ def quantize(
                 raise QcheckError(path, "int16_layers needs the model's Keras layer names, which a SavedModel that only "
                                   "the TF1 converter takes does not keep", "drop int16_layers") from None
             return _quantize_tf1(path, proto, failed.cause, calibration, evaluation, io_dtype, activations,
-                                 calibration_file, recipe)
+                                 calibration_file, recipe, stateful)
     else:
         model, notes = _load_keras_noted(path, unsafe=unsafe)
     tf = _quiet_tensorflow()
@@ -531,21 +535,41 @@ def quantize(
         float_tflite = _convert_float(tf, wrapper, path)
         tflite, note = quantize_int16_layers(float_tflite, samples, int16_layers, path,
                                              per_channel_dense=per_channel_dense)
-        reference = predict(model, evaluation) if evaluation is not None else None
-        return Quantized(tflite, reference, synthetic, float_tflite, (*notes, note))
+        reference, said = _float_reference(model, float_tflite, evaluation, stateful)
+        return Quantized(tflite, reference, synthetic, float_tflite, (*notes, note, *said))
     converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
-    tflite, caught = _convert_integer(tf, converter, samples, io_dtype, activations, path, recipe)
+    tflite, caught, converted = _convert_integer(tf, converter, samples, io_dtype, activations, path, recipe)
     float_tflite = caught[0] if caught else _convert_float(tf, wrapper, path)
-    reference = None
-    if evaluation is not None:
-        reference = predict(model, evaluation)
-    return Quantized(tflite, reference, synthetic, float_tflite, notes + recipe.notes)
+    reference, said = _float_reference(model, float_tflite, evaluation, stateful)
+    return Quantized(tflite, reference, synthetic, float_tflite, notes + recipe.notes + converted + said)
+
+
+def _float_reference(model: Any, float_tflite: bytes, evaluation: np.ndarray | LazyArray | NamedInputs | None,
+                     stateful: str) -> tuple[FloatReference | None, tuple[str, ...]]:
+    """The float outputs on ``evaluation`` and a note when they are not Keras's.
+
+    A model with resource variables assigns them in every call: Keras would carry the state from
+    sample to sample and across the chunks it predicts in (and cannot assign a batch of states to
+    a variable made for one), so its float twin runs in LiteRT, state handled as the quantized
+    model's is (``stateful``).
+    """
+    if evaluation is None:
+        return None, ()
+    from qcheck.tflite.inspect import inspect_model
+
+    if not inspect_model(float_tflite).resource_state:
+        return predict(model, evaluation), ()
+    note = ("float outputs: the float model of the same conversion, run in LiteRT, as the quantized one runs "
+            "(its resource variables' state reset before each sample, or kept, as stateful says), not Keras's "
+            "predict, which carries the state across samples")
+    return _run_float(float_tflite, evaluation, stateful), (note,)
 
 
 def _convert_integer(tf: Any, converter: Any, samples: dict[str, np.ndarray], io_dtype: str, activations: str,
-                     path: Path, recipe: Recipe | None = None) -> tuple[bytes, list[bytes]]:
+                     path: Path, recipe: Recipe | None = None) -> tuple[bytes, list[bytes], tuple[str, ...]]:
     """Full-integer conversion (int8, or int16x8 as ``activations`` says, inside; ``io_dtype`` at
-    the edges; the rest of the ``recipe`` applied) and the float twin caught."""
+    the edges; the rest of the ``recipe`` applied), the float twin caught, and a note when the
+    converter could not be asked to quantize the model's resource variables."""
 
     def representative() -> Iterator[dict[str, np.ndarray] | list[np.ndarray]]:
         for i in range(len(next(iter(samples.values())))):
@@ -556,6 +580,7 @@ def _convert_integer(tf: Any, converter: Any, samples: dict[str, np.ndarray], io
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     _set_integer_target(tf, converter, activations, io_dtype)
+    variables_asked = _quantize_variables(converter)
     if recipe is not None:
         recipe.apply(converter, path)
     caught = catch_float_model(converter)
@@ -566,7 +591,29 @@ def _convert_integer(tf: Any, converter: Any, samples: dict[str, np.ndarray], io
             tflite = converter.convert()
     except Exception as exc:
         raise QcheckError(path, f"the TFLite converter failed: {_first_line(exc)}") from None
-    return bytes(tflite), caught
+    notes: tuple[str, ...] = ()
+    if not variables_asked:
+        from qcheck.tflite.inspect import inspect_model
+
+        if inspect_model(bytes(tflite)).resource_state:
+            notes = (f"the state of the model's resource variables is not quantized: the converter of TensorFlow "
+                     f"{tf.__version__} has no _experimental_variable_quantization, the option qcheck sets to make "
+                     "it int8",)
+    return bytes(tflite), caught, notes
+
+
+def _quantize_variables(converter: Any) -> bool:
+    """Ask ``converter`` to quantize the model's resource variables too; False where it has no such option.
+
+    TensorFlow's converter (2.21) keeps a resource variable's state float32 unless its private
+    ``_experimental_variable_quantization`` is set: each invoke then reads the state in float,
+    QUANTIZEs it and DEQUANTIZEs the new state to write it back, float operators on the CPU. Set, the
+    state is int8, and a model without resource variables converts to the same bytes as without it.
+    """
+    if not hasattr(converter, "_experimental_variable_quantization"):
+        return False
+    converter._experimental_variable_quantization = True
+    return True
 
 
 # -- SavedModels that only the TF1 converter takes -------------------------------------------------
@@ -574,7 +621,8 @@ def _convert_integer(tf: Any, converter: Any, samples: dict[str, np.ndarray], io
 
 def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarray | NamedInputs | None,
                   evaluation: np.ndarray | LazyArray | NamedInputs | None, io_dtype: str,
-                  activations: str = "int8", calibration_file: str = "", recipe: Recipe | None = None) -> Quantized:
+                  activations: str = "int8", calibration_file: str = "", recipe: Recipe | None = None,
+                  stateful: str = "reset") -> Quantized:
     """Quantize a SavedModel through ``tf.compat.v1.lite.TFLiteConverter.from_saved_model``.
 
     TF 2's loader revives the model's Python objects (a TF 2.3 Keras optimizer fails there:
@@ -586,14 +634,14 @@ def _quantize_tf1(path: Path, proto: Any, tf2_cause: str, calibration: np.ndarra
     route = _Tf1Route(path, proto, tf2_cause)
     synthetic = calibration is None
     samples = _calibration_inputs(calibration, {route.input_key: tuple(route.shape[1:])}, path, calibration_file)
-    tflite, caught = _convert_integer(tf, route.converter(), samples, io_dtype, activations, path, recipe)
+    tflite, caught, converted = _convert_integer(tf, route.converter(), samples, io_dtype, activations, path, recipe)
     # The TF1 converter writes no signature: name inputs and outputs by the SavedModel's, as the
     # TF 2 route does, so that labels are y_<output key> and the float and int8 outputs pair by name.
     tflite = route.named(tflite)
     float_tflite = route.named(caught[0]) if caught else route.float_tflite()
-    reference = _run_float(float_tflite, evaluation) if evaluation is not None else None
+    reference = _run_float(float_tflite, evaluation, stateful) if evaluation is not None else None
     notes = (route.note(), "float outputs: the float model of the same TF1 conversion, run in LiteRT",
-             *(recipe.notes if recipe else ()))
+             *(recipe.notes if recipe else ()), *converted)
     return Quantized(tflite, reference, synthetic, float_tflite, notes)
 
 
