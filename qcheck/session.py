@@ -200,15 +200,23 @@ class QcheckSession:
         those of the suite files alike, each measured with the checks it was planned with."""
         from qcheck.remedies import REMEDIED_CHECKS
 
-        if not any(r.passed is False and r.check in REMEDIED_CHECKS for r in self.results):
+        failed = [r for r in self.results if r.passed is False]
+        if not failed or not (self.settings.remedies or any(r.check in REMEDIED_CHECKS for r in failed)):
             return  # nothing to remedy: a run that passes does not load them
-        from qcheck.remedies import Remedies
+        from qcheck.remedies import Remedies, not_remedied
         from qcheck.remedies.runner import needs_remedies, table_name, try_remedies
 
         names: set[str] = set()  # the tables' artifact names (qcheck.remedies.runner.table_name)
         for suite_file, checks in self._planned_by_model(rootpath):
-            if (self.settings.remedies or checks[0].remedies) and needs_remedies(self.results, checks[0].model,
-                                                                                  suite_file):
+            if not (self.settings.remedies or checks[0].remedies):
+                continue
+            if not needs_remedies(self.results, checks[0].model, suite_file):
+                # Asked for, and the model failed only checks no recipe addresses: say so, not nothing.
+                others = sorted({r.check for r in failed if r.model == checks[0].model and r.suite_file == suite_file})
+                if others:
+                    self.remedies.append(Remedies(checks[0].model, (), (not_remedied(others),),
+                                                  suite_file=suite_file))
+            else:
                 try:
                     name = table_name(checks[0].model, suite_file, rootpath, names)
                     self.remedies.append(try_remedies(self, checks, suite_file, name))

@@ -172,6 +172,27 @@ def test_a_model_with_nothing_to_fix_runs_no_remedies(tmp_path: Path) -> None:
     assert "remedies for" not in run.stdout and ": remedy 1/" not in run.stdout  # no table, no -v progress
 
 
+def test_remedies_asked_for_a_model_no_recipe_addresses_say_why(tmp_path: Path) -> None:
+    """float_op fails fully_quantized (its ELU has no integer kernel: int16 for the whole model or
+    for that layer leaves it float too) while its accuracy passes. With --qcheck-remedies asked,
+    the run said nothing at all about remedies; it now says why none was tried, in every report."""
+    model = FIXTURES / "float_op.keras"
+    run = run_qcheck(tmp_path, f"--qcheck-model={model}", f"--qcheck-data={DIGITS}", "--qcheck-remedies",
+                     "-k", "fully_quantized or accuracy_drop")
+    assert run.check(model.name, "fully_quantized")["passed"] is False
+    assert run.check(model.name, "accuracy_drop")["passed"] is True
+    (table,) = run.report["remedies"]
+    assert table["model"] == str(model) and table["candidates"] == []
+    (note,) = table["notes"]
+    assert note.startswith("no recipe tried: remedies try other quantization recipes for a failed accuracy_drop or "
+                           "saturation, which passed here; fully_quantized failed")
+    assert f"remedies for {model}:" in run.stdout and "no recipe tried passes" not in run.stdout
+    # Not asked for: nothing said.
+    quiet = run_qcheck(tmp_path / "quiet", f"--qcheck-model={model}", f"--qcheck-data={DIGITS}",
+                       "-k", "fully_quantized or accuracy_drop")
+    assert "remedies" not in quiet.report and "remedies for" not in quiet.stdout
+
+
 def test_keep_float_follows_keras_layer_names(tmp_path: Path) -> None:
     suite = write(tmp_path / "float.toml", 'extends = "default"\n[quantization]\nkeep_float = ["conv1"]\n')
     run = run_qcheck(tmp_path, f"--qcheck-model={OUTLIER}", f"--qcheck-data={DIGITS}", f"--qcheck-suite={suite}",

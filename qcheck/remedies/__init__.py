@@ -148,6 +148,15 @@ def unavailable(diagnosis: Diagnosis) -> tuple[str, ...]:
     return tuple(notes)
 
 
+def not_remedied(failed: list[str]) -> str:
+    """Why no recipe was tried for a model whose failed checks (``failed``) are none that a
+    recipe addresses, when remedies were asked for."""
+    return (f"no recipe tried: remedies try other quantization recipes for a failed "
+            f"{' or '.join(REMEDIED_CHECKS)}, which passed here; {', '.join(failed)} failed: see "
+            f"{'its message' if len(failed) == 1 else 'their messages'} for the fix (an operator with no integer "
+            "kernel, for one, stays float under every recipe)")
+
+
 def cheapest(rows: tuple[Row, ...]) -> Row | None:
     """The passing recipe that costs least on the target; never one that keeps a layer float."""
     passing = [r for r in rows if r.passed and not r.keeps_float and not r.error]
@@ -223,7 +232,7 @@ def render(remedies: Remedies) -> list[str]:
     elif any(r.passed and r.keeps_float for r in remedies.rows):
         lines.append("  only a recipe that keeps layers float passes: adopt it yourself if float operators on the CPU "
                      "are acceptable")
-    else:
+    elif remedies.rows:
         lines.append("  no recipe tried passes the suite")
     return lines
 
