@@ -266,3 +266,21 @@ def test_samples_that_do_not_fit_name_the_file_the_array_and_the_input(tmp_path:
     message = run.check("digits_cnn.keras", "accuracy_drop")["message"]
     assert f"{data}: the calibration samples (array 'x') have shape (9, 9, 1)" in message
     assert "the input 'image' of digits_cnn.keras takes (8, 8, 1)" in message
+
+
+def test_saturation_does_not_measure_clipping_on_a_reference_that_is_another_model(tmp_path: Path) -> None:
+    # hello_world's float .tflite was trained apart from its int8 one: its first layer exceeds
+    # the int8 model's range for x above 5.45, where the int8 model itself pins almost nothing
+    # (0.03% at 127 over uniform samples); saturation named that layer "1.50%" clipped, and
+    # scope = "all" judged it. Found by running the TFLM examples with their float twins.
+    np.savez(tmp_path / "sine.npz", x=np.linspace(6.24, 0, 300, dtype=np.float32)[:, None])
+    run = run_qcheck(tmp_path, f"--qcheck-model={HELLO_INT8}", f"--qcheck-reference={HELLO_FLOAT}",
+                     f"--qcheck-data={tmp_path / 'sine.npz'}", "--qcheck-set", "saturation.scope=all",
+                     "-k", "saturation")
+    check = run.check("hello_world_int8.tflite", "saturation")
+    message = check["message"]
+    assert "most clipped intermediate tensors" not in message and "sequential/dense/MatMul" not in message
+    assert "intermediate tensors not judged" in message and "different model" in message
+    # The output is judged on the int8 model's own values pinned at a limit, not the other model's.
+    assert "outputs judged without the float model (values pinned at a limit), because the reference" in message
+    assert set(run.model("hello_world_int8.tflite")["saturation"]) == {"input", "output 'dense_2'"}

@@ -67,6 +67,16 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
     info = evidence.info()
     reference, unavailable = _optional_reference(evidence)
+    analysis = run.analysis
+    # A reference that is not the model's float twin (trained separately) has outputs and
+    # activations of its own: values outside this model's ranges say nothing of its clipping.
+    weights = analysis.weights if analysis is not None else None
+    not_twin = weights is not None and weights.different_models
+    if not_twin and reference is not None:
+        assert weights is not None
+        reference, unavailable = None, (
+            f", because the reference is not this model's float twin (its weights differ from the model's by "
+            f"{weights.median_difference:.0%}: a different model)")
     shares: dict[str, float] = {}
     notes = []
     # One input: "input"; several: each by name, with its own scale and zero point.
@@ -100,8 +110,10 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if reference is None:
         notes.append("outputs judged without the float model (values pinned at a limit)" + unavailable)
     sections: dict[str, Any] = {"saturation": dict(shares)}
-    analysis = run.analysis
-    if analysis is not None:
+    if not_twin:
+        notes.append("intermediate tensors not judged: they were compared with the reference's, "
+                     "which is a different model")
+    elif analysis is not None:
         bounded = {t.name for t in info.tensors if t.subgraph == 0 and info.source_op(t) in _BOUNDED_OPS}
         clipped = sorted((r for r in analysis.tensors if r.rmse_steps is not None and (r.saturation or 0.0) > 0
                           and r.name not in bounded), key=lambda r: -(r.saturation or 0.0))
