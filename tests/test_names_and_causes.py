@@ -284,3 +284,21 @@ def test_saturation_does_not_measure_clipping_on_a_reference_that_is_another_mod
     # The output is judged on the int8 model's own values pinned at a limit, not the other model's.
     assert "outputs judged without the float model (values pinned at a limit), because the reference" in message
     assert set(run.model("hello_world_int8.tflite")["saturation"]) == {"input", "output 'dense_2'"}
+
+
+def test_an_already_quantized_tflite_is_not_told_to_give_calibration_samples(tmp_path: Path) -> None:
+    # hello_world_int8 failing saturation and accuracy_drop: the hints asked for calibration
+    # samples, which qcheck cannot use on a .tflite it did not convert (nor can --qcheck-remedies:
+    # "qcheck does not convert it"). Found on MLPerf Tiny's ResNet-8 .tflite (9% top-1 apart).
+    x = np.random.default_rng(0).uniform(0, 2 * np.pi, (200, 1)).astype(np.float32)
+    np.savez(tmp_path / "sine.npz", x=x)
+    run = run_qcheck(tmp_path, f"--qcheck-model={HELLO_INT8}", f"--qcheck-reference={HELLO_FLOAT}",
+                     f"--qcheck-data={tmp_path / 'sine.npz'}", "--qcheck-max-accuracy-drop=0.1%",
+                     "--qcheck-max-saturation=0.1%",
+                     "-k", "saturation or accuracy_drop")
+    for name in ("saturation", "accuracy_drop"):
+        check = run.check("hello_world_int8.tflite", name)
+        assert check["passed"] is False, check["message"]
+        hint = check["message"].split("try:")[1]
+        assert "this .tflite was quantized elsewhere" in hint and "--qcheck-model" in hint, hint
+        assert "calibrate with more representative samples" not in hint and "and give 200-300" not in hint

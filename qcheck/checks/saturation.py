@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qcheck.checks import check
+from qcheck.checks.accuracy import QUANTIZED_ELSEWHERE
 from qcheck.checks.evidence import Evidence
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
@@ -133,6 +134,8 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     return Measurement(
         shares[worst],
         f"worst: {worst}; " + "; ".join(notes),
+        ("inputs clipped: check that the data is preprocessed as the model's input expects (its representable "
+         "range is above); " + QUANTIZED_ELSEWHERE) if evidence.kind == "tflite" else
         "inputs clipped: the calibration data does not cover the evaluation data's range "
         "(preprocess both the same way); outputs clipped: calibrate with more representative samples",
         sections=sections,
