@@ -13,7 +13,7 @@ from qcheck.checks.evidence import Evidence
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
 from qcheck.tflite.inspect import ModelInfo, TensorInfo, layer_name
-from qcheck.tflite.run import InputClipping
+from qcheck.tflite.run import HeadOutput, InputClipping
 from qcheck.units import one_of
 
 if TYPE_CHECKING:
@@ -39,6 +39,26 @@ def _at_limits(raw: np.ndarray, dtype: str, zero_point: int, float_values: np.nd
     info = np.iinfo(dtype)
     limits = [v for v in (info.min, info.max) if v != zero_point]
     return float(np.mean(np.isin(raw, limits)))
+
+
+def _head_tensors(info: ModelInfo, heads: Mapping[str, HeadOutput]) -> dict[str, TensorInfo]:
+    """The model's output tensor behind each head. Heads are keyed by the float reference's names
+    when it has its own (a .tflite checked against a Keras model: 'dense_9' for 'Identity'): a
+    head not named as a tensor is paired with the one output left, else with the one output left
+    of its shape."""
+    by_name = {io.name: io.tensor for io in info.outputs}
+    found = {head: by_name[head] for head in heads if head in by_name}
+    left = [io.tensor for io in info.outputs if io.name not in heads]
+    unnamed = [head for head in heads if head not in found]
+    if len(unnamed) == 1 and len(left) == 1:
+        found[unnamed[0]] = left[0]
+        return found
+    for head in unnamed:
+        shape = tuple(heads[head].raw.shape[1:])
+        same = [t for t in left if tuple(t.shape[1:]) == shape]
+        if len(same) == 1 and sum(tuple(heads[h].raw.shape[1:]) == shape for h in unnamed) == 1:
+            found[head] = same[0]
+    return found
 
 
 def _optional_reference(evidence: Evidence) -> tuple[FloatReference | None, str]:
@@ -94,10 +114,13 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                      "where the float32 input is quantized")
         notes.append(f"{label}: {clipping.share:.2%} clipped{where} (representable {lo:.4g}..{hi:.4g})")
     exempt = []
-    outputs = {io.name: io.tensor for io in info.outputs}
+    outputs = _head_tensors(info, run.outputs)
     for head, out in run.outputs.items():
         tensor = outputs.get(head)
-        if out.params is None or tensor is None:
+        if out.params is None:
+            continue
+        if tensor is None:
+            notes.append(f"output '{head}': not measured (no output tensor of the model could be paired with it)")
             continue
         if info.source_op(tensor) in _BOUNDED_OPS:
             exempt.append(head)
