@@ -266,3 +266,87 @@ def test_samples_that_do_not_fit_name_the_file_the_array_and_the_input(tmp_path:
     message = run.check("digits_cnn.keras", "accuracy_drop")["message"]
     assert f"{data}: the calibration samples (array 'x') have shape (9, 9, 1)" in message
     assert "the input 'image' of digits_cnn.keras takes (8, 8, 1)" in message
+
+
+def test_saturation_does_not_measure_clipping_on_a_reference_that_is_another_model(tmp_path: Path) -> None:
+    # hello_world's float .tflite was trained apart from its int8 one: its first layer exceeds
+    # the int8 model's range for x above 5.45, where the int8 model itself pins almost nothing
+    # (0.03% at 127 over uniform samples); saturation named that layer "1.50%" clipped, and
+    # scope = "all" judged it. Found by running the TFLM examples with their float twins.
+    np.savez(tmp_path / "sine.npz", x=np.linspace(6.24, 0, 300, dtype=np.float32)[:, None])
+    run = run_qcheck(tmp_path, f"--qcheck-model={HELLO_INT8}", f"--qcheck-reference={HELLO_FLOAT}",
+                     f"--qcheck-data={tmp_path / 'sine.npz'}", "--qcheck-set", "saturation.scope=all",
+                     "-k", "saturation")
+    check = run.check("hello_world_int8.tflite", "saturation")
+    message = check["message"]
+    assert "most clipped intermediate tensors" not in message and "sequential/dense/MatMul" not in message
+    assert "intermediate tensors not judged" in message and "different model" in message
+    # The output is judged on the int8 model's own values pinned at a limit, not the other model's.
+    assert "outputs judged without the float model (values pinned at a limit), because the reference" in message
+    assert set(run.model("hello_world_int8.tflite")["saturation"]) == {"input", "output 'dense_2'"}
+
+
+def test_an_already_quantized_tflite_is_not_told_to_give_calibration_samples(tmp_path: Path) -> None:
+    # hello_world_int8 failing saturation and accuracy_drop: the hints asked for calibration
+    # samples, which qcheck cannot use on a .tflite it did not convert (nor can --qcheck-remedies:
+    # "qcheck does not convert it"). Found on MLPerf Tiny's ResNet-8 .tflite (9% top-1 apart).
+    x = np.random.default_rng(0).uniform(0, 2 * np.pi, (200, 1)).astype(np.float32)
+    np.savez(tmp_path / "sine.npz", x=x)
+    run = run_qcheck(tmp_path, f"--qcheck-model={HELLO_INT8}", f"--qcheck-reference={HELLO_FLOAT}",
+                     f"--qcheck-data={tmp_path / 'sine.npz'}", "--qcheck-max-accuracy-drop=0.1%",
+                     "--qcheck-max-saturation=0.1%",
+                     "-k", "saturation or accuracy_drop")
+    for name in ("saturation", "accuracy_drop"):
+        check = run.check("hello_world_int8.tflite", name)
+        assert check["passed"] is False, check["message"]
+        hint = check["message"].split("try:")[1]
+        assert "this .tflite was quantized elsewhere" in hint and "--qcheck-model" in hint, hint
+        assert "calibrate with more representative samples" not in hint and "and give 200-300" not in hint
+
+
+MAKE_KERAS_TWIN = """
+import sys
+import keras
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+# The float twin of a .tflite of FULLY_CONNECTED layers: its dequantized weights and biases in
+# Keras Dense layers (ReLU but on the last), the last one named sys.argv[3].
+it = Interpreter(sys.argv[1])
+details = {t["index"]: t for t in it.get_tensor_details()}
+ops = [op for op in it._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+x = keras.Input((int(it.get_input_details()[0]["shape"][1]),))
+h = x
+for k, op in enumerate(ops):
+    w_index, b_index = int(op["inputs"][1]), int(op["inputs"][2])
+    scales = details[w_index]["quantization_parameters"]["scales"]
+    w = it.get_tensor(w_index).astype(np.float32) * scales.reshape(-1, 1)
+    b = it.get_tensor(b_index).astype(np.float32) * details[b_index]["quantization_parameters"]["scales"]
+    last = k == len(ops) - 1
+    layer = keras.layers.Dense(w.shape[0], activation=None if last else "relu",
+                               name=sys.argv[3] if last else f"fc{k}")
+    h = layer(h)
+    layer.set_weights([w.T, b])
+keras.Model(x, h).save(sys.argv[2])
+"""
+
+
+def test_saturation_measures_the_output_of_a_tflite_checked_against_a_keras_twin(tmp_path: Path) -> None:
+    # The outputs are keyed by the Keras model's names ('sine'), the .tflite's by its own ('dense_2'):
+    # saturation looked the output up by the Keras name, found no tensor and left it out without a
+    # word, so an output clipped on every sample would pass. Found with MLPerf Tiny's ad01_int8 and
+    # ResNet-8 against Keras references (only the input was reported).
+    import subprocess
+    import sys
+
+    twin = tmp_path / "hello_twin.keras"
+    subprocess.run([sys.executable, "-c", MAKE_KERAS_TWIN, str(HELLO_INT8), str(twin), "sine"], check=True,
+                   capture_output=True)
+    x = np.random.default_rng(0).uniform(0, 2 * np.pi, (200, 1)).astype(np.float32)
+    np.savez(tmp_path / "sine.npz", x=x)
+    run = run_qcheck(tmp_path, f"--qcheck-model={HELLO_INT8}", f"--qcheck-reference={twin}",
+                     f"--qcheck-data={tmp_path / 'sine.npz'}", "-k", "saturation")
+    model = run.model("hello_world_int8.tflite")
+    message = run.check("hello_world_int8.tflite", "saturation")["message"]
+    assert "output 'sine':" in message, message
+    assert set(model["saturation"]) == {"input", "output 'sine'"}

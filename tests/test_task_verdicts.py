@@ -252,3 +252,20 @@ def test_suite_setting_only_task_keeps_the_default_max(tmp_path: Path) -> None:
     spec = load_suite(str(path)).checks["accuracy_drop"]
     assert spec.max == load_suite("default").checks["accuracy_drop"].max == pytest.approx(0.03)
     assert spec.options == {"task": "regression"}
+
+
+def test_an_autoencoder_with_normal_anomaly_labels_is_no_classifier_on_data_it_does_not_follow() -> None:
+    # MLPerf Tiny's ad01 (640 in, 640 out) against a float twin, fed frames unlike its training
+    # data: the output does not follow the input, and its 0/1 labels were taken for class indices
+    # of 640 'classes': "top-1 float 0.0% -> quantized 0.0%", a pass whatever quantization did.
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(200, 16))
+    f = np.tanh(rng.normal(size=(200, 16)))  # does not follow the input
+    y = np.arange(200) % 2
+    task, why = infer_task(f, y, (16,), x=x)
+    assert task == "reconstruction" and "labels are normal/anomaly" in why and "preprocessed" in why
+    q = f + rng.normal(scale=0.5, size=f.shape)  # a damaged int8 model
+    result = judge_head("recon", f, q, y, x, None)
+    assert result.task == "reconstruction" and result.metric == "AUC drop"
+    # Labels that are not 0/1 stay class indices (a 16-class classifier without a softmax).
+    assert infer_task(f, np.arange(200) % 16, (16,), x=x)[0] == "classification"

@@ -64,3 +64,26 @@ def test_counting_behind_keeps_the_order_and_reports_errors() -> None:
         with CountingBehind(cast(TensorTracker, _Recorder(fail_at=7)), depth=2) as behind:
             for i in range(50):
                 behind.add([(np.array([i]), None)])
+
+
+def _spread(channel_values: list[np.ndarray]) -> tuple[int, bool]:
+    """(under_one_step, crushed) of a 3-channel int8 tensor (scale 0.5) whose float twin takes
+    ``channel_values[c]`` in channel c over 8 samples."""
+    tracked = _Tracked(_tensor("int8", -128), "CONV_2D", 0)
+    for i in range(8):
+        f = np.stack([np.full((1, 4), values[i], np.float32) for values in channel_values], axis=-1)
+        q = np.clip(np.round(f / 0.5) - 128, -128, 127).astype(np.int8)
+        tracked.observe(q, f)
+    spread = tracked.report().spread
+    assert spread is not None
+    return spread.under_one_step, spread.crushed
+
+
+def test_a_constant_channel_is_not_crushed_by_an_outlier_channel() -> None:
+    # vww_96_int8 (synthetic frames): "channel 35 spans 57x the median channel's range, so its
+    # per-tensor scale (0.02388) leaves 71 of 128 channels less than one quantization step" - the
+    # 71 did not vary at all (51 dead ReLUs at 0, 20 constant), so no scale could give them a step.
+    wide = np.linspace(0, 60, 8)
+    assert _spread([wide, np.zeros(8), np.full(8, 3.0)]) == (0, False)
+    # Channels that vary by less than one step are crushed.
+    assert _spread([wide, np.linspace(0, 0.2, 8), np.linspace(1, 1.3, 8)]) == (2, True)

@@ -110,6 +110,14 @@ def task_accuracy(evidence: Evidence, options: Mapping[str, Any]) -> list[HeadRe
     return results
 
 
+# An already quantized .tflite was calibrated by whoever converted it: qcheck has no calibration
+# of its own to change (--qcheck-remedies has no recipe for it).
+QUANTIZED_ELSEWHERE = ("this .tflite was quantized elsewhere, so its ranges come from that conversion's calibration: "
+                       "re-quantize its float model with 200-300 representative samples preprocessed exactly like "
+                       "inference data, or give qcheck the float model (--qcheck-model) so that --qcheck-remedies "
+                       "can try recipes")
+
+
 @check("accuracy_drop", unit="fraction",
        options={"strict": bool, "task": task_name, "tasks": task_table, "max_score_change": share,
                 "min_cosine": cosine_bound, "runtime": one_of("litert", "tflm")},
@@ -146,7 +154,8 @@ def accuracy_drop(evidence: Evidence, options: Mapping[str, Any]) -> Measurement
     calibration = evidence.calibration_diagnosis()
     if calibration is not None and calibration.warnings:
         explanation = "; ".join([*calibration.warnings, *([explanation] if explanation else [])])
-    hint = ("check that the calibration data is preprocessed exactly like inference data and give "
+    hint = (QUANTIZED_ELSEWHERE if evidence.kind == "tflite" else
+            "check that the calibration data is preprocessed exactly like inference data and give "
             "200-300 representative samples")
     return Measurement(
         judged(worst),

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qcheck.checks import check
+from qcheck.checks.accuracy import QUANTIZED_ELSEWHERE
 from qcheck.checks.evidence import Evidence
 from qcheck.errors import QcheckError, StepFailed
 from qcheck.results import Measurement
 from qcheck.tflite.inspect import ModelInfo, TensorInfo, layer_name
-from qcheck.tflite.run import InputClipping
+from qcheck.tflite.run import HeadOutput, InputClipping
 from qcheck.units import one_of
 
 if TYPE_CHECKING:
@@ -38,6 +39,26 @@ def _at_limits(raw: np.ndarray, dtype: str, zero_point: int, float_values: np.nd
     info = np.iinfo(dtype)
     limits = [v for v in (info.min, info.max) if v != zero_point]
     return float(np.mean(np.isin(raw, limits)))
+
+
+def _head_tensors(info: ModelInfo, heads: Mapping[str, HeadOutput]) -> dict[str, TensorInfo]:
+    """The model's output tensor behind each head. Heads are keyed by the float reference's names
+    when it has its own (a .tflite checked against a Keras model: 'dense_9' for 'Identity'): a
+    head not named as a tensor is paired with the one output left, else with the one output left
+    of its shape."""
+    by_name = {io.name: io.tensor for io in info.outputs}
+    found = {head: by_name[head] for head in heads if head in by_name}
+    left = [io.tensor for io in info.outputs if io.name not in heads]
+    unnamed = [head for head in heads if head not in found]
+    if len(unnamed) == 1 and len(left) == 1:
+        found[unnamed[0]] = left[0]
+        return found
+    for head in unnamed:
+        shape = tuple(heads[head].raw.shape[1:])
+        same = [t for t in left if tuple(t.shape[1:]) == shape]
+        if len(same) == 1 and sum(tuple(heads[h].raw.shape[1:]) == shape for h in unnamed) == 1:
+            found[head] = same[0]
+    return found
 
 
 def _optional_reference(evidence: Evidence) -> tuple[FloatReference | None, str]:
@@ -67,6 +88,16 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
         return Measurement(None, skip="needs evaluation data: pass --qcheck-data=val.npz")
     info = evidence.info()
     reference, unavailable = _optional_reference(evidence)
+    analysis = run.analysis
+    # A reference that is not the model's float twin (trained separately) has outputs and
+    # activations of its own: values outside this model's ranges say nothing of its clipping.
+    weights = analysis.weights if analysis is not None else None
+    not_twin = weights is not None and weights.different_models
+    if not_twin and reference is not None:
+        assert weights is not None
+        reference, unavailable = None, (
+            f", because the reference is not this model's float twin (its weights differ from the model's by "
+            f"{weights.median_difference:.0%}: a different model)")
     shares: dict[str, float] = {}
     notes = []
     # One input: "input"; several: each by name, with its own scale and zero point.
@@ -83,10 +114,13 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
                      "where the float32 input is quantized")
         notes.append(f"{label}: {clipping.share:.2%} clipped{where} (representable {lo:.4g}..{hi:.4g})")
     exempt = []
-    outputs = {io.name: io.tensor for io in info.outputs}
+    outputs = _head_tensors(info, run.outputs)
     for head, out in run.outputs.items():
         tensor = outputs.get(head)
-        if out.params is None or tensor is None:
+        if out.params is None:
+            continue
+        if tensor is None:
+            notes.append(f"output '{head}': not measured (no output tensor of the model could be paired with it)")
             continue
         if info.source_op(tensor) in _BOUNDED_OPS:
             exempt.append(head)
@@ -100,8 +134,10 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if reference is None:
         notes.append("outputs judged without the float model (values pinned at a limit)" + unavailable)
     sections: dict[str, Any] = {"saturation": dict(shares)}
-    analysis = run.analysis
-    if analysis is not None:
+    if not_twin:
+        notes.append("intermediate tensors not judged: they were compared with the reference's, "
+                     "which is a different model")
+    elif analysis is not None:
         bounded = {t.name for t in info.tensors if t.subgraph == 0 and info.source_op(t) in _BOUNDED_OPS}
         clipped = sorted((r for r in analysis.tensors if r.rmse_steps is not None and (r.saturation or 0.0) > 0
                           and r.name not in bounded), key=lambda r: -(r.saturation or 0.0))
@@ -121,6 +157,8 @@ def saturation(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     return Measurement(
         shares[worst],
         f"worst: {worst}; " + "; ".join(notes),
+        ("inputs clipped: check that the data is preprocessed as the model's input expects (its representable "
+         "range is above); " + QUANTIZED_ELSEWHERE) if evidence.kind == "tflite" else
         "inputs clipped: the calibration data does not cover the evaluation data's range "
         "(preprocess both the same way); outputs clipped: calibrate with more representative samples",
         sections=sections,

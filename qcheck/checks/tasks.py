@@ -204,6 +204,13 @@ def infer_task(f: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...]
             return "regression", "inferred: several label values per sample"
         if reconstruction:
             return "reconstruction", "inferred: the output has the input's shape; labels are normal/anomaly"
+        if same_as_input and not softmax and set(np.unique(y).tolist()) == {0, 1}:
+            # An autoencoder fed data unlike its training data does not follow it, but its 0/1 labels
+            # are still normal/anomaly: as class indices they would name 2 of its many outputs, and
+            # top-1 over a reconstruction is no metric (the float model scores 0%, so nothing drops).
+            return "reconstruction", ("inferred: the output has the input's shape and labels are normal/anomaly "
+                                      "(0/1), though the float output hardly follows this input: check that the "
+                                      "data is preprocessed as the model's training data was")
         if values == 1:
             if set(np.unique(y).tolist()) <= {0, 1}:
                 return "binary", "inferred: one value per sample and 0/1 labels"

@@ -111,7 +111,11 @@ def _refused_kinds(operators: Sequence[Operator], loaded: TflmLoad,
 
 @check("arena", unit="bytes", sections=("arena",))
 def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
-    """Tensor arena TensorFlow Lite Micro allocates for the model (measured by TFLM: head and tail)."""
+    """Tensor arena TensorFlow Lite Micro needs for the model (measured by TFLM: head, tail, and more while preparing).
+
+    The recording allocator's head and tail are what stays allocated; the value is the smallest
+    arena TFLM allocates the model in, larger where its kernels take temporary memory while they
+    prepare."""
     from qcheck.tflite.arena import estimate_arena
 
     if _npu_ops(evidence):
@@ -130,14 +134,22 @@ def arena(evidence: Evidence, options: Mapping[str, Any]) -> Measurement:
     if estimate.peak_operator >= 0 and loaded.head:
         head_note = (f"; the activations alive at once need at least {format_quantity(estimate.peak_bytes, 'bytes')} "
                      f"(at operator {estimate.peak_operator}, {estimate.peak_op})")
+    needed = max(loaded.needed, loaded.total)
+    prepare = ""
+    if needed > loaded.total:
+        prepare = (f"; allocating it needs an arena of {format_quantity(needed, 'bytes')} ({needed} B, the smallest "
+                   f"{_runtime(loaded)} allocates the model in): its kernels take {needed - loaded.total} B more "
+                   "from the arena while they prepare, freed before the model runs")
     details = (f"{format_quantity(loaded.total, 'bytes')} ({loaded.total} B) measured by {_runtime(loaded)}: head "
                f"{format_quantity(loaded.head, 'bytes')} (activation tensors as its memory planner lays them out, "
                f"and kernel scratch buffers{head_note}), tail {format_quantity(loaded.tail, 'bytes')} (persistent: "
-               f"{tail}{rest}); a board's build adds its optimized kernels' scratch buffers (CMSIS-NN)")
+               f"{tail}{rest}){prepare}; a board's build adds its optimized kernels' scratch buffers (CMSIS-NN)")
+    if needed > loaded.total:
+        details = f"{format_quantity(needed, 'bytes')} to allocate; " + details
     section = loaded.to_dict()
     section["lower_bound"] = estimate.to_dict()
     return Measurement(
-        float(loaded.total),
+        float(needed),
         details,
         "shrink the tensors alive at once (input resolution, channels of the widest layers); the head is the "
         "part that grows with them",

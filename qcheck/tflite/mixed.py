@@ -27,6 +27,8 @@ def quantize_int16_layers(float_tflite: bytes, samples: dict[str, np.ndarray], l
     """The float model quantized to int8 with ``layers`` in int16x8, and a note saying what was done."""
     try:
         from ai_edge_quantizer import quantizer, qtyping
+        from ai_edge_quantizer.calibrator import Calibrator
+        from ai_edge_quantizer.utils import qsv_utils
     except ImportError:
         raise QcheckError(path, "int16_layers needs Google's ai-edge-quantizer, which is not installed",
                           'pip install "ai-edge-quantizer>=0.10" (or pytest-qcheck[int16-layers])') from None
@@ -44,7 +46,14 @@ def quantize_int16_layers(float_tflite: bytes, samples: dict[str, np.ndarray], l
     by_input = samples if len(samples) > 1 else {inputs[0]: next(iter(samples.values()))}
     data = [{name: np.asarray(by_input[name][i][None], dtype=np.float32) for name in inputs} for i in range(count)]
     try:
-        calibration = qt.calibrate({signature: data}, num_threads=1)
+        # Ranges are the calibration data's minimum and maximum, as TensorFlow's converter takes them
+        # (and the int8 model this one is compared with). ai-edge-quantizer's own default is a moving
+        # average of each sample's extremes, which narrows them: hello_world_float's input calibrated
+        # to 0..4.06 on samples spanning 0..6.27, clipping a third of its inputs. Its Quantizer.calibrate
+        # takes no update function, so its Calibrator is called as Quantizer.calibrate calls it.
+        calibrator = Calibrator(bytearray(float_tflite), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+        calibrator.calibrate({signature: data}, qt._recipe_manager)
+        calibration = calibrator.get_model_qsvs()
         result: Any = qt.quantize(calibration, enable_progress_report=False)
     except Exception as exc:  # its own errors: the user needs the text, named by model
         raise QcheckError(path, f"ai-edge-quantizer failed on int16_layers: {str(exc).strip()[:500]}") from None

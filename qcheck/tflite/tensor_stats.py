@@ -62,7 +62,7 @@ class ChannelSpread:
     widest: int
     widest_range: float  # that channel's reach: max(high, 0) - min(low, 0)
     median_range: float  # the median channel's reach
-    under_one_step: int  # channels whose whole float range is less than one quantization step
+    under_one_step: int  # channels whose float values vary, but by less than one quantization step
     # The widest channel's own lowest and highest float values (NaN in an analysis cached
     # before they were recorded).
     widest_low: float = math.nan
@@ -301,7 +301,8 @@ class _Tracked:
                 reach = np.maximum(high, 0.0) - np.minimum(low, 0.0)
                 widest = int(np.argmax(reach))
                 spread = ChannelSpread(len(ranges), widest, float(reach[widest]), float(np.median(reach)),
-                                       int(np.count_nonzero(ranges < p.scale)), float(low[widest]),
+                                       # a channel that does not vary (a dead ReLU) loses nothing to the scale
+                                       int(np.count_nonzero((ranges > 0) & (ranges < p.scale))), float(low[widest]),
                                        float(high[widest]))
         origin = range_origin(self.info, self.tensor, spread.widest if spread else None) if self.info else None
         return TensorReport(

@@ -64,11 +64,15 @@ class TflmLoad:
     reason: str = ""  # TFLM's own words when it refused the model (its log, without noise)
     failed_op: str = ""  # the operator it named: "STABLEHLO_TANH", "CUSTOM", "FULLY_CONNECTED"
     failed_node: int = -1  # the operator's index when TFLM named it ("Node X (number N)")
+    # The smallest arena TFLM allocates the model in: more than ``total`` when its kernels take
+    # temporary memory from the arena while they prepare (freed before the model runs, so the
+    # recording allocator's total leaves it out). 0 when not measured.
+    needed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "runtime": f"tflite-micro {self.version}", "loaded": self.loaded, "total": self.total,
-            "head": self.head, "tail": self.tail, "reason": self.reason,
+            "needed": self.needed, "head": self.head, "tail": self.tail, "reason": self.reason,
             "tail_records": [{"what": r.what, "bytes": r.used, "requested": r.requested, "count": r.count,
                               "of": r.of} for r in self.records],
         }
