@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from helpers import FIXTURES, QcheckRun, run_qcheck, write
-from qcheck.checks.tasks import infer_task, judge_head
+from qcheck.checks.tasks import infer_task, judge_head, reconstructs
 from qcheck.data import load_npz
 from qcheck.errors import QcheckError
 from qcheck.suites import load_suite
@@ -269,3 +269,10 @@ def test_an_autoencoder_with_normal_anomaly_labels_is_no_classifier_on_data_it_d
     assert result.task == "reconstruction" and result.metric == "AUC drop"
     # Labels that are not 0/1 stay class indices (a 16-class classifier without a softmax).
     assert infer_task(f, np.arange(200) % 16, (16,), x=x)[0] == "classification"
+    # A two-class classifier of two features (logits, no softmax) has the input's shape too, and
+    # its logits do not follow the input; its 0/1 labels are class indices it mostly gets right.
+    points = rng.normal(size=(200, 2))
+    classes = (points[:, 0] * points[:, 1] > 0).astype(np.int64)
+    logits = np.stack([-points[:, 0] * points[:, 1], points[:, 0] * points[:, 1]], axis=1)
+    assert not reconstructs(logits, points) and np.mean(logits.argmax(axis=1) == classes) > 0.9  # the premise
+    assert infer_task(logits, classes, (2,), x=points)[0] == "classification"

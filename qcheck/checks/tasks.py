@@ -204,10 +204,13 @@ def infer_task(f: np.ndarray, y: np.ndarray | None, input_shape: tuple[int, ...]
             return "regression", "inferred: several label values per sample"
         if reconstruction:
             return "reconstruction", "inferred: the output has the input's shape; labels are normal/anomaly"
-        if same_as_input and not softmax and set(np.unique(y).tolist()) == {0, 1}:
+        if (same_as_input and not softmax and set(np.unique(y).tolist()) == {0, 1}
+                and float(np.mean(flat.argmax(axis=1) == y.reshape(-1))) < 0.5):
             # An autoencoder fed data unlike its training data does not follow it, but its 0/1 labels
             # are still normal/anomaly: as class indices they would name 2 of its many outputs, and
             # top-1 over a reconstruction is no metric (the float model scores 0%, so nothing drops).
+            # A classifier whose logits happen to have the input's shape (2 features, 2 classes)
+            # gets its labels right as class indices, better than a coin: it stays a classifier.
             return "reconstruction", ("inferred: the output has the input's shape and labels are normal/anomaly "
                                       "(0/1), though the float output hardly follows this input: check that the "
                                       "data is preprocessed as the model's training data was")
