@@ -150,8 +150,11 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> GuardedRun:
     np.savez(data, x=rng.random((12, 96, 96, 3), dtype=np.float32), y=rng.integers(0, 2, 12))
     inputs = {p: sha256(p) for p in (model, data, VWW_FLOAT)}
     before = files_under(root)
+    # No cache: under xdist each worker running a test of this module makes this fixture, and the
+    # second run found the first's results in the session's shared cache and started no child.
     run = run_qcheck(cwd, f"--qcheck-model={model}", f"--qcheck-reference={VWW_FLOAT}", f"--qcheck-data={data}",
-                     "--qcheck-out=out/deep", "-k", "fully_quantized or accuracy_drop or saturation or vela",
+                     "--qcheck-out=out/deep", "--qcheck-no-cache",
+                     "-k", "fully_quantized or accuracy_drop or saturation or vela",
                      env={"PYTHONPATH": str(guard), "QCHECK_TEST_GUARD": str(guard), "TMPDIR": str(tmpdir)})
     return GuardedRun(run, root, guard, tmpdir, cwd / "out" / "deep", inputs, before)
 
