@@ -28,7 +28,8 @@ HELLO_FLOAT = REAL / "tflm" / "hello_world_float.tflite"
 KINDS = FIXTURES / "model_kinds"
 
 # Run in a fresh interpreter process: TFLM itself, with nothing of qcheck.
-_ALLOCATIONS = textwrap.dedent("""
+# Loads the model given first in an arena of any size, TFLM alone.
+_LOADER = textwrap.dedent("""
     import json, os, re, sys, tempfile
     from tflite_micro.python.tflite_micro import runtime
     model = open(sys.argv[1], "rb").read()
@@ -39,6 +40,8 @@ _ALLOCATIONS = textwrap.dedent("""
             return True
         except RuntimeError:
             return False
+""")
+_ALLOCATIONS = _LOADER + textwrap.dedent("""
 
     it = runtime.Interpreter.from_bytes(model, arena_size=64 << 20)
     sink = tempfile.TemporaryFile()
@@ -299,18 +302,7 @@ def test_warm_run_takes_tflm_results_from_the_cache(tmp_path: Path) -> None:
     assert warm.model(KWS.name)["arena"] == cold.model(KWS.name)["arena"]
 
 
-_SMALLEST = textwrap.dedent("""
-    import json, sys
-    from tflite_micro.python.tflite_micro import runtime
-    model = open(sys.argv[1], "rb").read()
-
-    def load(size):
-        try:
-            runtime.Interpreter.from_bytes(model, arena_size=size)
-            return True
-        except RuntimeError:
-            return False
-
+_SMALLEST = _LOADER + textwrap.dedent("""
     print(json.dumps({"fits": load(int(sys.argv[2])), "fits_16_less": load(int(sys.argv[2]) - 16)}))
 """)
 

@@ -79,18 +79,18 @@ def _what_it_is(census: Census) -> str:
 
 
 # What keeps a resource variable's state float, and what makes it integer (TensorFlow 2.21's converter).
+_STATE_OUTSIDE = ("keep the state outside the model (an input and an output that the application carries from "
+                  "one invoke to the next)")
 _STATE_HINT = ("the TFLite converter quantizes no resource variable unless asked: convert with "
                "converter._experimental_variable_quantization = True (an experimental option of TensorFlow's "
-               "converter) for an int8 state without the QUANTIZE and DEQUANTIZE around it, or keep the state "
-               "outside the model (an input and an output that the application carries from one invoke to the next)")
+               "converter) for an int8 state without the QUANTIZE and DEQUANTIZE around it, or " + _STATE_OUTSIDE)
 # qcheck's own conversion sets that option wherever the converter has it, so a float state left there is
 # one the user cannot change by asking qcheck: a TensorFlow without the option (the notes say so).
 _STATE_HINT_OWN_CONVERSION = (
     "qcheck's own conversion asks TensorFlow's converter for an int8 state "
     "(converter._experimental_variable_quantization = True, an experimental option) where the converter has "
     "that option, and the state stayed float all the same (the notes say so where this TensorFlow's converter "
-    "lacks the option): keep the state outside the model "
-    "(an input and an output that the application carries from one invoke to the next), or convert with a "
+    "lacks the option): " + _STATE_OUTSIDE + ", or convert with a "
     "TensorFlow whose converter quantizes it and give qcheck the .tflite, with --qcheck-reference=FLOAT_MODEL")
 
 
